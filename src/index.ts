@@ -1,1 +1,16 @@
-export const VERSION = "0.1.0";
+/** mailgate's public face: the server, its error value, the types hooks see, and the stores. */
+export type { EsmtpParams } from "./protocol/commands.js";
+export type { Envelope, MessageInfo, ServerInfo, SessionContext } from "./protocol/context.js";
+export type { CrlfMode } from "./protocol/data.js";
+export { SmtpError } from "./protocol/errors.js";
+export { STANDARD_REPLIES } from "./protocol/replies.js";
+export type { Severity } from "./protocol/session.js";
+export type { Logger, ServerSettings } from "./server/options.js";
+export {
+  SmtpServer,
+  type SmtpServerHooks,
+  type SmtpServerOptions,
+  type StopOptions,
+} from "./server/server.js";
+export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
+export type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store/store.js";

@@ -1,0 +1,209 @@
+/**
+ * Parsing of one command line (RFC 5321 4.1): the verb, MAIL/RCPT paths (4.1.2) and ESMTP parameters
+ * (4.1.2 Mail-parameters), with the limits of 4.5.3.1 and the UTF-8 rules of RFC 6531.
+ * Errors are thrown as SmtpError values carrying the reply the client gets.
+ */
+import { isAscii, isUtf8 } from "node:buffer";
+import { isIP } from "node:net";
+import { SmtpError } from "./errors.js";
+
+/** RFC 5321 4.5.3.1: limits on the parts of a path, in octets. */
+export const MAX_LOCAL_PART_OCTETS = 64;
+export const MAX_DOMAIN_OCTETS = 255;
+export const MAX_PATH_OCTETS = 256;
+
+export interface CommandLine {
+  /** The verb in upper case ("MAIL"); "" for an empty line. */
+  verb: string;
+  /** Everything after the verb and the spaces that follow it. */
+  args: string;
+  /** The line as text (for logs and the unknown-command hook). */
+  text: string;
+  /** True when the line holds bytes above 0x7f (valid UTF-8; invalid UTF-8 is refused earlier). */
+  nonAscii: boolean;
+}
+
+export type EsmtpParams = Record<string, string | true>;
+
+export interface PathArgument {
+  /** The mailbox without angle brackets and without a source route; "" for the null path <>. */
+  address: string;
+  /** ESMTP parameters by upper-case keyword; a keyword without "=value" maps to true. */
+  params: EsmtpParams;
+}
+
+const NUL = 0;
+const CR = 13;
+
+/**
+ * Decodes a command line (its terminator already removed). Refuses NUL and CR anywhere in it rather
+ * than truncating or stripping them (a CR inside MAIL FROM is a header-injection attempt), and
+ * refuses invalid UTF-8.
+ */
+export function decodeCommandLine(line: Buffer): CommandLine {
+  if (line.indexOf(NUL) !== -1 || line.indexOf(CR) !== -1) {
+    throw new SmtpError(500, "Syntax error: NUL or bare CR in command", "5.5.2");
+  }
+  let nonAscii = false;
+  let text: string;
+  if (isAscii(line)) {
+    text = line.toString("latin1");
+  } else if (isUtf8(line)) {
+    text = line.toString("utf8");
+    nonAscii = true;
+  } else {
+    throw new SmtpError(500, "Syntax error: invalid UTF-8 in command", "5.6.7");
+  }
+  const space = text.indexOf(" ");
+  const verb = (space === -1 ? text : text.slice(0, space)).toUpperCase();
+  let argsStart = space === -1 ? text.length : space;
+  while (text.charCodeAt(argsStart) === 32) argsStart++;
+  return { verb, args: text.slice(argsStart), text, nonAscii };
+}
+
+/** Parses the arguments of MAIL ("FROM:<path> params") or RCPT ("TO:<path> params"). */
+export function parsePathArgument(args: string, keyword: "FROM:" | "TO:", allowUtf8: boolean): PathArgument {
+  if (args.slice(0, keyword.length).toUpperCase() !== keyword) {
+    throw new SmtpError(
+      501,
+      `Syntax: ${keyword === "FROM:" ? "MAIL FROM:<address>" : "RCPT TO:<address>"}`,
+      "5.5.4",
+    );
+  }
+  let pos = keyword.length;
+  // RFC 5321 has no space after the colon, but many clients send one; Postfix accepts it too.
+  while (args.charCodeAt(pos) === 32) pos++;
+
+  let inner: string;
+  if (args.charCodeAt(pos) === 0x3c /* < */) {
+    const close = findClosingBracket(args, pos + 1);
+    if (close === -1) throw new SmtpError(501, "Syntax error in address: missing >", "5.1.7");
+    inner = args.slice(pos + 1, close);
+    pos = close + 1;
+  } else {
+    // A bare address without brackets: tolerated as most servers do, up to the first space.
+    const space = args.indexOf(" ", pos);
+    const end = space === -1 ? args.length : space;
+    inner = args.slice(pos, end);
+    pos = end;
+    if (inner === "") throw new SmtpError(501, "Syntax error: missing address", "5.1.7");
+  }
+
+  const address = parseMailbox(stripSourceRoute(inner), keyword === "FROM:", allowUtf8);
+  const rest = args.slice(pos);
+  if (rest !== "" && rest.charCodeAt(0) !== 32) {
+    throw new SmtpError(501, "Syntax error: parameters must follow the address after a space", "5.5.4");
+  }
+  return { address, params: parseEsmtpParams(rest) };
+}
+
+/** Finds the ">" that closes a path, skipping quoted strings (a quoted local part may hold ">"). */
+function findClosingBracket(s: string, from: number): number {
+  let quoted = false;
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (quoted) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) quoted = false;
+    } else if (c === 0x22) {
+      quoted = true;
+    } else if (c === 0x3e /* > */) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+/** RFC 5321 4.1.2: a source route ("@a,@b:") MUST be accepted and SHOULD be ignored. */
+function stripSourceRoute(path: string): string {
+  if (path.charCodeAt(0) !== 0x40 /* @ */) return path;
+  const colon = path.indexOf(":");
+  if (colon === -1) throw new SmtpError(501, "Syntax error in source route", "5.1.7");
+  return path.slice(colon + 1);
+}
+
+const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
+const ATEXT_UTF8 = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10ffff}]+$/u;
+const QUOTED = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"$/;
+const QUOTED_UTF8 = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\u{10ffff}]|\\[\x20-\x7e])*"$/u;
+// Let-dig [Ldh-str]; "_" is tolerated because real host names carry it.
+const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+const LABEL_UTF8 =
+  /^[A-Za-z0-9_\u0080-\u{10ffff}](?:[A-Za-z0-9_\-\u0080-\u{10ffff}]*[A-Za-z0-9_\u0080-\u{10ffff}])?$/u;
+
+function parseMailbox(mailbox: string, isReversePath: boolean, allowUtf8: boolean): string {
+  if (mailbox === "") {
+    if (isReversePath) return "";
+    throw new SmtpError(501, "Syntax error: empty recipient", "5.1.3");
+  }
+  if (Buffer.byteLength(mailbox) > MAX_PATH_OCTETS - 2) {
+    throw new SmtpError(501, `Path too long (more than ${MAX_PATH_OCTETS} octets)`, "5.1.3");
+  }
+  if (!allowUtf8 && !isAsciiText(mailbox)) {
+    // RFC 6531 3.5: an internationalized address needs SMTPUTF8 on MAIL FROM.
+    throw new SmtpError(553, "Non-ASCII address requires the SMTPUTF8 parameter", "5.6.7");
+  }
+  // RFC 5321 4.1.1.3: "Postmaster" without a domain is a valid recipient.
+  if (!isReversePath && mailbox.toLowerCase() === "postmaster") return mailbox;
+
+  const at = mailbox.lastIndexOf("@");
+  if (at <= 0 || at === mailbox.length - 1) {
+    throw new SmtpError(501, "Syntax error in mailbox: expected local-part@domain", "5.1.3");
+  }
+  const localPart = mailbox.slice(0, at);
+  const domain = mailbox.slice(at + 1);
+  if (Buffer.byteLength(localPart) > MAX_LOCAL_PART_OCTETS) {
+    throw new SmtpError(501, `Local part too long (more than ${MAX_LOCAL_PART_OCTETS} octets)`, "5.1.3");
+  }
+  if (!isValidLocalPart(localPart, allowUtf8)) {
+    throw new SmtpError(501, "Syntax error in the local part of the mailbox", "5.1.3");
+  }
+  if (!isValidDomain(domain, allowUtf8)) {
+    throw new SmtpError(501, "Syntax error in the domain of the mailbox", "5.1.2");
+  }
+  return mailbox;
+}
+
+function isValidLocalPart(localPart: string, allowUtf8: boolean): boolean {
+  if (localPart.charCodeAt(0) === 0x22) return (allowUtf8 ? QUOTED_UTF8 : QUOTED).test(localPart);
+  const atext = allowUtf8 ? ATEXT_UTF8 : ATEXT;
+  return localPart.split(".").every((atom) => atext.test(atom));
+}
+
+function isValidDomain(domain: string, allowUtf8: boolean): boolean {
+  if (Buffer.byteLength(domain) > MAX_DOMAIN_OCTETS) return false;
+  if (domain.charCodeAt(0) === 0x5b /* [ */) {
+    if (domain.charCodeAt(domain.length - 1) !== 0x5d) return false;
+    const literal = domain.slice(1, -1);
+    if (literal.slice(0, 5).toUpperCase() === "IPV6:") return isIP(literal.slice(5)) === 6;
+    return isIP(literal) === 4;
+  }
+  const label = allowUtf8 ? LABEL_UTF8 : LABEL;
+  return domain.split(".").every((part) => label.test(part));
+}
+
+/** True when every character is 7-bit (addresses need SMTPUTF8 otherwise). */
+export function isAsciiText(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+const PARAM_KEYWORD = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
+const PARAM_VALUE = /^[\x21-\x3c\x3e-\x7e]+$/;
+
+/** RFC 5321 4.1.2: esmtp-param = esmtp-keyword ["=" esmtp-value], separated by spaces. */
+export function parseEsmtpParams(text: string): EsmtpParams {
+  const params: EsmtpParams = Object.create(null);
+  for (const item of text.split(" ")) {
+    if (item === "") continue;
+    const eq = item.indexOf("=");
+    const keyword = (eq === -1 ? item : item.slice(0, eq)).toUpperCase();
+    const value = eq === -1 ? true : item.slice(eq + 1);
+    if (!PARAM_KEYWORD.test(keyword) || (value !== true && !PARAM_VALUE.test(value))) {
+      throw new SmtpError(501, `Syntax error in parameter "${item.slice(0, 40)}"`, "5.5.4");
+    }
+    if (keyword in params) throw new SmtpError(501, `Duplicate parameter ${keyword}`, "5.5.4");
+    params[keyword] = value;
+  }
+  return params;
+}

@@ -1,0 +1,87 @@
+/**
+ * The session context handed to every hook, with the three parts of the seed's `ctx`
+ * (server, envelope, message), camelCased. Dates are null until the event happens.
+ */
+import type { EsmtpParams } from "./commands.js";
+
+export interface ServerInfo {
+  /** Local host name (reverse DNS of the local address when lookups are on, else the address). */
+  localHost: string;
+  localIp: string;
+  localPort: number;
+  /** Text of the 220 greeting; a connect hook may change it. */
+  localResponse: string;
+  remoteHost: string;
+  remoteIp: string;
+  remotePort: number;
+  /** The argument of the last HELO/EHLO/LHLO. */
+  helo: string;
+  /** First line of the HELO/EHLO answer; connect and helo hooks may change it. */
+  heloResponse: string;
+  /** "HELO", "EHLO" or "LHLO" once the client has greeted. */
+  heloCommand: string;
+  connected: Date;
+  /** Number of errors answered in this session (unknown commands, bad syntax, hook errors). */
+  exceptions: number;
+  /** The errors counted in `exceptions`, oldest first (at most the last 100 are kept). */
+  errors: Error[];
+  authorizationId: string;
+  authenticationId: string;
+  authenticated: Date | null;
+  encrypted: Date | null;
+}
+
+export interface Envelope {
+  /** Reverse-path without brackets; "" for the null sender <>. */
+  from: string;
+  /** Accepted recipients without brackets, in RCPT order. */
+  to: string[];
+  /** BODY= of MAIL FROM: "" when not given, "7bit" or "8bitmime". */
+  encodingBody: "" | "7bit" | "8bitmime";
+  /** "utf8" when MAIL FROM carried SMTPUTF8, else "". */
+  encodingUtf8: "" | "utf8";
+  /** SIZE= declared on MAIL FROM, or null. */
+  declaredSize: number | null;
+  /** All MAIL FROM parameters, by upper-case keyword. */
+  mailParams: EsmtpParams;
+  /** The parameters of each accepted RCPT TO, parallel to `to`. */
+  rcptParams: EsmtpParams[];
+}
+
+export interface MessageInfo {
+  /** When DATA was accepted (354 sent). */
+  received: Date | null;
+  /** When the end of data arrived. */
+  delivered: Date | null;
+  /** Bytes of message data so far (including what hooks wrote); final once `delivered` is set. */
+  bytesize: number;
+  /** True once the empty line ending the header block has been received. */
+  headers: boolean;
+  /** Line break used in message data (always CRLF: bare line breaks are handled by the CRLF mode). */
+  crlf: "\r\n";
+  /** The whole message as received, when complete; empty while streaming to an onMessageStream hook. */
+  data: Buffer;
+  /**
+   * Inserts bytes into the message at the current position: at data start they come first (a Received
+   * header), at the end of headers they come before the empty line (an X- header).
+   */
+  write(bytes: Buffer | string): void;
+}
+
+export interface SessionContext {
+  server: ServerInfo;
+  envelope: Envelope;
+  message: MessageInfo;
+}
+
+export function emptyEnvelope(): Envelope {
+  return {
+    from: "",
+    to: [],
+    encodingBody: "",
+    encodingUtf8: "",
+    declaredSize: null,
+    mailParams: Object.create(null),
+    rcptParams: [],
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * The DATA decoder (RFC 5321 4.1.1.4 and 4.5.2): finds the end of the message, removes dot-stuffing and
+ * applies the CRLF mode, as a stream over Buffers.
+ *
+ * Safety rules (SMTP smuggling, CVE-2023-51764/51765/51766): only <CRLF>.<CRLF> ends the message, where
+ * the first CRLF is a real line end (or the DATA command's own); a dot is unstuffed only at the start of
+ * such a real line; a bare CR or bare LF never starts a line for either purpose. What happens to bare
+ * CR/LF inside the message is the CRLF mode's job:
+ *   ensure (default): a bare LF becomes CRLF and a bare CR is removed, so the stored message has only
+ *     CRLF line ends (the seed's "heal" rule; Postfix's smtpd_forbid_bare_newline = normalize).
+ *   leave: bytes are kept as sent.
+ *   strict: the message is marked and the server rejects it with 550 5.5.2 after its real end.
+ *
+ * Hot path: lines are found with Buffer.indexOf and unchanged runs are emitted as subarrays of the
+ * input, so a clean chunk costs two native scans per line and no copy.
+ */
+
+export type CrlfMode = "ensure" | "leave" | "strict";
+
+export const CRLF_MODES: readonly CrlfMode[] = ["ensure", "leave", "strict"];
+
+const CR = 13;
+const LF = 10;
+const DOT = 46;
+const CRLF_BYTES = Buffer.from("\r\n");
+
+/** Why decode() returned. */
+export enum DecodeStop {
+  /** Every byte up to the returned position is decoded; the rest (at most 2 bytes) needs more input. */
+  NeedMore = 0,
+  /** The header block ends at the returned position (before its empty line): a hook may add headers. */
+  HeadersEnd = 1,
+  /** The returned position is just after <CRLF>.<CRLF>; the message is complete. */
+  End = 2,
+}
+
+export class DataDecoder {
+  private lineStart = true;
+  private inHeaders = true;
+  /** Why the last decode() call returned. */
+  stop: DecodeStop = DecodeStop.NeedMore;
+  /** Number of bare CR and bare LF seen (in strict mode, any makes the message unacceptable). */
+  bareLineBreaks = 0;
+
+  constructor(
+    private readonly mode: CrlfMode,
+    private readonly emit: (bytes: Buffer) => void,
+  ) {}
+
+  /**
+   * Decodes input from `start`. Returns the position where it stopped, and sets `stop`. With NeedMore,
+   * bytes from the returned position on must be given again, followed by more input.
+   */
+  decode(input: Buffer, start: number): number {
+    const { mode } = this;
+    const len = input.length;
+    let pos = start;
+    let run = start; // first byte of the unchanged run not yet emitted
+
+    while (pos < len) {
+      if (this.lineStart) {
+        const c = input[pos];
+        if (c === DOT) {
+          // ".\r\n" ends the message; "." followed by anything else is a stuffed dot (4.5.2).
+          if (pos + 2 >= len) return this.pause(input, run, pos);
+          if (input[pos + 1] === CR && input[pos + 2] === LF) {
+            this.flush(input, run, pos);
+            this.stop = DecodeStop.End;
+            return pos + 3;
+          }
+          this.flush(input, run, pos);
+          pos += 1;
+          run = pos;
+        } else if (this.inHeaders && (c === CR || c === LF)) {
+          if (c === CR && pos + 1 >= len) return this.pause(input, run, pos);
+          if (c === LF || input[pos + 1] === LF) {
+            // An empty line: the header block ends here. A bare LF counts only where it will be a line end.
+            if (c === CR || mode === "ensure") {
+              this.inHeaders = false;
+              this.flush(input, run, pos);
+              this.stop = DecodeStop.HeadersEnd;
+              return pos;
+            }
+          }
+        }
+        this.lineStart = false;
+      }
+
+      const lf = input.indexOf(LF, pos);
+      if (mode !== "leave") {
+        const cr = input.indexOf(CR, pos);
+        if (cr !== -1 && (lf === -1 || cr < lf - 1)) {
+          // A CR that is not right before the next LF: bare, unless the LF is still to come.
+          if (cr + 1 >= len) return this.pause(input, run, cr);
+          this.bareLineBreaks++;
+          if (mode === "ensure") {
+            this.flush(input, run, cr);
+            run = cr + 1;
+          }
+          pos = cr + 1;
+          continue;
+        }
+      }
+      if (lf === -1) {
+        // In leave mode a CR at the very end may be the first half of a CRLF: keep it for the next call.
+        if (input[len - 1] === CR) return this.pause(input, run, len - 1);
+        pos = len;
+        break;
+      }
+      if (lf > pos && input[lf - 1] === CR) {
+        this.lineStart = true;
+      } else {
+        this.bareLineBreaks++;
+        if (mode === "ensure") {
+          this.flush(input, run, lf);
+          this.emit(CRLF_BYTES);
+          run = lf + 1;
+        }
+      }
+      pos = lf + 1;
+    }
+    this.flush(input, run, pos);
+    this.stop = DecodeStop.NeedMore;
+    return pos;
+  }
+
+  private pause(input: Buffer, run: number, pos: number): number {
+    this.flush(input, run, pos);
+    this.stop = DecodeStop.NeedMore;
+    return pos;
+  }
+
+  private flush(input: Buffer, from: number, to: number): void {
+    if (to > from) this.emit(input.subarray(from, to));
+  }
+}

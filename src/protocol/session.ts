@@ -1,0 +1,777 @@
+/**
+ * The state machine of one SMTP session (RFC 5321 4.1.4 and 4.3.2): bytes in, replies out, hooks called
+ * in between. It never touches a socket, timer or file: a transport feeds it bytes and carries its
+ * replies, so tests and fuzzers drive it the same way a TCP connection does.
+ *
+ * Replies to a pipelined batch (RFC 2920) are collected and written in one piece when the input runs
+ * dry; the state machine itself is the seed's (`process_line` of MidiSmtpServer), tightened where the
+ * RFCs or safety demand it.
+ */
+import { Readable } from "node:stream";
+import {
+  type CommandLine,
+  decodeCommandLine,
+  type EsmtpParams,
+  isAsciiText,
+  parsePathArgument,
+} from "./commands.js";
+import { emptyEnvelope, type SessionContext } from "./context.js";
+import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
+import { SmtpError } from "./errors.js";
+import { formatReply } from "./replies.js";
+
+export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
+
+/** What a hook may return: a value, or a promise of one. */
+type Awaitable<T> = T | Promise<T>;
+
+/** The hooks the session calls; the server binds them to the user's implementation. */
+export interface SessionHooks {
+  onConnect(ctx: SessionContext): Awaitable<unknown>;
+  onHelo(ctx: SessionContext, heloData: string): Awaitable<unknown>;
+  onMailFrom(
+    ctx: SessionContext,
+    address: string,
+    params: EsmtpParams,
+  ): Awaitable<string | undefined | unknown>;
+  onRcptTo(
+    ctx: SessionContext,
+    address: string,
+    params: EsmtpParams,
+  ): Awaitable<string | undefined | unknown>;
+  onVrfy?(ctx: SessionContext, argument: string): Awaitable<string>;
+  onExpn?(ctx: SessionContext, argument: string): Awaitable<readonly string[]>;
+  onMessageDataStart(ctx: SessionContext): Awaitable<unknown>;
+  onMessageDataReceiving(ctx: SessionContext): Awaitable<unknown>;
+  onMessageDataHeaders(ctx: SessionContext): Awaitable<unknown>;
+  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | unknown>;
+  onMessageData(ctx: SessionContext): Awaitable<string | undefined | unknown>;
+  onProcessLineUnknown(ctx: SessionContext, line: string): Awaitable<unknown>;
+  log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
+}
+
+/** How the session reaches its peer; implemented by the server's connection driver and by tests. */
+export interface SessionTransport {
+  write(text: string): void;
+  /** Ends the connection once written replies are flushed. */
+  close(): void;
+  pauseInput(): void;
+  resumeInput(): void;
+  /** A command was answered: the per-command deadline starts again. */
+  commandCompleted(): void;
+  /** `bytes` of message data arrived: the DATA deadline grows by bytes / minimum data rate. */
+  dataReceived(bytes: number): void;
+}
+
+export interface SessionConfig {
+  /** Our host name, used in the greeting, EHLO answer and 221/421 replies. */
+  hostname: string;
+  crlfMode: CrlfMode;
+  pipelining: boolean;
+  /** 8BITMIME and SMTPUTF8 (the seed's internationalization_extensions). */
+  internationalization: boolean;
+  /** Largest message in bytes (0 = unlimited); advertised as SIZE and enforced. */
+  maxMessageSize: number;
+  maxRecipients: number;
+  /** Unknown, malformed or out-of-sequence commands allowed before 421 and close. */
+  maxBadCommands: number;
+  /** Longest command line in octets including CRLF (RFC 5321 4.5.3.1.4: 512). */
+  maxCommandLineLength: number;
+  /** Bytes of one unterminated line after which the connection is dropped. */
+  ioBufferMaxSize: number;
+  /** highWaterMark of the stream given to onMessageStream. */
+  messageChunkSize: number;
+  /** Log every command and reply at debug severity. */
+  logDialog: boolean;
+}
+
+enum Phase {
+  Greeting = 0,
+  Command = 1,
+  Data = 2,
+  Closed = 3,
+}
+
+enum TxState {
+  NeedHelo = 0,
+  Ready = 1,
+  Mail = 2,
+  Rcpt = 3,
+}
+
+const LF = 10;
+const EMPTY = Buffer.alloc(0);
+/** Input kept while a hook runs before the socket is paused. */
+const INPUT_HIGH_WATER = 256 * 1024;
+const MAX_KEPT_ERRORS = 100;
+
+/** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
+const GROUP_ENDERS = new Set(["EHLO", "HELO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
+/** Known SMTP verbs we do not offer: 502 rather than the unknown-command path. */
+const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "BDAT", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
+/** A web client talking to the SMTP port: no point in a dialogue. */
+const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
+
+const BAD_COMMAND_CODES = new Set([500, 501, 502, 503, 504, 555]);
+
+export class SmtpSession {
+  readonly ctx: SessionContext;
+  private phase = Phase.Greeting;
+  private tx = TxState.NeedHelo;
+  private input: Buffer = EMPTY;
+  private inputPos = 0;
+  private inputPaused = false;
+  private out = "";
+  private pumping = false;
+  private running: Promise<void> | null = null;
+  private badCommands = 0;
+  private skippedLineBytes = -1; // >= 0 while discarding an over-long command line
+  private pregreet = false;
+  private closeRequested = false;
+
+  // The message being received (phase Data).
+  private decoder: DataDecoder | null = null;
+  private parts: Buffer[] = [];
+  private dataError: unknown = null;
+  private stream: Readable | null = null;
+  private streamBlocked = false;
+  private streamResult: Promise<unknown> | null = null;
+  private streamFailure: unknown = null;
+  private bytesSinceReceivingHook = 0;
+
+  constructor(
+    private readonly config: SessionConfig,
+    private readonly hooks: SessionHooks,
+    private readonly transport: SessionTransport,
+    ctx: SessionContext,
+  ) {
+    this.ctx = ctx;
+    ctx.message.write = (bytes) => this.writeMessage(bytes);
+  }
+
+  get isClosed(): boolean {
+    return this.phase === Phase.Closed;
+  }
+
+  /** True while a mail transaction or message is under way (graceful shutdown waits for these). */
+  get inTransaction(): boolean {
+    return this.phase === Phase.Data || this.tx === TxState.Mail || this.tx === TxState.Rcpt;
+  }
+
+  /** Runs the connect hook and sends the greeting (or the hook's refusal). */
+  async start(): Promise<void> {
+    if (this.phase !== Phase.Greeting) return;
+    try {
+      await this.hooks.onConnect(this.ctx);
+    } catch (error) {
+      this.recordError(error);
+      this.reply(this.errorReply(error, 421));
+      this.close();
+      return;
+    }
+    if (this.phase !== Phase.Greeting) return;
+    if (this.pregreet) {
+      // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit.
+      this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
+      this.close();
+      return;
+    }
+    this.phase = Phase.Command;
+    this.reply(formatReply(220, undefined, this.ctx.server.localResponse));
+    this.flush();
+    this.transport.commandCompleted();
+  }
+
+  /** Feeds bytes from the client. */
+  receive(chunk: Buffer): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.phase === Phase.Greeting) {
+      this.pregreet = true;
+      return;
+    }
+    if (this.inputPos >= this.input.length) {
+      this.input = chunk;
+    } else {
+      this.input = Buffer.concat([this.input.subarray(this.inputPos), chunk]);
+    }
+    this.inputPos = 0;
+    if ((this.pumping || this.streamBlocked) && this.input.length > INPUT_HIGH_WATER && !this.inputPaused) {
+      this.inputPaused = true;
+      this.transport.pauseInput();
+    }
+    void this.pump();
+  }
+
+  /** The client closed its side: abandon the session (a half-received message is discarded). */
+  end(): void {
+    if (this.phase === Phase.Closed) return;
+    this.abandonMessage(new Error("client disconnected"));
+    this.phase = Phase.Closed;
+  }
+
+  /** The per-command or data deadline passed. */
+  timeout(): void {
+    this.shutdownNow(formatReply(421, "4.4.2", `${this.config.hostname} Error: timeout exceeded`));
+  }
+
+  /**
+   * Graceful close for server shutdown: an idle session gets 421 now; one inside a transaction after
+   * the transaction ends.
+   */
+  requestClose(): void {
+    this.closeRequested = true;
+    if (!this.pumping && !this.inTransaction) this.closeForShutdown();
+  }
+
+  /** Immediate close with 421 (forced shutdown, internal failure). */
+  shutdownNow(reply = this.shutdownReply()): void {
+    if (this.phase === Phase.Closed) return;
+    this.abandonMessage(new SmtpError(421, "Connection closed"));
+    this.reply(reply);
+    this.close();
+  }
+
+  private shutdownReply(): string {
+    return formatReply(
+      421,
+      "4.3.2",
+      `${this.config.hostname} Service shutting down, closing transmission channel`,
+    );
+  }
+
+  private closeForShutdown(): void {
+    if (this.phase === Phase.Closed) return;
+    this.reply(this.shutdownReply());
+    this.close();
+  }
+
+  /** Resolves once everything received so far has been handled (or is waiting for more input). */
+  async whenIdle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private pump(): Promise<void> {
+    if (this.pumping && this.running) return this.running;
+    const run = this.runPump();
+    this.running = run;
+    void run.then(() => {
+      if (this.running === run) this.running = null;
+    });
+    return run;
+  }
+
+  private async runPump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.phase === Phase.Command || this.phase === Phase.Data) {
+        const progressed = this.phase === Phase.Data ? await this.pumpData() : await this.pumpCommand();
+        if (!progressed) break;
+      }
+      this.flush();
+      if (this.closeRequested && !this.inTransaction) this.closeForShutdown();
+    } catch (error) {
+      // A bug of ours, never the client's fault: log it, tell the client to retry later.
+      this.hooks.log(this.ctx, "error", `internal error: ${describe(error)}`, error);
+      this.shutdownNow(
+        formatReply(421, "4.3.0", `${this.config.hostname} Internal error, closing connection`),
+      );
+    } finally {
+      this.pumping = false;
+      if (this.inputPaused && this.phase !== Phase.Closed && !this.streamBlocked) {
+        this.inputPaused = false;
+        this.transport.resumeInput();
+      }
+    }
+  }
+
+  /** Handles one command line if a whole one is buffered; false when more input is needed. */
+  private async pumpCommand(): Promise<boolean> {
+    const { input, config } = this;
+    const start = this.inputPos;
+    const lf = input.indexOf(LF, start);
+    if (lf === -1) {
+      const pending = input.length - start;
+      if (this.skippedLineBytes >= 0 || pending > config.maxCommandLineLength) {
+        // Do not buffer an over-long line: drop it as it comes, and give up on absurd ones.
+        this.skippedLineBytes = Math.max(this.skippedLineBytes, 0) + pending;
+        this.input = EMPTY;
+        this.inputPos = 0;
+        if (this.skippedLineBytes > config.ioBufferMaxSize) {
+          this.shutdownNow(
+            formatReply(421, "4.7.0", `${config.hostname} Error: line too long, closing connection`),
+          );
+        }
+      }
+      return false;
+    }
+    this.inputPos = lf + 1;
+    const more = this.inputPos < input.length;
+    const tooLong = this.skippedLineBytes >= 0 || lf + 1 - start > config.maxCommandLineLength;
+    this.skippedLineBytes = -1;
+    this.transport.commandCompleted();
+
+    if (tooLong) {
+      this.answerError(new SmtpError(500, "Line too long", "5.5.2"));
+      return true;
+    }
+    let end = lf;
+    if (end > start && input[end - 1] === 13) {
+      end--;
+    } else if (config.crlfMode === "strict") {
+      this.answerError(new SmtpError(500, "Syntax error: command lines must end with CRLF", "5.5.2"));
+      return true;
+    }
+    if (!config.pipelining && more) {
+      // The seed's pipelining error: the client sent its next command before our reply.
+      this.answerError(new SmtpError(500, "Bad input: PIPELINING is not enabled", "5.5.0"));
+      return true;
+    }
+
+    let line: CommandLine;
+    try {
+      line = decodeCommandLine(input.subarray(start, end));
+    } catch (error) {
+      this.answerError(error);
+      return true;
+    }
+    if (config.logDialog) this.hooks.log(this.ctx, "debug", `<<< ${line.text}`);
+    if (config.pipelining && more && GROUP_ENDERS.has(line.verb)) {
+      // RFC 2920 3.1 and Postfix's smtpd_forbid_unauth_pipelining: nothing may follow these unanswered.
+      // Above all, message content sent before the 354 could carry smuggled commands.
+      this.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
+      this.close();
+      return false;
+    }
+    await this.dispatch(line);
+    return this.phase !== Phase.Closed;
+  }
+
+  private async dispatch(line: CommandLine): Promise<void> {
+    try {
+      switch (line.verb) {
+        case "EHLO":
+        case "HELO":
+          return await this.handleHelo(line);
+        case "MAIL":
+          return await this.handleMail(line);
+        case "RCPT":
+          return await this.handleRcpt(line);
+        case "DATA":
+          return await this.handleData(line);
+        case "RSET":
+          this.requireNoArgs(line);
+          this.resetTransaction();
+          return this.reply(formatReply(250, "2.0.0", "Ok"));
+        case "NOOP":
+          return this.reply(formatReply(250, "2.0.0", "Ok"));
+        case "QUIT":
+          this.requireNoArgs(line);
+          this.reply(
+            formatReply(221, "2.0.0", `${this.config.hostname} Service closing transmission channel`),
+          );
+          return this.close();
+        case "HELP":
+          return this.reply(
+            formatReply(214, "2.0.0", [
+              "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
+              "See RFC 5321 for their use",
+            ]),
+          );
+        case "VRFY":
+          return await this.handleVrfy(line);
+        case "EXPN":
+          return await this.handleExpn(line);
+        default:
+          return await this.handleOther(line);
+      }
+    } catch (error) {
+      this.answerError(error);
+    }
+  }
+
+  private async handleHelo(line: CommandLine): Promise<void> {
+    const heloData = line.args.trim();
+    if (heloData === "" || line.nonAscii) {
+      throw new SmtpError(501, `Syntax: ${line.verb} hostname`, "5.5.4");
+    }
+    await this.hooks.onHelo(this.ctx, heloData);
+    // RFC 5321 4.1.4: a later EHLO/HELO resets the session like RSET.
+    this.resetTransaction();
+    const { server } = this.ctx;
+    server.helo = heloData;
+    server.heloCommand = line.verb;
+    this.tx = TxState.Ready;
+    if (line.verb === "HELO") {
+      return this.reply(formatReply(250, undefined, server.heloResponse));
+    }
+    const { config } = this;
+    const lines = [server.heloResponse];
+    if (config.pipelining) lines.push("PIPELINING");
+    if (config.internationalization) lines.push("8BITMIME", "SMTPUTF8");
+    lines.push(config.maxMessageSize > 0 ? `SIZE ${config.maxMessageSize}` : "SIZE");
+    lines.push("ENHANCEDSTATUSCODES", "HELP");
+    this.reply(formatReply(250, undefined, lines));
+  }
+
+  private async handleMail(line: CommandLine): Promise<void> {
+    if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send HELO/EHLO first", "5.5.1");
+    if (this.tx !== TxState.Ready) throw new SmtpError(503, "Error: nested MAIL command", "5.5.1");
+    const { config } = this;
+    const { address, params } = parsePathArgument(line.args, "FROM:", config.internationalization);
+    const envelope = this.ctx.envelope;
+    for (const keyword in params) {
+      const value = params[keyword];
+      switch (keyword) {
+        case "BODY": {
+          const body = typeof value === "string" ? value.toUpperCase() : "";
+          if (!config.internationalization) throw unsupportedParameter(keyword);
+          if (body !== "7BIT" && body !== "8BITMIME") {
+            throw new SmtpError(501, "Error: BODY must be 7BIT or 8BITMIME", "5.5.4");
+          }
+          envelope.encodingBody = body === "7BIT" ? "7bit" : "8bitmime";
+          break;
+        }
+        case "SMTPUTF8":
+          if (!config.internationalization) throw unsupportedParameter(keyword);
+          if (value !== true) throw new SmtpError(501, "Error: SMTPUTF8 takes no value", "5.5.4");
+          envelope.encodingUtf8 = "utf8";
+          break;
+        case "SIZE": {
+          if (typeof value !== "string" || !/^[0-9]{1,20}$/.test(value)) {
+            throw new SmtpError(501, "Error: SIZE must be a number of octets", "5.5.4");
+          }
+          const size = Number(value);
+          // RFC 1870 6.1: refuse at MAIL what cannot be accepted, before any data is sent.
+          if (config.maxMessageSize > 0 && size > config.maxMessageSize) {
+            throw new SmtpError(552, "Message size exceeds fixed maximum message size", "5.3.4");
+          }
+          envelope.declaredSize = size;
+          break;
+        }
+        default:
+          throw unsupportedParameter(keyword);
+      }
+    }
+    if (envelope.encodingUtf8 !== "utf8" && !isAsciiText(address)) {
+      throw new SmtpError(553, "Non-ASCII address requires the SMTPUTF8 parameter", "5.6.7");
+    }
+    const replacement = await this.hooks.onMailFrom(this.ctx, address, params);
+    envelope.from = typeof replacement === "string" ? replacement : address;
+    envelope.mailParams = params;
+    this.tx = TxState.Mail;
+    this.reply(formatReply(250, "2.1.0", "Ok"));
+  }
+
+  private async handleRcpt(line: CommandLine): Promise<void> {
+    if (this.tx !== TxState.Mail && this.tx !== TxState.Rcpt) {
+      throw new SmtpError(503, "Error: need MAIL command", "5.5.1");
+    }
+    const envelope = this.ctx.envelope;
+    if (envelope.to.length >= this.config.maxRecipients) {
+      throw new SmtpError(452, "Error: too many recipients", "4.5.3");
+    }
+    const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
+    for (const keyword in params) throw unsupportedParameter(keyword);
+    const replacement = await this.hooks.onRcptTo(this.ctx, address, params);
+    envelope.to.push(typeof replacement === "string" ? replacement : address);
+    envelope.rcptParams.push(params);
+    this.tx = TxState.Rcpt;
+    this.reply(formatReply(250, "2.1.5", "Ok"));
+  }
+
+  private async handleVrfy(line: CommandLine): Promise<void> {
+    if (line.args === "") throw new SmtpError(501, "Syntax: VRFY address", "5.5.4");
+    // RFC 5321 3.5.3: never 250 unless something really verified the address.
+    if (!this.hooks.onVrfy) {
+      return this.reply(
+        formatReply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"),
+      );
+    }
+    const mailbox = await this.hooks.onVrfy(this.ctx, line.args);
+    this.reply(formatReply(250, "2.1.5", mailbox));
+  }
+
+  private async handleExpn(line: CommandLine): Promise<void> {
+    if (line.args === "") throw new SmtpError(501, "Syntax: EXPN list", "5.5.4");
+    if (!this.hooks.onExpn) throw new SmtpError(502, "EXPN not available", "5.5.1");
+    const members = await this.hooks.onExpn(this.ctx, line.args);
+    if (members.length === 0) throw new SmtpError(550, "No such list", "5.1.1");
+    this.reply(formatReply(250, "2.1.5", members));
+  }
+
+  private async handleOther(line: CommandLine): Promise<void> {
+    if (HTTP_VERBS.has(line.verb)) {
+      this.hooks.log(this.ctx, "warn", `HTTP request on the SMTP port from ${this.ctx.server.remoteIp}`);
+      this.reply(formatReply(421, "4.7.0", `${this.config.hostname} Error: this is an SMTP server`));
+      return this.close();
+    }
+    if (NOT_IMPLEMENTED.has(line.verb)) throw SmtpError.code(502);
+    await this.hooks.onProcessLineUnknown(this.ctx, line.text);
+    throw SmtpError.code(500);
+  }
+
+  private async handleData(line: CommandLine): Promise<void> {
+    this.requireNoArgs(line);
+    if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
+    if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+    const { message } = this.ctx;
+    message.received = new Date();
+    this.phase = Phase.Data;
+    this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => this.writeMessage(bytes));
+    try {
+      await this.hooks.onMessageDataStart(this.ctx);
+    } catch (error) {
+      // Refused before the 354: the client keeps its transaction and may RSET or try again.
+      this.phase = Phase.Command;
+      this.resetMessage();
+      throw error;
+    }
+    if (this.hooks.onMessageStream) this.openStream(this.hooks.onMessageStream);
+    this.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
+  }
+
+  private openStream(hook: NonNullable<SessionHooks["onMessageStream"]>): void {
+    const stream = new Readable({
+      highWaterMark: this.config.messageChunkSize,
+      read: () => {
+        if (!this.streamBlocked) return;
+        this.streamBlocked = false;
+        void this.pump();
+      },
+    });
+    this.stream = stream;
+    const pending = this.parts; // bytes written by the data-start hook come first
+    this.parts = [];
+    for (const bytes of pending) stream.push(bytes);
+    this.streamResult = Promise.resolve()
+      .then(() => hook(this.ctx, stream))
+      .then(
+        (value) => {
+          // A consumer that returns before the end no longer reads: drain the rest so the session goes on.
+          if (!stream.readableEnded && !stream.destroyed) stream.resume();
+          return value;
+        },
+        (error) => {
+          // The consumer failed (store error...): keep reading the message, answer the error at its end.
+          this.streamFailure = error ?? new Error("message stream hook failed");
+          this.streamBlocked = false;
+          if (!stream.destroyed) stream.destroy();
+          void this.pump();
+        },
+      );
+  }
+
+  /** Decodes buffered message data; false when more input is needed (or the stream consumer is slow). */
+  private async pumpData(): Promise<boolean> {
+    if (this.streamBlocked) return false;
+    const decoder = this.decoder as DataDecoder;
+    const start = this.inputPos;
+    const size = this.ctx.message.bytesize;
+    const pos = decoder.decode(this.input, start);
+    this.inputPos = pos;
+    if (pos > start) this.transport.dataReceived(pos - start);
+    this.bytesSinceReceivingHook += this.ctx.message.bytesize - size;
+
+    switch (decoder.stop) {
+      case DecodeStop.HeadersEnd:
+        this.ctx.message.headers = true;
+        await this.runDataHook(this.hooks.onMessageDataHeaders);
+        return true;
+      case DecodeStop.End:
+        await this.finishMessage();
+        this.transport.commandCompleted();
+        return this.phase !== Phase.Closed;
+      default: {
+        if (this.bytesSinceReceivingHook === 0) return false;
+        this.bytesSinceReceivingHook = 0;
+        const input = this.input;
+        await this.runDataHook(this.hooks.onMessageDataReceiving);
+        // Input that arrived while the hook ran replaced the buffer: go on with it.
+        return this.input !== input && this.phase === Phase.Data;
+      }
+    }
+  }
+
+  /** Runs a hook during DATA: its error is answered after the end of the data (421 at once). */
+  private async runDataHook(hook: (ctx: SessionContext) => Awaitable<unknown>): Promise<void> {
+    if (this.dataError) return;
+    try {
+      await hook.call(this.hooks, this.ctx);
+    } catch (error) {
+      this.failMessage(error);
+      if (error instanceof SmtpError && error.closesConnection) {
+        this.recordError(error);
+        this.reply(error.render());
+        this.close();
+      }
+    }
+  }
+
+  /** Appends decoded or hook-written bytes to the message, enforcing the size limit. */
+  private writeMessage(bytes: Buffer | string): void {
+    if (this.phase !== Phase.Data) {
+      throw new Error("ctx.message.write() is only available while message data is being received");
+    }
+    const chunk = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
+    const message = this.ctx.message;
+    message.bytesize += chunk.length;
+    if (this.dataError) return;
+    const { maxMessageSize } = this.config;
+    if (maxMessageSize > 0 && message.bytesize > maxMessageSize) {
+      this.failMessage(new SmtpError(552, "Error: message exceeds fixed maximum message size", "5.3.4"));
+      return;
+    }
+    if (this.stream) {
+      if (this.streamFailure || this.stream.destroyed) return;
+      if (!this.stream.push(chunk)) this.streamBlocked = true;
+    } else {
+      this.parts.push(chunk);
+    }
+  }
+
+  /** The message will be refused: drop what was kept, tell the stream consumer, keep reading to the end. */
+  private failMessage(error: unknown): void {
+    if (this.dataError) return;
+    this.dataError = error;
+    this.parts = [];
+    if (this.stream && !this.stream.destroyed) {
+      this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+    this.streamBlocked = false;
+  }
+
+  private async finishMessage(): Promise<void> {
+    const { ctx, decoder } = this;
+    const message = ctx.message;
+    message.delivered = new Date();
+    if (this.config.crlfMode === "strict" && decoder && decoder.bareLineBreaks > 0) {
+      this.failMessage(new SmtpError(550, "Error: bare CR or LF in message data", "5.5.2"));
+    }
+    let result: unknown;
+    let error = this.dataError;
+    if (!error) {
+      if (this.stream) {
+        this.stream.push(null);
+        result = await this.streamResult;
+        error = this.streamFailure;
+      } else {
+        message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+      }
+    } else if (this.streamResult) {
+      await this.streamResult; // let the consumer clean up before the client hears the refusal
+    }
+    if (!error) {
+      try {
+        const value = await this.hooks.onMessageData(ctx);
+        if (typeof value === "string") result = value;
+      } catch (hookError) {
+        error = hookError;
+      }
+    }
+    this.phase = Phase.Command;
+    this.resetTransaction();
+    if (error) {
+      this.answerError(error, 451);
+    } else {
+      this.reply(formatReply(250, "2.0.0", typeof result === "string" ? result : "Ok: message accepted"));
+    }
+  }
+
+  private abandonMessage(reason: unknown): void {
+    if (this.phase !== Phase.Data) return;
+    this.failMessage(reason);
+    this.streamResult?.catch(() => {});
+  }
+
+  private resetMessage(): void {
+    this.decoder = null;
+    this.parts = [];
+    this.dataError = null;
+    this.stream = null;
+    this.streamBlocked = false;
+    this.streamResult = null;
+    this.streamFailure = null;
+    this.bytesSinceReceivingHook = 0;
+    const message = this.ctx.message;
+    message.received = null;
+    message.delivered = null;
+    message.bytesize = 0;
+    message.headers = false;
+    message.data = EMPTY;
+  }
+
+  private resetTransaction(): void {
+    this.ctx.envelope = emptyEnvelope();
+    this.resetMessage();
+    if (this.tx !== TxState.NeedHelo) this.tx = TxState.Ready;
+  }
+
+  private requireNoArgs(line: CommandLine): void {
+    if (line.args !== "") throw new SmtpError(501, `Syntax: ${line.verb} takes no arguments`, "5.5.4");
+  }
+
+  /**
+   * Answers an error: SmtpErrors carry their reply; anything else is a hook's failure, logged and
+   * answered with the default (500, or 451 during DATA) without leaking its text.
+   */
+  private answerError(error: unknown, defaultCode = 500): void {
+    this.recordError(error);
+    const reply = this.errorReply(error, defaultCode);
+    this.reply(reply);
+    if (error instanceof SmtpError && error.closesConnection) {
+      this.close();
+    } else if (error instanceof SmtpError && BAD_COMMAND_CODES.has(error.code)) {
+      this.badCommands++;
+      if (this.badCommands > this.config.maxBadCommands) {
+        this.reply(
+          formatReply(421, "4.7.0", `${this.config.hostname} Error: too many errors, closing connection`),
+        );
+        this.close();
+      }
+    }
+  }
+
+  private errorReply(error: unknown, defaultCode: number): string {
+    if (error instanceof SmtpError) return error.render();
+    this.hooks.log(this.ctx, "error", `hook failed: ${describe(error)}`, error);
+    return SmtpError.code(defaultCode).render();
+  }
+
+  private recordError(error: unknown): void {
+    const { server } = this.ctx;
+    server.exceptions++;
+    server.errors.push(error instanceof Error ? error : new Error(String(error)));
+    if (server.errors.length > MAX_KEPT_ERRORS) server.errors.shift();
+    if (error instanceof SmtpError) this.hooks.log(this.ctx, "debug", error.message);
+  }
+
+  private reply(text: string): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.config.logDialog) this.hooks.log(this.ctx, "debug", `>>> ${text.trimEnd()}`);
+    this.out += text;
+  }
+
+  private flush(): void {
+    if (this.out === "") return;
+    const text = this.out;
+    this.out = "";
+    this.transport.write(text);
+  }
+
+  private close(): void {
+    if (this.phase === Phase.Closed) return;
+    this.flush();
+    this.abandonMessage(new Error("session closed"));
+    this.phase = Phase.Closed;
+    this.input = EMPTY;
+    this.transport.close();
+  }
+}
+
+function unsupportedParameter(keyword: string): SmtpError {
+  return new SmtpError(555, `Unsupported parameter ${keyword}`, "5.5.4");
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

@@ -1,0 +1,119 @@
+/**
+ * One connection = one driver: it owns the socket, the deadline timer and flow control, and feeds the
+ * protocol session. Nothing else touches the socket.
+ */
+import type { Socket } from "node:net";
+import type { SessionContext } from "../protocol/context.js";
+import {
+  type SessionConfig,
+  type SessionHooks,
+  type SessionTransport,
+  SmtpSession,
+} from "../protocol/session.js";
+
+export interface ConnectionLimits {
+  /** Milliseconds for each command line (and each hook). */
+  commandTimeout: number;
+  /** Bytes per second a client must sustain in DATA. */
+  minDataRate: number;
+}
+
+/** Milliseconds a closed session waits for the client to hang up before the socket is destroyed. */
+const LINGER_MS = 5000;
+
+export class Connection implements SessionTransport {
+  readonly session: SmtpSession;
+  private timer: NodeJS.Timeout;
+  private deadline = 0;
+  private closing = false;
+  private sessionPaused = false;
+  private writePaused = false;
+  /** Set once the session has been started (it holds a processing slot). */
+  started = false;
+
+  constructor(
+    readonly socket: Socket,
+    readonly ctx: SessionContext,
+    config: SessionConfig,
+    hooks: SessionHooks,
+    private readonly limits: ConnectionLimits,
+  ) {
+    this.session = new SmtpSession(config, hooks, this, ctx);
+    // Nagle would hold a reply back while an earlier segment waits for its ACK: replies are small and
+    // each one is awaited by the client.
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.session.receive(chunk));
+    socket.on("end", () => {
+      this.session.end();
+      socket.end();
+    });
+    socket.on("error", () => {
+      this.session.end();
+      socket.destroy();
+    });
+    socket.on("drain", () => {
+      this.writePaused = false;
+      this.updateFlow();
+    });
+    // One timer per connection, re-armed only when it fires early: no timer work per command.
+    this.deadline = Date.now() + limits.commandTimeout;
+    this.timer = setTimeout(() => this.onTimer(), limits.commandTimeout);
+    socket.once("close", () => clearTimeout(this.timer));
+  }
+
+  write(text: string): void {
+    if (this.socket.destroyed || this.closing) return;
+    this.socket.write(text);
+    if (this.socket.writableNeedDrain && !this.writePaused) {
+      // The client does not read its replies: stop reading its commands until it does.
+      this.writePaused = true;
+      this.updateFlow();
+    }
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.socket.end();
+    this.deadline = Date.now() + LINGER_MS;
+  }
+
+  pauseInput(): void {
+    this.sessionPaused = true;
+    this.updateFlow();
+  }
+
+  resumeInput(): void {
+    this.sessionPaused = false;
+    this.updateFlow();
+  }
+
+  commandCompleted(): void {
+    if (!this.closing) this.deadline = Date.now() + this.limits.commandTimeout;
+  }
+
+  dataReceived(bytes: number): void {
+    if (this.closing) return;
+    const { commandTimeout, minDataRate } = this.limits;
+    const now = Date.now();
+    this.deadline = Math.min(now + commandTimeout, this.deadline + (bytes * 1000) / minDataRate);
+  }
+
+  private updateFlow(): void {
+    if (this.socket.destroyed) return;
+    if (this.sessionPaused || this.writePaused) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  private onTimer(): void {
+    if (this.socket.destroyed) return;
+    if (this.deadline <= Date.now()) {
+      if (this.closing) {
+        this.socket.destroy();
+        return;
+      }
+      this.session.timeout(); // answers 421 and closes, which sets the linger deadline
+    }
+    this.timer = setTimeout(() => this.onTimer(), Math.max(1, this.deadline - Date.now()));
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Logging: the seed's severities, any logger object (console, pino...) and a default that writes one
+ * line per event in the seed's format. Messages never contain message bodies or credentials.
+ */
+import type { SessionContext } from "../protocol/context.js";
+import type { Severity } from "../protocol/session.js";
+import type { Logger } from "./options.js";
+
+const RANK: Record<Severity, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4 };
+
+export function severityEnabled(severity: Severity, threshold: Severity): boolean {
+  return RANK[severity] >= RANK[threshold];
+}
+
+/** Writes "YYYY-MM-DD HH:MM:SS: [LEVEL] message" lines to stdout, as the seed's default logger does. */
+export const defaultLogger: Logger = {
+  debug: (message) => writeLine("DEBUG", message),
+  info: (message) => writeLine("INFO", message),
+  warn: (message) => writeLine("WARN", message),
+  error: (message) => writeLine("ERROR", message),
+};
+
+function writeLine(level: string, message: string): void {
+  const stamp = new Date().toISOString().replace("T", " ").slice(0, 19);
+  process.stdout.write(`${stamp}: [${level}] ${message}\n`);
+}
+
+/** Sends one event to a logger, prefixed with the client's address when it comes from a session. */
+export function writeLog(
+  logger: Logger,
+  ctx: SessionContext | null,
+  severity: Severity,
+  message: string,
+  error?: unknown,
+): void {
+  const where = ctx ? `[${ctx.server.remoteIp}:${ctx.server.remotePort}] ` : "";
+  const detail = severity === "fatal" && error instanceof Error && error.stack ? `\n${error.stack}` : "";
+  const text = `${where}${message}${detail}`;
+  if (severity === "debug") logger.debug(text);
+  else if (severity === "info") logger.info(text);
+  else if (severity === "warn") logger.warn(text);
+  else logger.error(text);
+}

@@ -1,0 +1,255 @@
+/**
+ * The server's options: one table gives each option's type, default and meaning, and serves the
+ * constructor's validation, the CLI's flags and --help, and the README's option list alike.
+ */
+import { hostname as osHostname } from "node:os";
+import { CRLF_MODES, type CrlfMode } from "../protocol/data.js";
+import type { Severity } from "../protocol/session.js";
+import { parseHostItems, parsePortItems } from "./addresses.js";
+
+export const SEVERITIES: readonly Severity[] = ["debug", "info", "warn", "error", "fatal"];
+
+/** Anything with these methods can log for the server: console, pino, winston... */
+export interface Logger {
+  debug(message: string): void;
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** The configurable values (hooks are separate: see SmtpServerHooks). */
+export interface ServerSettings {
+  ports: string;
+  hosts: string;
+  hostname: string;
+  maxProcessings: number;
+  maxConnections: number;
+  crlfMode: CrlfMode;
+  doDnsReverseLookup: boolean;
+  reverseLookupTimeout: number;
+  ioCmdTimeout: number;
+  minDataRate: number;
+  ioBufferChunkSize: number;
+  ioBufferMaxSize: number;
+  pipeliningExtension: boolean;
+  internationalizationExtensions: boolean;
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxBadCommands: number;
+  maxCommandLineLength: number;
+  loggerSeverity: Severity;
+}
+
+type Kind = "string" | "integer" | "boolean" | "enum" | "ports" | "hosts";
+
+export interface OptionSpec {
+  name: keyof ServerSettings;
+  kind: Kind;
+  /** The default, or a function computing it (host name). */
+  default: string | number | boolean | (() => string);
+  description: string;
+  values?: readonly string[];
+  min?: number;
+}
+
+const MiB = 1024 * 1024;
+
+export const OPTION_SPECS: readonly OptionSpec[] = [
+  {
+    name: "ports",
+    kind: "ports",
+    default: "2525",
+    description:
+      'Ports to listen on: "2525", "2525, 3535" (one item per host, the last reused) or "2525:3535" (several ports for one host). 0 picks a free port.',
+  },
+  {
+    name: "hosts",
+    kind: "hosts",
+    default: "127.0.0.1",
+    description:
+      'Addresses or host names to listen on, comma-separated ("127.0.0.1, ::1"); "*" means every local IPv4 and IPv6 address.',
+  },
+  {
+    name: "hostname",
+    kind: "string",
+    default: () => osHostname(),
+    description: "Our name in the greeting, the EHLO answer and the 221/421 replies.",
+  },
+  {
+    name: "maxProcessings",
+    kind: "integer",
+    default: 100,
+    min: 1,
+    description: "Sessions served at once; further connections wait, without a greeting, for a free slot.",
+  },
+  {
+    name: "maxConnections",
+    kind: "integer",
+    default: 1000,
+    min: 1,
+    description: "Open connections at most (waiting ones included); one more is answered 421 and closed.",
+  },
+  {
+    name: "crlfMode",
+    kind: "enum",
+    values: CRLF_MODES,
+    default: "ensure",
+    description:
+      "Bare CR/LF handling: ensure turns a bare LF into CRLF and drops a bare CR; leave keeps them; strict refuses such commands (500) and messages (550). Only <CRLF>.<CRLF> ends DATA in every mode.",
+  },
+  {
+    name: "doDnsReverseLookup",
+    kind: "boolean",
+    default: false,
+    description: "Look up the client's host name before the greeting (bounded by reverseLookupTimeout).",
+  },
+  {
+    name: "reverseLookupTimeout",
+    kind: "integer",
+    default: 1500,
+    min: 1,
+    description:
+      "Milliseconds a reverse DNS lookup may hold the greeting; then the address is used as the name.",
+  },
+  {
+    name: "ioCmdTimeout",
+    kind: "integer",
+    default: 30_000,
+    min: 1,
+    description:
+      "Milliseconds a client has to complete each command line (a deadline, not an idle timer); also bounds each hook.",
+  },
+  {
+    name: "minDataRate",
+    kind: "integer",
+    default: 500,
+    min: 1,
+    description:
+      "Bytes per second a client must sustain in DATA: each chunk extends the deadline by its size / this rate, up to ioCmdTimeout.",
+  },
+  {
+    name: "ioBufferChunkSize",
+    kind: "integer",
+    default: 64 * 1024,
+    min: 1024,
+    description: "Bytes buffered for a slow onMessageStream consumer before reading from the client pauses.",
+  },
+  {
+    name: "ioBufferMaxSize",
+    kind: "integer",
+    default: MiB,
+    min: 1024,
+    description: "Bytes of one unterminated command line after which the connection is closed with 421.",
+  },
+  {
+    name: "pipeliningExtension",
+    kind: "boolean",
+    default: true,
+    description:
+      "Offer PIPELINING (RFC 2920). When off, a command sent before the previous reply gets 500; when on, commands that must end a batch and are followed by more input get 554 and close.",
+  },
+  {
+    name: "internationalizationExtensions",
+    kind: "boolean",
+    default: true,
+    description: "Offer 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531).",
+  },
+  {
+    name: "maxMessageSize",
+    kind: "integer",
+    default: 25 * MiB,
+    min: 0,
+    description:
+      "Largest message in bytes, advertised as SIZE; a bigger SIZE= gets 552 at MAIL, a bigger message 552 after its end. 0 = unlimited.",
+  },
+  {
+    name: "maxRecipients",
+    kind: "integer",
+    default: 100,
+    min: 1,
+    description: "Recipients per message; further RCPT commands get 452 4.5.3.",
+  },
+  {
+    name: "maxBadCommands",
+    kind: "integer",
+    default: 20,
+    min: 0,
+    description: "Unknown, malformed or out-of-sequence commands per session before 421 and close.",
+  },
+  {
+    name: "maxCommandLineLength",
+    kind: "integer",
+    default: 512,
+    min: 512,
+    description: "Longest command line in octets including CRLF (RFC 5321: 512); longer ones get 500.",
+  },
+  {
+    name: "loggerSeverity",
+    kind: "enum",
+    values: SEVERITIES,
+    default: "info",
+    description: "Least severe log level written (debug shows the whole dialogue, never message bodies).",
+  },
+];
+
+/** Resolves and validates settings: a bad value throws one sentence naming the option and what it accepts. */
+export function resolveSettings(given: Partial<Record<keyof ServerSettings, unknown>>): ServerSettings {
+  const settings: Record<string, unknown> = {};
+  for (const spec of OPTION_SPECS) {
+    const raw = given[spec.name];
+    settings[spec.name] =
+      raw === undefined
+        ? typeof spec.default === "function"
+          ? spec.default()
+          : spec.default
+        : check(spec, raw);
+  }
+  const result = settings as unknown as ServerSettings;
+  if (result.maxConnections < result.maxProcessings) {
+    throw new RangeError(
+      `Invalid option maxConnections: ${result.maxConnections} is lower than maxProcessings (${result.maxProcessings}); it must be at least as high.`,
+    );
+  }
+  return result;
+}
+
+function check(spec: OptionSpec, value: unknown): unknown {
+  const fail = (accepts: string): never => {
+    throw new TypeError(`Invalid option ${spec.name}: ${JSON.stringify(value)}; it accepts ${accepts}.`);
+  };
+  switch (spec.kind) {
+    case "string":
+      if (typeof value !== "string" || value.trim() === "" || /[\r\n\0]/.test(value))
+        fail("a non-empty string");
+      return value;
+    case "integer": {
+      const min = spec.min ?? 0;
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+        fail(`an integer of at least ${min}`);
+      }
+      return value;
+    }
+    case "boolean":
+      if (typeof value !== "boolean") fail("true or false");
+      return value;
+    case "enum":
+      if (typeof value !== "string" || !spec.values?.includes(value))
+        fail(`one of ${spec.values?.join(", ")}`);
+      return value;
+    case "ports": {
+      if (typeof value !== "string" && typeof value !== "number" && !Array.isArray(value)) {
+        fail('a port number or a string such as "2525, 3535:4545"');
+      }
+      const ports = Array.isArray(value) ? value.join(",") : String(value);
+      parsePortItems(ports); // throws its own sentence
+      return ports;
+    }
+    case "hosts": {
+      if (typeof value !== "string" && !Array.isArray(value))
+        fail('a string such as "127.0.0.1, ::1" or "*"');
+      const hosts = Array.isArray(value) ? value.join(",") : String(value);
+      parseHostItems(hosts);
+      return hosts;
+    }
+  }
+}

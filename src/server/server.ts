@@ -1,0 +1,467 @@
+/**
+ * SmtpServer: listeners, connection and processing limits, lifecycle, and the event hooks a user
+ * overrides (by subclassing, as the seed does, or by passing functions in the options: one code path).
+ */
+import { promises as dns } from "node:dns";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Readable } from "node:stream";
+import type { EsmtpParams } from "../protocol/commands.js";
+import { emptyEnvelope, type SessionContext } from "../protocol/context.js";
+import { formatReply } from "../protocol/replies.js";
+import type { SessionConfig, SessionHooks, Severity } from "../protocol/session.js";
+import {
+  formatAddress,
+  type ListenAddress,
+  parseHostItems,
+  parsePortItems,
+  resolveListenAddresses,
+} from "./addresses.js";
+import { Connection } from "./connection.js";
+import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
+import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
+
+type Awaitable<T> = T | Promise<T>;
+
+/** The event hooks. Each may be async; throwing an SmtpError sends its reply (421 also closes). */
+export interface SmtpServerHooks {
+  /** A client connected: may change ctx.server.localResponse / heloResponse, or refuse it. */
+  onConnect?(ctx: SessionContext): Awaitable<void>;
+  /** The connection is gone (always called, after onConnect). */
+  onDisconnect?(ctx: SessionContext): Awaitable<void>;
+  /** HELO/EHLO: may change ctx.server.heloResponse or refuse. */
+  onHelo?(ctx: SessionContext, heloData: string): Awaitable<void>;
+  /** MAIL FROM: returning a string replaces the address (without brackets; "" is the null sender). */
+  onMailFrom?(
+    ctx: SessionContext,
+    address: string,
+    params: EsmtpParams,
+  ): Awaitable<string | undefined | void>;
+  /** RCPT TO: returning a string replaces the address. */
+  onRcptTo?(ctx: SessionContext, address: string, params: EsmtpParams): Awaitable<string | undefined | void>;
+  /** VRFY: return the verified mailbox (250); without this hook VRFY answers 252. */
+  onVrfy?(ctx: SessionContext, argument: string): Awaitable<string>;
+  /** EXPN: return the list members (250); without this hook EXPN answers 502. */
+  onExpn?(ctx: SessionContext, argument: string): Awaitable<readonly string[]>;
+  /** DATA accepted, before the 354: may ctx.message.write() a Received header, or refuse. */
+  onMessageDataStart?(ctx: SessionContext): Awaitable<void>;
+  /** After each chunk of message data (not each line): may check ctx.message.bytesize, delay, refuse. */
+  onMessageDataReceiving?(ctx: SessionContext): Awaitable<void>;
+  /** The header block ended: ctx.message.write() inserts before the empty line. */
+  onMessageDataHeaders?(ctx: SessionContext): Awaitable<void>;
+  /**
+   * Receives the message as a stream with backpressure (constant memory for any size); when present,
+   * ctx.message.data stays empty. The 250 waits for the returned promise; a string result becomes the
+   * 250's text. A rejection refuses the message (SmtpError reply, else 451).
+   */
+  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | void>;
+  /** The complete message in ctx.message.data. A string result becomes the 250's text. */
+  onMessageData?(ctx: SessionContext): Awaitable<string | undefined | void>;
+  /** A command we do not know; throw to choose the reply (the default is 500), e.g. 421 to drop. */
+  onProcessLineUnknown?(ctx: SessionContext, line: string): Awaitable<void>;
+  /** Every log event; the default writes to the logger when severity reaches loggerSeverity. */
+  onLogging?(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
+}
+
+export type SmtpServerOptions = Partial<ServerSettings> & SmtpServerHooks & { logger?: Logger };
+
+export interface StopOptions {
+  /** Let running transactions finish (default true); idle sessions get 421 at once either way. */
+  gracefully?: boolean;
+  /** Milliseconds to wait for them before the rest get 421 (default 10000). */
+  timeout?: number;
+}
+
+const HOOK_NAMES = [
+  "onConnect",
+  "onDisconnect",
+  "onHelo",
+  "onMailFrom",
+  "onRcptTo",
+  "onVrfy",
+  "onExpn",
+  "onMessageDataStart",
+  "onMessageDataReceiving",
+  "onMessageDataHeaders",
+  "onMessageStream",
+  "onMessageData",
+  "onProcessLineUnknown",
+  "onLogging",
+] as const satisfies readonly (keyof SmtpServerHooks)[];
+
+export class SmtpServer implements SmtpServerHooks {
+  readonly settings: Readonly<ServerSettings>;
+  readonly logger: Logger;
+  private readonly sessionConfig: SessionConfig;
+  private readonly sessionHooks: SessionHooks;
+  private readonly listeners: Server[] = [];
+  private bound: ListenAddress[] = [];
+  private readonly open = new Set<Connection>();
+  private readonly waiting: Connection[] = [];
+  private active = 0;
+  private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
+  private resolver: dns.Resolver | null = null;
+
+  constructor(options: SmtpServerOptions = {}) {
+    this.settings = Object.freeze(resolveSettings(options));
+    const given = options as Record<string, unknown>;
+    for (const name of HOOK_NAMES) {
+      const hook = given[name];
+      if (hook === undefined) continue;
+      if (typeof hook !== "function") throw new TypeError(`Invalid option ${name}: it must be a function.`);
+      (this as Record<string, unknown>)[name] = hook;
+    }
+    if (options.logger !== undefined) {
+      const logger = options.logger as unknown as Record<string, unknown>;
+      for (const method of ["debug", "info", "warn", "error"]) {
+        if (typeof logger?.[method] !== "function") {
+          throw new TypeError(
+            `Invalid option logger: it needs debug, info, warn and error methods (${method} is missing).`,
+          );
+        }
+      }
+    }
+    this.logger = options.logger ?? defaultLogger;
+    const s = this.settings;
+    this.sessionConfig = {
+      hostname: s.hostname,
+      crlfMode: s.crlfMode,
+      pipelining: s.pipeliningExtension,
+      internationalization: s.internationalizationExtensions,
+      maxMessageSize: s.maxMessageSize,
+      maxRecipients: s.maxRecipients,
+      maxBadCommands: s.maxBadCommands,
+      maxCommandLineLength: s.maxCommandLineLength,
+      ioBufferMaxSize: s.ioBufferMaxSize,
+      messageChunkSize: s.ioBufferChunkSize,
+      logDialog: severityEnabled("debug", s.loggerSeverity),
+    };
+    this.sessionHooks = this.bindHooks();
+  }
+
+  // ---- the hooks' defaults (the seed's) ----
+
+  onConnect(_ctx: SessionContext): Awaitable<void> {}
+  onDisconnect(_ctx: SessionContext): Awaitable<void> {}
+  onHelo(_ctx: SessionContext, _heloData: string): Awaitable<void> {}
+  onMailFrom(
+    _ctx: SessionContext,
+    _address: string,
+    _params: EsmtpParams,
+  ): Awaitable<string | undefined | void> {}
+  onRcptTo(
+    _ctx: SessionContext,
+    _address: string,
+    _params: EsmtpParams,
+  ): Awaitable<string | undefined | void> {}
+  onVrfy?(ctx: SessionContext, argument: string): Awaitable<string>;
+  onExpn?(ctx: SessionContext, argument: string): Awaitable<readonly string[]>;
+  onMessageDataStart(_ctx: SessionContext): Awaitable<void> {}
+  onMessageDataReceiving(_ctx: SessionContext): Awaitable<void> {}
+  onMessageDataHeaders(_ctx: SessionContext): Awaitable<void> {}
+  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | void>;
+  onMessageData(_ctx: SessionContext): Awaitable<string | undefined | void> {}
+  onProcessLineUnknown(_ctx: SessionContext, _line: string): Awaitable<void> {}
+  onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
+    if (severityEnabled(severity, this.settings.loggerSeverity))
+      writeLog(this.logger, ctx, severity, message, error);
+  }
+
+  // ---- state, as the seed exposes it ----
+
+  /** "ip:port" of every bound listener (after start()); the configured ones are in `settings`. */
+  get addresses(): string[] {
+    return this.bound.map(formatAddress);
+  }
+
+  /** Bound IP addresses after start(), else the configured host items. */
+  get hosts(): string[] {
+    if (this.bound.length === 0) return parseHostItems(this.settings.hosts);
+    return [...new Set(this.bound.map((a) => a.host))];
+  }
+
+  /** Bound ports after start() (real ones for port 0), else the configured port items. */
+  get ports(): number[] {
+    if (this.bound.length === 0) return [...new Set(parsePortItems(this.settings.ports).flat())];
+    return [...new Set(this.bound.map((a) => a.port))];
+  }
+
+  /** Open client connections, waiting ones included. */
+  get connections(): number {
+    return this.open.size;
+  }
+
+  /** Sessions being served (holding a processing slot). */
+  get processings(): number {
+    return this.active;
+  }
+
+  get isShuttingDown(): boolean {
+    return this.state === "stopping";
+  }
+
+  get isStopped(): boolean {
+    return this.state === "new" || this.state === "stopped";
+  }
+
+  // ---- lifecycle ----
+
+  /** Binds every address; resolves when all listen. On any failure nothing stays bound. */
+  async start(): Promise<void> {
+    if (this.state === "starting" || this.state === "running" || this.state === "stopping") {
+      throw new Error("The server is already started; stop() it before starting it again.");
+    }
+    this.state = "starting";
+    try {
+      const targets = await resolveListenAddresses(this.settings.hosts, this.settings.ports);
+      if (targets.length === 0)
+        throw new Error(`No address to listen on for hosts "${this.settings.hosts}".`);
+      for (const target of targets) {
+        this.onLogging(null, "info", `Starting service on ${formatAddress(target)}`);
+        const server = await this.listen(target);
+        this.listeners.push(server);
+        const address = server.address();
+        if (address && typeof address === "object")
+          this.bound.push({ host: target.host, port: address.port });
+      }
+    } catch (error) {
+      await this.closeListeners();
+      this.state = "new";
+      throw error;
+    }
+    if (this.settings.doDnsReverseLookup) {
+      this.resolver = new dns.Resolver({ timeout: this.settings.reverseLookupTimeout, tries: 1 });
+    }
+    this.state = "running";
+  }
+
+  /**
+   * Stops accepting connections and ends the open ones: by default idle sessions get 421 at once and
+   * running transactions may finish within `timeout`; then everyone left gets 421.
+   */
+  async stop({ gracefully = true, timeout = 10_000 }: StopOptions = {}): Promise<void> {
+    if (this.state !== "running") return;
+    this.state = "stopping";
+    const listenersClosed = this.closeListeners();
+    const allClosed = new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.open.size === 0) resolve();
+      };
+      this.onIdle = check;
+      check();
+    });
+    for (const connection of this.open) {
+      if (!connection.started) connection.session.shutdownNow();
+      else if (gracefully) connection.session.requestClose();
+      else connection.session.shutdownNow();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), gracefully ? timeout : 0);
+    });
+    if (await Promise.race([allClosed.then(() => false), expired])) {
+      for (const connection of this.open) connection.session.shutdownNow();
+      // A client that does not hang up after the 421 is cut off.
+      const cutoff = setTimeout(() => {
+        for (const connection of this.open) connection.socket.destroy();
+      }, 1000);
+      await allClosed;
+      clearTimeout(cutoff);
+    }
+    clearTimeout(timer);
+    await listenersClosed;
+    this.onIdle = null;
+    this.resolver?.cancel();
+    this.resolver = null;
+    this.state = "stopped";
+  }
+
+  private onIdle: (() => void) | null = null;
+
+  private listen(target: ListenAddress): Promise<Server> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+      const onError = (error: NodeJS.ErrnoException) => {
+        server.close();
+        reject(
+          new Error(`Cannot listen on ${formatAddress(target)}: ${explainListenError(error)}`, {
+            cause: error,
+          }),
+        );
+      };
+      server.once("error", onError);
+      server.listen({ host: target.host, port: target.port, ipv6Only: target.host.includes(":") }, () => {
+        server.off("error", onError);
+        server.on("error", (error) =>
+          this.onLogging(null, "error", `listener error: ${error.message}`, error),
+        );
+        resolve(server);
+      });
+    });
+  }
+
+  private async closeListeners(): Promise<void> {
+    const closing = this.listeners.map(
+      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
+    );
+    this.listeners.length = 0;
+    this.bound = [];
+    await Promise.all(closing);
+  }
+
+  private accept(socket: Socket): void {
+    if (this.state !== "running") {
+      socket.destroy();
+      return;
+    }
+    const { settings } = this;
+    if (this.open.size >= settings.maxConnections) {
+      // The seed's answer when max_connections is exceeded; the client should retry later.
+      socket.on("error", () => {});
+      socket.end(
+        formatReply(421, "4.7.0", `${settings.hostname} Service too busy or not available, try again later`),
+      );
+      this.onLogging(
+        null,
+        "warn",
+        `Refused ${socket.remoteAddress}: maxConnections (${settings.maxConnections}) reached`,
+      );
+      return;
+    }
+    const ctx = this.newContext(socket);
+    const connection = new Connection(socket, ctx, this.sessionConfig, this.sessionHooks, {
+      commandTimeout: settings.ioCmdTimeout,
+      minDataRate: settings.minDataRate,
+    });
+    this.open.add(connection);
+    socket.once("close", () => this.release(connection));
+    if (this.active < settings.maxProcessings) void this.begin(connection);
+    else this.waiting.push(connection);
+  }
+
+  private newContext(socket: Socket): SessionContext {
+    const { settings } = this;
+    const localIp = socket.localAddress ?? "";
+    return {
+      server: {
+        localHost: localIp,
+        localIp,
+        localPort: socket.localPort ?? 0,
+        localResponse: `${settings.hostname} ESMTP mailgate ready`,
+        remoteHost: socket.remoteAddress ?? "",
+        remoteIp: socket.remoteAddress ?? "",
+        remotePort: socket.remotePort ?? 0,
+        helo: "",
+        heloResponse: `${settings.hostname} at your service`,
+        heloCommand: "",
+        connected: new Date(),
+        exceptions: 0,
+        errors: [],
+        authorizationId: "",
+        authenticationId: "",
+        authenticated: null,
+        encrypted: null,
+      },
+      envelope: emptyEnvelope(),
+      message: {
+        received: null,
+        delivered: null,
+        bytesize: 0,
+        headers: false,
+        crlf: "\r\n",
+        data: Buffer.alloc(0),
+        write: () => {
+          throw new Error("ctx.message.write() is only available while message data is being received");
+        },
+      },
+    };
+  }
+
+  /** Gives the connection a processing slot: reverse lookup (bounded), connect hook, greeting. */
+  private async begin(connection: Connection): Promise<void> {
+    this.active++;
+    connection.started = true;
+    const { server } = connection.ctx;
+    if (this.resolver) {
+      [server.remoteHost, server.localHost] = await Promise.all([
+        this.reverseLookup(server.remoteIp),
+        this.reverseLookup(server.localIp),
+      ]);
+    }
+    if (connection.socket.destroyed) return;
+    this.onLogging(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
+    await connection.session.start();
+  }
+
+  private async reverseLookup(ip: string): Promise<string> {
+    const resolver = this.resolver;
+    if (!resolver || ip === "") return ip;
+    let timer: NodeJS.Timeout | undefined;
+    const fallback = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(ip), this.settings.reverseLookupTimeout);
+    });
+    const lookup = resolver.reverse(ip).then(
+      (names) => names[0] ?? ip,
+      () => ip,
+    );
+    try {
+      return await Promise.race([lookup, fallback]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private release(connection: Connection): void {
+    if (!this.open.delete(connection)) return;
+    connection.session.end();
+    if (connection.started) {
+      this.active--;
+      Promise.resolve()
+        .then(() => this.onDisconnect(connection.ctx))
+        .catch((error) =>
+          this.onLogging(connection.ctx, "error", `onDisconnect failed: ${String(error)}`, error),
+        );
+      this.onLogging(connection.ctx, "debug", "Client disconnect");
+      let next = this.waiting.shift();
+      while (next?.socket.destroyed) next = this.waiting.shift();
+      if (next && this.state === "running") void this.begin(next);
+    } else {
+      const index = this.waiting.indexOf(connection);
+      if (index !== -1) this.waiting.splice(index, 1);
+    }
+    this.onIdle?.();
+  }
+
+  /** The adapter the sessions call: built once per server, so hooks added by subclasses are seen. */
+  private bindHooks(): SessionHooks {
+    return {
+      onConnect: (ctx) => this.onConnect(ctx),
+      onHelo: (ctx, helo) => this.onHelo(ctx, helo),
+      onMailFrom: (ctx, address, params) => this.onMailFrom(ctx, address, params),
+      onRcptTo: (ctx, address, params) => this.onRcptTo(ctx, address, params),
+      onVrfy: this.onVrfy ? (ctx, argument) => this.onVrfy?.(ctx, argument) ?? argument : undefined,
+      onExpn: this.onExpn ? (ctx, argument) => this.onExpn?.(ctx, argument) ?? [] : undefined,
+      onMessageDataStart: (ctx) => this.onMessageDataStart(ctx),
+      onMessageDataReceiving: (ctx) => this.onMessageDataReceiving(ctx),
+      onMessageDataHeaders: (ctx) => this.onMessageDataHeaders(ctx),
+      onMessageStream: this.onMessageStream
+        ? (ctx, stream) => this.onMessageStream?.(ctx, stream)
+        : undefined,
+      onMessageData: (ctx) => this.onMessageData(ctx),
+      onProcessLineUnknown: (ctx, line) => this.onProcessLineUnknown(ctx, line),
+      log: (ctx, severity, message, error) => this.onLogging(ctx, severity, message, error),
+    };
+  }
+}
+
+function explainListenError(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case "EADDRINUSE":
+      return "the address is already in use; stop the other server or choose another port.";
+    case "EADDRNOTAVAIL":
+      return "this machine has no such address; check the hosts option.";
+    case "EACCES":
+      return "permission denied; ports below 1024 need privileges, so choose a higher port.";
+    default:
+      return `${error.message}.`;
+  }
+}

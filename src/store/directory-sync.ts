@@ -1,0 +1,56 @@
+import { open } from "node:fs/promises";
+
+/** Flushes a directory's entries (creations, renames, unlinks) to disk. */
+export async function fsyncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Group commit for one directory's fsync. A rename is durable only once its directory has been fsynced,
+ * and with one delivery per SMTP session, one fsync per message would queue every session behind the disk.
+ *
+ * `sync()` resolves after an fsync that STARTED after the call, so it covers every change the caller made
+ * before calling. While an fsync is in flight, callers cannot use it (it may have started before their
+ * change); they all share the next one, which starts when the in-flight one ends. So N concurrent callers
+ * cost at most two fsyncs per disk round trip, not N.
+ */
+export class DirectorySync {
+  readonly #directory: string;
+  readonly #fsync: (directory: string) => Promise<void>;
+  /** The fsync in flight, if any. */
+  #running: Promise<void> | undefined;
+  /** The fsync queued behind #running, not yet started: new callers join it. */
+  #next: Promise<void> | undefined;
+
+  /** @param fsync injectable so tests can count and pace the fsyncs. */
+  constructor(directory: string, fsync: (directory: string) => Promise<void> = fsyncDirectory) {
+    this.#directory = directory;
+    this.#fsync = fsync;
+  }
+
+  sync(): Promise<void> {
+    if (this.#next) return this.#next;
+    if (!this.#running) return this.#start();
+    // The in-flight fsync's outcome belongs to its own callers; the next one runs either way.
+    this.#next = this.#running
+      .catch(() => {})
+      .then(() => {
+        this.#next = undefined;
+        return this.#start();
+      });
+    return this.#next;
+  }
+
+  #start(): Promise<void> {
+    const running: Promise<void> = this.#fsync(this.#directory).finally(() => {
+      if (this.#running === running) this.#running = undefined;
+    });
+    this.#running = running;
+    return running;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Drives an SmtpSession without any socket: bytes in, the exact reply bytes out. Transcript tests use it
+ * to state every exchange byte for byte.
+ */
+import type { SessionContext } from "../../src/protocol/context.js";
+import { emptyEnvelope } from "../../src/protocol/context.js";
+import {
+  type SessionConfig,
+  type SessionHooks,
+  type SessionTransport,
+  SmtpSession,
+} from "../../src/protocol/session.js";
+
+export const TEST_CONFIG: SessionConfig = {
+  hostname: "mx.test",
+  crlfMode: "ensure",
+  pipelining: true,
+  internationalization: true,
+  maxMessageSize: 1024 * 1024,
+  maxRecipients: 100,
+  maxBadCommands: 20,
+  maxCommandLineLength: 512,
+  ioBufferMaxSize: 1024 * 1024,
+  messageChunkSize: 64 * 1024,
+  logDialog: false,
+};
+
+export interface DeliveredMessage {
+  from: string;
+  to: string[];
+  data: Buffer;
+}
+
+export interface Harness {
+  session: SmtpSession;
+  ctx: SessionContext;
+  /** Messages that reached onMessageData. */
+  messages: DeliveredMessage[];
+  /** Everything the session wrote, in order. */
+  written: string[];
+  closed: boolean;
+  paused: boolean;
+  logs: string[];
+  /** Feeds bytes (each array item as its own chunk), waits until handled, returns what was written meanwhile. */
+  send(...chunks: (string | Buffer)[]): Promise<string>;
+}
+
+export function newContext(): SessionContext {
+  return {
+    server: {
+      localHost: "127.0.0.1",
+      localIp: "127.0.0.1",
+      localPort: 25,
+      localResponse: "mx.test ESMTP ready",
+      remoteHost: "127.0.0.1",
+      remoteIp: "127.0.0.1",
+      remotePort: 40000,
+      helo: "",
+      heloResponse: "mx.test at your service",
+      heloCommand: "",
+      connected: new Date(),
+      exceptions: 0,
+      errors: [],
+      authorizationId: "",
+      authenticationId: "",
+      authenticated: null,
+      encrypted: null,
+    },
+    envelope: emptyEnvelope(),
+    message: {
+      received: null,
+      delivered: null,
+      bytesize: 0,
+      headers: false,
+      crlf: "\r\n",
+      data: Buffer.alloc(0),
+      write: () => {},
+    },
+  };
+}
+
+/** Starts a session (greeting consumed unless `keepGreeting`) with no-op hooks unless overridden. */
+export async function openSession(
+  options: { config?: Partial<SessionConfig>; hooks?: Partial<SessionHooks>; keepGreeting?: boolean } = {},
+): Promise<Harness & { greeting: string }> {
+  const written: string[] = [];
+  const messages: DeliveredMessage[] = [];
+  const logs: string[] = [];
+  let cursor = 0;
+  const harness = {
+    closed: false,
+    paused: false,
+  } as Harness;
+  const transport: SessionTransport = {
+    write: (text) => {
+      written.push(text);
+    },
+    close: () => {
+      harness.closed = true;
+    },
+    pauseInput: () => {
+      harness.paused = true;
+    },
+    resumeInput: () => {
+      harness.paused = false;
+    },
+    commandCompleted: () => {},
+    dataReceived: () => {},
+  };
+  const hooks: SessionHooks = {
+    onConnect: () => {},
+    onHelo: () => {},
+    onMailFrom: () => undefined,
+    onRcptTo: () => undefined,
+    onMessageDataStart: () => {},
+    onMessageDataReceiving: () => {},
+    onMessageDataHeaders: () => {},
+    onMessageData: (ctx) => {
+      messages.push({ from: ctx.envelope.from, to: [...ctx.envelope.to], data: ctx.message.data });
+    },
+    onProcessLineUnknown: () => {},
+    log: (_ctx, severity, message) => {
+      logs.push(`${severity}: ${message}`);
+    },
+    ...options.hooks,
+  };
+  const ctx = newContext();
+  const session = new SmtpSession({ ...TEST_CONFIG, ...options.config }, hooks, transport, ctx);
+  const drain = () => {
+    const text = written.slice(cursor).join("");
+    cursor = written.length;
+    return text;
+  };
+  Object.assign(harness, {
+    session,
+    ctx,
+    messages,
+    written,
+    logs,
+    async send(...chunks: (string | Buffer)[]) {
+      for (const chunk of chunks) {
+        session.receive(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+        await session.whenIdle();
+      }
+      return drain();
+    },
+  });
+  await session.start();
+  const greeting = options.keepGreeting ? "" : drain();
+  return Object.assign(harness, { greeting });
+}
