@@ -1,2 +1,61 @@
 #!/usr/bin/env node
-console.log("mailgate: not yet");
+/**
+ * The `mailgate` command. Errors a user can cause are printed as one sentence (and the usage line for
+ * bad flags, exit status 2), never as a stack trace.
+ */
+import { readFileSync } from "node:fs";
+import { kebab, parseServeFlags, serveHelp, UsageError } from "./flags.js";
+import { serve } from "./serve.js";
+
+const USAGE = "Usage: mailgate serve [options]   (mailgate serve --help lists them)";
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8"));
+  return String(pkg.version);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve": {
+      const flags = parseServeFlags(rest);
+      if (flags.help) {
+        process.stdout.write(serveHelp());
+        return 0;
+      }
+      await serve(flags.settings, flags.maildir);
+      return 0;
+    }
+    case "--version":
+    case "-v":
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(
+        `${USAGE}\n\nCommands:\n  serve   run an SMTP server that stores mail in a Maildir\n`,
+      );
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`Unknown command "${command}".`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    // Option errors name the library option ("Invalid option crlfMode"); here the user typed a flag.
+    const message = (error instanceof Error ? error.message : String(error)).replace(
+      /^Invalid option (\w+)/,
+      (_, name: string) => `Invalid value for --${kebab(name)}`,
+    );
+    // Bad flags and bad option values are the user's to fix: say what, show the usage, exit 2.
+    const isUsage = error instanceof UsageError || error instanceof TypeError || error instanceof RangeError;
+    process.stderr.write(`mailgate: ${message}\n${isUsage ? `${USAGE}\n` : ""}`);
+    process.exitCode = isUsage ? 2 : 1;
+  },
+);

@@ -1,0 +1,108 @@
+/**
+ * `mailgate serve` flags: one per server option, named after it in kebab-case, taken from the same
+ * table that validates the options (src/server/options.ts), so the two cannot drift apart.
+ */
+import { type ParseArgsConfig, parseArgs } from "node:util";
+import { OPTION_SPECS, type OptionSpec, type ServerSettings } from "../server/options.js";
+
+export class UsageError extends Error {}
+
+export interface ServeFlags {
+  settings: Partial<ServerSettings>;
+  maildir: string;
+  help: boolean;
+}
+
+export const DEFAULT_MAILDIR = "./mail";
+
+/** Shorter spellings users reach for first. */
+const ALIASES: Record<string, keyof ServerSettings> = {
+  pipelining: "pipeliningExtension",
+  internationalization: "internationalizationExtensions",
+};
+
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+function flagNames(spec: OptionSpec): string[] {
+  const aliases = Object.keys(ALIASES).filter((alias) => ALIASES[alias] === spec.name);
+  return [kebab(spec.name), ...aliases];
+}
+
+export function parseServeFlags(argv: readonly string[]): ServeFlags {
+  const options: NonNullable<ParseArgsConfig["options"]> = {
+    maildir: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  };
+  for (const spec of OPTION_SPECS) {
+    for (const flag of flagNames(spec)) {
+      if (spec.kind === "boolean") {
+        options[flag] = { type: "boolean" };
+        options[`no-${flag}`] = { type: "boolean" };
+      } else {
+        options[flag] = { type: "string" };
+      }
+    }
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+  } catch (error) {
+    const first = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+    throw new UsageError(first.endsWith(".") ? first : `${first}.`);
+  }
+
+  const settings: Record<string, unknown> = {};
+  for (const spec of OPTION_SPECS) {
+    for (const flag of flagNames(spec)) {
+      const value = values[flag];
+      if (spec.kind === "boolean") {
+        if (value) settings[spec.name] = true;
+        if (values[`no-${flag}`]) settings[spec.name] = false;
+      } else if (typeof value === "string") {
+        settings[spec.name] = spec.kind === "integer" ? parseInteger(flag, value) : value;
+      }
+    }
+  }
+  const maildir = values.maildir;
+  if (maildir === "") throw new UsageError("Invalid value for --maildir: it needs a directory path.");
+  return {
+    settings: settings as Partial<ServerSettings>,
+    maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
+    help: values.help === true,
+  };
+}
+
+function parseInteger(flag: string, value: string): number {
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new UsageError(`Invalid value for --${flag}: "${value}"; it accepts a whole number.`);
+  }
+  return Number(value);
+}
+
+/** The --help text: every flag with its default and meaning. */
+export function serveHelp(): string {
+  const lines = [
+    "Usage: mailgate serve [options]",
+    "",
+    "Runs an SMTP server that stores every accepted message in a Maildir before answering 250.",
+    "Times are in milliseconds, sizes in bytes.",
+    "",
+    "Options:",
+    `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
+  ];
+  for (const spec of OPTION_SPECS) {
+    const names = flagNames(spec);
+    const shown =
+      spec.kind === "boolean"
+        ? names.map((n) => `--[no-]${n}`).join(", ")
+        : names.map((n) => `--${n} ${spec.kind === "integer" ? "N" : "VALUE"}`).join(", ");
+    const fallback = typeof spec.default === "function" ? "this machine's host name" : String(spec.default);
+    const values = spec.values ? ` One of: ${spec.values.join(", ")}.` : "";
+    lines.push(`  ${shown}`, `      ${spec.description}${values} (default: ${fallback})`);
+  }
+  lines.push("  -h, --help      Show this help.");
+  return `${lines.join("\n")}\n`;
+}

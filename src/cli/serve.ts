@@ -1,0 +1,76 @@
+/**
+ * `mailgate serve`: a ready server that stores every accepted message durably in a Maildir before it
+ * answers 250, prints what it does, and stops gracefully on SIGINT/SIGTERM.
+ */
+import { resolve } from "node:path";
+import type { SessionContext } from "../protocol/context.js";
+import type { ServerSettings } from "../server/options.js";
+import { SmtpServer } from "../server/server.js";
+import { MaildirStore } from "../store/maildir.js";
+import type { MessageStore } from "../store/store.js";
+
+/** RFC 5322 date-time for the Received header, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
+function rfc5322Date(date: Date): string {
+  return date.toUTCString().replace("GMT", "+0000");
+}
+
+/** The trace header of RFC 5321 4.4, with the protocol keyword of RFC 3848 and RFC 6531 3.7.3. */
+export function receivedHeader(ctx: SessionContext, hostname: string, id: string): string {
+  const { server, envelope } = ctx;
+  const plain = server.heloCommand === "HELO" ? "SMTP" : "ESMTP";
+  const protocol = envelope.encodingUtf8 === "utf8" ? "UTF8SMTP" : plain;
+  const remote =
+    server.remoteHost !== server.remoteIp
+      ? `${server.remoteHost} [${server.remoteIp}]`
+      : `[${server.remoteIp}]`;
+  const forClause = envelope.to.length === 1 ? `\r\n\tfor <${envelope.to[0]}>` : "";
+  return `Received: from ${server.helo} (${remote})\r\n\tby ${hostname} (mailgate) with ${protocol} id ${id}${forClause};\r\n\t${rfc5322Date(new Date())}\r\n`;
+}
+
+/** Builds the server that stores into `store`; exported so tests can run it in-process. */
+export function createStoringServer(settings: Partial<ServerSettings>, store: MessageStore): SmtpServer {
+  let sequence = 0;
+  const server = new SmtpServer({
+    ...settings,
+    onMessageDataStart(ctx) {
+      sequence = (sequence + 1) % 0x100000000;
+      const id = `${Date.now().toString(36)}${sequence.toString(36).padStart(7, "0")}`.toUpperCase();
+      ctx.message.write(receivedHeader(ctx, server.settings.hostname, id));
+    },
+    async onMessageStream(ctx, stream) {
+      const receipt = await store.deliver({ from: ctx.envelope.from, to: [...ctx.envelope.to] }, stream);
+      server.onLogging(
+        ctx,
+        "info",
+        `Stored ${receipt.id} from <${ctx.envelope.from}> for ${ctx.envelope.to.length} recipient(s), ${receipt.size} bytes`,
+      );
+      return `Ok: stored as ${receipt.id}`;
+    },
+  });
+  return server;
+}
+
+export async function serve(settings: Partial<ServerSettings>, maildir: string): Promise<void> {
+  const directory = resolve(maildir);
+  const store = await MaildirStore.open(directory);
+  const server = createStoringServer(settings, store);
+  // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
+  // sends SIGTERM must get a graceful stop, not the default death.
+  let stopRequested: (signal: string) => void = () => {};
+  const stopSignal = new Promise<string>((resolve) => {
+    stopRequested = resolve;
+  });
+  process.once("SIGINT", () => stopRequested("SIGINT"));
+  process.once("SIGTERM", () => stopRequested("SIGTERM"));
+
+  await server.start();
+  server.onLogging(
+    null,
+    "info",
+    `mailgate is serving SMTP on ${server.addresses.join(", ")} into Maildir ${directory}`,
+  );
+  const signal = await stopSignal;
+  server.onLogging(null, "info", `${signal} received: stopping gracefully`);
+  await server.stop();
+  server.onLogging(null, "info", "mailgate stopped");
+}
