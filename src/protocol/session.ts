@@ -137,7 +137,6 @@ export class SmtpSession {
   private streamBlocked = false;
   private streamResult: Promise<unknown> | null = null;
   private streamFailure: unknown = null;
-  private bytesSinceReceivingHook = 0;
 
   constructor(
     private readonly config: SessionConfig,
@@ -570,7 +569,10 @@ export class SmtpSession {
     const pos = decoder.decode(this.input, start);
     this.inputPos = pos;
     if (pos > start) this.transport.dataReceived(pos - start);
-    this.bytesSinceReceivingHook += this.ctx.message.bytesize - size;
+    const input = this.input;
+    // The receiving hook sees every chunk of data, before the end of headers or of the message is handled.
+    if (this.ctx.message.bytesize > size) await this.runDataHook(this.hooks.onMessageDataReceiving);
+    if (this.phase !== Phase.Data) return false;
 
     switch (decoder.stop) {
       case DecodeStop.HeadersEnd:
@@ -580,15 +582,10 @@ export class SmtpSession {
       case DecodeStop.End:
         await this.finishMessage();
         this.transport.commandCompleted();
-        return this.phase !== Phase.Closed;
-      default: {
-        if (this.bytesSinceReceivingHook === 0) return false;
-        this.bytesSinceReceivingHook = 0;
-        const input = this.input;
-        await this.runDataHook(this.hooks.onMessageDataReceiving);
-        // Input that arrived while the hook ran replaced the buffer: go on with it.
-        return this.input !== input && this.phase === Phase.Data;
-      }
+        return !this.isClosed;
+      default:
+        // Input that arrived while a hook ran replaced the buffer: go on with it.
+        return this.input !== input;
     }
   }
 
@@ -691,7 +688,6 @@ export class SmtpSession {
     this.streamBlocked = false;
     this.streamResult = null;
     this.streamFailure = null;
-    this.bytesSinceReceivingHook = 0;
     const message = this.ctx.message;
     message.received = null;
     message.delivered = null;

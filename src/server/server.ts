@@ -62,7 +62,14 @@ export interface SmtpServerHooks {
   onLogging?(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
 }
 
-export type SmtpServerOptions = Partial<ServerSettings> & SmtpServerHooks & { logger?: Logger };
+export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts"> &
+  SmtpServerHooks & {
+    /** "2525", 2525, "2525, 3535:4545" or a list of such items. */
+    ports?: string | number | readonly (string | number)[];
+    /** "127.0.0.1, ::1", "*" or a list of hosts. */
+    hosts?: string | readonly string[];
+    logger?: Logger;
+  };
 
 export interface StopOptions {
   /** Let running transactions finish (default true); idle sessions get 421 at once either way. */

@@ -1,0 +1,25 @@
+/**
+ * The seed's "Modifying MAIL FROM and RCPT TO addresses": hooks that return a value replace the address.
+ * mailgate already strips the angle brackets, so normalising is just lower-casing here.
+ * (In your project, import from "mailgate" instead of "../src/index.js".)
+ */
+import { type SessionContext, SmtpServer } from "../src/index.js";
+import { runIfMain } from "./run-if-main.js";
+
+export class NormalizingSmtpd extends SmtpServer {
+  override onMailFrom(_ctx: SessionContext, address: string): string {
+    return address.toLowerCase();
+  }
+
+  override onRcptTo(_ctx: SessionContext, address: string): string {
+    const normalized = address.toLowerCase();
+    this.onLogging(null, "debug", `Normalized to: [${normalized}]`);
+    return normalized;
+  }
+
+  override onMessageData(ctx: SessionContext): void {
+    this.onLogging(ctx, "info", `message from ${ctx.envelope.from} for ${ctx.envelope.to.join(", ")}`);
+  }
+}
+
+await runIfMain(import.meta.url, () => new NormalizingSmtpd({ ports: 2525 }));
