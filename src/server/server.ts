@@ -235,9 +235,6 @@ export class SmtpServer implements SmtpServerHooks {
       this.state = "new";
       throw error;
     }
-    if (this.settings.doDnsReverseLookup) {
-      this.resolver = new dns.Resolver({ timeout: this.settings.reverseLookupTimeout, tries: 1 });
-    }
     this.state = "running";
   }
 
@@ -388,10 +385,10 @@ export class SmtpServer implements SmtpServerHooks {
     this.active++;
     connection.started = true;
     const { server } = connection.ctx;
-    if (this.resolver) {
+    if (this.settings.doDnsReverseLookup) {
       [server.remoteHost, server.localHost] = await Promise.all([
-        this.reverseLookup(server.remoteIp),
-        this.reverseLookup(server.localIp),
+        this.boundedLookup(server.remoteIp),
+        this.boundedLookup(server.localIp),
       ]);
     }
     if (connection.socket.destroyed) return;
@@ -399,17 +396,31 @@ export class SmtpServer implements SmtpServerHooks {
     await connection.session.start();
   }
 
-  private async reverseLookup(ip: string): Promise<string> {
-    const resolver = this.resolver;
-    if (!resolver || ip === "") return ip;
+  /**
+   * The host name of `ip` by reverse DNS (PTR), or `ip` itself when there is none. Override it to use
+   * another source (a cache, a local table); the server bounds it by reverseLookupTimeout either way.
+   */
+  protected async lookupHostname(ip: string): Promise<string> {
+    if (!this.resolver) {
+      this.resolver = new dns.Resolver({ timeout: this.settings.reverseLookupTimeout, tries: 1 });
+    }
+    const names = await this.resolver.reverse(ip);
+    return names[0] ?? ip;
+  }
+
+  /** lookupHostname within the deadline: a slow or failing lookup leaves the address as the name. */
+  private async boundedLookup(ip: string): Promise<string> {
+    if (ip === "") return ip;
     let timer: NodeJS.Timeout | undefined;
     const fallback = new Promise<string>((resolve) => {
       timer = setTimeout(() => resolve(ip), this.settings.reverseLookupTimeout);
     });
-    const lookup = resolver.reverse(ip).then(
-      (names) => names[0] ?? ip,
-      () => ip,
-    );
+    const lookup = Promise.resolve()
+      .then(() => this.lookupHostname(ip))
+      .then(
+        (name) => (typeof name === "string" && name !== "" ? name : ip),
+        () => ip,
+      );
     try {
       return await Promise.race([lookup, fallback]);
     } finally {
