@@ -42,7 +42,7 @@ const CR = 13;
  */
 export function decodeCommandLine(line: Buffer): CommandLine {
   if (line.indexOf(NUL) !== -1 || line.indexOf(CR) !== -1) {
-    throw new SmtpError(500, "Syntax error: NUL or bare CR in command", "5.5.2");
+    throw new SmtpError(501, "Syntax error: NUL or bare CR in command", "5.5.2");
   }
   let nonAscii = false;
   let text: string;
@@ -52,7 +52,7 @@ export function decodeCommandLine(line: Buffer): CommandLine {
     text = line.toString("utf8");
     nonAscii = true;
   } else {
-    throw new SmtpError(500, "Syntax error: invalid UTF-8 in command", "5.6.7");
+    throw new SmtpError(500, "Syntax error: invalid UTF-8 in command", "5.5.2");
   }
   const space = text.indexOf(" ");
   const verb = (space === -1 ? text : text.slice(0, space)).toUpperCase();
@@ -200,7 +200,10 @@ export function parseEsmtpParams(text: string): EsmtpParams {
     const keyword = (eq === -1 ? item : item.slice(0, eq)).toUpperCase();
     const value = eq === -1 ? true : item.slice(eq + 1);
     if (!PARAM_KEYWORD.test(keyword) || (value !== true && !PARAM_VALUE.test(value))) {
-      throw new SmtpError(501, `Syntax error in parameter "${item.slice(0, 40)}"`, "5.5.4");
+      // The reply echoes the client's text: keep it printable ASCII (RFC 5321 4.2 textstring), so no
+      // control character, U+2028 or half of a surrogate pair reaches the client.
+      const shown = item.slice(0, 40).replace(/[^\x20-\x7e]/g, "?");
+      throw new SmtpError(501, `Syntax error in parameter "${shown}"`, "5.5.4");
     }
     if (keyword in params) throw new SmtpError(501, `Duplicate parameter ${keyword}`, "5.5.4");
     params[keyword] = value;

@@ -112,6 +112,9 @@ const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "BDAT", "TURN", "ETRN", "AT
 /** A web client talking to the SMTP port: no point in a dialogue. */
 const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
 
+/** The verbs dispatch() handles itself. */
+const KNOWN_VERBS = new Set(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "HELP", "VRFY", "EXPN"]);
+
 const BAD_COMMAND_CODES = new Set([500, 501, 502, 503, 504, 555]);
 
 export class SmtpSession {
@@ -384,7 +387,9 @@ export class SmtpSession {
           return await this.handleOther(line);
       }
     } catch (error) {
-      this.answerError(error);
+      // A hook's own failure is transient for a command we know (451: the client retries, nothing is
+      // lost); only an unknown command keeps the seed's 500.
+      this.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500);
     }
   }
 
@@ -417,7 +422,9 @@ export class SmtpSession {
     if (this.tx !== TxState.Ready) throw new SmtpError(503, "Error: nested MAIL command", "5.5.1");
     const { config } = this;
     const { address, params } = parsePathArgument(line.args, "FROM:", config.internationalization);
-    const envelope = this.ctx.envelope;
+    // A fresh envelope: what an earlier, refused MAIL recorded (SMTPUTF8, BODY, SIZE) must not carry over.
+    const envelope = emptyEnvelope();
+    this.ctx.envelope = envelope;
     for (const keyword in params) {
       const value = params[keyword];
       switch (keyword) {

@@ -79,9 +79,17 @@ export function newContext(): SessionContext {
   };
 }
 
-/** Starts a session (greeting consumed unless `keepGreeting`) with no-op hooks unless overridden. */
+/**
+ * Starts a session (greeting consumed unless `keepGreeting`) with no-op hooks unless overridden.
+ * `earlyInput` is fed to the session before `start()`: a client that talks before the greeting.
+ */
 export async function openSession(
-  options: { config?: Partial<SessionConfig>; hooks?: Partial<SessionHooks>; keepGreeting?: boolean } = {},
+  options: {
+    config?: Partial<SessionConfig>;
+    hooks?: Partial<SessionHooks>;
+    keepGreeting?: boolean;
+    earlyInput?: (string | Buffer)[];
+  } = {},
 ): Promise<Harness & { greeting: string }> {
   const written: string[] = [];
   const messages: DeliveredMessage[] = [];
@@ -145,6 +153,9 @@ export async function openSession(
       return drain();
     },
   });
+  for (const chunk of options.earlyInput ?? []) {
+    session.receive(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+  }
   await session.start();
   const greeting = options.keepGreeting ? "" : drain();
   return Object.assign(harness, { greeting });
