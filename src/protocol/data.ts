@@ -36,10 +36,15 @@ export enum DecodeStop {
 
 export class DataDecoder {
   private lineStart = true;
+  /** After a bare LF that ensure mode turns into CRLF: a line start for finding the end of headers only. */
+  private normalizedLineStart = false;
   private inHeaders = true;
   /** Why the last decode() call returned. */
   stop: DecodeStop = DecodeStop.NeedMore;
-  /** Number of bare CR and bare LF seen (in strict mode, any makes the message unacceptable). */
+  /**
+   * Number of bare CR and bare LF seen (in strict mode, any makes the message unacceptable). Leave mode
+   * does not look for bare CRs (it keeps every byte), so there only bare LFs are counted.
+   */
   bareLineBreaks = 0;
 
   constructor(
@@ -58,9 +63,9 @@ export class DataDecoder {
     let run = start; // first byte of the unchanged run not yet emitted
 
     while (pos < len) {
-      if (this.lineStart) {
+      if (this.lineStart || this.normalizedLineStart) {
         const c = input[pos];
-        if (c === DOT) {
+        if (c === DOT && this.lineStart) {
           // ".\r\n" ends the message; "." followed by anything else is a stuffed dot (4.5.2).
           if (pos + 2 >= len) return this.pause(input, run, pos);
           if (input[pos + 1] === CR && input[pos + 2] === LF) {
@@ -84,6 +89,7 @@ export class DataDecoder {
           }
         }
         this.lineStart = false;
+        this.normalizedLineStart = false;
       }
 
       const lf = input.indexOf(LF, pos);
@@ -115,6 +121,8 @@ export class DataDecoder {
           this.flush(input, run, lf);
           this.emit(CRLF_BYTES);
           run = lf + 1;
+          // The stored message has a line end here, so an empty line after it ends the headers too.
+          this.normalizedLineStart = this.inHeaders;
         }
       }
       pos = lf + 1;

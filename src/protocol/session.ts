@@ -113,7 +113,19 @@ const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "BDAT", "TURN", "ETRN", "AT
 const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
 
 /** The verbs dispatch() handles itself. */
-const KNOWN_VERBS = new Set(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT", "HELP", "VRFY", "EXPN"]);
+const KNOWN_VERBS = new Set([
+  "EHLO",
+  "HELO",
+  "MAIL",
+  "RCPT",
+  "DATA",
+  "RSET",
+  "NOOP",
+  "QUIT",
+  "HELP",
+  "VRFY",
+  "EXPN",
+]);
 
 const BAD_COMMAND_CODES = new Set([500, 501, 502, 503, 504, 555]);
 

@@ -149,7 +149,10 @@ describe("mailgate serve", () => {
     const stored = (await storedMessages(join(dir, "mail"))).find((f) => f.includes("swaks@x.test"));
     assert.ok(stored);
     assert.deepEqual(parseEnvelopeHeaders(stored).envelope.to, ["a@y.test", "b@y.test"]);
-    assert.match(clientBytes(stored).toString(), /Subject: swaks\r\n[\s\S]*\r\n\r\nsent with swaks\r\n(\r\n)*$/);
+    assert.match(
+      clientBytes(stored).toString(),
+      /Subject: swaks\r\n[\s\S]*\r\n\r\nsent with swaks\r\n(\r\n)*$/,
+    );
   });
 
   test("prints one line per accepted message", () => {
