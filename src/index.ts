@@ -7,6 +7,8 @@ export { STANDARD_REPLIES } from "./protocol/replies.js";
 export type { Severity } from "./protocol/session.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export {
+  type MessageOutcome,
+  type RecipientOutcome,
   SmtpServer,
   type SmtpServerHooks,
   type SmtpServerOptions,

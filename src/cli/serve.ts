@@ -17,12 +17,14 @@ function rfc5322Date(date: Date): string {
 /** The trace header of RFC 5321 4.4, with the protocol keyword of RFC 3848 and RFC 6531 3.7.3. */
 export function receivedHeader(ctx: SessionContext, hostname: string, id: string): string {
   const { server, envelope } = ctx;
-  const plain = server.heloCommand === "HELO" ? "SMTP" : "ESMTP";
+  const plain = server.heloCommand === "HELO" ? "SMTP" : server.heloCommand === "LHLO" ? "LMTP" : "ESMTP";
   const protocol = envelope.encodingUtf8 === "utf8" ? "UTF8SMTP" : plain;
   const remote =
-    server.remoteHost !== server.remoteIp
-      ? `${server.remoteHost} [${server.remoteIp}]`
-      : `[${server.remoteIp}]`;
+    server.remoteIp === "" // a UNIX socket peer
+      ? server.remoteHost
+      : server.remoteHost !== server.remoteIp
+        ? `${server.remoteHost} [${server.remoteIp}]`
+        : `[${server.remoteIp}]`;
   const forClause = envelope.to.length === 1 ? `\r\n\tfor <${envelope.to[0]}>` : "";
   return `Received: from ${server.helo} (${remote})\r\n\tby ${hostname} (mailgate) with ${protocol} id ${id}${forClause};\r\n\t${rfc5322Date(new Date())}\r\n`;
 }
@@ -67,7 +69,7 @@ export async function serve(settings: Partial<ServerSettings>, maildir: string):
   server.onLogging(
     null,
     "info",
-    `mailgate is serving SMTP on ${server.addresses.join(", ")} into Maildir ${directory}`,
+    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into Maildir ${directory}`,
   );
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);

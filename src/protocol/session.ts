@@ -66,6 +66,8 @@ export interface SessionTransport {
 export interface SessionConfig {
   /** Our host name, used in the greeting, EHLO answer and 221/421 replies. */
   hostname: string;
+  /** Speak LMTP (RFC 2033): LHLO instead of HELO/EHLO, one reply per recipient after the data. */
+  lmtp: boolean;
   crlfMode: CrlfMode;
   pipelining: boolean;
   /** 8BITMIME and SMTPUTF8 (the seed's internationalization_extensions). */
@@ -106,7 +108,7 @@ const INPUT_HIGH_WATER = 256 * 1024;
 const MAX_KEPT_ERRORS = 100;
 
 /** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
-const GROUP_ENDERS = new Set(["EHLO", "HELO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
+const GROUP_ENDERS = new Set(["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
 /** Known SMTP verbs we do not offer: 502 rather than the unknown-command path. */
 const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "BDAT", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
 /** A web client talking to the SMTP port: no point in a dialogue. */
@@ -116,6 +118,7 @@ const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "
 const KNOWN_VERBS = new Set([
   "EHLO",
   "HELO",
+  "LHLO",
   "MAIL",
   "RCPT",
   "DATA",
@@ -365,6 +368,7 @@ export class SmtpSession {
       switch (line.verb) {
         case "EHLO":
         case "HELO":
+        case "LHLO":
           return await this.handleHelo(line);
         case "MAIL":
           return await this.handleMail(line);
@@ -406,6 +410,15 @@ export class SmtpSession {
   }
 
   private async handleHelo(line: CommandLine): Promise<void> {
+    const { config } = this;
+    if (config.lmtp !== (line.verb === "LHLO")) {
+      // RFC 2033 4.1: an LMTP server greets with LHLO only; an SMTP server does not know LHLO.
+      throw new SmtpError(
+        500,
+        config.lmtp ? "Error: this is LMTP, use LHLO" : "Error: this is SMTP, use EHLO",
+        "5.5.1",
+      );
+    }
     const heloData = line.args.trim();
     if (heloData === "" || line.nonAscii) {
       throw new SmtpError(501, `Syntax: ${line.verb} hostname`, "5.5.4");
@@ -420,7 +433,6 @@ export class SmtpSession {
     if (line.verb === "HELO") {
       return this.reply(formatReply(250, undefined, server.heloResponse));
     }
-    const { config } = this;
     const lines = [server.heloResponse];
     if (config.pipelining) lines.push("PIPELINING");
     if (config.internationalization) lines.push("8BITMIME", "SMTPUTF8");
@@ -679,17 +691,39 @@ export class SmtpSession {
     if (!error) {
       try {
         const value = await this.hooks.onMessageData(ctx);
-        if (typeof value === "string") result = value;
+        if (value !== undefined && value !== null) result = value;
       } catch (hookError) {
         error = hookError;
       }
     }
+    const recipients = ctx.envelope.to;
     this.phase = Phase.Command;
     this.resetTransaction();
-    if (error) {
-      this.answerError(error, 451);
+    if (this.config.lmtp) {
+      // RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
+      const outcomes = Array.isArray(result) ? result : [];
+      recipients.forEach((recipient, index) => {
+        this.answerOutcome(
+          error ?? outcomes[index],
+          typeof result === "string" ? result : `<${recipient}> Ok`,
+        );
+      });
     } else {
-      this.reply(formatReply(250, "2.0.0", typeof result === "string" ? result : "Ok: message accepted"));
+      // SMTP has one reply: per-recipient results that hold a refusal refuse the whole message.
+      const refusal = Array.isArray(result) ? result.find((outcome) => outcome instanceof Error) : undefined;
+      this.answerOutcome(error ?? refusal, typeof result === "string" ? result : "Ok: message accepted");
+    }
+  }
+
+  /** The reply to a message (or, in LMTP, to one recipient of it): an error, a 250 text, or the default. */
+  private answerOutcome(outcome: unknown, acceptedText: string): void {
+    if (
+      outcome instanceof Error ||
+      (outcome !== undefined && outcome !== null && typeof outcome !== "string")
+    ) {
+      this.answerError(outcome, 451);
+    } else {
+      this.reply(formatReply(250, "2.0.0", typeof outcome === "string" ? outcome : acceptedText));
     }
   }
 

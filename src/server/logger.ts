@@ -33,7 +33,9 @@ export function writeLog(
   message: string,
   error?: unknown,
 ): void {
-  const where = ctx ? `[${ctx.server.remoteIp}:${ctx.server.remotePort}] ` : "";
+  const peer =
+    ctx && (ctx.server.remoteIp === "" ? "unix" : `${ctx.server.remoteIp}:${ctx.server.remotePort}`);
+  const where = peer ? `[${peer}] ` : "";
   const detail = severity === "fatal" && error instanceof Error && error.stack ? `\n${error.stack}` : "";
   const text = `${where}${message}${detail}`;
   if (severity === "debug") logger.debug(text);

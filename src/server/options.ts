@@ -37,16 +37,20 @@ export interface ServerSettings {
   maxRecipients: number;
   maxBadCommands: number;
   maxCommandLineLength: number;
+  lmtp: boolean;
+  socketPath: string;
+  socketMode: number | null;
+  socketReplaceStale: boolean;
   loggerSeverity: Severity;
 }
 
-type Kind = "string" | "integer" | "boolean" | "enum" | "ports" | "hosts";
+type Kind = "string" | "path" | "mode" | "integer" | "boolean" | "enum" | "ports" | "hosts";
 
 export interface OptionSpec {
   name: keyof ServerSettings;
   kind: Kind;
-  /** The default, or a function computing it (host name). */
-  default: string | number | boolean | (() => string);
+  /** The default, or a function computing it (host name); null for "not set". */
+  default: string | number | boolean | null | (() => string);
   description: string;
   values?: readonly string[];
   min?: number;
@@ -184,6 +188,34 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     description: "Longest command line in octets including CRLF (RFC 5321: 512); longer ones get 500.",
   },
   {
+    name: "lmtp",
+    kind: "boolean",
+    default: false,
+    description:
+      "Speak LMTP (RFC 2033) instead of SMTP: LHLO, PIPELINING and ENHANCEDSTATUSCODES always on, one reply per recipient after the data.",
+  },
+  {
+    name: "socketPath",
+    kind: "path",
+    default: "",
+    description:
+      "Also listen on this UNIX domain socket (its directory must exist). When set, TCP listeners are made only if ports or hosts are given too.",
+  },
+  {
+    name: "socketMode",
+    kind: "mode",
+    default: null,
+    description:
+      'Permissions of the socket file, e.g. 0o660 (or "660" on the command line); not set = the umask decides.',
+  },
+  {
+    name: "socketReplaceStale",
+    kind: "boolean",
+    default: false,
+    description:
+      "Replace a socket file that no server answers on (left by a crashed process); a live server's socket is never touched.",
+  },
+  {
     name: "loggerSeverity",
     kind: "enum",
     values: SEVERITIES,
@@ -222,6 +254,18 @@ function check(spec: OptionSpec, value: unknown): unknown {
       if (typeof value !== "string" || value.trim() === "" || /[\r\n\0]/.test(value))
         fail("a non-empty string");
       return value;
+    case "path":
+      if (typeof value !== "string" || value.includes("\0")) fail("a file path");
+      return value;
+    case "mode": {
+      if (value === null) return null;
+      const octal = typeof value === "string" && /^(0o?)?[0-7]{3,4}$/.test(value);
+      const mode = octal ? Number.parseInt(value.replace(/^0o?/, ""), 8) : value;
+      if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+        fail('a file mode such as 0o660 (or the octal string "660")');
+      }
+      return mode;
+    }
     case "integer": {
       const min = spec.min ?? 0;
       if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {

@@ -3,7 +3,8 @@
  * overrides (by subclassing, as the seed does, or by passing functions in the options: one code path).
  */
 import { promises as dns } from "node:dns";
-import { createServer, type Server, type Socket } from "node:net";
+import { chmod } from "node:fs/promises";
+import { createServer, type ListenOptions, type Server, type Socket } from "node:net";
 import type { Readable } from "node:stream";
 import type { EsmtpParams } from "../protocol/commands.js";
 import { emptyEnvelope, type SessionContext } from "../protocol/context.js";
@@ -19,8 +20,19 @@ import {
 import { Connection } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
+import { prepareSocketPath } from "./unix-socket.js";
 
 type Awaitable<T> = T | Promise<T>;
+
+/** One recipient's result in LMTP: nothing or a text is a 250 (with that text), an error its reply. */
+export type RecipientOutcome = string | Error | undefined | null;
+
+/**
+ * What the message hooks return: nothing (250), a text for the 250, or, in LMTP, one outcome per
+ * recipient in `ctx.envelope.to` order (RFC 2033 4.2). In SMTP such a list refuses the whole message
+ * with its first error, since SMTP has a single reply.
+ */
+export type MessageOutcome = string | readonly RecipientOutcome[] | undefined | void;
 
 /** The event hooks. Each may be async; throwing an SmtpError sends its reply (421 also closes). */
 export interface SmtpServerHooks {
@@ -53,9 +65,9 @@ export interface SmtpServerHooks {
    * ctx.message.data stays empty. The 250 waits for the returned promise; a string result becomes the
    * 250's text. A rejection refuses the message (SmtpError reply, else 451).
    */
-  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | void>;
+  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<MessageOutcome>;
   /** The complete message in ctx.message.data. A string result becomes the 250's text. */
-  onMessageData?(ctx: SessionContext): Awaitable<string | undefined | void>;
+  onMessageData?(ctx: SessionContext): Awaitable<MessageOutcome>;
   /** A command we do not know; throw to choose the reply (the default is 500), e.g. 421 to drop. */
   onProcessLineUnknown?(ctx: SessionContext, line: string): Awaitable<void>;
   /** Every log event; the default writes to the logger when severity reaches loggerSeverity. */
@@ -102,6 +114,9 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly sessionHooks: SessionHooks;
   private readonly listeners: Server[] = [];
   private bound: ListenAddress[] = [];
+  private boundSocket = "";
+  /** TCP listeners are made unless only a UNIX socket was asked for. */
+  private readonly listensOnTcp: boolean;
   private readonly open = new Set<Connection>();
   private readonly waiting: Connection[] = [];
   private active = 0;
@@ -111,6 +126,8 @@ export class SmtpServer implements SmtpServerHooks {
   constructor(options: SmtpServerOptions = {}) {
     this.settings = Object.freeze(resolveSettings(options));
     const given = options as Record<string, unknown>;
+    this.listensOnTcp =
+      this.settings.socketPath === "" || given.ports !== undefined || given.hosts !== undefined;
     for (const name of HOOK_NAMES) {
       const hook = given[name];
       if (hook === undefined) continue;
@@ -131,8 +148,10 @@ export class SmtpServer implements SmtpServerHooks {
     const s = this.settings;
     this.sessionConfig = {
       hostname: s.hostname,
+      lmtp: s.lmtp,
       crlfMode: s.crlfMode,
-      pipelining: s.pipeliningExtension,
+      // RFC 2033 5: LMTP always offers PIPELINING.
+      pipelining: s.pipeliningExtension || s.lmtp,
       internationalization: s.internationalizationExtensions,
       maxMessageSize: s.maxMessageSize,
       maxRecipients: s.maxRecipients,
@@ -165,8 +184,8 @@ export class SmtpServer implements SmtpServerHooks {
   onMessageDataStart(_ctx: SessionContext): Awaitable<void> {}
   onMessageDataReceiving(_ctx: SessionContext): Awaitable<void> {}
   onMessageDataHeaders(_ctx: SessionContext): Awaitable<void> {}
-  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | void>;
-  onMessageData(_ctx: SessionContext): Awaitable<string | undefined | void> {}
+  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<MessageOutcome>;
+  onMessageData(_ctx: SessionContext): Awaitable<MessageOutcome> {}
   onProcessLineUnknown(_ctx: SessionContext, _line: string): Awaitable<void> {}
   onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
     if (severityEnabled(severity, this.settings.loggerSeverity))
@@ -175,9 +194,10 @@ export class SmtpServer implements SmtpServerHooks {
 
   // ---- state, as the seed exposes it ----
 
-  /** "ip:port" of every bound listener (after start()); the configured ones are in `settings`. */
+  /** "ip:port" of every bound listener, and "unix:path" for the socket (after start()). */
   get addresses(): string[] {
-    return this.bound.map(formatAddress);
+    const tcp = this.bound.map(formatAddress);
+    return this.boundSocket === "" ? tcp : [...tcp, `unix:${this.boundSocket}`];
   }
 
   /** Bound IP addresses after start(), else the configured host items. */
@@ -218,17 +238,31 @@ export class SmtpServer implements SmtpServerHooks {
       throw new Error("The server is already started; stop() it before starting it again.");
     }
     this.state = "starting";
+    const { socketPath, socketMode, socketReplaceStale } = this.settings;
     try {
-      const targets = await resolveListenAddresses(this.settings.hosts, this.settings.ports);
-      if (targets.length === 0)
+      const targets = this.listensOnTcp
+        ? await resolveListenAddresses(this.settings.hosts, this.settings.ports)
+        : [];
+      if (this.listensOnTcp && targets.length === 0)
         throw new Error(`No address to listen on for hosts "${this.settings.hosts}".`);
       for (const target of targets) {
         this.onLogging(null, "info", `Starting service on ${formatAddress(target)}`);
-        const server = await this.listen(target);
+        const server = await this.listen(
+          { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
+          formatAddress(target),
+        );
         this.listeners.push(server);
         const address = server.address();
         if (address && typeof address === "object")
           this.bound.push({ host: target.host, port: address.port });
+      }
+      if (socketPath !== "") {
+        this.onLogging(null, "info", `Starting service on UNIX socket ${socketPath}`);
+        await prepareSocketPath(socketPath, socketReplaceStale);
+        const server = await this.listen({ path: socketPath }, `UNIX socket ${socketPath}`);
+        this.listeners.push(server);
+        if (socketMode !== null) await chmod(socketPath, socketMode);
+        this.boundSocket = socketPath;
       }
     } catch (error) {
       await this.closeListeners();
@@ -281,19 +315,15 @@ export class SmtpServer implements SmtpServerHooks {
 
   private onIdle: (() => void) | null = null;
 
-  private listen(target: ListenAddress): Promise<Server> {
+  private listen(target: ListenOptions, label: string): Promise<Server> {
     return new Promise((resolve, reject) => {
       const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
       const onError = (error: NodeJS.ErrnoException) => {
         server.close();
-        reject(
-          new Error(`Cannot listen on ${formatAddress(target)}: ${explainListenError(error)}`, {
-            cause: error,
-          }),
-        );
+        reject(new Error(`Cannot listen on ${label}: ${explainListenError(error)}`, { cause: error }));
       };
       server.once("error", onError);
-      server.listen({ host: target.host, port: target.port, ipv6Only: target.host.includes(":") }, () => {
+      server.listen(target, () => {
         server.off("error", onError);
         server.on("error", (error) =>
           this.onLogging(null, "error", `listener error: ${error.message}`, error),
@@ -309,6 +339,7 @@ export class SmtpServer implements SmtpServerHooks {
     );
     this.listeners.length = 0;
     this.bound = [];
+    this.boundSocket = "";
     await Promise.all(closing);
   }
 
@@ -344,15 +375,17 @@ export class SmtpServer implements SmtpServerHooks {
 
   private newContext(socket: Socket): SessionContext {
     const { settings } = this;
+    // A UNIX socket peer has no address: it is this machine, so it is named "localhost" with no IP.
     const localIp = socket.localAddress ?? "";
+    const remoteIp = socket.remoteAddress ?? "";
     return {
       server: {
-        localHost: localIp,
+        localHost: localIp === "" ? "localhost" : localIp,
         localIp,
         localPort: socket.localPort ?? 0,
-        localResponse: `${settings.hostname} ESMTP mailgate ready`,
-        remoteHost: socket.remoteAddress ?? "",
-        remoteIp: socket.remoteAddress ?? "",
+        localResponse: `${settings.hostname} ${settings.lmtp ? "LMTP" : "ESMTP"} mailgate ready`,
+        remoteHost: remoteIp === "" ? "localhost" : remoteIp,
+        remoteIp,
         remotePort: socket.remotePort ?? 0,
         helo: "",
         heloResponse: `${settings.hostname} at your service`,

@@ -13,6 +13,7 @@ import {
 
 export const TEST_CONFIG: SessionConfig = {
   hostname: "mx.test",
+  lmtp: false,
   crlfMode: "ensure",
   pipelining: true,
   internationalization: true,
