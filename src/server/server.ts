@@ -19,7 +19,7 @@ import {
 } from "./addresses.js";
 import { Connection } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
-import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
+import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
 import { prepareSocketPath } from "./unix-socket.js";
 
 type Awaitable<T> = T | Promise<T>;
@@ -124,8 +124,9 @@ export class SmtpServer implements SmtpServerHooks {
   private resolver: dns.Resolver | null = null;
 
   constructor(options: SmtpServerOptions = {}) {
-    this.settings = Object.freeze(resolveSettings(options));
     const given = options as Record<string, unknown>;
+    rejectUnknownOptions(given);
+    this.settings = Object.freeze(resolveSettings(options));
     this.listensOnTcp =
       this.settings.socketPath === "" || given.ports !== undefined || given.hosts !== undefined;
     for (const name of HOOK_NAMES) {
@@ -484,23 +485,44 @@ export class SmtpServer implements SmtpServerHooks {
 
   /** The adapter the sessions call: built once per server, so hooks added by subclasses are seen. */
   private bindHooks(): SessionHooks {
+    const server = this;
     return {
       onConnect: (ctx) => this.onConnect(ctx),
       onHelo: (ctx, helo) => this.onHelo(ctx, helo),
       onMailFrom: (ctx, address, params) => this.onMailFrom(ctx, address, params),
       onRcptTo: (ctx, address, params) => this.onRcptTo(ctx, address, params),
-      onVrfy: this.onVrfy ? (ctx, argument) => this.onVrfy?.(ctx, argument) ?? argument : undefined,
-      onExpn: this.onExpn ? (ctx, argument) => this.onExpn?.(ctx, argument) ?? [] : undefined,
+      // The optional hooks are looked up at each use, so one set later (a class field) is seen too.
+      get onVrfy() {
+        const hook = server.onVrfy;
+        return hook ? (ctx: SessionContext, argument: string) => hook.call(server, ctx, argument) : undefined;
+      },
+      get onExpn() {
+        const hook = server.onExpn;
+        return hook ? (ctx: SessionContext, argument: string) => hook.call(server, ctx, argument) : undefined;
+      },
       onMessageDataStart: (ctx) => this.onMessageDataStart(ctx),
       onMessageDataReceiving: (ctx) => this.onMessageDataReceiving(ctx),
       onMessageDataHeaders: (ctx) => this.onMessageDataHeaders(ctx),
-      onMessageStream: this.onMessageStream
-        ? (ctx, stream) => this.onMessageStream?.(ctx, stream)
-        : undefined,
+      get onMessageStream() {
+        const hook = server.onMessageStream;
+        return hook ? (ctx: SessionContext, stream: Readable) => hook.call(server, ctx, stream) : undefined;
+      },
       onMessageData: (ctx) => this.onMessageData(ctx),
       onProcessLineUnknown: (ctx, line) => this.onProcessLineUnknown(ctx, line),
       log: (ctx, severity, message, error) => this.onLogging(ctx, severity, message, error),
     };
+  }
+}
+
+/** A misspelt option would otherwise be ignored in silence: name it, and the closest known one. */
+function rejectUnknownOptions(given: Record<string, unknown>): void {
+  const known = [...OPTION_SPECS.map((spec) => spec.name as string), ...HOOK_NAMES, "logger"];
+  for (const name of Object.keys(given)) {
+    if (known.includes(name) || given[name] === undefined) continue;
+    const close = known.find((candidate) =>
+      candidate.toLowerCase().startsWith(name.toLowerCase().slice(0, 6)),
+    );
+    throw new TypeError(`Unknown option ${name}${close ? `; did you mean ${close}?` : "."}`);
   }
 }
 
