@@ -7,7 +7,7 @@
  * dry; the state machine itself is the seed's (`process_line` of MidiSmtpServer), tightened where the
  * RFCs or safety demand it.
  */
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import {
   type CommandLine,
   decodeCommandLine,
@@ -18,6 +18,7 @@ import {
 import { emptyEnvelope, type SessionContext } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
+import { MessageReceiver } from "./message.js";
 import { formatReply } from "./replies.js";
 
 export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
@@ -147,14 +148,9 @@ export class SmtpSession {
   private pregreet = false;
   private closeRequested = false;
 
-  // The message being received (phase Data).
+  // The message being received, and the decoder of its DATA.
+  private receiver: MessageReceiver | null = null;
   private decoder: DataDecoder | null = null;
-  private parts: Buffer[] = [];
-  private dataError: unknown = null;
-  private stream: Readable | null = null;
-  private streamBlocked = false;
-  private streamResult: Promise<unknown> | null = null;
-  private streamFailure: unknown = null;
 
   constructor(
     private readonly config: SessionConfig,
@@ -163,7 +159,12 @@ export class SmtpSession {
     ctx: SessionContext,
   ) {
     this.ctx = ctx;
-    ctx.message.write = (bytes) => this.writeMessage(bytes);
+    ctx.message.write = (bytes) => {
+      if (!this.receiver) {
+        throw new Error("ctx.message.write() is only available while message data is being received");
+      }
+      this.receiver.write(bytes);
+    };
   }
 
   get isClosed(): boolean {
@@ -212,7 +213,11 @@ export class SmtpSession {
       this.input = Buffer.concat([this.input.subarray(this.inputPos), chunk]);
     }
     this.inputPos = 0;
-    if ((this.pumping || this.streamBlocked) && this.input.length > INPUT_HIGH_WATER && !this.inputPaused) {
+    if (
+      (this.pumping || this.receiver?.blocked) &&
+      this.input.length > INPUT_HIGH_WATER &&
+      !this.inputPaused
+    ) {
       this.inputPaused = true;
       this.transport.pauseInput();
     }
@@ -262,9 +267,17 @@ export class SmtpSession {
     this.close();
   }
 
-  /** Resolves once everything received so far has been handled (or is waiting for more input). */
+  /**
+   * Resolves once everything received so far has been handled and the session waits for more input
+   * (not for a slow onMessageStream consumer).
+   */
   async whenIdle(): Promise<void> {
-    while (this.running) await this.running;
+    for (;;) {
+      if (this.running) await this.running;
+      else if (this.receiver?.blocked && !this.isClosed)
+        await new Promise((resolve) => setImmediate(resolve));
+      else return;
+    }
   }
 
   private pump(): Promise<void> {
@@ -294,7 +307,7 @@ export class SmtpSession {
       );
     } finally {
       this.pumping = false;
-      if (this.inputPaused && this.phase !== Phase.Closed && !this.streamBlocked) {
+      if (this.inputPaused && this.phase !== Phase.Closed && !this.receiver?.blocked) {
         this.inputPaused = false;
         this.transport.resumeInput();
       }
@@ -544,56 +557,35 @@ export class SmtpSession {
     this.requireNoArgs(line);
     if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
     if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
-    const { message } = this.ctx;
-    message.received = new Date();
+    const receiver = this.newReceiver();
     this.phase = Phase.Data;
-    this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => this.writeMessage(bytes));
     try {
-      await this.hooks.onMessageDataStart(this.ctx);
+      await receiver.begin();
     } catch (error) {
       // Refused before the 354: the client keeps its transaction and may RSET or try again.
       this.phase = Phase.Command;
       this.resetMessage();
       throw error;
     }
-    if (this.hooks.onMessageStream) this.openStream(this.hooks.onMessageStream);
+    this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => receiver.write(bytes));
     this.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
   }
 
-  private openStream(hook: NonNullable<SessionHooks["onMessageStream"]>): void {
-    const stream = new Readable({
-      highWaterMark: this.config.messageChunkSize,
-      read: () => {
-        if (!this.streamBlocked) return;
-        this.streamBlocked = false;
-        void this.pump();
-      },
-    });
-    this.stream = stream;
-    const pending = this.parts; // bytes written by the data-start hook come first
-    this.parts = [];
-    for (const bytes of pending) stream.push(bytes);
-    this.streamResult = Promise.resolve()
-      .then(() => hook(this.ctx, stream))
-      .then(
-        (value) => {
-          // A consumer that returns before the end no longer reads: drain the rest so the session goes on.
-          if (!stream.readableEnded && !stream.destroyed) stream.resume();
-          return value;
-        },
-        (error) => {
-          // The consumer failed (store error...): keep reading the message, answer the error at its end.
-          this.streamFailure = error ?? new Error("message stream hook failed");
-          this.streamBlocked = false;
-          if (!stream.destroyed) stream.destroy();
-          void this.pump();
-        },
-      );
+  private newReceiver(): MessageReceiver {
+    const { config } = this;
+    this.receiver = new MessageReceiver(
+      this.ctx,
+      this.hooks,
+      { maxMessageSize: config.maxMessageSize, streamHighWaterMark: config.messageChunkSize },
+      () => void this.pump(),
+    );
+    return this.receiver;
   }
 
   /** Decodes buffered message data; false when more input is needed (or the stream consumer is slow). */
   private async pumpData(): Promise<boolean> {
-    if (this.streamBlocked) return false;
+    const receiver = this.receiver as MessageReceiver;
+    if (receiver.blocked) return false;
     const decoder = this.decoder as DataDecoder;
     const start = this.inputPos;
     const size = this.ctx.message.bytesize;
@@ -602,16 +594,16 @@ export class SmtpSession {
     if (pos > start) this.transport.dataReceived(pos - start);
     const input = this.input;
     // The receiving hook sees every chunk of data, before the end of headers or of the message is handled.
-    if (this.ctx.message.bytesize > size) await this.runDataHook(this.hooks.onMessageDataReceiving);
-    if (this.phase !== Phase.Data) return false;
+    if (this.ctx.message.bytesize > size && (await this.closedByHook(receiver.receiving()))) return false;
 
     switch (decoder.stop) {
       case DecodeStop.HeadersEnd:
-        this.ctx.message.headers = true;
-        await this.runDataHook(this.hooks.onMessageDataHeaders);
-        return true;
+        return !(await this.closedByHook(receiver.headersEnded()));
       case DecodeStop.End:
-        await this.finishMessage();
+        if (this.config.crlfMode === "strict" && decoder.bareLineBreaks > 0) {
+          receiver.fail(new SmtpError(550, "Error: bare CR or LF in message data", "5.5.2"));
+        }
+        await this.finishMessage(receiver);
         this.transport.commandCompleted();
         return !this.isClosed;
       default:
@@ -620,98 +612,31 @@ export class SmtpSession {
     }
   }
 
-  /** Runs a hook during DATA: its error is answered after the end of the data (421 at once). */
-  private async runDataHook(hook: (ctx: SessionContext) => Awaitable<unknown>): Promise<void> {
-    if (this.dataError) return;
-    try {
-      await hook.call(this.hooks, this.ctx);
-    } catch (error) {
-      this.failMessage(error);
-      if (error instanceof SmtpError && error.closesConnection) {
-        this.recordError(error);
-        this.reply(error.render());
-        this.close();
-      }
-    }
+  /** A data hook that threw 421 gets its reply now and the connection closes. */
+  private async closedByHook(hookRun: Promise<SmtpError | null>): Promise<boolean> {
+    const closing = await hookRun;
+    if (!closing) return false;
+    this.recordError(closing);
+    this.reply(closing.render());
+    this.close();
+    return true;
   }
 
-  /** Appends decoded or hook-written bytes to the message, enforcing the size limit. */
-  private writeMessage(bytes: Buffer | string): void {
-    if (this.phase !== Phase.Data) {
-      throw new Error("ctx.message.write() is only available while message data is being received");
-    }
-    const chunk = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
-    const message = this.ctx.message;
-    message.bytesize += chunk.length;
-    if (this.dataError) return;
-    const { maxMessageSize } = this.config;
-    if (maxMessageSize > 0 && message.bytesize > maxMessageSize) {
-      this.failMessage(new SmtpError(552, "Error: message exceeds fixed maximum message size", "5.3.4"));
-      return;
-    }
-    if (this.stream) {
-      if (this.streamFailure || this.stream.destroyed) return;
-      if (!this.stream.push(chunk)) this.streamBlocked = true;
-    } else {
-      this.parts.push(chunk);
-    }
-  }
-
-  /** The message will be refused: drop what was kept, tell the stream consumer, keep reading to the end. */
-  private failMessage(error: unknown): void {
-    if (this.dataError) return;
-    this.dataError = error;
-    this.parts = [];
-    if (this.stream && !this.stream.destroyed) {
-      this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
-    }
-    this.streamBlocked = false;
-  }
-
-  private async finishMessage(): Promise<void> {
-    const { ctx, decoder } = this;
-    const message = ctx.message;
-    message.delivered = new Date();
-    if (this.config.crlfMode === "strict" && decoder && decoder.bareLineBreaks > 0) {
-      this.failMessage(new SmtpError(550, "Error: bare CR or LF in message data", "5.5.2"));
-    }
-    let result: unknown;
-    let error = this.dataError;
-    if (!error) {
-      if (this.stream) {
-        this.stream.push(null);
-        result = await this.streamResult;
-        error = this.streamFailure;
-      } else {
-        message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
-      }
-    } else if (this.streamResult) {
-      await this.streamResult; // let the consumer clean up before the client hears the refusal
-    }
-    if (!error) {
-      try {
-        const value = await this.hooks.onMessageData(ctx);
-        if (value !== undefined && value !== null) result = value;
-      } catch (hookError) {
-        error = hookError;
-      }
-    }
-    const recipients = ctx.envelope.to;
+  private async finishMessage(receiver: MessageReceiver): Promise<void> {
+    const { error, value } = await receiver.finish();
+    const recipients = this.ctx.envelope.to;
     this.phase = Phase.Command;
     this.resetTransaction();
     if (this.config.lmtp) {
       // RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
-      const outcomes = Array.isArray(result) ? result : [];
+      const outcomes = Array.isArray(value) ? value : [];
       recipients.forEach((recipient, index) => {
-        this.answerOutcome(
-          error ?? outcomes[index],
-          typeof result === "string" ? result : `<${recipient}> Ok`,
-        );
+        this.answerOutcome(error ?? outcomes[index], typeof value === "string" ? value : `<${recipient}> Ok`);
       });
     } else {
       // SMTP has one reply: per-recipient results that hold a refusal refuse the whole message.
-      const refusal = Array.isArray(result) ? result.find((outcome) => outcome instanceof Error) : undefined;
-      this.answerOutcome(error ?? refusal, typeof result === "string" ? result : "Ok: message accepted");
+      const refusal = Array.isArray(value) ? value.find((outcome) => outcome instanceof Error) : undefined;
+      this.answerOutcome(error ?? refusal, typeof value === "string" ? value : "Ok: message accepted");
     }
   }
 
@@ -728,19 +653,12 @@ export class SmtpSession {
   }
 
   private abandonMessage(reason: unknown): void {
-    if (this.phase !== Phase.Data) return;
-    this.failMessage(reason);
-    this.streamResult?.catch(() => {});
+    this.receiver?.abandon(reason);
   }
 
   private resetMessage(): void {
     this.decoder = null;
-    this.parts = [];
-    this.dataError = null;
-    this.stream = null;
-    this.streamBlocked = false;
-    this.streamResult = null;
-    this.streamFailure = null;
+    this.receiver = null;
     const message = this.ctx.message;
     message.received = null;
     message.delivered = null;

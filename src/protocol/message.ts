@@ -1,0 +1,184 @@
+/**
+ * Receiving one message, whichever way its bytes arrive (DATA or BDAT): the size limit, the buffer or
+ * the stream handed to onMessageStream (with backpressure), the data hooks, and the outcome that decides
+ * the reply. The session feeds it decoded bytes and asks for the outcome at the end.
+ */
+import { Readable } from "node:stream";
+import type { SessionContext } from "./context.js";
+import { SmtpError } from "./errors.js";
+
+type Awaitable<T> = T | Promise<T>;
+
+export interface MessageHooks {
+  onMessageDataStart(ctx: SessionContext): Awaitable<unknown>;
+  onMessageDataReceiving(ctx: SessionContext): Awaitable<unknown>;
+  onMessageDataHeaders(ctx: SessionContext): Awaitable<unknown>;
+  readonly onMessageStream?: ((ctx: SessionContext, stream: Readable) => Awaitable<unknown>) | undefined;
+  onMessageData(ctx: SessionContext): Awaitable<unknown>;
+}
+
+export interface MessageLimits {
+  /** Largest message in bytes, 0 for no limit. */
+  maxMessageSize: number;
+  /** highWaterMark of the stream given to onMessageStream. */
+  streamHighWaterMark: number;
+}
+
+/** How a message ended: a refusal, or what the hooks returned (a 250 text, per-recipient outcomes). */
+export interface MessageResult {
+  error: unknown;
+  value: unknown;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class MessageReceiver {
+  /** The first reason the message will be refused; once set, bytes are counted and dropped. */
+  error: unknown = null;
+  /** True while the stream consumer wants no more bytes: the session stops reading input. */
+  blocked = false;
+  private parts: Buffer[] = [];
+  private stream: Readable | null = null;
+  private streamResult: Promise<unknown> | null = null;
+  private streamFailure: unknown = null;
+
+  constructor(
+    private readonly ctx: SessionContext,
+    private readonly hooks: MessageHooks,
+    private readonly limits: MessageLimits,
+    /** Called when a blocked stream consumer asks for more. */
+    private readonly wake: () => void,
+  ) {
+    const message = ctx.message;
+    message.received = new Date();
+    message.delivered = null;
+    message.bytesize = 0;
+    message.headers = false;
+    message.data = EMPTY;
+  }
+
+  /** Runs the data-start hook (its error refuses the message before any data) and opens the stream. */
+  async begin(): Promise<void> {
+    await this.hooks.onMessageDataStart(this.ctx);
+    const consumer = this.hooks.onMessageStream;
+    if (consumer) this.openStream(consumer);
+  }
+
+  /** Appends decoded or hook-written bytes, enforcing the size limit. */
+  write(bytes: Buffer | string): void {
+    const chunk = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
+    const message = this.ctx.message;
+    message.bytesize += chunk.length;
+    if (this.error) return;
+    const { maxMessageSize } = this.limits;
+    if (maxMessageSize > 0 && message.bytesize > maxMessageSize) {
+      this.fail(new SmtpError(552, "Error: message exceeds fixed maximum message size", "5.3.4"));
+      return;
+    }
+    if (this.stream) {
+      if (this.streamFailure || this.stream.destroyed) return;
+      if (!this.stream.push(chunk)) this.blocked = true;
+    } else {
+      this.parts.push(chunk);
+    }
+  }
+
+  /** The message will be refused: drop what was kept and tell the stream consumer. */
+  fail(error: unknown): void {
+    if (this.error) return;
+    this.error = error;
+    this.parts = [];
+    if (this.stream && !this.stream.destroyed) {
+      this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
+    }
+    this.blocked = false;
+  }
+
+  /** The session ends before the message does (client gone, RSET, shutdown). */
+  abandon(reason: unknown): void {
+    this.fail(reason);
+    this.streamResult?.catch(() => {});
+  }
+
+  /**
+   * Runs a hook while data arrives. Its error refuses the message (answered at the end); a 421 is
+   * returned so the session can answer and close at once.
+   */
+  async runHook(hook: (ctx: SessionContext) => Awaitable<unknown>): Promise<SmtpError | null> {
+    if (this.error) return null;
+    try {
+      await hook.call(this.hooks, this.ctx);
+    } catch (error) {
+      this.fail(error);
+      if (error instanceof SmtpError && error.closesConnection) return error;
+    }
+    return null;
+  }
+
+  receiving(): Promise<SmtpError | null> {
+    return this.runHook(this.hooks.onMessageDataReceiving);
+  }
+
+  headersEnded(): Promise<SmtpError | null> {
+    this.ctx.message.headers = true;
+    return this.runHook(this.hooks.onMessageDataHeaders);
+  }
+
+  /** The last byte arrived: completes the stream or the buffer and runs onMessageData. */
+  async finish(): Promise<MessageResult> {
+    const message = this.ctx.message;
+    message.delivered = new Date();
+    let value: unknown;
+    let error = this.error;
+    if (!error) {
+      if (this.stream) {
+        this.stream.push(null);
+        value = await this.streamResult;
+        error = this.streamFailure;
+      } else {
+        message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+      }
+    } else if (this.streamResult) {
+      await this.streamResult; // let the consumer clean up before the client hears the refusal
+    }
+    if (!error) {
+      try {
+        const returned = await this.hooks.onMessageData(this.ctx);
+        if (returned !== undefined && returned !== null) value = returned;
+      } catch (hookError) {
+        error = hookError;
+      }
+    }
+    return { error, value };
+  }
+
+  private openStream(consumer: NonNullable<MessageHooks["onMessageStream"]>): void {
+    const stream = new Readable({
+      highWaterMark: this.limits.streamHighWaterMark,
+      read: () => {
+        if (!this.blocked) return;
+        this.blocked = false;
+        this.wake();
+      },
+    });
+    this.stream = stream;
+    for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
+    this.parts = [];
+    this.streamResult = Promise.resolve()
+      .then(() => consumer(this.ctx, stream))
+      .then(
+        (value) => {
+          // A consumer that returns before the end no longer reads: drain the rest so the session goes on.
+          if (!stream.readableEnded && !stream.destroyed) stream.resume();
+          return value;
+        },
+        (error) => {
+          // The consumer failed (a store error...): read the message to its end, then answer the error.
+          this.streamFailure = error ?? new Error("message stream hook failed");
+          this.blocked = false;
+          if (!stream.destroyed) stream.destroy();
+          this.wake();
+        },
+      );
+  }
+}
