@@ -210,3 +210,31 @@ export function parseEsmtpParams(text: string): EsmtpParams {
   }
   return params;
 }
+
+/**
+ * Decodes xtext (RFC 3461 4): "+" and two upper-case hex digits stand for one octet. The decoded value
+ * must be printable (no CR, LF or other controls that could be smuggled into a DSN or a header) and
+ * valid UTF-8, and at most `maxLength` octets.
+ */
+export function decodeXtext(value: string | true, parameter: string, maxLength: number): string {
+  const invalid = () => new SmtpError(501, `Error: invalid ${parameter} value`, "5.5.4");
+  if (typeof value !== "string" || value === "") throw invalid();
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x2b /* + */) {
+      const hex = value.slice(i + 1, i + 3);
+      if (!/^[0-9A-F]{2}$/.test(hex)) throw invalid();
+      bytes.push(Number.parseInt(hex, 16));
+      i += 2;
+    } else if (c >= 0x21 && c <= 0x7e && c !== 0x3d /* = */) {
+      bytes.push(c);
+    } else {
+      throw invalid();
+    }
+  }
+  const decoded = Buffer.from(bytes);
+  if (decoded.length > maxLength || !isUtf8(decoded) || bytes.some((b) => b < 0x20 || b === 0x7f))
+    throw invalid();
+  return decoded.toString("utf8");
+}

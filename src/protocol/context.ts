@@ -36,8 +36,8 @@ export interface Envelope {
   from: string;
   /** Accepted recipients without brackets, in RCPT order. */
   to: string[];
-  /** BODY= of MAIL FROM: "" when not given, "7bit" or "8bitmime". */
-  encodingBody: "" | "7bit" | "8bitmime";
+  /** BODY= of MAIL FROM: "" when not given, "7bit", "8bitmime" or "binarymime" (with BDAT only). */
+  encodingBody: "" | "7bit" | "8bitmime" | "binarymime";
   /** "utf8" when MAIL FROM carried SMTPUTF8, else "". */
   encodingUtf8: "" | "utf8";
   /** SIZE= declared on MAIL FROM, or null. */
@@ -46,6 +46,17 @@ export interface Envelope {
   mailParams: EsmtpParams;
   /** The parameters of each accepted RCPT TO, parallel to `to`. */
   rcptParams: EsmtpParams[];
+  /** DSN (RFC 3461) of MAIL FROM: RET= and ENVID= (xtext decoded), null when not given. */
+  dsn: { ret: "FULL" | "HDRS" | null; envid: string | null };
+  /** DSN of each accepted recipient, parallel to `to`. */
+  rcptDsn: RecipientDsn[];
+}
+
+/** RFC 3461 4.1 and 4.2: NOTIFY= and ORCPT= of one RCPT TO, null when not given. */
+export interface RecipientDsn {
+  notify: ("NEVER" | "SUCCESS" | "FAILURE" | "DELAY")[] | null;
+  /** The original recipient: its address type ("rfc822", "utf-8"...) and the xtext-decoded address. */
+  orcpt: { type: string; address: string } | null;
 }
 
 export interface MessageInfo {
@@ -83,5 +94,7 @@ export function emptyEnvelope(): Envelope {
     declaredSize: null,
     mailParams: Object.create(null),
     rcptParams: [],
+    dsn: { ret: null, envid: null },
+    rcptDsn: [],
   };
 }

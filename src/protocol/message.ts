@@ -41,6 +41,7 @@ export class MessageReceiver {
   private stream: Readable | null = null;
   private streamResult: Promise<unknown> | null = null;
   private streamFailure: unknown = null;
+  private finished = false;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -85,7 +86,7 @@ export class MessageReceiver {
 
   /** The message will be refused: drop what was kept and tell the stream consumer. */
   fail(error: unknown): void {
-    if (this.error) return;
+    if (this.error || this.finished) return;
     this.error = error;
     this.parts = [];
     if (this.stream && !this.stream.destroyed) {
@@ -126,6 +127,7 @@ export class MessageReceiver {
 
   /** The last byte arrived: completes the stream or the buffer and runs onMessageData. */
   async finish(): Promise<MessageResult> {
+    this.finished = true;
     const message = this.ctx.message;
     message.delivered = new Date();
     let value: unknown;

@@ -8,14 +8,16 @@
  * RFCs or safety demand it.
  */
 import type { Readable } from "node:stream";
+import { ChunkReader, ChunkStop } from "./chunking.js";
 import {
   type CommandLine,
   decodeCommandLine,
+  decodeXtext,
   type EsmtpParams,
   isAsciiText,
   parsePathArgument,
 } from "./commands.js";
-import { emptyEnvelope, type SessionContext } from "./context.js";
+import { type Envelope, emptyEnvelope, type RecipientDsn, type SessionContext } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
 import { MessageReceiver } from "./message.js";
@@ -73,6 +75,10 @@ export interface SessionConfig {
   pipelining: boolean;
   /** 8BITMIME and SMTPUTF8 (the seed's internationalization_extensions). */
   internationalization: boolean;
+  /** CHUNKING (BDAT) and BINARYMIME, RFC 3030. */
+  chunking: boolean;
+  /** DSN parameters on MAIL and RCPT, RFC 3461 (recorded for the hooks; mailgate sends no DSN itself). */
+  dsn: boolean;
   /** Largest message in bytes (0 = unlimited); advertised as SIZE and enforced. */
   maxMessageSize: number;
   maxRecipients: number;
@@ -91,8 +97,13 @@ export interface SessionConfig {
 enum Phase {
   Greeting = 0,
   Command = 1,
+  /** Reading DATA up to <CRLF>.<CRLF>. */
   Data = 2,
-  Closed = 3,
+  /** Reading the octets of a BDAT chunk into the message. */
+  Chunk = 3,
+  /** Discarding the octets of a refused BDAT chunk. */
+  SkipChunk = 4,
+  Closed = 5,
 }
 
 enum TxState {
@@ -111,12 +122,13 @@ const MAX_KEPT_ERRORS = 100;
 /** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
 const GROUP_ENDERS = new Set(["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
 /** Known SMTP verbs we do not offer: 502 rather than the unknown-command path. */
-const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "BDAT", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
+const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
 /** A web client talking to the SMTP port: no point in a dialogue. */
 const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
 
 /** The verbs dispatch() handles itself. */
 const KNOWN_VERBS = new Set([
+  "BDAT",
   "EHLO",
   "HELO",
   "LHLO",
@@ -148,9 +160,13 @@ export class SmtpSession {
   private pregreet = false;
   private closeRequested = false;
 
-  // The message being received, and the decoder of its DATA.
+  // The message being received, and the decoder of its DATA or the reader of its BDAT chunks.
   private receiver: MessageReceiver | null = null;
   private decoder: DataDecoder | null = null;
+  private chunks: ChunkReader | null = null;
+  private chunkSize = 0;
+  private lastChunk = false;
+  private skipRemaining = 0;
 
   constructor(
     private readonly config: SessionConfig,
@@ -173,7 +189,7 @@ export class SmtpSession {
 
   /** True while a mail transaction or message is under way (graceful shutdown waits for these). */
   get inTransaction(): boolean {
-    return this.phase === Phase.Data || this.tx === TxState.Mail || this.tx === TxState.Rcpt;
+    return this.phase !== Phase.Command || this.tx === TxState.Mail || this.tx === TxState.Rcpt;
   }
 
   /** Runs the connect hook and sends the greeting (or the hook's refusal). */
@@ -293,8 +309,13 @@ export class SmtpSession {
   private async runPump(): Promise<void> {
     this.pumping = true;
     try {
-      while (this.phase === Phase.Command || this.phase === Phase.Data) {
-        const progressed = this.phase === Phase.Data ? await this.pumpData() : await this.pumpCommand();
+      for (;;) {
+        let progressed: boolean;
+        if (this.phase === Phase.Command) progressed = await this.pumpCommand();
+        else if (this.phase === Phase.Data) progressed = await this.pumpData();
+        else if (this.phase === Phase.Chunk) progressed = await this.pumpChunk();
+        else if (this.phase === Phase.SkipChunk) progressed = this.skipChunk();
+        else break;
         if (!progressed) break;
       }
       this.flush();
@@ -351,17 +372,17 @@ export class SmtpSession {
       this.answerError(new SmtpError(500, "Syntax error: command lines must end with CRLF", "5.5.2"));
       return true;
     }
-    if (!config.pipelining && more) {
-      // The seed's pipelining error: the client sent its next command before our reply.
-      this.answerError(new SmtpError(500, "Bad input: PIPELINING is not enabled", "5.5.0"));
-      return true;
-    }
-
     let line: CommandLine;
     try {
       line = decodeCommandLine(input.subarray(start, end));
     } catch (error) {
       this.answerError(error);
+      return true;
+    }
+    if (!config.pipelining && more && line.verb !== "BDAT") {
+      // The seed's pipelining error: the client sent its next command before our reply (a BDAT
+      // command is followed by its chunk by design).
+      this.answerError(new SmtpError(500, "Bad input: PIPELINING is not enabled", "5.5.0"));
       return true;
     }
     if (config.logDialog) this.hooks.log(this.ctx, "debug", `<<< ${line.text}`);
@@ -389,6 +410,8 @@ export class SmtpSession {
           return await this.handleRcpt(line);
         case "DATA":
           return await this.handleData(line);
+        case "BDAT":
+          return await this.handleBdat(line);
         case "RSET":
           this.requireNoArgs(line);
           this.resetTransaction();
@@ -449,6 +472,8 @@ export class SmtpSession {
     const lines = [server.heloResponse];
     if (config.pipelining) lines.push("PIPELINING");
     if (config.internationalization) lines.push("8BITMIME", "SMTPUTF8");
+    if (config.chunking) lines.push("CHUNKING", "BINARYMIME");
+    if (config.dsn) lines.push("DSN");
     lines.push(config.maxMessageSize > 0 ? `SIZE ${config.maxMessageSize}` : "SIZE");
     lines.push("ENHANCEDSTATUSCODES", "HELP");
     this.reply(formatReply(250, undefined, lines));
@@ -467,13 +492,28 @@ export class SmtpSession {
       switch (keyword) {
         case "BODY": {
           const body = typeof value === "string" ? value.toUpperCase() : "";
-          if (!config.internationalization) throw unsupportedParameter(keyword);
-          if (body !== "7BIT" && body !== "8BITMIME") {
-            throw new SmtpError(501, "Error: BODY must be 7BIT or 8BITMIME", "5.5.4");
+          if (!config.internationalization && !config.chunking) throw unsupportedParameter(keyword);
+          const accepted = [
+            ...(config.internationalization ? ["7BIT", "8BITMIME"] : []),
+            ...(config.chunking ? ["BINARYMIME"] : []),
+          ];
+          if (!accepted.includes(body)) {
+            throw new SmtpError(501, `Error: BODY must be ${accepted.join(" or ")}`, "5.5.4");
           }
-          envelope.encodingBody = body === "7BIT" ? "7bit" : "8bitmime";
+          envelope.encodingBody = body.toLowerCase() as Envelope["encodingBody"];
           break;
         }
+        case "RET":
+          if (!config.dsn) throw unsupportedParameter(keyword);
+          if (typeof value !== "string" || !/^(FULL|HDRS)$/i.test(value)) {
+            throw new SmtpError(501, "Error: RET must be FULL or HDRS", "5.5.4");
+          }
+          envelope.dsn.ret = value.toUpperCase() as "FULL" | "HDRS";
+          break;
+        case "ENVID":
+          if (!config.dsn) throw unsupportedParameter(keyword);
+          envelope.dsn.envid = decodeXtext(value, "ENVID", 100);
+          break;
         case "SMTPUTF8":
           if (!config.internationalization) throw unsupportedParameter(keyword);
           if (value !== true) throw new SmtpError(501, "Error: SMTPUTF8 takes no value", "5.5.4");
@@ -513,13 +553,46 @@ export class SmtpSession {
     if (envelope.to.length >= this.config.maxRecipients) {
       throw new SmtpError(452, "Error: too many recipients", "4.5.3");
     }
+    if (this.chunks) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
     const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
-    for (const keyword in params) throw unsupportedParameter(keyword);
+    const dsn = this.rcptDsn(params);
     const replacement = await this.hooks.onRcptTo(this.ctx, address, params);
     envelope.to.push(typeof replacement === "string" ? replacement : address);
     envelope.rcptParams.push(params);
+    envelope.rcptDsn.push(dsn);
     this.tx = TxState.Rcpt;
     this.reply(formatReply(250, "2.1.5", "Ok"));
+  }
+
+  /** RFC 3461 4: NOTIFY and ORCPT, the only RCPT parameters we know (and only with DSN on). */
+  private rcptDsn(params: EsmtpParams): RecipientDsn {
+    const dsn: RecipientDsn = { notify: null, orcpt: null };
+    for (const keyword in params) {
+      const value = params[keyword];
+      if (!this.config.dsn || (keyword !== "NOTIFY" && keyword !== "ORCPT"))
+        throw unsupportedParameter(keyword);
+      if (typeof value !== "string") throw new SmtpError(501, `Error: ${keyword} needs a value`, "5.5.4");
+      if (keyword === "NOTIFY") {
+        const notify = value.toUpperCase().split(",");
+        const valid =
+          (notify.length === 1 && notify[0] === "NEVER") ||
+          (new Set(notify).size === notify.length &&
+            notify.every((n) => n === "SUCCESS" || n === "FAILURE" || n === "DELAY"));
+        if (!valid) throw new SmtpError(501, "Error: NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY", "5.5.4");
+        dsn.notify = notify as RecipientDsn["notify"];
+      } else {
+        const semicolon = value.indexOf(";");
+        const type = value.slice(0, semicolon);
+        if (semicolon <= 0 || !/^[A-Za-z0-9-]+$/.test(type)) {
+          throw new SmtpError(501, "Error: ORCPT must be addr-type;address", "5.5.4");
+        }
+        dsn.orcpt = {
+          type: type.toLowerCase(),
+          address: decodeXtext(value.slice(semicolon + 1), "ORCPT", 500),
+        };
+      }
+    }
+    return dsn;
   }
 
   private async handleVrfy(line: CommandLine): Promise<void> {
@@ -557,6 +630,11 @@ export class SmtpSession {
     this.requireNoArgs(line);
     if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
     if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+    if (this.chunks) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
+    if (this.ctx.envelope.encodingBody === "binarymime") {
+      // RFC 3030 3: BINARYMIME content cannot be sent with DATA.
+      throw new SmtpError(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1");
+    }
     const receiver = this.newReceiver();
     this.phase = Phase.Data;
     try {
@@ -569,6 +647,88 @@ export class SmtpSession {
     }
     this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => receiver.write(bytes));
     this.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
+  }
+
+  /**
+   * BDAT size [LAST] (RFC 3030): the chunk's octets follow the command whatever the answer, so a refused
+   * chunk is still read (and dropped) to its end; never are its bytes taken for commands.
+   */
+  private async handleBdat(line: CommandLine): Promise<void> {
+    const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args.trimEnd());
+    if (!match) throw new SmtpError(501, "Syntax: BDAT size [LAST]", "5.5.4");
+    const size = Number(match[1]);
+    let reader = this.chunks;
+    try {
+      if (!this.config.chunking) throw SmtpError.code(502);
+      if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
+      if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+      if (!reader) {
+        const receiver = this.newReceiver();
+        try {
+          await receiver.begin();
+        } catch (error) {
+          this.resetMessage();
+          throw error;
+        }
+        reader = new ChunkReader((bytes) => receiver.write(bytes));
+        this.chunks = reader;
+      }
+    } catch (error) {
+      this.skipRemaining = size;
+      this.phase = Phase.SkipChunk;
+      throw error;
+    }
+    reader.startChunk(size);
+    this.chunkSize = size;
+    this.lastChunk = match[2] !== undefined;
+    this.phase = Phase.Chunk;
+  }
+
+  /** Reads buffered chunk octets into the message; false when more input is needed. */
+  private async pumpChunk(): Promise<boolean> {
+    const receiver = this.receiver as MessageReceiver;
+    if (receiver.blocked) return false;
+    const reader = this.chunks as ChunkReader;
+    const start = this.inputPos;
+    const size = this.ctx.message.bytesize;
+    const pos = reader.read(this.input, start);
+    this.inputPos = pos;
+    if (pos > start) this.transport.dataReceived(pos - start);
+    const input = this.input;
+    if (this.ctx.message.bytesize > size && (await this.closedByHook(receiver.receiving()))) return false;
+
+    switch (reader.stop) {
+      case ChunkStop.HeadersEnd:
+        return !(await this.closedByHook(receiver.headersEnded()));
+      case ChunkStop.ChunkEnd:
+        this.phase = Phase.Command;
+        this.transport.commandCompleted();
+        if (this.lastChunk) {
+          reader.finish();
+          await this.finishMessage(receiver);
+        } else if (receiver.error) {
+          // RFC 3030 2: after a failed chunk the client sends no more; the transaction is over.
+          const { error } = await receiver.finish();
+          this.resetTransaction();
+          this.answerError(error, 451);
+        } else {
+          this.reply(formatReply(250, "2.0.0", `Ok: ${this.chunkSize} octets received`));
+        }
+        return !this.isClosed;
+      default:
+        return this.input !== input;
+    }
+  }
+
+  /** Drops buffered octets of a refused chunk; true once the chunk is over. */
+  private skipChunk(): boolean {
+    const skipped = Math.min(this.input.length - this.inputPos, this.skipRemaining);
+    this.inputPos += skipped;
+    this.skipRemaining -= skipped;
+    if (skipped > 0) this.transport.dataReceived(skipped);
+    if (this.skipRemaining > 0) return false;
+    this.phase = Phase.Command;
+    return true;
   }
 
   private newReceiver(): MessageReceiver {
@@ -657,7 +817,10 @@ export class SmtpSession {
   }
 
   private resetMessage(): void {
+    // RSET or EHLO between BDAT chunks: the consumer learns that the message will not come.
+    this.receiver?.abandon(new SmtpError(451, "Transaction reset before the message was complete", "4.3.0"));
     this.decoder = null;
+    this.chunks = null;
     this.receiver = null;
     const message = this.ctx.message;
     message.received = null;

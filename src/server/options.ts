@@ -33,6 +33,8 @@ export interface ServerSettings {
   ioBufferMaxSize: number;
   pipeliningExtension: boolean;
   internationalizationExtensions: boolean;
+  chunkingExtension: boolean;
+  dsnExtension: boolean;
   maxMessageSize: number;
   maxRecipients: number;
   maxBadCommands: number;
@@ -157,6 +159,20 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "boolean",
     default: true,
     description: "Offer 8BITMIME (RFC 6152) and SMTPUTF8 (RFC 6531).",
+  },
+  {
+    name: "chunkingExtension",
+    kind: "boolean",
+    default: true,
+    description:
+      "Offer CHUNKING (BDAT) and BINARYMIME (RFC 3030): message bytes sent in counted chunks, binary content allowed.",
+  },
+  {
+    name: "dsnExtension",
+    kind: "boolean",
+    default: false,
+    description:
+      "Offer DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are checked and given to the hooks in ctx.envelope. Off by default: offering it promises delivery status notifications, which your hooks must then send.",
   },
   {
     name: "maxMessageSize",

@@ -154,6 +154,8 @@ export class SmtpServer implements SmtpServerHooks {
       // RFC 2033 5: LMTP always offers PIPELINING.
       pipelining: s.pipeliningExtension || s.lmtp,
       internationalization: s.internationalizationExtensions,
+      chunking: s.chunkingExtension,
+      dsn: s.dsnExtension,
       maxMessageSize: s.maxMessageSize,
       maxRecipients: s.maxRecipients,
       maxBadCommands: s.maxBadCommands,

@@ -17,6 +17,8 @@ export const TEST_CONFIG: SessionConfig = {
   crlfMode: "ensure",
   pipelining: true,
   internationalization: true,
+  chunking: false,
+  dsn: false,
   maxMessageSize: 1024 * 1024,
   maxRecipients: 100,
   maxBadCommands: 20,

@@ -174,6 +174,8 @@ test("the defaults are the documented ones", () => {
     ioBufferMaxSize: 1024 * 1024,
     pipeliningExtension: true,
     internationalizationExtensions: true,
+    chunkingExtension: true,
+    dsnExtension: false,
     maxMessageSize: 25 * 1024 * 1024,
     maxRecipients: 100,
     maxBadCommands: 20,
@@ -208,7 +210,7 @@ test("the defaults take effect on the wire (SIZE, PIPELINING, 8BITMIME, SMTPUTF8
   const client = await RawClient.greeted(server.ports[0] ?? 0);
   assert.equal(
     await client.command("EHLO client.test"),
-    "250-mx.test at your service\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE 26214400\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+    "250-mx.test at your service\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250-BINARYMIME\r\n250-SIZE 26214400\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
   );
   client.close();
 });
@@ -354,7 +356,7 @@ async function exerciseHooks(port: number): Promise<string[]> {
 
 const EXPECTED_TRANSCRIPT = [
   "220 custom welcome\r\n",
-  "250-custom greeting\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE 26214400\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+  "250-custom greeting\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250-BINARYMIME\r\n250-SIZE 26214400\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
   "250 2.1.5 Bob <bob@y.test>\r\n",
   "250-2.1.5 a@y.test\r\n250 2.1.5 b@y.test\r\n",
   "500 5.5.2 Syntax error, command unrecognised\r\n",
