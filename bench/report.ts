@@ -1,0 +1,533 @@
+/**
+ * Turns the runs into BENCHMARKS.md (and the same tables on stdout): the machine, the date, the exact
+ * commands, a table per scenario (medians), mailgate's ratios to each peer, and issue 7's targets.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { join } from "node:path";
+import {
+  type IdleSample,
+  type MessageSample,
+  type MessageScenario,
+  messageBytes,
+  type Scenario,
+  smtpSourceArgs,
+} from "./scenarios.js";
+import { SERVER_SPECS, type ServerId } from "./servers.js";
+import { formatBytes, median, REPO_ROOT } from "./util.js";
+
+export interface ScenarioResult {
+  scenario: Scenario;
+  /** The servers this run measured (the scenario's, less those left out with --servers). */
+  servers: ServerId[];
+  /** Messages per run for each server (after the time cap). */
+  counts: Partial<Record<ServerId, number>>;
+  samples: Partial<Record<ServerId, (MessageSample | IdleSample)[]>>;
+  errors: string[];
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memory: string;
+  node: string;
+  kernel: string;
+  postfix: string;
+  smtpServer: string;
+  mailgate: string;
+}
+
+export interface BenchSettings {
+  quick: boolean;
+  runs: number;
+  messages: number;
+  maxRunSeconds: number;
+  /** Unmeasured messages before each 2 KB run (at most a fifth of its count). */
+  warmup: number;
+  /** The mailgate children ran under --cpu-prof (which slows them). */
+  profile: boolean;
+  argv: string[];
+}
+
+export interface BenchReport {
+  settings: BenchSettings;
+  machine: Machine;
+  started: Date;
+  finished: Date;
+  loadBefore: number[];
+  loadAfter: number[];
+  results: ScenarioResult[];
+}
+
+function quiet(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+export function describeMachine(): Machine {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? "unknown";
+  const pkg = (path: string) => {
+    try {
+      return String(JSON.parse(readFileSync(join(REPO_ROOT, path), "utf8")).version);
+    } catch {
+      return "unknown";
+    }
+  };
+  const commit = quiet("git", ["-C", REPO_ROOT, "rev-parse", "--short", "HEAD"]);
+  const dirty = quiet("git", ["-C", REPO_ROOT, "status", "--porcelain", "--", "src"]) !== "";
+  return {
+    cpu: model,
+    cores: cpus().length,
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    node: process.version,
+    kernel: release(),
+    postfix: quiet("dpkg-query", ["-W", "postfix"]).split("\t")[1] ?? "unknown",
+    smtpServer: pkg("node_modules/smtp-server/package.json"),
+    mailgate: `${pkg("package.json")} (commit ${commit}${dirty ? ", with uncommitted changes in src/" : ""})`,
+  };
+}
+
+export function currentLoad(): number[] {
+  return loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+// ---- medians ----
+
+interface MessageFigures {
+  messages: number;
+  runs: number;
+  messagesPerSecond: number;
+  mbPerSecond: number;
+  peakRss: number;
+  serverCpu: number;
+  /** Server CPU time per message, in microseconds: robust to a busy machine, unlike rates. */
+  cpuPerMessage: number;
+  generatorCpu: number;
+}
+
+interface IdleFigures {
+  runs: number;
+  perConnection: number;
+  rssBefore: number;
+  rssAfter: number;
+}
+
+function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
+  const samples = result.samples[server] as MessageSample[] | undefined;
+  if (!samples || samples.length === 0) return undefined;
+  const m = (pick: (s: MessageSample) => number) => median(samples.map(pick));
+  return {
+    messages: result.counts[server] ?? samples[0]?.messages ?? 0,
+    runs: samples.length,
+    messagesPerSecond: m((s) => s.messagesPerSecond),
+    mbPerSecond: m((s) => s.mbPerSecond),
+    peakRss: m((s) => s.peakRss),
+    serverCpu: m((s) => s.serverCpu),
+    cpuPerMessage: m((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages),
+    generatorCpu: m((s) => s.generatorCpu),
+  };
+}
+
+function idleFigures(result: ScenarioResult, server: ServerId): IdleFigures | undefined {
+  const samples = result.samples[server] as IdleSample[] | undefined;
+  if (!samples || samples.length === 0) return undefined;
+  const m = (pick: (s: IdleSample) => number) => median(samples.map(pick));
+  return {
+    runs: samples.length,
+    perConnection: m((s) => s.perConnection),
+    rssBefore: m((s) => s.rssBefore),
+    rssAfter: m((s) => s.rssAfter),
+  };
+}
+
+// ---- formatting ----
+
+/** A generator at this share of a core or more is (close to) the limit of the figure. */
+const GENERATOR_BOUND = 0.9;
+
+const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a");
+const fixed = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : "n/a");
+const percent = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : "n/a");
+const ratio = (x: number) => (Number.isFinite(x) && x > 0 ? `${x.toFixed(2)}x` : "n/a");
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** The server whose figures the ratios are about. */
+function primary(scenario: Scenario): ServerId {
+  return scenario.kind === "messages" && scenario.group !== "2k" ? "mailgate-stream" : "mailgate";
+}
+
+function scenarioSection(result: ScenarioResult): string {
+  const { scenario } = result;
+  const lines = [`### ${scenario.title}`, "", `Scenario \`${scenario.id}\`.`];
+  if (scenario.kind === "messages") {
+    const ours = primary(scenario);
+    const base = messageFigures(result, ours);
+    const rows: string[][] = [];
+    let generatorBound = false;
+    for (const server of result.servers) {
+      const f = messageFigures(result, server);
+      if (!f) {
+        rows.push([`\`${server}\``, "failed", "", "", "", "", "", "", "", ""]);
+        continue;
+      }
+      const r = server === ours || !base ? "" : ratio(base.messagesPerSecond / f.messagesPerSecond);
+      rows.push([
+        `\`${server}\``,
+        `${int(f.messages)} x ${f.runs}`,
+        int(f.messagesPerSecond),
+        fixed(f.mbPerSecond),
+        formatBytes(f.peakRss),
+        percent(f.serverCpu),
+        int(f.cpuPerMessage),
+        f.generatorCpu >= GENERATOR_BOUND ? `**${percent(f.generatorCpu)}**` : percent(f.generatorCpu),
+        r,
+      ]);
+      if (f.generatorCpu >= GENERATOR_BOUND) generatorBound = true;
+    }
+    lines.push(
+      `Message size ${formatBytes(messageBytes(scenario))} (headers and body).`,
+      "",
+      table(
+        [
+          "server",
+          "messages x runs",
+          "messages/s",
+          "MB/s",
+          "peak RSS",
+          "server CPU",
+          "server CPU µs/msg",
+          "generator CPU",
+          `\`${ours}\` ÷ this`,
+        ],
+        rows,
+      ),
+    );
+    if (generatorBound) {
+      lines.push(
+        "",
+        `Generator CPU in bold: the generator kept ${percent(GENERATOR_BOUND)} or more of a core busy, so that figure is at or near the generator's limit rather than the server's.`,
+      );
+    }
+    const serve = messageFigures(result, "mailgate-serve");
+    if (serve && base) {
+      lines.push(
+        "",
+        `\`mailgate serve\` (fsynced Maildir) ÷ \`${ours}\`: ${ratio(serve.messagesPerSecond / base.messagesPerSecond)}.`,
+      );
+    }
+  } else {
+    const base = idleFigures(result, "mailgate");
+    const rows: string[][] = [];
+    for (const server of result.servers) {
+      const f = idleFigures(result, server);
+      if (!f) {
+        rows.push([`\`${server}\``, "failed", "", "", "", ""]);
+        continue;
+      }
+      rows.push([
+        `\`${server}\``,
+        String(f.runs),
+        formatBytes(f.rssBefore),
+        formatBytes(f.rssAfter),
+        formatBytes(f.perConnection),
+        server === "mailgate" || !base ? "" : ratio(base.perConnection / f.perConnection),
+      ]);
+    }
+    lines.push(
+      "",
+      table(
+        ["server", "runs", "RSS before", "RSS holding them", "RSS per connection", "`mailgate` ÷ this"],
+        rows,
+      ),
+    );
+  }
+  for (const error of result.errors) lines.push("", `**Broken run:** ${error}`);
+  return lines.join("\n");
+}
+
+function summary2k(results: ScenarioResult[]): string {
+  const rows = results.filter((r) => r.scenario.kind === "messages" && r.scenario.group === "2k");
+  if (rows.length === 0) return "";
+  const servers: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink"];
+  const body = rows.map((r) => {
+    const s = r.scenario as MessageScenario;
+    const f = (id: ServerId) => messageFigures(r, id);
+    const mg = f("mailgate");
+    return [
+      String(s.sessions),
+      s.perConnection === "one" ? "one" : "many",
+      s.pipelining ? "yes (load client)" : `no (${s.generator === "load" ? "load client" : "smtp-source"})`,
+      ...servers.map((id) => int(f(id)?.messagesPerSecond ?? Number.NaN)),
+      ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-server")?.messagesPerSecond ?? Number.NaN)),
+      ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-sink")?.messagesPerSecond ?? Number.NaN)),
+    ];
+  });
+  return table(
+    [
+      "sessions",
+      "messages per connection",
+      "PIPELINING",
+      ...servers.map((s) => `\`${s}\` msg/s`),
+      "mailgate ÷ smtp-server",
+      "mailgate ÷ smtp-sink",
+    ],
+    body,
+  );
+}
+
+interface Target {
+  what: string;
+  measured: string;
+  required: string;
+  met: boolean | undefined;
+}
+
+function targets(results: ScenarioResult[]): Target[] {
+  const find = (id: string) => results.find((r) => r.scenario.id === id);
+  const rate = (id: string, server: ServerId) => {
+    const r = find(id);
+    return r ? (messageFigures(r, server)?.messagesPerSecond ?? Number.NaN) : Number.NaN;
+  };
+  const list: Target[] = [];
+  const ratioTarget = (what: string, value: number, min: number, lowerIsBetter = false) => {
+    list.push({
+      what,
+      measured: ratio(value),
+      required: `${lowerIsBetter ? "≤" : "≥"} ${min}x`,
+      met: Number.isFinite(value) ? (lowerIsBetter ? value <= min : value >= min) : undefined,
+    });
+  };
+  const many = "2k-s100-many-nopipe";
+  ratioTarget(
+    "2 KB, 100 sessions, many per connection (smtp-source): mailgate ÷ smtp-server",
+    rate(many, "mailgate") / rate(many, "smtp-server"),
+    2,
+  );
+  ratioTarget(
+    "2 KB, 100 sessions, many per connection (smtp-source): mailgate ÷ smtp-sink",
+    rate(many, "mailgate") / rate(many, "smtp-sink"),
+    0.8,
+  );
+  const one = "2k-s100-one-nopipe";
+  ratioTarget(
+    "2 KB, 100 sessions, one per connection (smtp-source): mailgate ÷ smtp-sink",
+    rate(one, "mailgate") / rate(one, "smtp-sink"),
+    0.5,
+  );
+  const single = "2k-s1-many-nopipe";
+  ratioTarget(
+    "2 KB, 1 session, many per connection (smtp-source): mailgate ÷ smtp-server",
+    rate(single, "mailgate") / rate(single, "smtp-server"),
+    1.3,
+  );
+  const large = find("50m");
+  if (large) {
+    const ours = messageFigures(large, "mailgate-stream");
+    const peer = messageFigures(large, "smtp-server");
+    ratioTarget(
+      "50 MB messages: mailgate (stream hook) MB/s ÷ smtp-server MB/s",
+      (ours?.mbPerSecond ?? Number.NaN) / (peer?.mbPerSecond ?? Number.NaN),
+      1.5,
+    );
+    list.push({
+      what: "50 MB messages: mailgate (stream hook) peak RSS",
+      measured: ours ? formatBytes(ours.peakRss) : "n/a",
+      required: "< 100 MB",
+      met: ours ? ours.peakRss < 100 * 2 ** 20 : undefined,
+    });
+  }
+  const huge = find("1g");
+  if (huge) {
+    const ours = messageFigures(huge, "mailgate-stream");
+    list.push({
+      what: `${(huge.scenario as MessageScenario).bodyBytes >= 2 ** 30 ? "1 GB" : formatBytes((huge.scenario as MessageScenario).bodyBytes)} message through the streaming hook: peak RSS`,
+      measured: ours ? formatBytes(ours.peakRss) : "n/a",
+      required: "< 100 MB",
+      met: ours ? ours.peakRss < 100 * 2 ** 20 : undefined,
+    });
+  }
+  const idle = find("idle");
+  if (idle) {
+    const ours = idleFigures(idle, "mailgate");
+    const peer = idleFigures(idle, "smtp-server");
+    ratioTarget(
+      "Idle connections: mailgate RSS per connection ÷ smtp-server's",
+      (ours?.perConnection ?? Number.NaN) / (peer?.perConnection ?? Number.NaN),
+      0.5,
+      true,
+    );
+  }
+  ratioTarget(
+    "`mailgate serve` (fsynced Maildir), 100 sessions, many per connection: ÷ discarding hook",
+    rate(many, "mailgate-serve") / rate(many, "mailgate"),
+    0.5,
+  );
+  return list;
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
+}
+
+function commandsSection(report: BenchReport): string {
+  const lines = [
+    "## Commands",
+    "",
+    "```sh",
+    `npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}`,
+    "```",
+    "",
+    "Servers (a fresh child process per run; PORT chosen at start):",
+    "",
+  ];
+  const seen = new Set<ServerId>();
+  for (const result of report.results) {
+    for (const [id, samples] of Object.entries(result.samples) as [
+      ServerId,
+      (MessageSample | IdleSample)[],
+    ][]) {
+      if (seen.has(id) || !samples?.[0]) continue;
+      seen.add(id);
+      const command = samples[0].command.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:PORT");
+      lines.push(`- \`${id}\`: ${SERVER_SPECS[id].description}.  `, `  \`${command}\``);
+    }
+  }
+  lines.push("", "Generators (one child process per run):", "");
+  for (const result of report.results) {
+    const s = result.scenario;
+    if (s.kind === "idle") {
+      lines.push(
+        `- \`${s.id}\`: \`node build/bench/load.js '{"mode":"idle","port":PORT,"connections":${s.connections}}'\``,
+      );
+    } else if (s.generator === "smtp-source") {
+      lines.push(
+        `- \`${s.id}\`: \`/usr/sbin/smtp-source ${smtpSourceArgs(s, s.messages, "PORT").join(" ")}\``,
+      );
+    } else {
+      const request = {
+        mode: "messages",
+        port: "PORT",
+        sessions: s.sessions,
+        messages: s.messages,
+        perConnection: s.perConnection,
+        pipelining: s.pipelining,
+        bodyBytes: s.bodyBytes,
+      };
+      lines.push(
+        `- \`${s.id}\`: \`node build/bench/load.js '${JSON.stringify(request).replace('"PORT"', "PORT")}'\``,
+      );
+    }
+  }
+  lines.push(
+    "",
+    "(`-m` / `messages` is lowered for a server whose runs would exceed the time cap; the tables show the count used.)",
+  );
+  return lines.join("\n");
+}
+
+const METHOD = `## Method
+
+- Every figure is the **median** of the runs shown (\`messages x runs\`); each run starts a **fresh server
+  child process** on 127.0.0.1, so its peak RSS (VmHWM from \`/proc/<pid>/status\`) is that run's alone.
+  Servers are interleaved run by run (the order rotates) so that background noise spreads over all of them.
+- Each measured 2 KB run is preceded, on the same fresh server, by an unmeasured warm-up (the same scenario
+  with at most a fifth of the run's messages), so that a Node server's JIT is warm as in a long-running server.
+- Before the measured runs of a scenario, each server gets calibration runs (discarded: they double as a
+  warm-up of the kernel and the disk cache); when a server would need more than the time cap per run for the
+  scenario's message count, its count is lowered to what fits (the column \`messages x runs\` says so).
+- Every run is checked: the generator must have had every message answered 250, and the server must report
+  exactly that many messages (the Node sinks count in their hook, \`mailgate serve\` files in \`new/\`,
+  smtp-sink its \`-c\` counter). A run that fails this breaks the benchmark (exit status 1); timings never do.
+- **messages/s** counts from the generator's first connect to its last reply (smtp-source: wall time of the
+  process). **MB/s** is message bytes (headers and body, 1 MB = 2^20 bytes) per second. **server CPU** and
+  **generator CPU** are CPU time ÷ wall time (100% = one core busy; the machine's cores are shared by the
+  server and the generator: a generator near 100% means the figure is the generator's limit, not the server's).
+  **server CPU µs/msg** is the server's CPU time per message: the cost of the code, less sensitive to a busy
+  machine than the rates (Node servers also count their GC and libuv threads there; \`mailgate serve\` its
+  fsyncs).
+- \`mailgate serve\` keeps every Maildir until the end of the benchmark (then removes them; a full run needs a
+  few GB of free disk meanwhile): ext4 scans past recently freed inodes when it creates files, so deleting a
+  Maildir between runs made the next runs' deliveries several times more expensive in kernel time.
+- Generators: Postfix's \`smtp-source\` for the 2 KB scenarios without PIPELINING (it never pipelines: it says
+  HELO and awaits every reply), our load client \`bench/load.ts\` (raw sockets, one child process) for
+  PIPELINING (MAIL+RCPT+DATA in one write, then the message, its dot and the next MAIL+RCPT+DATA or QUIT in one
+  write), for large messages (written in 1 MiB buffers of 78-character lines with backpressure) and for idle
+  connections (open, read the greeting, hold).
+- **Idle connections**: RSS per connection = (VmRSS while every connection is held, 1 s after the last
+  greeting − VmRSS before the first) ÷ connections. For a Node server most of it is V8's young generation
+  growing (from 2 to 32 MB) while the connections' objects are allocated, which does not scale with the count:
+  the per-connection figure is only meaningful for thousands of connections (not for a quick run's few hundred).
+- Server settings: every limit raised to fit the largest scenario (connections and processings, message size
+  unlimited). \`mailgate\` and \`mailgate-stream\`: PIPELINING on, logging at warn. \`mailgate serve\`: its
+  defaults otherwise, including one log line per stored message (to a file). \`smtp-server\`:
+  \`disabledCommands: ["AUTH", "STARTTLS"]\`, \`authOptional\`, \`disableReverseLookup\`, \`logger: false\`, no
+  \`size\` (it has no limit then). Note that smtp-server **always waits 100 ms before its greeting** (an
+  early-talker check hard-coded in \`smtp-connection.js\`, not an option), which caps one-message-per-connection
+  runs at about 10 messages/s per session; it is kept, as every user of smtp-server gets it. \`smtp-sink\`:
+  \`-c\` (its running counter, written to a file, is how the benchmark verifies its count; it costs it a
+  write(2) per update), \`-m\` raised, \`-u nobody\` when run as root.`;
+
+export function renderReport(report: BenchReport): string {
+  const { machine, settings } = report;
+  const out: string[] = ["# Benchmarks", ""];
+  if (settings.quick) {
+    out.push(
+      "> **Quick smoke run** (`npm run bench -- --quick`): small counts and one run per figure, to check that",
+      "> the harness works. These are not the reference figures; `npm run bench` (the full run) replaces them.",
+      "",
+    );
+  }
+  if (settings.profile) {
+    out.push(
+      "> The mailgate children ran under `--cpu-prof` (`--profile`): their figures are lower than without it.",
+      "",
+    );
+  }
+  out.push(
+    `Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC, ${Math.round((report.finished.getTime() - report.started.getTime()) / 1000)} s in all.`,
+    "",
+    "| machine | |",
+    "| --- | --- |",
+    `| CPU | ${machine.cpu}, ${machine.cores} cores |`,
+    `| memory | ${machine.memory} |`,
+    `| kernel | Linux ${machine.kernel} |`,
+    `| Node | ${machine.node} |`,
+    `| mailgate | ${machine.mailgate} |`,
+    `| smtp-server | ${machine.smtpServer} |`,
+    `| Postfix (smtp-source, smtp-sink) | ${machine.postfix} |`,
+    `| load average before / after | ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")} |`,
+    `| runs per figure; 2 KB messages per run; warm-up; time cap per run | ${settings.runs}; ${int(settings.messages)}; ${int(settings.warmup)} messages at most; ${settings.maxRunSeconds > 0 ? `${settings.maxRunSeconds} s` : "none"} |`,
+    "",
+    `A load average well above ${Math.min(machine.cores, 2)} (this benchmark's own server and generator) means other programs shared`,
+    "the machine and the figures are noisy; ratios taken in the same run, and server CPU per message, are more",
+    "robust than absolute rates.",
+    "",
+    "## Targets (issue 7)",
+    "",
+    table(
+      ["target", "measured", "required", "met"],
+      targets(report.results).map((t) => [
+        t.what,
+        t.measured,
+        t.required,
+        t.met === undefined ? "n/a" : t.met ? "yes" : "**no**",
+      ]),
+    ),
+    "",
+  );
+  const summary = summary2k(report.results);
+  if (summary) out.push("## 2 KB messages at a glance (messages/s, medians)", "", summary, "");
+  out.push("## Scenarios", "");
+  for (const result of report.results) out.push(scenarioSection(result), "");
+  out.push(METHOD, "", commandsSection(report), "");
+  return out.join("\n");
+}

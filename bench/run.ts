@@ -1,0 +1,308 @@
+/**
+ * `npm run bench`: mailgate against nodemailer's smtp-server and Postfix's smtp-sink, as issue 7 asks.
+ * Writes BENCHMARKS.md and prints the same tables on stdout (progress goes to stderr).
+ *
+ *   npm run bench                      the full run (20,000 messages per 2 KB scenario, 3 runs each)
+ *   npm run bench -- --quick           a smoke run: small counts, one run each
+ *   npm run bench -- --help            every option
+ *
+ * Exits 1 only when a run breaks (a server that did not accept every message, a generator that failed);
+ * slow figures never fail it.
+ */
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { isAbsolute, join, relative } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  type BenchReport,
+  type BenchSettings,
+  currentLoad,
+  describeMachine,
+  renderReport,
+  type ScenarioResult,
+} from "./report.js";
+import {
+  buildScenarios,
+  type IdleSample,
+  type MessageSample,
+  type MessageScenario,
+  measureIdle,
+  measureMessages,
+  type RunContext,
+  SMTP_SOURCE_PATH,
+} from "./scenarios.js";
+import { killAllServers, removeMaildirs, SERVER_SPECS, type ServerId, SMTP_SINK_PATH } from "./servers.js";
+import { BENCH_TMP, formatBytes, REPO_ROOT } from "./util.js";
+
+const HELP = `Usage: npm run bench -- [options]
+
+  --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
+                          --idle 500 --large-count 2 --huge-mb 256
+  --runs N                runs per figure, the median is reported (default 3)
+  --messages N            2 KB messages per scenario and run (default 20000)
+  --max-run-seconds S     lower a server's message count so that one run takes about S seconds
+                          at most (default 20; 0 = never lower it)
+  --idle N                idle connections (default 5000)
+  --large-count N         messages in the 50 MB scenario (default 10)
+  --large-mb N            their size in MiB (default 50)
+  --huge-mb N             the streaming scenario's message in MiB (default 1024)
+  --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
+                          50m, idle, 1g, ...)
+  --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
+                          smtp-sink), comma-separated
+  --plain-generator G     who sends the 2 KB scenarios without PIPELINING: smtp-source (default) or load
+  --profile               run the mailgate children with --cpu-prof (profiles in .bench-tmp/profiles/)
+  --warmup N              before each measured 2 KB run, send this many messages (at most a fifth of
+                          the run's count) to the same server, unmeasured (default 2000; 0 = none)
+  --timeout S             a generator run longer than this is killed and the run fails (default 600)
+  --out FILE              where to write the report (default BENCHMARKS.md)
+`;
+
+function integer(name: string, value: string | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new Error(`Invalid value for --${name}: "${value}"; it accepts a whole number of at least ${min}.`);
+  }
+  return n;
+}
+
+function parse(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      quick: { type: "boolean" },
+      runs: { type: "string" },
+      messages: { type: "string" },
+      "max-run-seconds": { type: "string" },
+      idle: { type: "string" },
+      "large-count": { type: "string" },
+      "large-mb": { type: "string" },
+      "huge-mb": { type: "string" },
+      only: { type: "string" },
+      servers: { type: "string" },
+      "plain-generator": { type: "string" },
+      profile: { type: "boolean" },
+      timeout: { type: "string" },
+      warmup: { type: "string" },
+      out: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const quick = values.quick === true;
+  const servers = values.servers?.split(",").map((s) => s.trim()) as ServerId[] | undefined;
+  for (const id of servers ?? []) {
+    if (!(id in SERVER_SPECS)) throw new Error(`Unknown server "${id}" in --servers.`);
+  }
+  const plain = values["plain-generator"] ?? "smtp-source";
+  if (plain !== "smtp-source" && plain !== "load") {
+    throw new Error(`Invalid value for --plain-generator: "${plain}"; it accepts smtp-source or load.`);
+  }
+  return {
+    help: values.help === true,
+    quick,
+    runs: integer("runs", values.runs, quick ? 1 : 3, 1),
+    messages: integer("messages", values.messages, quick ? 1000 : 20_000, 1),
+    maxRunSeconds: integer("max-run-seconds", values["max-run-seconds"], quick ? 5 : 20),
+    idle: integer("idle", values.idle, quick ? 500 : 5000, 1),
+    largeCount: integer("large-count", values["large-count"], quick ? 2 : 10, 1),
+    largeMiB: integer("large-mb", values["large-mb"], 50, 1),
+    hugeMiB: integer("huge-mb", values["huge-mb"], quick ? 256 : 1024, 1),
+    only: values.only ? new RegExp(values.only) : undefined,
+    servers,
+    plainGenerator: plain as "smtp-source" | "load",
+    profile: values.profile === true,
+    timeoutSeconds: integer("timeout", values.timeout, 600, 1),
+    warmup: integer("warmup", values.warmup, quick ? 200 : 2000),
+    out: values.out ?? "BENCHMARKS.md",
+  };
+}
+
+function progress(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+function describeSample(sample: MessageSample | IdleSample): string {
+  if ("perConnection" in sample) {
+    return `${formatBytes(sample.rssBefore)} -> ${formatBytes(sample.rssAfter)}, ${formatBytes(sample.perConnection)} per connection`;
+  }
+  return `${sample.messages} msgs in ${(sample.elapsedMs / 1000).toFixed(2)} s: ${Math.round(sample.messagesPerSecond)} msg/s, ${sample.mbPerSecond.toFixed(1)} MB/s, peak ${formatBytes(sample.peakRss)}, server CPU ${Math.round(sample.serverCpu * 100)}%, generator CPU ${Math.round(sample.generatorCpu * 100)}%`;
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const options = parse(argv);
+  if (options.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const missing = [SMTP_SOURCE_PATH, SMTP_SINK_PATH].filter((path) => !existsSync(path));
+  if (missing.length > 0) {
+    throw new Error(
+      `${missing.join(" and ")} not found: install Debian's postfix package (DEBIAN_FRONTEND=noninteractive apt-get install -y postfix, and choose "No configuration" so that no mail daemon runs).`,
+    );
+  }
+  removeMaildirs(); // left over by an interrupted run
+  rmSync(join(BENCH_TMP, "logs"), { recursive: true, force: true }); // the servers' logs of the last run only
+  const started = new Date();
+  const loadBefore = currentLoad();
+  const scenarios = buildScenarios({
+    messages: options.messages,
+    largeCount: options.largeCount,
+    largeMiB: options.largeMiB,
+    hugeMiB: options.hugeMiB,
+    idleConnections: options.idle,
+    plainGenerator: options.plainGenerator,
+  }).filter((s) => !options.only || options.only.test(s.id));
+  if (scenarios.length === 0) throw new Error(`No scenario id matches --only ${options.only?.source}.`);
+  const profileDir = options.profile ? join(BENCH_TMP, "profiles") : undefined;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  // One configuration for every run: room for the idle scenario's connections.
+  const maxConnections = Math.max(1000, options.idle + 100);
+  let sequence = 0;
+  const context = (server: ServerId, scenario: string): RunContext => ({
+    maxConnections,
+    ...(profileDir ? { profileDir } : {}),
+    tag: `${scenario}-${server}-${process.pid}-${++sequence}`,
+    timeoutMs: options.timeoutSeconds * 1000,
+  });
+
+  // 2 KB runs are preceded by a warm-up of at most a fifth of their count (the big ones need none).
+  const warmupFor = (scenario: MessageScenario, count: number) =>
+    scenario.group === "2k" ? Math.min(options.warmup, Math.ceil(count / 5)) : 0;
+
+  const results: ScenarioResult[] = [];
+  let broken = 0;
+  for (const scenario of scenarios) {
+    const servers = scenario.servers.filter((s) => !options.servers || options.servers.includes(s));
+    const result: ScenarioResult = { scenario, servers, counts: {}, samples: {}, errors: [] };
+    results.push(result);
+    progress(`\n== ${scenario.id}: ${scenario.title}`);
+    const failed = new Set<ServerId>();
+    const fail = (server: ServerId, what: string, error: unknown) => {
+      const message = `${server}, ${what}: ${error instanceof Error ? error.message : String(error)}`;
+      progress(`   BROKEN ${message}`);
+      result.errors.push(message);
+      failed.add(server);
+      broken++;
+    };
+
+    // Calibration (2 KB scenarios): find the count that fits the time cap; also a warm-up.
+    if (scenario.kind === "messages") {
+      for (const server of servers) {
+        try {
+          result.counts[server] = await calibrate(scenario, server, options.maxRunSeconds, (n) =>
+            context(server, `${scenario.id}-cal${n}`),
+          );
+        } catch (error) {
+          fail(server, "calibration", error);
+        }
+      }
+    }
+
+    for (let run = 0; run < options.runs; run++) {
+      // Rotate the order so that no server always runs first (or last) in a noisy period.
+      const order = servers.map((_, i) => servers[(i + run) % servers.length] as ServerId);
+      for (const server of order) {
+        if (failed.has(server)) continue;
+        try {
+          const sample =
+            scenario.kind === "messages"
+              ? await measureMessages(
+                  scenario,
+                  server,
+                  result.counts[server] ?? scenario.messages,
+                  context(server, scenario.id),
+                  warmupFor(scenario, result.counts[server] ?? scenario.messages),
+                )
+              : await measureIdle(scenario, server, context(server, scenario.id));
+          const list = result.samples[server] ?? [];
+          list.push(sample);
+          result.samples[server] = list;
+          progress(`   run ${run + 1}/${options.runs} ${server.padEnd(15)} ${describeSample(sample)}`);
+        } catch (error) {
+          fail(server, `run ${run + 1}`, error);
+        }
+      }
+    }
+  }
+
+  const settings: BenchSettings = {
+    quick: options.quick,
+    runs: options.runs,
+    messages: options.messages,
+    maxRunSeconds: options.maxRunSeconds,
+    warmup: options.warmup,
+    profile: options.profile,
+    argv,
+  };
+  const report: BenchReport = {
+    settings,
+    machine: describeMachine(),
+    started,
+    finished: new Date(),
+    loadBefore,
+    loadAfter: currentLoad(),
+    results,
+  };
+  const markdown = renderReport(report);
+  const out = isAbsolute(options.out) ? options.out : join(REPO_ROOT, options.out);
+  writeFileSync(out, markdown);
+  mkdirSync(BENCH_TMP, { recursive: true });
+  const raw = join(BENCH_TMP, `results-${started.toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(raw, JSON.stringify(report, null, 2));
+  process.stdout.write(`${markdown}\n`);
+  progress(
+    `\nWrote ${relative(process.cwd(), out) || out} (raw runs: ${relative(process.cwd(), raw)}) in ${Math.round((report.finished.getTime() - started.getTime()) / 1000)} s.`,
+  );
+  if (profileDir) progress(`CPU profiles of the mailgate children: ${relative(process.cwd(), profileDir)}/`);
+  progress("Removing the Maildirs of mailgate serve...");
+  removeMaildirs();
+  if (broken > 0) progress(`${broken} run(s) broke: see "Broken run" in the report.`);
+  return broken > 0 ? 1 : 0;
+}
+
+/**
+ * Runs growing probes (20, 200, 2,000... messages, at least 2 per session) until one lasts 0.3 s or
+ * reaches the scenario's count, and returns the count that fits `maxSeconds` at the rate it measured
+ * (never more than the scenario asks). The probes are discarded.
+ */
+async function calibrate(
+  scenario: MessageScenario,
+  server: ServerId,
+  maxSeconds: number,
+  context: (n: number) => RunContext,
+): Promise<number> {
+  if (maxSeconds <= 0 || scenario.group !== "2k") return scenario.messages;
+  let probe = Math.min(scenario.messages, Math.max(20, scenario.sessions * 2));
+  for (;;) {
+    const sample = await measureMessages(scenario, server, probe, context(probe));
+    if (sample.elapsedMs >= 300 || probe >= scenario.messages) {
+      const fits = Math.floor(sample.messagesPerSecond * maxSeconds);
+      const count = Math.max(Math.min(scenario.messages, fits), probe);
+      progress(
+        `   calibrated ${server.padEnd(15)} ${Math.round(sample.messagesPerSecond)} msg/s on ${probe}: ${count} messages per run`,
+      );
+      return count;
+    }
+    probe = Math.min(scenario.messages, probe * 10);
+  }
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    killAllServers();
+    process.stderr.write(`bench: ${signal}, servers stopped\n`);
+    process.exit(130);
+  });
+}
+
+main().then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exitCode = 2;
+  },
+);

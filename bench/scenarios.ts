@@ -1,0 +1,381 @@
+/**
+ * The scenarios of issue 7 and how one run of one scenario against one server is measured.
+ *
+ * Every run starts a FRESH server child, drives it with a generator child (Postfix's smtp-source, or our
+ * load client bench/load.ts), reads the server's VmHWM/VmRSS and CPU time from /proc, then asks the
+ * server how many messages it accepted: a count that differs from what the generator had answered 250
+ * breaks the run (timings never do).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import type { LoadResult, MessageLoad } from "./load.js";
+import { messageShape } from "./load.js";
+import { type RunningServer, type ServerId, startServer } from "./servers.js";
+import { exited, HOST, MiB, REPO_ROOT, readChildrenCpuSeconds, sleep, spawnWithFiles } from "./util.js";
+
+export type Generator = "smtp-source" | "load";
+
+export interface MessageScenario {
+  kind: "messages";
+  id: string;
+  title: string;
+  /** Which table it belongs to. */
+  group: "2k" | "50m" | "1g";
+  generator: Generator;
+  sessions: number;
+  perConnection: "one" | "many";
+  pipelining: boolean;
+  /** Messages per run (the time cap may lower it, see run.ts). */
+  messages: number;
+  /** Payload bytes after the headers (smtp-source -l). */
+  bodyBytes: number;
+  servers: ServerId[];
+}
+
+export interface IdleScenario {
+  kind: "idle";
+  id: string;
+  title: string;
+  connections: number;
+  servers: ServerId[];
+}
+
+export type Scenario = MessageScenario | IdleScenario;
+
+export interface ScenarioConfig {
+  /** 2 KB messages per scenario (issue 7: 20,000). */
+  messages: number;
+  /** The 50 MB scenario: how many messages, and their size in MiB. */
+  largeCount: number;
+  largeMiB: number;
+  /** The streaming scenario's one message, in MiB (1024 = 1 GB). */
+  hugeMiB: number;
+  /** Idle connections (issue 7: 5,000). */
+  idleConnections: number;
+  /** Who sends the non-pipelined 2 KB scenarios (smtp-source by default; it cannot pipeline). */
+  plainGenerator: Generator;
+}
+
+const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink"];
+
+export function buildScenarios(config: ScenarioConfig): Scenario[] {
+  const scenarios: Scenario[] = [];
+  for (const pipelining of [false, true]) {
+    for (const perConnection of ["many", "one"] as const) {
+      for (const sessions of [1, 10, 100]) {
+        const generator: Generator = pipelining ? "load" : config.plainGenerator;
+        scenarios.push({
+          kind: "messages",
+          id: `2k-s${sessions}-${perConnection}-${pipelining ? "pipe" : "nopipe"}`,
+          title: `2 KB messages, ${sessions} session${sessions === 1 ? "" : "s"}, ${perConnection === "one" ? "one message per connection" : "many messages per connection"}, ${pipelining ? "with" : "without"} PIPELINING (${generator === "load" ? "load client" : "smtp-source"})`,
+          group: "2k",
+          generator,
+          sessions,
+          perConnection,
+          pipelining,
+          messages: config.messages,
+          bodyBytes: 2048,
+          servers: SMALL_SERVERS,
+        });
+      }
+    }
+  }
+  scenarios.push({
+    kind: "messages",
+    id: "50m",
+    title: `${config.largeCount} messages of ${config.largeMiB} MB, 1 session, PIPELINING (load client, 1 MiB writes)`,
+    group: "50m",
+    generator: "load",
+    sessions: 1,
+    perConnection: "many",
+    pipelining: true,
+    messages: config.largeCount,
+    bodyBytes: config.largeMiB * MiB,
+    servers: ["mailgate-stream", "mailgate", "mailgate-serve", "smtp-server", "smtp-sink"],
+  });
+  scenarios.push({
+    kind: "idle",
+    id: "idle",
+    title: `${config.idleConnections} idle connections (greeting read, then held)`,
+    connections: config.idleConnections,
+    servers: ["mailgate", "smtp-server", "smtp-sink"],
+  });
+  scenarios.push({
+    kind: "messages",
+    id: "1g",
+    title: `One message of ${config.hugeMiB >= 1024 ? `${config.hugeMiB / 1024} GB` : `${config.hugeMiB} MB`} through the streaming hook (load client, 1 MiB writes)`,
+    group: "1g",
+    generator: "load",
+    sessions: 1,
+    perConnection: "one",
+    pipelining: true,
+    messages: 1,
+    bodyBytes: config.hugeMiB * MiB,
+    servers: ["mailgate-stream", "smtp-server", "smtp-sink"],
+  });
+  return scenarios;
+}
+
+export interface RunContext {
+  maxConnections: number;
+  profileDir?: string;
+  /** Unique per run, for logs and Maildirs. */
+  tag: string;
+  /** A generator that runs longer than this is killed and the run fails. */
+  timeoutMs: number;
+}
+
+export interface MessageSample {
+  server: ServerId;
+  /** How the server was started. */
+  command: string;
+  messages: number;
+  elapsedMs: number;
+  messagesPerSecond: number;
+  /** MiB of message (headers and body) per second. */
+  mbPerSecond: number;
+  peakRss: number;
+  /** Server CPU time / elapsed time (1.0 = one core busy). */
+  serverCpu: number;
+  /** Generator CPU time / elapsed time. */
+  generatorCpu: number;
+}
+
+export interface IdleSample {
+  server: ServerId;
+  command: string;
+  connections: number;
+  rssBefore: number;
+  rssAfter: number;
+  perConnection: number;
+  peakRss: number;
+}
+
+export const SMTP_SOURCE_PATH = "/usr/sbin/smtp-source";
+const LOAD_SCRIPT = join(REPO_ROOT, "build", "bench", "load.js");
+/** smtp-source's own headers (From, To, Date, Message-Id) and the CRLF ending its last line. */
+const SMTP_SOURCE_OVERHEAD = 116;
+
+export function smtpSourceArgs(scenario: MessageScenario, messages: number, port: number | string): string[] {
+  return [
+    "-s",
+    String(scenario.sessions),
+    "-m",
+    String(messages),
+    ...(scenario.perConnection === "many" ? ["-d"] : []),
+    "-l",
+    String(scenario.bodyBytes),
+    "-f",
+    "a@x.test",
+    "-t",
+    "b@y.test",
+    `${HOST}:${port}`,
+  ];
+}
+
+export function loadRequest(
+  scenario: MessageScenario,
+  messages: number,
+  port: number,
+): { mode: "messages" } & MessageLoad {
+  return {
+    mode: "messages",
+    port,
+    sessions: scenario.sessions,
+    messages,
+    perConnection: scenario.perConnection,
+    pipelining: scenario.pipelining,
+    bodyBytes: scenario.bodyBytes,
+  };
+}
+
+function killAfter(
+  child: ChildProcess,
+  ms: number,
+  what: string,
+): { cancel(): void; expired: Promise<never> } {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`${what} ran longer than ${ms / 1000} s and was killed`));
+    }, ms);
+  });
+  expired.catch(() => {});
+  return { cancel: () => clearTimeout(timer), expired };
+}
+
+async function runSmtpSource(
+  scenario: MessageScenario,
+  messages: number,
+  port: number,
+  context: RunContext,
+): Promise<LoadResult> {
+  const cpu0 = readChildrenCpuSeconds();
+  const t0 = process.hrtime.bigint();
+  const child = spawn(SMTP_SOURCE_PATH, smtpSourceArgs(scenario, messages, port), {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const limit = killAfter(child, context.timeoutMs, "smtp-source");
+  const code = await Promise.race([exited(child), limit.expired]);
+  limit.cancel();
+  const elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (code !== 0)
+    throw new Error(`smtp-source failed (${code}): ${stderr.trim().split("\n").slice(-3).join(" / ")}`);
+  const cpuMs = (readChildrenCpuSeconds() - cpu0) * 1000;
+  return { sent: messages, bytes: messages * (scenario.bodyBytes + SMTP_SOURCE_OVERHEAD), elapsedMs, cpuMs };
+}
+
+/** Runs bench/load.js as a child; `onMessage` sees its IPC messages; resolves with its exit. */
+function loadChild(request: object, files: number): ChildProcess {
+  return spawnWithFiles(process.execPath, [LOAD_SCRIPT, JSON.stringify(request)], files, {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+}
+
+function nextMessage(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: Record<string, unknown>) => {
+      if (message?.type === type) {
+        cleanup();
+        resolve(message);
+      } else if (message?.type === "error") {
+        cleanup();
+        reject(new Error(`load client: ${String(message.message)}`));
+      }
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`the load client exited (${code}) before "${type}"`));
+    };
+    const cleanup = () => {
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+    };
+    child.on("message", onMessage);
+    child.on("exit", onExit);
+  });
+}
+
+async function runLoad(
+  scenario: MessageScenario,
+  messages: number,
+  port: number,
+  context: RunContext,
+): Promise<LoadResult> {
+  const child = loadChild(loadRequest(scenario, messages, port), scenario.sessions + 256);
+  const limit = killAfter(child, context.timeoutMs, "the load client");
+  try {
+    const result = await Promise.race([nextMessage(child, "result"), limit.expired]);
+    await exited(child);
+    return result as unknown as LoadResult;
+  } finally {
+    limit.cancel();
+    child.kill("SIGKILL");
+  }
+}
+
+/**
+ * One run: a fresh server, `warmup` messages first (same sessions and mode, not measured: the JIT of a
+ * Node server warms up as a long-running server's would have), then `messages` measured ones, the
+ * server's memory and CPU, and the count check.
+ */
+export async function measureMessages(
+  scenario: MessageScenario,
+  serverId: ServerId,
+  messages: number,
+  context: RunContext,
+  warmup = 0,
+): Promise<MessageSample> {
+  const server = await startServer(serverId, context);
+  const generate = (count: number) =>
+    scenario.generator === "smtp-source"
+      ? runSmtpSource(scenario, count, server.port, context)
+      : runLoad(scenario, count, server.port, context);
+  try {
+    if (warmup > 0) {
+      const warm = await generate(warmup);
+      if (warm.sent !== warmup)
+        throw new Error(`warm-up: ${warmup} messages sent, ${warm.sent} answered 250`);
+    }
+    const cpu0 = server.cpuSeconds();
+    const result = await generate(messages);
+    const memory = server.memory();
+    const serverCpu = server.cpuSeconds() - cpu0;
+    const received = await server.finish();
+    if (result.sent !== messages || received !== warmup + messages) {
+      throw new Error(
+        `${warmup} + ${messages} messages sent, ${warmup} + ${result.sent} answered 250, ${received} counted by ${serverId}`,
+      );
+    }
+    const seconds = result.elapsedMs / 1000;
+    return {
+      server: serverId,
+      command: server.command,
+      messages,
+      elapsedMs: result.elapsedMs,
+      messagesPerSecond: messages / seconds,
+      mbPerSecond: result.bytes / MiB / seconds,
+      peakRss: memory.peak,
+      serverCpu: serverCpu / seconds,
+      generatorCpu: result.cpuMs / 1000 / seconds,
+    };
+  } catch (error) {
+    server.kill();
+    throw error;
+  }
+}
+
+/** One idle run: a fresh server, its RSS before and while `connections` clients hold a session open. */
+export async function measureIdle(
+  scenario: IdleScenario,
+  serverId: ServerId,
+  context: RunContext,
+): Promise<IdleSample> {
+  const server: RunningServer = await startServer(serverId, context);
+  try {
+    await sleep(500);
+    const before = server.memory().current;
+    const child = loadChild(
+      { mode: "idle", port: server.port, connections: scenario.connections },
+      scenario.connections + 256,
+    );
+    const limit = killAfter(child, context.timeoutMs, "the load client");
+    try {
+      const held = await Promise.race([nextMessage(child, "held"), limit.expired]);
+      if (held.held !== scenario.connections) throw new Error(`only ${String(held.held)} connections held`);
+      await sleep(1000); // let the server settle (lazy allocations, GC) before reading its RSS
+      const after = server.memory();
+      child.send({ type: "release" });
+      await Promise.race([nextMessage(child, "released"), limit.expired]);
+      await exited(child);
+      await server.finish();
+      return {
+        server: serverId,
+        command: server.command,
+        connections: scenario.connections,
+        rssBefore: before,
+        rssAfter: after.current,
+        perConnection: (after.current - before) / scenario.connections,
+        peakRss: after.peak,
+      };
+    } finally {
+      limit.cancel();
+      child.kill("SIGKILL");
+    }
+  } catch (error) {
+    server.kill();
+    throw error;
+  }
+}
+
+/** The message size a generator sends, for the report. */
+export function messageBytes(scenario: MessageScenario): number {
+  return scenario.generator === "smtp-source"
+    ? scenario.bodyBytes + SMTP_SOURCE_OVERHEAD
+    : messageShape(scenario.bodyBytes).size;
+}

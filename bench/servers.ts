@@ -1,0 +1,365 @@
+/**
+ * The servers under test, each started as its own CHILD process (fresh for every run, so its VmHWM is
+ * that run's peak) on 127.0.0.1, and each able to say how many messages it accepted.
+ */
+import type { ChildProcess } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { join } from "node:path";
+import type { SinkKind } from "./sink.js";
+import {
+  BENCH_TMP,
+  exited,
+  freePort,
+  HOST,
+  type Memory,
+  REPO_ROOT,
+  readCpuSeconds,
+  readMemory,
+  sleep,
+  spawnWithFiles,
+} from "./util.js";
+
+export type ServerId = "mailgate" | "mailgate-stream" | "mailgate-serve" | "smtp-server" | "smtp-sink";
+
+export interface ServerSpec {
+  id: ServerId;
+  /** What the server is, for the report. */
+  description: string;
+  /** True for the servers whose figures are "ours". */
+  ours: boolean;
+}
+
+export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
+  mailgate: {
+    id: "mailgate",
+    ours: true,
+    description: "mailgate library, onMessageData hook that discards the buffered message",
+  },
+  "mailgate-stream": {
+    id: "mailgate-stream",
+    ours: true,
+    description: "mailgate library, onMessageStream hook that drains the stream (nothing buffered)",
+  },
+  "mailgate-serve": {
+    id: "mailgate-serve",
+    ours: true,
+    description:
+      "`mailgate serve`, the real CLI, storing every message in a fsynced Maildir (default logging)",
+  },
+  "smtp-server": {
+    id: "smtp-server",
+    ours: false,
+    description: "nodemailer's smtp-server, onData draining the stream (AUTH/STARTTLS off, no reverse DNS)",
+  },
+  "smtp-sink": {
+    id: "smtp-sink",
+    ours: false,
+    description: "Postfix's smtp-sink (C), counting messages with -c",
+  },
+};
+
+export interface StartOptions {
+  /** Connections the server must hold at once (limits are raised to this). */
+  maxConnections: number;
+  /** Directory for --cpu-prof profiles of the mailgate children, if profiling. */
+  profileDir?: string;
+  /** A name unique to this run, for log files and the Maildir. */
+  tag: string;
+}
+
+export interface RunningServer {
+  id: ServerId;
+  pid: number;
+  port: number;
+  /** The command line that started it (port shown as chosen). */
+  command: string;
+  memory(): Memory;
+  cpuSeconds(): number;
+  /** Ends the server and returns how many messages it accepted. */
+  finish(): Promise<number>;
+  /** Emergency stop (a broken run). */
+  kill(): void;
+}
+
+export const SMTP_SINK_PATH = "/usr/sbin/smtp-sink";
+const SINK_SCRIPT = join(REPO_ROOT, "build", "bench", "sink.js");
+const CLI_SCRIPT = join(REPO_ROOT, "build", "src", "cli", "main.js");
+const READY_TIMEOUT_MS = 20_000;
+const EXIT_TIMEOUT_MS = 15_000;
+
+/** Every server child still running, so that an interrupted benchmark leaves none behind. */
+const live = new Set<ChildProcess>();
+
+function track(child: ChildProcess): ChildProcess {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+
+/** Kills every server child still running (for SIGINT and the like). */
+export function killAllServers(): void {
+  for (const child of live) child.kill("SIGKILL");
+}
+
+/**
+ * Removes the Maildirs that `mailgate serve` filled. Call it only at the END of a benchmark: ext4 avoids
+ * reusing inodes freed in the last few seconds, and after a mass deletion every file creation scans past
+ * them (recently_deleted() in find_inode_bit(), seen with perf): deleting a Maildir between runs tripled
+ * the kernel CPU time of the next runs' deliveries and halved their rate.
+ */
+export function removeMaildirs(): void {
+  rmSync(join(BENCH_TMP, "maildir"), { recursive: true, force: true });
+}
+
+export function logDirectory(): string {
+  const dir = join(BENCH_TMP, "logs");
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+function tail(path: string): string {
+  try {
+    const text = readFileSync(path, "utf8").trim();
+    return text === "" ? "(no output)" : text.split("\n").slice(-8).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals | null): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (signal) child.kill(signal);
+  const timer = setTimeout(() => child.kill("SIGKILL"), EXIT_TIMEOUT_MS);
+  await exited(child);
+  clearTimeout(timer);
+}
+
+/** Fails fast with the log's tail when the child dies before it is ready. */
+function failOnExit(child: ChildProcess, id: ServerId, logPath: string): Promise<never> {
+  return exited(child).then((code) => {
+    throw new Error(`${id} exited (${code}) before it was ready; its log says:\n${tail(logPath)}`);
+  });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export async function startServer(id: ServerId, options: StartOptions): Promise<RunningServer> {
+  switch (id) {
+    case "mailgate":
+    case "mailgate-stream":
+    case "smtp-server":
+      return startSink(id, options);
+    case "mailgate-serve":
+      return startServe(options);
+    case "smtp-sink":
+      return startSmtpSink(options);
+  }
+}
+
+/** Open files a server needs: one per connection, plus the listener, logs, Maildir files and node's own. */
+function filesFor(options: StartOptions): number {
+  return options.maxConnections + 256;
+}
+
+function profileArgs(id: ServerId, options: StartOptions): string[] {
+  if (!options.profileDir || !SERVER_SPECS[id].ours) return [];
+  return ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.tag}.cpuprofile`];
+}
+
+async function startSink(kind: SinkKind, options: StartOptions): Promise<RunningServer> {
+  const logPath = join(logDirectory(), `${options.tag}.log`);
+  const log = openSync(logPath, "w");
+  const json = JSON.stringify({ maxConnections: options.maxConnections });
+  const args = [...profileArgs(kind, options), SINK_SCRIPT, kind, json];
+  const child = track(
+    spawnWithFiles(process.execPath, args, filesFor(options), { stdio: ["ignore", log, log, "ipc"] }),
+  );
+  closeSync(log);
+  const counted = new Promise<number>((resolve) => {
+    child.on("message", (message: { type?: string; messages?: number }) => {
+      if (message?.type === "count") resolve(message.messages ?? 0);
+    });
+  });
+  const ready = new Promise<number>((resolve) => {
+    child.on("message", (message: { type?: string; port?: number }) => {
+      if (message?.type === "ready") resolve(message.port ?? 0);
+    });
+  });
+  let port: number;
+  try {
+    port = await withTimeout(
+      Promise.race([ready, failOnExit(child, kind, logPath)]),
+      READY_TIMEOUT_MS,
+      `starting ${kind}`,
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  const pid = child.pid as number;
+  return {
+    id: kind,
+    pid,
+    port,
+    command: `node ${args.map((a) => (a === SINK_SCRIPT ? "build/bench/sink.js" : a.includes(" ") || a.includes("{") ? `'${a}'` : a)).join(" ")}`,
+    memory: () => readMemory(pid),
+    cpuSeconds: () => readCpuSeconds(pid),
+    async finish() {
+      child.send({ type: "stop" });
+      const messages = await withTimeout(
+        Promise.race([
+          counted,
+          exited(child).then(() =>
+            Promise.reject(new Error(`${kind} died before it reported its count:\n${tail(logPath)}`)),
+          ),
+        ]),
+        EXIT_TIMEOUT_MS,
+        `${kind}'s count`,
+      );
+      await stopChild(child, null);
+      return messages;
+    },
+    kill: () => child.kill("SIGKILL"),
+  };
+}
+
+async function startServe(options: StartOptions): Promise<RunningServer> {
+  const logPath = join(logDirectory(), `${options.tag}.log`);
+  const maildir = join(BENCH_TMP, "maildir", options.tag);
+  rmSync(maildir, { recursive: true, force: true });
+  const log = openSync(logPath, "w");
+  const limit = String(options.maxConnections);
+  const flags = [
+    "serve",
+    "--hosts",
+    HOST,
+    "--ports",
+    "0",
+    "--maildir",
+    maildir,
+    "--max-processings",
+    limit,
+    "--max-connections",
+    limit,
+    "--max-message-size",
+    "0",
+  ];
+  const args = [...profileArgs("mailgate-serve", options), CLI_SCRIPT, ...flags];
+  // stdout (one line per stored message) goes to a file: nothing in the benchmark has to read it live.
+  const child = track(
+    spawnWithFiles(process.execPath, args, filesFor(options), { stdio: ["ignore", log, log] }),
+  );
+  closeSync(log);
+  const ready = (async () => {
+    for (;;) {
+      const match = /serving SMTP on 127\.0\.0\.1:(\d+)/.exec(readFileSync(logPath, "utf8"));
+      if (match) return Number(match[1]);
+      await sleep(25);
+    }
+  })();
+  let port: number;
+  try {
+    port = await withTimeout(
+      Promise.race([ready, failOnExit(child, "mailgate-serve", logPath)]),
+      READY_TIMEOUT_MS,
+      "starting mailgate serve",
+    );
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  const pid = child.pid as number;
+  const shown = args
+    .map((a) => (a === CLI_SCRIPT ? "build/src/cli/main.js" : a === maildir ? ".bench-tmp/maildir/<run>" : a))
+    .join(" ");
+  return {
+    id: "mailgate-serve",
+    pid,
+    port,
+    command: `node ${shown}`,
+    memory: () => readMemory(pid),
+    cpuSeconds: () => readCpuSeconds(pid),
+    async finish() {
+      // Every 250 the client saw was sent after the rename into new/ and its directory fsync.
+      const stored = readdirSync(join(maildir, "new")).length;
+      await stopChild(child, "SIGTERM");
+      // The Maildir stays until removeMaildirs(): see there.
+      return stored;
+    },
+    kill: () => child.kill("SIGKILL"),
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: HOST, port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+  });
+}
+
+async function startSmtpSink(options: StartOptions): Promise<RunningServer> {
+  const logPath = join(logDirectory(), `${options.tag}.log`);
+  const countPath = join(logDirectory(), `${options.tag}.count`);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const args = [
+      ...(process.getuid?.() === 0 ? ["-u", "nobody"] : []), // it refuses to run as root without -u
+      "-c", // running counters on stdout: how the benchmark knows what it accepted
+      "-m",
+      String(options.maxConnections),
+      `${HOST}:${port}`,
+      "4096",
+    ];
+    const out = openSync(countPath, "w");
+    const log = openSync(logPath, "w");
+    const child = track(
+      spawnWithFiles(SMTP_SINK_PATH, args, filesFor(options), { stdio: ["ignore", out, log] }),
+    );
+    closeSync(out);
+    closeSync(log);
+    const ready = (async () => {
+      while (!(await canConnect(port))) await sleep(20);
+      return port;
+    })();
+    try {
+      await withTimeout(
+        Promise.race([ready, failOnExit(child, "smtp-sink", logPath)]),
+        READY_TIMEOUT_MS,
+        "starting smtp-sink",
+      );
+    } catch (error) {
+      child.kill("SIGKILL");
+      // Another process may have taken the port between freePort() and the bind: try another.
+      if (attempt < 3 && /in use/i.test(tail(logPath))) continue;
+      throw error;
+    }
+    const pid = child.pid as number;
+    return {
+      id: "smtp-sink",
+      pid,
+      port,
+      command: `${SMTP_SINK_PATH} ${args.join(" ")}`,
+      memory: () => readMemory(pid),
+      cpuSeconds: () => readCpuSeconds(pid),
+      async finish() {
+        // -c rewrites "sess=N quit=N mesg=N\r" at every change; the last one counts.
+        const counters = readFileSync(countPath, "latin1");
+        const all = [...counters.matchAll(/mesg=(\d+)/g)];
+        await stopChild(child, "SIGTERM");
+        return all.length === 0 ? 0 : Number(all[all.length - 1]?.[1]);
+      },
+      kill: () => child.kill("SIGKILL"),
+    };
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * A sink server for the benchmark, run as a CHILD process (so its RSS is its own) by bench/servers.ts:
+ *
+ *   node build/bench/sink.js <kind> '<json options>'
+ *
+ * kinds:
+ *   mailgate         SmtpServer with an onMessageData hook that discards ctx.message.data
+ *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream
+ *   smtp-server      nodemailer's smtp-server, onData draining the stream then calling back
+ *
+ * Each accepts everything and keeps nothing but two counters. Over the IPC channel it sends
+ * { type: "ready", port } once it listens on 127.0.0.1 (port 0: any free port), and on { type: "stop" }
+ * it answers { type: "count", messages, bytes } and exits (so a --cpu-prof profile gets written).
+ */
+import { HOST } from "./util.js";
+
+export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server";
+
+export interface SinkOptions {
+  /** Connections (and sessions) the server must serve at once: the benchmark's largest scenario. */
+  maxConnections: number;
+}
+
+let messages = 0;
+let bytes = 0;
+
+function send(message: object): Promise<void> {
+  return new Promise((resolve) => {
+    if (!process.send) throw new Error("sink.js must be started with an IPC channel (child_process.fork)");
+    process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+// Each kind loads only its own server's modules, so that none inflates another's RSS.
+
+async function startMailgate(streaming: boolean, options: SinkOptions): Promise<number> {
+  const { SmtpServer } = await import("../src/index.js");
+  const limits = {
+    ports: 0,
+    hosts: HOST,
+    maxProcessings: options.maxConnections,
+    maxConnections: options.maxConnections,
+    maxMessageSize: 0, // unlimited: the 50 MB and 1 GB scenarios
+    pipeliningExtension: true,
+    loggerSeverity: "warn" as const,
+  };
+  const server = streaming
+    ? new SmtpServer({
+        ...limits,
+        async onMessageStream(_ctx, stream) {
+          for await (const chunk of stream) bytes += (chunk as Buffer).length;
+          messages++;
+        },
+      })
+    : new SmtpServer({
+        ...limits,
+        onMessageData(ctx) {
+          bytes += ctx.message.data.length;
+          messages++;
+        },
+      });
+  await server.start();
+  return server.ports[0] as number;
+}
+
+async function startSmtpServer(options: SinkOptions): Promise<number> {
+  const { SMTPServer } = await import("smtp-server");
+  const server = new SMTPServer({
+    // Comparable to mailgate's defaults: no AUTH, no STARTTLS, no reverse DNS, no logging, no size limit
+    // (smtp-server has none unless `size` is set). Its 100 ms early-talker delay before the greeting is
+    // hard-coded (smtp-connection.js init()), not an option: it stays, as every user of it gets it.
+    disabledCommands: ["AUTH", "STARTTLS"],
+    authOptional: true,
+    disableReverseLookup: true,
+    logger: false,
+    maxClients: options.maxConnections,
+    onData(stream, _session, callback) {
+      stream.on("data", (chunk: Buffer) => {
+        bytes += chunk.length;
+      });
+      stream.on("end", () => {
+        messages++;
+        callback();
+      });
+    },
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    const listener = server.listen(0, HOST, () => {
+      const address = listener.address();
+      resolve(typeof address === "object" && address ? address.port : 0);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const [kind, json] = process.argv.slice(2);
+  const options: SinkOptions = { maxConnections: 1000, ...(json ? JSON.parse(json) : {}) };
+  let port: number;
+  switch (kind) {
+    case "mailgate":
+      port = await startMailgate(false, options);
+      break;
+    case "mailgate-stream":
+      port = await startMailgate(true, options);
+      break;
+    case "smtp-server":
+      port = await startSmtpServer(options);
+      break;
+    default:
+      throw new Error(
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream or smtp-server.`,
+      );
+  }
+  process.on("message", (message: { type?: string }) => {
+    if (message?.type !== "stop") return;
+    void send({ type: "count", messages, bytes }).then(() => process.exit(0));
+  });
+  // The parent going away must not leave a server behind.
+  process.on("disconnect", () => process.exit(0));
+  await send({ type: "ready", port });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`sink: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,143 @@
+/**
+ * Small helpers shared by the benchmark: paths, /proc readings (memory and CPU of one process), the
+ * open-files limit, medians, and spawning a child with a raised `ulimit -n`.
+ */
+import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (this file runs as build/bench/util.js). */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** Scratch space for Maildirs, logs, profiles and raw results; gitignored. */
+export const BENCH_TMP = join(REPO_ROOT, ".bench-tmp");
+/** The one address every server and client of the benchmark uses. */
+export const HOST = "127.0.0.1";
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+export interface Memory {
+  /** VmHWM: the peak resident set size since the process started, in bytes. */
+  peak: number;
+  /** VmRSS: the current resident set size, in bytes. */
+  current: number;
+}
+
+/** Peak and current RSS of one process, from /proc/<pid>/status. */
+export function readMemory(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const field = (name: string): number => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status);
+    if (!match) throw new Error(`/proc/${pid}/status has no ${name} line`);
+    return Number(match[1]) * KiB;
+  };
+  return { peak: field("VmHWM"), current: field("VmRSS") };
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** Fields of /proc/<pid>/stat after the command name (which may contain spaces). */
+function statFields(pid: number | "self"): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** CPU seconds (user + system) one process has used so far. */
+export function readCpuSeconds(pid: number): number {
+  const fields = statFields(pid); // fields[0] is field 3 (state): utime is field 14, stime 15
+  return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
+}
+
+/** CPU seconds used by this process's children that have exited and been reaped (cutime + cstime). */
+export function readChildrenCpuSeconds(): number {
+  const fields = statFields("self");
+  return (Number(fields[13]) + Number(fields[14])) / ticksPerSecond();
+}
+
+/** The soft and hard limits on open files of this process (children inherit them). */
+export function openFilesLimit(): { soft: number; hard: number } {
+  const limits = readFileSync("/proc/self/limits", "utf8");
+  const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
+  const parse = (value: string | undefined) =>
+    value === "unlimited" ? Number.POSITIVE_INFINITY : Number(value);
+  return { soft: parse(match?.[1]), hard: parse(match?.[2]) };
+}
+
+/**
+ * Spawns `command args` with at least `files` open files allowed: directly when the inherited limit is
+ * enough, else through `sh -c 'ulimit -n N && exec ...'` (the pid stays the same thanks to exec).
+ * Throws one sentence when the hard limit is too low.
+ */
+export function spawnWithFiles(
+  command: string,
+  args: readonly string[],
+  files: number,
+  options: SpawnOptions,
+): ChildProcess {
+  const { soft, hard } = openFilesLimit();
+  if (soft >= files) return spawn(command, args, options);
+  if (hard < files) {
+    throw new Error(
+      `This needs ${files} open files but the hard limit (ulimit -Hn) is ${hard}; raise it or use fewer connections.`,
+    );
+  }
+  return spawn("sh", ["-c", `ulimit -n ${files} && exec "$0" "$@"`, command, ...args], options);
+}
+
+/** A TCP port free on the loopback address right now (for programs that cannot bind port 0 and say so). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves with the exit code (or signal name) once `child` has exited. */
+export function exited(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.signalCode !== null) return Promise.resolve(child.signalCode);
+  return new Promise((resolve) => {
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));
+    // A program that cannot be started (ENOENT...) emits "error" and never "exit".
+    child.once("error", (error: NodeJS.ErrnoException) =>
+      resolve(`not started: ${error.code ?? error.message}`),
+    );
+  });
+}
+
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return "n/a";
+  if (Math.abs(bytes) >= 10 * MiB) return `${(bytes / MiB).toFixed(0)} MB`;
+  if (Math.abs(bytes) >= MiB) return `${(bytes / MiB).toFixed(1)} MB`;
+  return `${(bytes / KiB).toFixed(1)} KB`;
+}

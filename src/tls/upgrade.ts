@@ -1,0 +1,143 @@
+/**
+ * The server side of a TLS handshake on an accepted TCP socket: STARTTLS (RFC 3207) after the "220"
+ * reply, or implicit TLS (RFC 8314) right on accept. Both take the provider's newest context, so
+ * reload() applies to the next connection without touching any listener.
+ */
+import type { Duplex } from "node:stream";
+import tls from "node:tls";
+import type { TlsContextProvider } from "./context.js";
+
+export interface UpgradeOptions {
+  /** Milliseconds the client has to complete the handshake (default 30 s); then the socket is destroyed. */
+  handshakeTimeout?: number;
+}
+
+export class TlsHandshakeError extends Error {
+  override readonly name = "TlsHandshakeError";
+}
+
+/**
+ * Performs the server side of the handshake on `socket` and resolves with the secured socket, or
+ * rejects (after destroying the connection) on a handshake error, a client that closes, a client
+ * certificate refused by `rejectUnauthorized`, or the timeout.
+ *
+ * Before calling it for STARTTLS, the caller must stop reading plaintext: remove its 'data' listeners
+ * (or pause the socket) and throw away whatever it had buffered after the STARTTLS line, so that
+ * injected commands are never executed (CVE-2011-0411). Bytes still unread go to the TLS layer, which
+ * refuses them as a bad handshake. After it resolves, attach 'error' and 'data' listeners to the
+ * returned socket, and use `provider.describe(tlsSocket)` for protocol, cipher and client certificate.
+ */
+export function upgradeToTls(
+  socket: Duplex,
+  provider: TlsContextProvider,
+  options: UpgradeOptions = {},
+): Promise<tls.TLSSocket> {
+  const timeoutMs = options.handshakeTimeout ?? 30_000;
+  return provider.requestCert
+    ? upgradeWithClientCertificates(socket, provider, timeoutMs)
+    : upgradeShared(socket, provider, timeoutMs);
+}
+
+/** Common settling: one outcome, the timer cleared, listeners removed, the connection destroyed on failure. */
+function settle(
+  timeoutMs: number,
+  destroy: () => void,
+  resolve: (socket: tls.TLSSocket) => void,
+  reject: (error: Error) => void,
+) {
+  let done = false;
+  const cleanups: (() => void)[] = [];
+  const finish = (outcome: () => void) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    for (const cleanup of cleanups) cleanup();
+    outcome();
+  };
+  const timer = setTimeout(() => {
+    fail(new TlsHandshakeError(`The TLS handshake did not complete within ${timeoutMs} ms.`));
+  }, timeoutMs);
+  const fail = (error: Error) =>
+    finish(() => {
+      destroy();
+      reject(error);
+    });
+  return {
+    succeed: (secured: tls.TLSSocket) => finish(() => resolve(secured)),
+    fail,
+    onCleanup: (cleanup: () => void) => cleanups.push(cleanup),
+  };
+}
+
+function handshakeError(error: Error): TlsHandshakeError {
+  // OpenSSL errors carry a short `reason` ("wrong version number"); their message is a raw error stack.
+  const reason = (error as { reason?: unknown }).reason;
+  const text = typeof reason === "string" && reason !== "" ? reason : error.message.trim();
+  return new TlsHandshakeError(`The TLS handshake failed: ${text}.`, { cause: error });
+}
+
+/** No client certificates: a standalone TLSSocket on the shared active context (fast, resumable). */
+function upgradeShared(
+  socket: Duplex,
+  provider: TlsContextProvider,
+  timeoutMs: number,
+): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const secured = new tls.TLSSocket(socket, { isServer: true, ...provider.socketOptions() });
+    const outcome = settle(timeoutMs, () => secured.destroy(), resolve, reject);
+    const onSecure = () => outcome.succeed(secured);
+    const onError = (error: Error) => outcome.fail(handshakeError(error));
+    const onClose = () =>
+      outcome.fail(new TlsHandshakeError("The client closed the connection during the TLS handshake."));
+    secured.once("secure", onSecure);
+    secured.on("error", onError);
+    secured.once("close", onClose);
+    outcome.onCleanup(() => {
+      secured.off("secure", onSecure);
+      secured.off("error", onError);
+      secured.off("close", onClose);
+    });
+  });
+}
+
+/**
+ * Client certificates requested: node sets `authorized` / `authorizationError` only on sockets of a
+ * tls.Server, so the connection goes through a tls.Server that never listens (documented use: "this
+ * event can also be explicitly emitted by users to inject connections into the TLS server"). It is
+ * built per handshake from the provider's current options, so it always has the newest certificate.
+ */
+function upgradeWithClientCertificates(
+  socket: Duplex,
+  provider: TlsContextProvider,
+  timeoutMs: number,
+): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    // The policy is applied below, after the handshake, so that the reason can be reported.
+    const engine = tls.createServer({ ...provider.serverOptions(), rejectUnauthorized: false });
+    let secured: tls.TLSSocket | undefined;
+    const outcome = settle(timeoutMs, () => (secured ?? socket).destroy(), resolve, reject);
+    engine.once("secureConnection", (tlsSocket: tls.TLSSocket) => {
+      secured = tlsSocket;
+      if (provider.rejectUnauthorized && !tlsSocket.authorized) {
+        const reason = tlsSocket.getPeerX509Certificate()
+          ? String(tlsSocket.authorizationError ?? "not verified")
+          : "no client certificate";
+        outcome.fail(new TlsHandshakeError(`The client certificate was refused (${reason}).`));
+      } else {
+        outcome.succeed(tlsSocket);
+      }
+    });
+    engine.once("tlsClientError", (error: Error, tlsSocket: tls.TLSSocket) => {
+      secured = tlsSocket;
+      outcome.fail(handshakeError(error));
+    });
+    const onClose = () =>
+      outcome.fail(new TlsHandshakeError("The client closed the connection during the TLS handshake."));
+    socket.once("close", onClose);
+    outcome.onCleanup(() => {
+      socket.off("close", onClose);
+      engine.removeAllListeners();
+    });
+    engine.emit("connection", socket);
+  });
+}
