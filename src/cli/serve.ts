@@ -18,7 +18,10 @@ function rfc5322Date(date: Date): string {
 export function receivedHeader(ctx: SessionContext, hostname: string, id: string): string {
   const { server, envelope } = ctx;
   const plain = server.heloCommand === "HELO" ? "SMTP" : server.heloCommand === "LHLO" ? "LMTP" : "ESMTP";
-  const protocol = envelope.encodingUtf8 === "utf8" ? "UTF8SMTP" : plain;
+  // RFC 3848: S for TLS, A for an authenticated client (ESMTPSA, UTF8SMTPS...).
+  const suffix = `${server.encrypted ? "S" : ""}${server.authenticated ? "A" : ""}`;
+  const protocol = `${envelope.encodingUtf8 === "utf8" ? "UTF8SMTP" : plain}${suffix}`;
+  const tls = server.tls ? `\r\n\t(version=${server.tls.protocol} cipher=${server.tls.cipher})` : "";
   const remote =
     server.remoteIp === "" // a UNIX socket peer
       ? server.remoteHost
@@ -26,7 +29,7 @@ export function receivedHeader(ctx: SessionContext, hostname: string, id: string
         ? `${server.remoteHost} [${server.remoteIp}]`
         : `[${server.remoteIp}]`;
   const forClause = envelope.to.length === 1 ? `\r\n\tfor <${envelope.to[0]}>` : "";
-  return `Received: from ${server.helo} (${remote})\r\n\tby ${hostname} (mailgate) with ${protocol} id ${id}${forClause};\r\n\t${rfc5322Date(new Date())}\r\n`;
+  return `Received: from ${server.helo} (${remote})\r\n\tby ${hostname} (mailgate) with ${protocol} id ${id}${forClause}${tls};\r\n\t${rfc5322Date(new Date())}\r\n`;
 }
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */

@@ -2,6 +2,7 @@
  * The session context handed to every hook, with the three parts of the seed's `ctx`
  * (server, envelope, message), camelCased. Dates are null until the event happens.
  */
+import type { TlsSessionInfo } from "../tls/context.js";
 import type { EsmtpParams } from "./commands.js";
 
 export interface ServerInfo {
@@ -28,7 +29,11 @@ export interface ServerInfo {
   authorizationId: string;
   authenticationId: string;
   authenticated: Date | null;
+  /** The SASL mechanism of the successful AUTH, or "". */
+  authMechanism: string;
   encrypted: Date | null;
+  /** Protocol, cipher and client certificate of the TLS layer, once encrypted. */
+  tls: TlsSessionInfo | null;
 }
 
 export interface Envelope {

@@ -8,6 +8,17 @@
  * RFCs or safety demand it.
  */
 import type { Readable } from "node:stream";
+import {
+  createExchange,
+  isSaslMechanismName,
+  MAX_SASL_LINE_OCTETS,
+  parseAuthCommand,
+  type SaslCredentials,
+  type SaslExchange,
+  type SaslMechanismName,
+  type SaslStep,
+  unrecognizedMechanismError,
+} from "../sasl/mechanism.js";
 import { ChunkReader, ChunkStop } from "./chunking.js";
 import {
   type CommandLine,
@@ -49,6 +60,15 @@ export interface SessionHooks {
   onMessageDataHeaders(ctx: SessionContext): Awaitable<unknown>;
   onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | unknown>;
   onMessageData(ctx: SessionContext): Awaitable<string | undefined | unknown>;
+  /** AUTH: resolve (optionally with the authorization id) to accept, throw to refuse. */
+  onAuth(
+    ctx: SessionContext,
+    authorizationId: string,
+    authenticationId: string,
+    secret: string,
+    mechanism: SaslMechanismName,
+    credentials: SaslCredentials,
+  ): Awaitable<string | undefined | unknown>;
   onProcessLineUnknown(ctx: SessionContext, line: string): Awaitable<unknown>;
   log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
 }
@@ -64,6 +84,11 @@ export interface SessionTransport {
   commandCompleted(): void;
   /** `bytes` of message data arrived: the DATA deadline grows by bytes / minimum data rate. */
   dataReceived(bytes: number): void;
+  /**
+   * STARTTLS: stop reading plaintext, perform the server side of the handshake, fill ctx.server.encrypted
+   * and ctx.server.tls, and resume reading decrypted bytes. Rejects (and ends the connection) on failure.
+   */
+  startTls?(): Promise<void>;
 }
 
 export interface SessionConfig {
@@ -79,6 +104,18 @@ export interface SessionConfig {
   chunking: boolean;
   /** DSN parameters on MAIL and RCPT, RFC 3461 (recorded for the hooks; mailgate sends no DSN itself). */
   dsn: boolean;
+  /** STARTTLS offered (the transport must implement startTls). */
+  tls: boolean;
+  /** tlsMode required: mail commands before TLS get 530. */
+  tlsRequired: boolean;
+  auth: {
+    mode: "forbidden" | "optional" | "required";
+    mechanisms: readonly SaslMechanismName[];
+    /** Offer and accept AUTH without TLS. */
+    overPlaintext: boolean;
+    /** Failed attempts before 421 and close. */
+    maxFailures: number;
+  };
   /** Largest message in bytes (0 = unlimited); advertised as SIZE and enforced. */
   maxMessageSize: number;
   maxRecipients: number;
@@ -103,7 +140,11 @@ enum Phase {
   Chunk = 3,
   /** Discarding the octets of a refused BDAT chunk. */
   SkipChunk = 4,
-  Closed = 5,
+  /** Reading the client's responses of a SASL exchange. */
+  Auth = 5,
+  /** Waiting for the TLS handshake after STARTTLS: no input is read. */
+  Tls = 6,
+  Closed = 7,
 }
 
 enum TxState {
@@ -122,12 +163,14 @@ const MAX_KEPT_ERRORS = 100;
 /** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
 const GROUP_ENDERS = new Set(["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
 /** Known SMTP verbs we do not offer: 502 rather than the unknown-command path. */
-const NOT_IMPLEMENTED = new Set(["STARTTLS", "AUTH", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
+const NOT_IMPLEMENTED = new Set(["TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
 /** A web client talking to the SMTP port: no point in a dialogue. */
 const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
 
 /** The verbs dispatch() handles itself. */
 const KNOWN_VERBS = new Set([
+  "AUTH",
+  "STARTTLS",
   "BDAT",
   "EHLO",
   "HELO",
@@ -167,6 +210,10 @@ export class SmtpSession {
   private chunkSize = 0;
   private lastChunk = false;
   private skipRemaining = 0;
+  // AUTH
+  private exchange: SaslExchange | null = null;
+  private authFailures = 0;
+  private authLineTooLong = false;
 
   constructor(
     private readonly config: SessionConfig,
@@ -223,6 +270,7 @@ export class SmtpSession {
       this.pregreet = true;
       return;
     }
+    if (this.phase === Phase.Tls) return; // plaintext after STARTTLS is never executed
     if (this.inputPos >= this.input.length) {
       this.input = chunk;
     } else {
@@ -315,6 +363,7 @@ export class SmtpSession {
         else if (this.phase === Phase.Data) progressed = await this.pumpData();
         else if (this.phase === Phase.Chunk) progressed = await this.pumpChunk();
         else if (this.phase === Phase.SkipChunk) progressed = this.skipChunk();
+        else if (this.phase === Phase.Auth) progressed = await this.pumpAuth();
         else break;
         if (!progressed) break;
       }
@@ -385,7 +434,11 @@ export class SmtpSession {
       this.answerError(new SmtpError(500, "Bad input: PIPELINING is not enabled", "5.5.0"));
       return true;
     }
-    if (config.logDialog) this.hooks.log(this.ctx, "debug", `<<< ${line.text}`);
+    if (config.logDialog) {
+      // An AUTH initial response is a secret: only the mechanism is logged.
+      const shown = line.verb === "AUTH" ? `AUTH ${line.args.split(" ")[0]} ***` : line.text;
+      this.hooks.log(this.ctx, "debug", `<<< ${shown}`);
+    }
     if (config.pipelining && more && GROUP_ENDERS.has(line.verb)) {
       // RFC 2920 3.1 and Postfix's smtpd_forbid_unauth_pipelining: nothing may follow these unanswered.
       // Above all, message content sent before the 354 could carry smuggled commands.
@@ -393,11 +446,11 @@ export class SmtpSession {
       this.close();
       return false;
     }
-    await this.dispatch(line);
-    return this.phase !== Phase.Closed;
+    await this.dispatch(line, more);
+    return !this.isClosed;
   }
 
-  private async dispatch(line: CommandLine): Promise<void> {
+  private async dispatch(line: CommandLine, moreInput: boolean): Promise<void> {
     try {
       switch (line.verb) {
         case "EHLO":
@@ -412,8 +465,13 @@ export class SmtpSession {
           return await this.handleData(line);
         case "BDAT":
           return await this.handleBdat(line);
+        case "STARTTLS":
+          return await this.handleStartTls(line);
+        case "AUTH":
+          return await this.handleAuth(line, moreInput);
         case "RSET":
           this.requireNoArgs(line);
+          this.requireTls();
           this.resetTransaction();
           return this.reply(formatReply(250, "2.0.0", "Ok"));
         case "NOOP":
@@ -474,6 +532,11 @@ export class SmtpSession {
     if (config.internationalization) lines.push("8BITMIME", "SMTPUTF8");
     if (config.chunking) lines.push("CHUNKING", "BINARYMIME");
     if (config.dsn) lines.push("DSN");
+    const { encrypted } = server;
+    if (config.auth.mode !== "forbidden" && (encrypted || config.auth.overPlaintext)) {
+      lines.push(`AUTH ${config.auth.mechanisms.join(" ")}`);
+    }
+    if (config.tls && this.transport.startTls && !encrypted) lines.push("STARTTLS");
     lines.push(config.maxMessageSize > 0 ? `SIZE ${config.maxMessageSize}` : "SIZE");
     lines.push("ENHANCEDSTATUSCODES", "HELP");
     this.reply(formatReply(250, undefined, lines));
@@ -482,6 +545,7 @@ export class SmtpSession {
   private async handleMail(line: CommandLine): Promise<void> {
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send HELO/EHLO first", "5.5.1");
     if (this.tx !== TxState.Ready) throw new SmtpError(503, "Error: nested MAIL command", "5.5.1");
+    this.requireSecurity();
     const { config } = this;
     const { address, params } = parsePathArgument(line.args, "FROM:", config.internationalization);
     // A fresh envelope: what an earlier, refused MAIL recorded (SMTPUTF8, BODY, SIZE) must not carry over.
@@ -549,6 +613,7 @@ export class SmtpSession {
     if (this.tx !== TxState.Mail && this.tx !== TxState.Rcpt) {
       throw new SmtpError(503, "Error: need MAIL command", "5.5.1");
     }
+    this.requireSecurity();
     const envelope = this.ctx.envelope;
     if (envelope.to.length >= this.config.maxRecipients) {
       throw new SmtpError(452, "Error: too many recipients", "4.5.3");
@@ -562,6 +627,173 @@ export class SmtpSession {
     envelope.rcptDsn.push(dsn);
     this.tx = TxState.Rcpt;
     this.reply(formatReply(250, "2.1.5", "Ok"));
+  }
+
+  /** RFC 3207: 220, then the handshake; whatever was sent after the command is dropped (CVE-2011-0411). */
+  private async handleStartTls(line: CommandLine): Promise<void> {
+    const { server } = this.ctx;
+    if (!this.config.tls || !this.transport.startTls) throw SmtpError.code(502);
+    this.requireNoArgs(line);
+    if (server.encrypted) throw new SmtpError(503, "Error: TLS is already active", "5.5.1");
+    if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
+    this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
+    this.flush();
+    this.phase = Phase.Tls;
+    this.input = EMPTY;
+    this.inputPos = 0;
+    try {
+      await this.transport.startTls();
+    } catch (error) {
+      this.hooks.log(this.ctx, "info", `STARTTLS failed: ${describe(error)}`);
+      this.close();
+      return;
+    }
+    if (this.isClosed) return;
+    // RFC 3207 4.2: the session starts over; nothing learnt in plaintext is kept.
+    this.resetTransaction();
+    this.tx = TxState.NeedHelo;
+    server.helo = "";
+    server.heloCommand = "";
+    server.authorizationId = "";
+    server.authenticationId = "";
+    server.authenticated = null;
+    server.authMechanism = "";
+    this.phase = Phase.Command;
+    this.hooks.log(this.ctx, "debug", `TLS established: ${server.tls?.protocol} ${server.tls?.cipher}`);
+  }
+
+  /** RFC 4954: AUTH mechanism [initial-response], then the SASL exchange line by line. */
+  private async handleAuth(line: CommandLine, moreInput: boolean): Promise<void> {
+    const { auth } = this.config;
+    const { server } = this.ctx;
+    if (auth.mode === "forbidden") throw SmtpError.code(502);
+    if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
+    if (this.tx !== TxState.Ready)
+      throw new SmtpError(503, "Error: AUTH is not allowed in a transaction", "5.5.1");
+    if (server.authenticated) throw new SmtpError(503, "Error: already authenticated", "5.5.1");
+    this.requireTls();
+    if (!server.encrypted && !auth.overPlaintext) {
+      throw new SmtpError(538, "Error: authentication needs an encrypted connection (STARTTLS)", "5.7.11");
+    }
+    const { mechanism, initialResponse } = parseAuthCommand(line.args);
+    if (!isSaslMechanismName(mechanism) || !auth.mechanisms.includes(mechanism)) {
+      throw unrecognizedMechanismError();
+    }
+    this.exchange = createExchange(mechanism, { hostname: this.config.hostname });
+    const step = this.exchange.start(initialResponse);
+    if (step.kind === "challenge" && moreInput) {
+      // RFC 2920 3.1 / issue: only AUTH with its initial response may be followed by more input.
+      this.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
+      this.close();
+      return;
+    }
+    await this.authStep(step);
+  }
+
+  /** One SASL response line: never decoded as a command, never logged (it carries secrets). */
+  private async pumpAuth(): Promise<boolean> {
+    const { input } = this;
+    const start = this.inputPos;
+    const lf = input.indexOf(LF, start);
+    const limit = MAX_SASL_LINE_OCTETS + 2;
+    if (lf === -1) {
+      if (input.length - start > limit) {
+        this.authLineTooLong = true;
+        this.input = EMPTY;
+        this.inputPos = 0;
+      }
+      return false;
+    }
+    this.inputPos = lf + 1;
+    this.transport.commandCompleted();
+    const tooLong = this.authLineTooLong || lf + 1 - start > limit;
+    this.authLineTooLong = false;
+    const end = lf > start && input[lf - 1] === 13 ? lf - 1 : lf;
+    const exchange = this.exchange as SaslExchange;
+    await this.authStep(
+      tooLong
+        ? { kind: "error", error: new SmtpError(500, "Authentication exchange line is too long", "5.5.6") }
+        : exchange.next(input.toString("latin1", start, end)),
+    );
+    return !this.isClosed;
+  }
+
+  private async authStep(step: SaslStep): Promise<void> {
+    if (step.kind === "challenge") {
+      this.phase = Phase.Auth;
+      this.reply(formatReply(334, undefined, step.text));
+      return;
+    }
+    this.phase = Phase.Command;
+    this.exchange = null;
+    if (step.kind === "error") return this.authFailed(step.error, "");
+    const { credentials } = step;
+    let value: unknown;
+    try {
+      value = await this.hooks.onAuth(
+        this.ctx,
+        credentials.authorizationId,
+        credentials.authenticationId,
+        credentials.secret,
+        credentials.mechanism,
+        credentials,
+      );
+    } catch (error) {
+      return this.authFailed(
+        error instanceof SmtpError ? error : new SmtpError(454, "Temporary authentication failure", "4.7.0"),
+        credentials.authenticationId,
+        error instanceof SmtpError ? undefined : error,
+      );
+    }
+    const { server } = this.ctx;
+    // The seed's rule: the hook's value, else the requested authorization id, else the user itself.
+    server.authorizationId =
+      typeof value === "string" && value !== ""
+        ? value
+        : credentials.authorizationId || credentials.authenticationId;
+    server.authenticationId = credentials.authenticationId;
+    server.authenticated = new Date();
+    server.authMechanism = credentials.mechanism;
+    this.hooks.log(
+      this.ctx,
+      "info",
+      `Authenticated ${credentials.authenticationId} with ${credentials.mechanism}`,
+    );
+    this.reply(formatReply(235, "2.7.0", "Authentication successful"));
+  }
+
+  /** A failed AUTH: logged without the secret, counted; too many end the connection. */
+  private authFailed(error: SmtpError, user: string, cause?: unknown): void {
+    this.authFailures++;
+    const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
+    this.hooks.log(
+      this.ctx,
+      "warn",
+      `Authentication failed${who}: ${error.code} ${error.enhancedCode}`,
+      cause,
+    );
+    this.answerError(error);
+    if (!this.isClosed && this.authFailures >= this.config.auth.maxFailures) {
+      this.reply(
+        formatReply(421, "4.7.0", `${this.config.hostname} Error: too many authentication failures`),
+      );
+      this.close();
+    }
+  }
+
+  /** tlsMode required: nothing but EHLO, STARTTLS, NOOP, HELP and QUIT before TLS. */
+  private requireTls(): void {
+    if (this.config.tlsRequired && !this.ctx.server.encrypted) {
+      throw new SmtpError(530, "Must issue a STARTTLS command first", "5.7.0");
+    }
+  }
+
+  /** tlsMode and authMode required: the mail commands need both first. */
+  private requireSecurity(): void {
+    this.requireTls();
+    if (this.config.auth.mode === "required" && !this.ctx.server.authenticated) {
+      throw new SmtpError(530, "Authentication required", "5.7.0");
+    }
   }
 
   /** RFC 3461 4: NOTIFY and ORCPT, the only RCPT parameters we know (and only with DSN on). */
@@ -630,6 +862,7 @@ export class SmtpSession {
     this.requireNoArgs(line);
     if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
     if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+    this.requireSecurity();
     if (this.chunks) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
     if (this.ctx.envelope.encodingBody === "binarymime") {
       // RFC 3030 3: BINARYMIME content cannot be sent with DATA.
@@ -662,6 +895,7 @@ export class SmtpSession {
       if (!this.config.chunking) throw SmtpError.code(502);
       if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
       if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+      this.requireSecurity();
       if (!reader) {
         const receiver = this.newReceiver();
         try {

@@ -10,6 +10,8 @@ import {
   type SessionTransport,
   SmtpSession,
 } from "../protocol/session.js";
+import type { TlsContextProvider } from "../tls/context.js";
+import { upgradeToTls } from "../tls/upgrade.js";
 
 export interface ConnectionLimits {
   /** Milliseconds for each command line (and each hook). */
@@ -31,35 +33,72 @@ export class Connection implements SessionTransport {
   /** Set once the session has been started (it holds a processing slot). */
   started = false;
 
+  /** The socket the session talks through: the TCP socket, or its TLS layer after STARTTLS. */
+  socket: Socket;
+
   constructor(
-    readonly socket: Socket,
+    socket: Socket,
     readonly ctx: SessionContext,
     config: SessionConfig,
     hooks: SessionHooks,
     private readonly limits: ConnectionLimits,
+    /** Present when STARTTLS is offered. */
+    private readonly tls?: TlsContextProvider,
   ) {
+    this.socket = socket;
     this.session = new SmtpSession(config, hooks, this, ctx);
     // Nagle would hold a reply back while an earlier segment waits for its ACK: replies are small and
     // each one is awaited by the client.
     socket.setNoDelay(true);
-    socket.on("data", (chunk: Buffer) => this.session.receive(chunk));
-    socket.on("end", () => {
-      this.session.end();
-      socket.end();
-    });
-    socket.on("error", () => {
-      this.session.end();
-      socket.destroy();
-    });
-    socket.on("drain", () => {
-      this.writePaused = false;
-      this.updateFlow();
-    });
+    this.listen(socket);
+    if (!tls) this.startTls = undefined;
     // One timer per connection, re-armed only when it fires early: no timer work per command.
     this.deadline = Date.now() + limits.commandTimeout;
     this.timer = setTimeout(() => this.onTimer(), limits.commandTimeout);
     socket.once("close", () => clearTimeout(this.timer));
   }
+
+  private readonly onData = (chunk: Buffer) => this.session.receive(chunk);
+  private readonly onEnd = () => {
+    this.session.end();
+    this.socket.end();
+  };
+  private readonly onError = () => {
+    this.session.end();
+    this.socket.destroy();
+  };
+  private readonly onDrain = () => {
+    this.writePaused = false;
+    this.updateFlow();
+  };
+
+  private listen(socket: Socket): void {
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.on("error", this.onError);
+    socket.on("drain", this.onDrain);
+  }
+
+  /**
+   * STARTTLS: the plaintext socket stops feeding the session (bytes the client sent after the command
+   * go to the TLS layer, which refuses them as a bad handshake), then the session talks through TLS.
+   */
+  startTls?: () => Promise<void> = async () => {
+    const plain = this.socket;
+    plain.off("data", this.onData);
+    plain.off("end", this.onEnd);
+    plain.off("drain", this.onDrain);
+    plain.off("error", this.onError);
+    plain.on("error", () => {}); // the TLS layer reports failures; the raw socket only closes
+    const secured = await upgradeToTls(plain, this.tls as TlsContextProvider, {
+      handshakeTimeout: this.limits.commandTimeout,
+    });
+    this.socket = secured;
+    this.ctx.server.encrypted = new Date();
+    this.ctx.server.tls = (this.tls as TlsContextProvider).describe(secured);
+    this.listen(secured);
+    this.updateFlow();
+  };
 
   write(text: string): void {
     if (this.socket.destroyed || this.closing) return;

@@ -5,6 +5,7 @@
 import { hostname as osHostname } from "node:os";
 import { CRLF_MODES, type CrlfMode } from "../protocol/data.js";
 import type { Severity } from "../protocol/session.js";
+import { TLS_PRESET_NAMES, type TlsPresetName } from "../tls/presets.js";
 import { parseHostItems, parsePortItems } from "./addresses.js";
 
 export const SEVERITIES: readonly Severity[] = ["debug", "info", "warn", "error", "fatal"];
@@ -43,6 +44,21 @@ export interface ServerSettings {
   socketPath: string;
   socketMode: number | null;
   socketReplaceStale: boolean;
+  tlsMode: "forbidden" | "optional" | "required";
+  tlsPorts: string;
+  tlsCertPath: string;
+  tlsKeyPath: string;
+  tlsCertCn: string;
+  tlsCertSan: string;
+  tlsPreset: TlsPresetName;
+  tlsCiphers: string;
+  tlsMinVersion: string;
+  tlsCaPath: string;
+  tlsRequestCert: boolean;
+  authMode: "forbidden" | "optional" | "required";
+  authMechanisms: string;
+  authOverPlaintext: boolean;
+  maxAuthFailures: number;
   loggerSeverity: Severity;
 }
 
@@ -230,6 +246,107 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: false,
     description:
       "Replace a socket file that no server answers on (left by a crashed process); a live server's socket is never touched.",
+  },
+  {
+    name: "tlsMode",
+    kind: "enum",
+    values: ["forbidden", "optional", "required"],
+    default: "forbidden",
+    description:
+      "STARTTLS (RFC 3207): forbidden (not offered), optional (offered), required (MAIL, RCPT, DATA, BDAT, RSET and AUTH get 530 5.7.0 before it).",
+  },
+  {
+    name: "tlsPorts",
+    kind: "path",
+    default: "",
+    description:
+      'Ports (of those in ports) that speak implicit TLS from the first byte (SMTPS, RFC 8314), e.g. "465"; comma-separated.',
+  },
+  {
+    name: "tlsCertPath",
+    kind: "path",
+    default: "",
+    description:
+      "PEM certificate chain (server certificate first). Without it and tlsKeyPath, a self-signed certificate valid 90 days is generated at start, for testing only.",
+  },
+  { name: "tlsKeyPath", kind: "path", default: "", description: "PEM private key of tlsCertPath." },
+  {
+    name: "tlsCertCn",
+    kind: "path",
+    default: "",
+    description:
+      'Subject CN of a generated certificate; by default the first host or address ("localhost.local" for loopback).',
+  },
+  {
+    name: "tlsCertSan",
+    kind: "path",
+    default: "",
+    description:
+      "Comma-separated subjectAltNames of a generated certificate; by default the hosts and bound addresses.",
+  },
+  {
+    name: "tlsPreset",
+    kind: "enum",
+    values: TLS_PRESET_NAMES,
+    default: "advancedPlus",
+    description:
+      "Cipher and protocol preset after the seed's: advancedPlus (TLS 1.2+, OWASP A+ ciphers), advanced, broad, widest, legacy (TLS 1.1+). TLS 1.3 is always on.",
+  },
+  {
+    name: "tlsCiphers",
+    kind: "path",
+    default: "",
+    description: "An OpenSSL cipher string replacing the preset's.",
+  },
+  {
+    name: "tlsMinVersion",
+    kind: "path",
+    default: "",
+    description: 'Lowest TLS version replacing the preset\'s: "TLSv1.2", "TLSv1.3"...',
+  },
+  {
+    name: "tlsCaPath",
+    kind: "path",
+    default: "",
+    description:
+      "PEM CAs that client certificates are verified against; clients must then present a valid one.",
+  },
+  {
+    name: "tlsRequestCert",
+    kind: "boolean",
+    default: false,
+    description:
+      "Ask clients for a certificate without requiring it (recorded in ctx.server.tls.peerCertificate, for hooks that trust senders by certificate).",
+  },
+  {
+    name: "authMode",
+    kind: "enum",
+    values: ["forbidden", "optional", "required"],
+    default: "forbidden",
+    description:
+      "AUTH (RFC 4954): forbidden (not offered), optional, required (MAIL, RCPT, DATA, BDAT get 530 5.7.0 before it). The onAuth hook decides; by default it denies everyone (535).",
+  },
+  {
+    name: "authMechanisms",
+    kind: "string",
+    default: "PLAIN LOGIN",
+    description:
+      "Mechanisms offered, space-separated, among PLAIN, LOGIN, CRAM-MD5 (the hook must verify with credentials.verifyPassword) and XOAUTH2 (the token goes to the hook).",
+  },
+  {
+    name: "authOverPlaintext",
+    kind: "boolean",
+    default: false,
+    description:
+      "Offer and accept AUTH on a connection that is not encrypted. Off: AUTH needs STARTTLS or an implicit TLS port first (538 5.7.11 otherwise).",
+  },
+  {
+    name: "maxAuthFailures",
+    kind: "integer",
+    default: 5,
+    min: 1,
+    description:
+      "Failed AUTH attempts per connection before 421 and close; every failure is logged without the secret.",
   },
   {
     name: "loggerSeverity",

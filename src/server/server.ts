@@ -6,10 +6,22 @@ import { promises as dns } from "node:dns";
 import { chmod } from "node:fs/promises";
 import { createServer, type ListenOptions, type Server, type Socket } from "node:net";
 import type { Readable } from "node:stream";
+import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
 import { emptyEnvelope, type SessionContext } from "../protocol/context.js";
+import { SmtpError } from "../protocol/errors.js";
 import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig, SessionHooks, Severity } from "../protocol/session.js";
+import {
+  isSaslMechanismName,
+  SASL_MECHANISMS,
+  type SaslCredentials,
+  type SaslMechanismName,
+} from "../sasl/mechanism.js";
+import { deriveCertificateNames } from "../tls/certificates.js";
+import { TlsContextProvider } from "../tls/context.js";
+import { resolveTlsSettings } from "../tls/presets.js";
+import { upgradeToTls } from "../tls/upgrade.js";
 import {
   formatAddress,
   type ListenAddress,
@@ -68,6 +80,19 @@ export interface SmtpServerHooks {
   onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<MessageOutcome>;
   /** The complete message in ctx.message.data. A string result becomes the 250's text. */
   onMessageData?(ctx: SessionContext): Awaitable<MessageOutcome>;
+  /**
+   * AUTH credentials: resolve to accept (a string result becomes the authorization id), throw to refuse
+   * (SmtpError.code(535) for bad credentials). For CRAM-MD5 `secret` is the client's digest: check it with
+   * credentials.verifyPassword(password). The default denies everyone.
+   */
+  onAuth?(
+    ctx: SessionContext,
+    authorizationId: string,
+    authenticationId: string,
+    secret: string,
+    mechanism: SaslMechanismName,
+    credentials: SaslCredentials,
+  ): Awaitable<string | undefined | void>;
   /** A command we do not know; throw to choose the reply (the default is 500), e.g. 421 to drop. */
   onProcessLineUnknown?(ctx: SessionContext, line: string): Awaitable<void>;
   /** Every log event; the default writes to the logger when severity reaches loggerSeverity. */
@@ -104,6 +129,7 @@ const HOOK_NAMES = [
   "onMessageStream",
   "onMessageData",
   "onProcessLineUnknown",
+  "onAuth",
   "onLogging",
 ] as const satisfies readonly (keyof SmtpServerHooks)[];
 
@@ -115,6 +141,12 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly listeners: Server[] = [];
   private bound: ListenAddress[] = [];
   private boundSocket = "";
+  private readonly authMechanisms: SaslMechanismName[];
+  /** Ports whose listeners speak TLS from the first byte (SMTPS, RFC 8314). */
+  private readonly implicitTlsPorts: Set<number>;
+  private tlsProvider: TlsContextProvider | null = null;
+  /** Connections in their implicit TLS handshake: counted against maxConnections. */
+  private handshaking = 0;
   /** TCP listeners are made unless only a UNIX socket was asked for. */
   private readonly listensOnTcp: boolean;
   private readonly open = new Set<Connection>();
@@ -127,6 +159,29 @@ export class SmtpServer implements SmtpServerHooks {
     const given = options as Record<string, unknown>;
     rejectUnknownOptions(given);
     this.settings = Object.freeze(resolveSettings(options));
+    const s0 = this.settings;
+    this.authMechanisms = parseMechanisms(s0.authMechanisms);
+    this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
+    resolveTlsSettings({
+      preset: s0.tlsPreset,
+      ciphers: s0.tlsCiphers || undefined,
+      minVersion: s0.tlsMinVersion || undefined,
+    });
+    if ((s0.tlsCertPath === "") !== (s0.tlsKeyPath === "")) {
+      throw new TypeError(
+        "Invalid options tlsCertPath and tlsKeyPath: give both (certificate and key) or neither.",
+      );
+    }
+    if (
+      s0.authMode !== "forbidden" &&
+      s0.tlsMode === "forbidden" &&
+      this.implicitTlsPorts.size === 0 &&
+      !s0.authOverPlaintext
+    ) {
+      throw new TypeError(
+        "Invalid option authMode: AUTH needs TLS (tlsMode optional or required, or tlsPorts), or authOverPlaintext: true to allow it without encryption.",
+      );
+    }
     this.listensOnTcp =
       this.settings.socketPath === "" || given.ports !== undefined || given.hosts !== undefined;
     for (const name of HOOK_NAMES) {
@@ -163,6 +218,14 @@ export class SmtpServer implements SmtpServerHooks {
       ioBufferMaxSize: s.ioBufferMaxSize,
       messageChunkSize: s.ioBufferChunkSize,
       logDialog: severityEnabled("debug", s.loggerSeverity),
+      tls: s.tlsMode !== "forbidden",
+      tlsRequired: s.tlsMode === "required",
+      auth: {
+        mode: s.authMode,
+        mechanisms: this.authMechanisms,
+        overPlaintext: s.authOverPlaintext,
+        maxFailures: s.maxAuthFailures,
+      },
     };
     this.sessionHooks = this.bindHooks();
   }
@@ -190,6 +253,18 @@ export class SmtpServer implements SmtpServerHooks {
   onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<MessageOutcome>;
   onMessageData(_ctx: SessionContext): Awaitable<MessageOutcome> {}
   onProcessLineUnknown(_ctx: SessionContext, _line: string): Awaitable<void> {}
+  /** The seed's default: everyone is denied (535) and the attempt is logged, without the secret. */
+  onAuth(
+    ctx: SessionContext,
+    _authorizationId: string,
+    authenticationId: string,
+    _secret: string,
+    mechanism: SaslMechanismName,
+    _credentials: SaslCredentials,
+  ): Awaitable<string | undefined | void> {
+    this.onLogging(ctx, "debug", `Deny ${JSON.stringify(authenticationId)} (${mechanism}): no onAuth hook`);
+    throw SmtpError.code(535);
+  }
   onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
     if (severityEnabled(severity, this.settings.loggerSeverity))
       writeLog(this.logger, ctx, severity, message, error);
@@ -243,6 +318,9 @@ export class SmtpServer implements SmtpServerHooks {
     this.state = "starting";
     const { socketPath, socketMode, socketReplaceStale } = this.settings;
     try {
+      if (this.settings.tlsMode !== "forbidden" || this.implicitTlsPorts.size > 0) {
+        this.tlsProvider = await this.createTlsProvider();
+      }
       const targets = this.listensOnTcp
         ? await resolveListenAddresses(this.settings.hosts, this.settings.ports)
         : [];
@@ -253,6 +331,7 @@ export class SmtpServer implements SmtpServerHooks {
         const server = await this.listen(
           { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
           formatAddress(target),
+          this.implicitTlsPorts.has(target.port),
         );
         this.listeners.push(server);
         const address = server.address();
@@ -311,6 +390,7 @@ export class SmtpServer implements SmtpServerHooks {
     clearTimeout(timer);
     await listenersClosed;
     this.onIdle = null;
+    this.tlsProvider = null;
     this.resolver?.cancel();
     this.resolver = null;
     this.state = "stopped";
@@ -318,9 +398,9 @@ export class SmtpServer implements SmtpServerHooks {
 
   private onIdle: (() => void) | null = null;
 
-  private listen(target: ListenOptions, label: string): Promise<Server> {
+  private listen(target: ListenOptions, label: string, implicitTls = false): Promise<Server> {
     return new Promise((resolve, reject) => {
-      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+      const server = createServer({ noDelay: true }, (socket) => this.accept(socket, implicitTls));
       const onError = (error: NodeJS.ErrnoException) => {
         server.close();
         reject(new Error(`Cannot listen on ${label}: ${explainListenError(error)}`, { cause: error }));
@@ -346,13 +426,13 @@ export class SmtpServer implements SmtpServerHooks {
     await Promise.all(closing);
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, implicitTls: boolean): void {
     if (this.state !== "running") {
       socket.destroy();
       return;
     }
     const { settings } = this;
-    if (this.open.size >= settings.maxConnections) {
+    if (this.open.size + this.handshaking >= settings.maxConnections) {
       // The seed's answer when max_connections is exceeded; the client should retry later.
       socket.on("error", () => {});
       socket.end(
@@ -365,11 +445,46 @@ export class SmtpServer implements SmtpServerHooks {
       );
       return;
     }
+    if (implicitTls) {
+      this.handshaking++;
+      upgradeToTls(socket, this.tlsProvider as TlsContextProvider, {
+        handshakeTimeout: settings.ioCmdTimeout,
+      }).then(
+        (secured) => {
+          this.handshaking--;
+          if (this.state !== "running") return secured.destroy();
+          this.admit(secured);
+        },
+        (error: unknown) => {
+          this.handshaking--;
+          this.onLogging(
+            null,
+            "debug",
+            `TLS handshake with ${socket.remoteAddress} failed: ${String(error)}`,
+          );
+        },
+      );
+      return;
+    }
+    this.admit(socket);
+  }
+
+  /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
+  private admit(socket: Socket): void {
+    const { settings } = this;
     const ctx = this.newContext(socket);
-    const connection = new Connection(socket, ctx, this.sessionConfig, this.sessionHooks, {
-      commandTimeout: settings.ioCmdTimeout,
-      minDataRate: settings.minDataRate,
-    });
+    if (socket instanceof TLSSocket && this.tlsProvider) {
+      ctx.server.encrypted = new Date();
+      ctx.server.tls = this.tlsProvider.describe(socket);
+    }
+    const connection = new Connection(
+      socket,
+      ctx,
+      this.sessionConfig,
+      this.sessionHooks,
+      { commandTimeout: settings.ioCmdTimeout, minDataRate: settings.minDataRate },
+      settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
+    );
     this.open.add(connection);
     socket.once("close", () => this.release(connection));
     if (this.active < settings.maxProcessings) void this.begin(connection);
@@ -399,7 +514,9 @@ export class SmtpServer implements SmtpServerHooks {
         authorizationId: "",
         authenticationId: "",
         authenticated: null,
+        authMechanism: "",
         encrypted: null,
+        tls: null,
       },
       envelope: emptyEnvelope(),
       message: {
@@ -414,6 +531,38 @@ export class SmtpServer implements SmtpServerHooks {
         },
       },
     };
+  }
+
+  /** The active TLS context and certificate (the seed's ssl_context), after start() with TLS on. */
+  get tls(): TlsContextProvider | null {
+    return this.tlsProvider;
+  }
+
+  private async createTlsProvider(): Promise<TlsContextProvider> {
+    const s = this.settings;
+    const listenNames = parseHostItems(s.hosts).filter((h) => h !== "*");
+    const names = deriveCertificateNames(
+      listenNames,
+      [],
+      s.tlsCertCn || undefined,
+      s.tlsCertSan === ""
+        ? undefined
+        : s.tlsCertSan
+            .split(",")
+            .map((n) => n.trim())
+            .filter(Boolean),
+    );
+    return TlsContextProvider.create({
+      ...(s.tlsCertPath ? { certPath: s.tlsCertPath, keyPath: s.tlsKeyPath } : {}),
+      cn: names.cn,
+      san: names.san,
+      preset: s.tlsPreset,
+      ...(s.tlsCiphers ? { ciphers: s.tlsCiphers } : {}),
+      ...(s.tlsMinVersion ? { minVersion: s.tlsMinVersion } : {}),
+      ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
+      ...(s.tlsRequestCert ? { requestCert: true } : {}),
+      logger: (severity, message) => this.onLogging(null, severity, message),
+    });
   }
 
   /** Gives the connection a processing slot: reverse lookup (bounded), connect hook, greeting. */
@@ -511,6 +660,8 @@ export class SmtpServer implements SmtpServerHooks {
       },
       onMessageData: (ctx) => this.onMessageData(ctx),
       onProcessLineUnknown: (ctx, line) => this.onProcessLineUnknown(ctx, line),
+      onAuth: (ctx, authorizationId, authenticationId, secret, mechanism, credentials) =>
+        this.onAuth(ctx, authorizationId, authenticationId, secret, mechanism, credentials),
       log: (ctx, severity, message, error) => this.onLogging(ctx, severity, message, error),
     };
   }
@@ -526,6 +677,21 @@ function rejectUnknownOptions(given: Record<string, unknown>): void {
     );
     throw new TypeError(`Unknown option ${name}${close ? `; did you mean ${close}?` : "."}`);
   }
+}
+
+function parseMechanisms(text: string): SaslMechanismName[] {
+  const names = text
+    .toUpperCase()
+    .split(/[\s,]+/)
+    .filter(Boolean);
+  for (const name of names) {
+    if (!isSaslMechanismName(name)) {
+      throw new TypeError(
+        `Invalid option authMechanisms: "${name}" is not one of ${SASL_MECHANISMS.join(", ")}.`,
+      );
+    }
+  }
+  return names as SaslMechanismName[];
 }
 
 function explainListenError(error: NodeJS.ErrnoException): string {

@@ -4,6 +4,7 @@
  */
 import type { SessionContext } from "../../src/protocol/context.js";
 import { emptyEnvelope } from "../../src/protocol/context.js";
+import { SmtpError } from "../../src/protocol/errors.js";
 import {
   type SessionConfig,
   type SessionHooks,
@@ -19,6 +20,9 @@ export const TEST_CONFIG: SessionConfig = {
   internationalization: true,
   chunking: false,
   dsn: false,
+  tls: false,
+  tlsRequired: false,
+  auth: { mode: "forbidden", mechanisms: ["PLAIN", "LOGIN"], overPlaintext: false, maxFailures: 5 },
   maxMessageSize: 1024 * 1024,
   maxRecipients: 100,
   maxBadCommands: 20,
@@ -67,7 +71,9 @@ export function newContext(): SessionContext {
       authorizationId: "",
       authenticationId: "",
       authenticated: null,
+      authMechanism: "",
       encrypted: null,
+      tls: null,
     },
     envelope: emptyEnvelope(),
     message: {
@@ -130,6 +136,9 @@ export async function openSession(
       messages.push({ from: ctx.envelope.from, to: [...ctx.envelope.to], data: ctx.message.data });
     },
     onProcessLineUnknown: () => {},
+    onAuth: () => {
+      throw SmtpError.code(535);
+    },
     log: (_ctx, severity, message) => {
       logs.push(`${severity}: ${message}`);
     },

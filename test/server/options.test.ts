@@ -184,6 +184,21 @@ test("the defaults are the documented ones", () => {
     socketPath: "",
     socketMode: null,
     socketReplaceStale: false,
+    tlsMode: "forbidden",
+    tlsPorts: "",
+    tlsCertPath: "",
+    tlsKeyPath: "",
+    tlsCertCn: "",
+    tlsCertSan: "",
+    tlsPreset: "advancedPlus",
+    tlsCiphers: "",
+    tlsMinVersion: "",
+    tlsCaPath: "",
+    tlsRequestCert: false,
+    authMode: "forbidden",
+    authMechanisms: "PLAIN LOGIN",
+    authOverPlaintext: false,
+    maxAuthFailures: 5,
     loggerSeverity: "info",
   };
   assert.deepEqual({ ...server.settings }, expected);
@@ -220,7 +235,7 @@ test("the defaults take effect on the wire (SIZE, PIPELINING, 8BITMIME, SMTPUTF8
 type Events = string[];
 
 /** One implementation of every hook, recording what fires; used both ways below. */
-function recordingHooks(events: Events): Required<Omit<SmtpServerHooks, "onLogging">> {
+function recordingHooks(events: Events): Required<Omit<SmtpServerHooks, "onLogging" | "onAuth">> {
   return {
     onConnect(ctx: SessionContext) {
       events.push(`connect ${ctx.server.remoteIp}`);
