@@ -164,6 +164,9 @@ export class MessageReceiver {
       },
     });
     this.stream = stream;
+    // The consumer learns of a failure when it reads; one that has not started reading yet (a store
+    // still opening its file) must not turn the error into an uncaught exception.
+    stream.on("error", () => {});
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
     this.streamResult = Promise.resolve()

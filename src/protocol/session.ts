@@ -202,6 +202,8 @@ export class SmtpSession {
   private skippedLineBytes = -1; // >= 0 while discarding an over-long command line
   private pregreet = false;
   private closeRequested = false;
+  /** Between the end of a message and its reply: a shutdown waits for the reply. */
+  private committing = false;
 
   // The message being received, and the decoder of its DATA or the reader of its BDAT chunks.
   private receiver: MessageReceiver | null = null;
@@ -295,9 +297,26 @@ export class SmtpSession {
     this.phase = Phase.Closed;
   }
 
+  /**
+   * The client closed its sending side: what it sent is still handled and answered, then the
+   * connection ends; a message whose end never came is discarded.
+   */
+  inputEnded(): void {
+    if (this.phase === Phase.Closed) return;
+    void this.whenIdle().then(() => {
+      if (this.phase === Phase.Closed) return;
+      this.abandonMessage(new Error("client closed its side before the end of the message"));
+      this.close();
+    });
+  }
+
   /** The per-command or data deadline passed. */
   timeout(): void {
-    this.shutdownNow(formatReply(421, "4.4.2", `${this.config.hostname} Error: timeout exceeded`));
+    if (this.phase === Phase.Closed) return;
+    // Also while committing: a hook that never settles must not hold the connection forever.
+    this.abandonMessage(new SmtpError(421, "Timeout", "4.4.2"));
+    this.reply(formatReply(421, "4.4.2", `${this.config.hostname} Error: timeout exceeded`));
+    this.close();
   }
 
   /**
@@ -312,6 +331,11 @@ export class SmtpSession {
   /** Immediate close with 421 (forced shutdown, internal failure). */
   shutdownNow(reply = this.shutdownReply()): void {
     if (this.phase === Phase.Closed) return;
+    if (this.committing) {
+      // The message is complete and being handed over: its 250 (or refusal) goes out first, then 421.
+      this.closeRequested = true;
+      return;
+    }
     this.abandonMessage(new SmtpError(421, "Connection closed"));
     this.reply(reply);
     this.close();
@@ -1017,7 +1041,10 @@ export class SmtpSession {
   }
 
   private async finishMessage(receiver: MessageReceiver): Promise<void> {
-    const { error, value } = await receiver.finish();
+    this.committing = true;
+    const { error, value } = await receiver.finish().finally(() => {
+      this.committing = false;
+    });
     const recipients = this.ctx.envelope.to;
     this.phase = Phase.Command;
     this.resetTransaction();

@@ -59,10 +59,8 @@ export class Connection implements SessionTransport {
   }
 
   private readonly onData = (chunk: Buffer) => this.session.receive(chunk);
-  private readonly onEnd = () => {
-    this.session.end();
-    this.socket.end();
-  };
+  /** The client half-closed: its last commands are still answered (QUIT after the final dot). */
+  private readonly onEnd = () => this.session.inputEnded();
   private readonly onError = () => {
     this.session.end();
     this.socket.destroy();

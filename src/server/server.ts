@@ -400,7 +400,11 @@ export class SmtpServer implements SmtpServerHooks {
 
   private listen(target: ListenOptions, label: string, implicitTls = false): Promise<Server> {
     return new Promise((resolve, reject) => {
-      const server = createServer({ noDelay: true }, (socket) => this.accept(socket, implicitTls));
+      const server = createServer(
+        // allowHalfOpen: a client that half-closes after QUIT still gets its replies; we end the socket.
+        { noDelay: true, allowHalfOpen: true },
+        (socket) => this.accept(socket, implicitTls),
+      );
       const onError = (error: NodeJS.ErrnoException) => {
         server.close();
         reject(new Error(`Cannot listen on ${label}: ${explainListenError(error)}`, { cause: error }));

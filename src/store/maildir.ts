@@ -20,7 +20,7 @@
  * where the hostname has "/" written as "\057" and ":" as "\072", and S= is the file size in bytes.
  */
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 import { DirectorySync, fsyncDirectory } from "./directory-sync.js";
@@ -64,6 +64,7 @@ export class MaildirStore implements MessageStore {
     } catch (error) {
       throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
     }
+    await removeStaleTemporaryFiles(join(directory, "tmp"));
     return new MaildirStore(directory, options);
   }
 
@@ -185,4 +186,17 @@ export function parseEnvelopeHeaders(file: Buffer): { envelope: StoreEnvelope; b
     to.push(address);
   }
   return { envelope: { from, to }, bodyOffset: offset };
+}
+
+/** The Maildir rule (qmail, Dovecot): files in tmp/ untouched for 36 hours are leftovers of a crash. */
+const STALE_TMP_MS = 36 * 60 * 60 * 1000;
+
+async function removeStaleTemporaryFiles(tmp: string): Promise<void> {
+  const now = Date.now();
+  for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    const path = join(tmp, name);
+    const info = await stat(path).catch(() => null);
+    // A fresh file may belong to a delivery of another process on the same Maildir: leave it.
+    if (info?.isFile() && now - info.mtimeMs > STALE_TMP_MS) await unlink(path).catch(() => {});
+  }
 }
