@@ -10,6 +10,8 @@ export class UsageError extends Error {}
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
   maildir: string;
+  /** --auth-users FILE: accounts for AUTH. */
+  authUsers: string | undefined;
   help: boolean;
 }
 
@@ -33,6 +35,7 @@ function flagNames(spec: OptionSpec): string[] {
 export function parseServeFlags(argv: readonly string[]): ServeFlags {
   const options: NonNullable<ParseArgsConfig["options"]> = {
     maildir: { type: "string" },
+    "auth-users": { type: "string" },
     help: { type: "boolean", short: "h" },
   };
   for (const spec of OPTION_SPECS) {
@@ -71,6 +74,7 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
+    authUsers: typeof values["auth-users"] === "string" ? values["auth-users"] : undefined,
     help: values.help === true,
   };
 }
@@ -92,6 +96,8 @@ export function serveHelp(): string {
     "",
     "Options:",
     `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
+    "  --auth-users FILE",
+    '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];
   for (const spec of OPTION_SPECS) {
     const names = flagNames(spec);

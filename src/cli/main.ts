@@ -4,6 +4,7 @@
  * bad flags, exit status 2), never as a stack trace.
  */
 import { readFileSync } from "node:fs";
+import { hashPassword } from "./accounts.js";
 import { kebab, parseServeFlags, serveHelp, UsageError } from "./flags.js";
 import { serve } from "./serve.js";
 
@@ -23,7 +24,18 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(serveHelp());
         return 0;
       }
-      await serve(flags.settings, flags.maildir);
+      await serve(flags.settings, flags.maildir, flags.authUsers);
+      return 0;
+    }
+    case "hash-password": {
+      // The password comes on stdin (never on the command line, where ps and shell history see it).
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      const password = Buffer.concat(chunks)
+        .toString("utf8")
+        .replace(/\r?\n$/, "");
+      if (password === "") throw new UsageError("hash-password reads the password on stdin; none came.");
+      process.stdout.write(`${await hashPassword(password)}\n`);
       return 0;
     }
     case "--version":
@@ -35,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
     case "--help":
     case "-h":
       process.stdout.write(
-        `${USAGE}\n\nCommands:\n  serve   run an SMTP server that stores mail in a Maildir\n`,
+        `${USAGE}\n\nCommands:\n  serve           run an SMTP server that stores mail in a Maildir\n  hash-password   read a password on stdin, print its scrypt hash for --auth-users\n`,
       );
       return command === undefined ? 2 : 0;
     default:

@@ -4,10 +4,12 @@
  */
 import { resolve } from "node:path";
 import type { SessionContext } from "../protocol/context.js";
+import { SmtpError } from "../protocol/errors.js";
 import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import type { MessageStore } from "../store/store.js";
+import { Accounts } from "./accounts.js";
 
 /** RFC 5322 date-time for the Received header, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
 function rfc5322Date(date: Date): string {
@@ -33,10 +35,25 @@ export function receivedHeader(ctx: SessionContext, hostname: string, id: string
 }
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */
-export function createStoringServer(settings: Partial<ServerSettings>, store: MessageStore): SmtpServer {
+export function createStoringServer(
+  settings: Partial<ServerSettings>,
+  store: MessageStore,
+  accounts?: Accounts,
+): SmtpServer {
   let sequence = 0;
   const server = new SmtpServer({
     ...settings,
+    ...(accounts
+      ? {
+          async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
+            // Only password mechanisms: hashed accounts cannot answer CRAM-MD5 or check XOAUTH2 tokens.
+            if ((mechanism !== "PLAIN" && mechanism !== "LOGIN") || !(await accounts.verify(user, secret))) {
+              throw SmtpError.code(535);
+            }
+            return user;
+          },
+        }
+      : {}),
     onMessageDataStart(ctx) {
       sequence = (sequence + 1) % 0x100000000;
       const id = `${Date.now().toString(36)}${sequence.toString(36).padStart(7, "0")}`.toUpperCase();
@@ -55,10 +72,15 @@ export function createStoringServer(settings: Partial<ServerSettings>, store: Me
   return server;
 }
 
-export async function serve(settings: Partial<ServerSettings>, maildir: string): Promise<void> {
+export async function serve(
+  settings: Partial<ServerSettings>,
+  maildir: string,
+  authUsers?: string,
+): Promise<void> {
   const directory = resolve(maildir);
   const store = await MaildirStore.open(directory);
-  const server = createStoringServer(settings, store);
+  const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
+  const server = createStoringServer(settings, store, accounts);
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
   // sends SIGTERM must get a graceful stop, not the default death.
   let stopRequested: (signal: string) => void = () => {};
@@ -67,6 +89,13 @@ export async function serve(settings: Partial<ServerSettings>, maildir: string):
   });
   process.once("SIGINT", () => stopRequested("SIGINT"));
   process.once("SIGTERM", () => stopRequested("SIGTERM"));
+  // SIGHUP re-reads the TLS certificate files (renewed by ACME); a failed reload keeps the old ones.
+  process.on("SIGHUP", () => {
+    server.tls?.reload().then(
+      () => server.onLogging(null, "info", "TLS certificates reloaded"),
+      (error: Error) => server.onLogging(null, "error", error.message),
+    );
+  });
 
   await server.start();
   server.onLogging(

@@ -260,3 +260,59 @@ describe("mailgate serve faults and signals", () => {
     }
   });
 });
+
+describe("mailgate serve with TLS and accounts", () => {
+  test("hash-password, --auth-users: STARTTLS + login stores the message; a wrong password gets 535", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mailgate-auth-"));
+    try {
+      const hashing = spawn(process.execPath, [MAIN, "hash-password"], {
+        stdio: ["pipe", "pipe", "inherit"],
+      });
+      hashing.stdin.end("s3cret pass\n");
+      let hash = "";
+      hashing.stdout.on("data", (d) => {
+        hash += d;
+      });
+      await new Promise((resolve) => hashing.on("exit", resolve));
+      assert.match(hash, /^scrypt\$/);
+      assert.ok(!hash.includes("s3cret"));
+      await writeFile(join(dir, "users"), `# test accounts\nalice:${hash.trim()}\n`);
+      const served = await startServe(
+        dir,
+        "--tls-mode",
+        "required",
+        "--auth-mode",
+        "required",
+        "--auth-users",
+        join(dir, "users"),
+      );
+      try {
+        const script = [
+          "import smtplib, ssl, sys",
+          "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE",
+          "s = smtplib.SMTP('127.0.0.1', int(sys.argv[1])); s.starttls(context=ctx)",
+          "try:",
+          "    s.login('alice', 'wrong')",
+          "except smtplib.SMTPAuthenticationError as e:",
+          "    print('refused', e.smtp_code)",
+          "s.login('alice', 's3cret pass')",
+          "s.sendmail('alice@x.test', ['b@y.test'], b'Subject: authed\\r\\n\\r\\nhi\\r\\n')",
+          "s.quit()",
+        ].join("\n");
+        const { stdout } = await run("python3", ["-c", script, String(served.port)]);
+        assert.equal(stdout.trim(), "refused 535");
+        const stored = await storedMessages(join(dir, "mail"));
+        assert.equal(stored.length, 1);
+        assert.match(
+          stored[0]?.toString() ?? "",
+          /with ESMTPSA id \S+\r\n\tfor <b@y\.test>\r\n\t\(version=TLSv1\.[23] cipher=/,
+        );
+        assert.doesNotMatch(served.output(), /s3cret/);
+      } finally {
+        served.child.kill("SIGKILL");
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
