@@ -435,7 +435,10 @@ export class SmtpServer implements SmtpServerHooks {
       // Accepted just as the listener closes: tell the client, as RFC 5321 3.8 asks, rather than reset.
       socket.on("error", () => {});
       if (implicitTls) socket.destroy();
-      else socket.end(formatReply(421, "4.3.2", `${this.settings.hostname} Service shutting down, try again later`));
+      else
+        socket.end(
+          formatReply(421, "4.3.2", `${this.settings.hostname} Service shutting down, try again later`),
+        );
       return;
     }
     const { settings } = this;
