@@ -54,6 +54,7 @@ export interface ServerSettings {
   tlsCiphers: string;
   tlsMinVersion: string;
   tlsCaPath: string;
+  tlsSniCertificates: string;
   tlsRequestCert: boolean;
   authMode: "forbidden" | "optional" | "required";
   authMechanisms: string;
@@ -310,6 +311,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: "",
     description:
       "PEM CAs that client certificates are verified against; clients must then present a valid one.",
+  },
+  {
+    name: "tlsSniCertificates",
+    kind: "path",
+    default: "",
+    description:
+      'Certificates chosen by the name the client asks for (SNI): "mail.example.com=cert.pem:key.pem, *.example.org=c2.pem:k2.pem".',
   },
   {
     name: "tlsRequestCert",

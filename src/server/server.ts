@@ -161,6 +161,7 @@ export class SmtpServer implements SmtpServerHooks {
     this.settings = Object.freeze(resolveSettings(options));
     const s0 = this.settings;
     this.authMechanisms = parseMechanisms(s0.authMechanisms);
+    parseSniCertificates(s0.tlsSniCertificates);
     this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
     resolveTlsSettings({
       preset: s0.tlsPreset,
@@ -571,6 +572,7 @@ export class SmtpServer implements SmtpServerHooks {
       ...(s.tlsMinVersion ? { minVersion: s.tlsMinVersion } : {}),
       ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
       ...(s.tlsRequestCert ? { requestCert: true } : {}),
+      sniCertificates: parseSniCertificates(s.tlsSniCertificates),
       logger: (severity, message) => this.onLogging(null, severity, message),
     });
   }
@@ -687,6 +689,23 @@ function rejectUnknownOptions(given: Record<string, unknown>): void {
     );
     throw new TypeError(`Unknown option ${name}${close ? `; did you mean ${close}?` : "."}`);
   }
+}
+
+/** "host=cert.pem:key.pem, *.example.org=c.pem:k.pem" (tlsSniCertificates). */
+function parseSniCertificates(text: string): { hostname: string; certPath: string; keyPath: string }[] {
+  return text
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean)
+    .map((item) => {
+      const match = /^([^=\s]+)=([^:]+):(.+)$/.exec(item);
+      if (!match) {
+        throw new TypeError(
+          `Invalid option tlsSniCertificates: "${item}"; each item is hostname=certificate.pem:key.pem.`,
+        );
+      }
+      return { hostname: match[1] as string, certPath: match[2] as string, keyPath: match[3] as string };
+    });
 }
 
 function parseMechanisms(text: string): SaslMechanismName[] {

@@ -194,6 +194,7 @@ test("the defaults are the documented ones", () => {
     tlsCiphers: "",
     tlsMinVersion: "",
     tlsCaPath: "",
+    tlsSniCertificates: "",
     tlsRequestCert: false,
     authMode: "forbidden",
     authMechanisms: "PLAIN LOGIN",

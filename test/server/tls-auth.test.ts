@@ -328,3 +328,123 @@ describe("TLS and AUTH safety", () => {
     );
   });
 });
+
+describe("certificates, SNI and more mechanisms", () => {
+  async function files(
+    t: TestContext,
+    cn: string,
+    options: { days?: number; notAfter?: Date; notBefore?: Date } = {},
+  ) {
+    const { generateSelfSignedCertificate } = await import("../../src/tls/certificates.js");
+    const { writeFile, mkdtemp, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const dir = await mkdtemp(`${tmpdir()}/mailgate-cert-`);
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { cert, key } = await generateSelfSignedCertificate({ cn, san: [cn], ...options });
+    await writeFile(`${dir}/cert.pem`, cert);
+    await writeFile(`${dir}/key.pem`, key);
+    return { certPath: `${dir}/cert.pem`, keyPath: `${dir}/key.pem`, cert, key };
+  }
+
+  test("Python smtplib.SMTP_SSL on an implicit TLS port", async (t) => {
+    const probe = await start(t);
+    const port = probe.port;
+    await probe.server.stop({ gracefully: false });
+    const s = await start(t, { ports: port, tlsPorts: String(port) });
+    const script = [
+      "import smtplib, ssl, sys",
+      "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE",
+      "s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[1]), context=ctx)",
+      "s.login('alice', 's3cret pass')",
+      "s.sendmail('ssl@x.test', ['b@y.test'], b'Subject: ssl\\r\\n\\r\\nhi\\r\\n')",
+      "s.quit()",
+    ].join("\n");
+    await run("python3", ["-c", script, String(s.port)]);
+    assert.equal(s.messages[0]?.from, "ssl@x.test");
+    assert.equal(s.messages[0]?.encrypted, true);
+  });
+
+  test("SNI picks the certificate of the name the client asks for", async (t) => {
+    const main = await files(t, "mx.default.test");
+    const other = await files(t, "mail.example.test");
+    const s = await start(t, {
+      tlsCertPath: main.certPath,
+      tlsKeyPath: main.keyPath,
+      tlsSniCertificates: `mail.example.test=${other.certPath}:${other.keyPath}`,
+    });
+    for (const [servername, ca] of [
+      ["mail.example.test", other.cert],
+      ["mx.default.test", main.cert],
+    ] as const) {
+      const client = await RawClient.greeted(s.port);
+      await client.command("EHLO c");
+      assert.equal(await client.command("STARTTLS"), "220 2.0.0 Ready to start TLS\r\n");
+      const secured = tlsConnect({ socket: client.socket, servername, ca });
+      await new Promise((resolve, reject) => {
+        secured.once("secureConnect", resolve);
+        secured.once("error", reject);
+      });
+      assert.equal(secured.authorized, true, `${servername} verifies against its own certificate`);
+      secured.destroy();
+    }
+  });
+
+  test("an expired certificate or a key that does not match fails start() with one sentence", async (t) => {
+    const expired = await files(t, "old.test", {
+      notBefore: new Date(Date.now() - 10 * 86400_000),
+      notAfter: new Date(Date.now() - 86400_000),
+    });
+    const other = await files(t, "other.test");
+    const expiredServer = new SmtpServer({
+      ports: 0,
+      tlsMode: "optional",
+      tlsCertPath: expired.certPath,
+      tlsKeyPath: expired.keyPath,
+    });
+    await assert.rejects(expiredServer.start(), /expired/);
+    const mismatched = new SmtpServer({
+      ports: 0,
+      tlsMode: "optional",
+      tlsCertPath: expired.certPath,
+      tlsKeyPath: other.keyPath,
+    });
+    await assert.rejects(mismatched.start(), /does not match|not match/);
+    assert.equal(mismatched.addresses.length, 0, "nothing stays bound");
+  });
+
+  test("CRAM-MD5 verified by the hook with the password, and XOAUTH2 giving the token to the hook", async () => {
+    const { createHmac } = await import("node:crypto");
+    const t = await openSession({
+      config: {
+        auth: { mode: "optional", mechanisms: ["CRAM-MD5", "XOAUTH2"], overPlaintext: true, maxFailures: 5 },
+      },
+      hooks: {
+        onAuth: (_ctx, _authz, user, secret, mechanism, credentials) => {
+          if (mechanism === "CRAM-MD5" && credentials.verifyPassword?.("tanstaaftanstaaf")) return user;
+          if (mechanism === "XOAUTH2" && secret === "ya29.token") return user;
+          throw SmtpError.code(535);
+        },
+      },
+    });
+    assert.match(await t.send("EHLO c\r\n"), /250-AUTH CRAM-MD5 XOAUTH2\r\n/);
+    const challenge = (await t.send("AUTH CRAM-MD5\r\n")).slice(4).trim();
+    const digest = createHmac("md5", "tanstaaftanstaaf")
+      .update(Buffer.from(challenge, "base64"))
+      .digest("hex");
+    assert.equal(
+      await t.send(`${Buffer.from(`tim ${digest}`).toString("base64")}\r\n`),
+      "235 2.7.0 Authentication successful\r\n",
+    );
+    const other = await openSession({
+      config: { auth: { mode: "optional", mechanisms: ["XOAUTH2"], overPlaintext: true, maxFailures: 5 } },
+      hooks: {
+        onAuth: (_ctx, _a, user, secret) =>
+          secret === "ya29.token" ? user : Promise.reject(SmtpError.code(535)),
+      },
+    });
+    await other.send("EHLO c\r\n");
+    const xoauth = Buffer.from("user=bob@x.test\x01auth=Bearer ya29.token\x01\x01").toString("base64");
+    assert.equal(await other.send(`AUTH XOAUTH2 ${xoauth}\r\n`), "235 2.7.0 Authentication successful\r\n");
+    assert.equal(other.ctx.server.authenticationId, "bob@x.test");
+  });
+});
