@@ -4,6 +4,7 @@
  */
 import type { TlsSessionInfo } from "../tls/context.js";
 import type { EsmtpParams } from "./commands.js";
+import type { ProxyInfo } from "./proxy.js";
 
 export interface ServerInfo {
   /** Local host name (reverse DNS of the local address when lookups are on, else the address). */
@@ -34,6 +35,8 @@ export interface ServerInfo {
   encrypted: Date | null;
   /** Protocol, cipher and client certificate of the TLS layer, once encrypted. */
   tls: TlsSessionInfo | null;
+  /** What a trusted proxy said in its PROXY header (remoteIp/localIp above are already the proxied ones). */
+  proxy: ProxyInfo | null;
 }
 
 export interface Envelope {

@@ -51,6 +51,7 @@ export class Connection implements SessionTransport {
     // each one is awaited by the client.
     socket.setNoDelay(true);
     this.listen(socket);
+    socket.resume(); // a socket paused while its PROXY header was read must flow again
     if (!tls) this.startTls = undefined;
     // One timer per connection, re-armed only when it fires early: no timer work per command.
     this.deadline = Date.now() + limits.commandTimeout;

@@ -56,6 +56,8 @@ export interface ServerSettings {
   tlsCaPath: string;
   tlsSniCertificates: string;
   tlsRequestCert: boolean;
+  proxyPorts: string;
+  proxyTrusted: string;
   authMode: "forbidden" | "optional" | "required";
   authMechanisms: string;
   authOverPlaintext: boolean;
@@ -325,6 +327,20 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: false,
     description:
       "Ask clients for a certificate without requiring it (recorded in ctx.server.tls.peerCertificate, for hooks that trust senders by certificate).",
+  },
+  {
+    name: "proxyPorts",
+    kind: "path",
+    default: "",
+    description:
+      'Ports whose listeners expect a PROXY protocol header (HAProxy v1 or v2) first, e.g. "2526"; the client address hooks and logs see is then the proxied one.',
+  },
+  {
+    name: "proxyTrusted",
+    kind: "string",
+    default: "127.0.0.1, ::1",
+    description:
+      "Proxies allowed to send that header (addresses or address/prefix); any other peer, or a malformed, oversized or slow header, is disconnected without a reply.",
   },
   {
     name: "authMode",

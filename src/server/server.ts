@@ -4,12 +4,13 @@
  */
 import { promises as dns } from "node:dns";
 import { chmod } from "node:fs/promises";
-import { createServer, type ListenOptions, type Server, type Socket } from "node:net";
+import { type BlockList, createServer, type ListenOptions, type Server, type Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
 import { emptyEnvelope, type SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
+import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig, SessionHooks, Severity } from "../protocol/session.js";
 import {
@@ -32,6 +33,7 @@ import {
 import { Connection } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
+import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-reader.js";
 import { prepareSocketPath } from "./unix-socket.js";
 
 type Awaitable<T> = T | Promise<T>;
@@ -145,6 +147,9 @@ export class SmtpServer implements SmtpServerHooks {
   /** Ports whose listeners speak TLS from the first byte (SMTPS, RFC 8314). */
   private readonly implicitTlsPorts: Set<number>;
   private tlsProvider: TlsContextProvider | null = null;
+  /** Ports whose listeners read a PROXY header first, and who may send one. */
+  private readonly proxyPorts: Set<number>;
+  private readonly trustedProxies: BlockList;
   /** Connections in their implicit TLS handshake: counted against maxConnections. */
   private handshaking = 0;
   /** TCP listeners are made unless only a UNIX socket was asked for. */
@@ -163,6 +168,17 @@ export class SmtpServer implements SmtpServerHooks {
     this.authMechanisms = parseMechanisms(s0.authMechanisms);
     parseSniCertificates(s0.tlsSniCertificates);
     this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
+    this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
+    this.trustedProxies = trustedProxies(s0.proxyTrusted);
+    for (const port of this.proxyPorts) {
+      if (this.implicitTlsPorts.has(port)) {
+        // Bytes of the TLS handshake that arrive with the PROXY header would have to be handed to the TLS
+        // layer; until that path is tested, the combination is refused rather than half working.
+        throw new TypeError(
+          `Invalid options proxyPorts and tlsPorts: port ${port} is in both; use STARTTLS there.`,
+        );
+      }
+    }
     resolveTlsSettings({
       preset: s0.tlsPreset,
       ciphers: s0.tlsCiphers || undefined,
@@ -332,7 +348,7 @@ export class SmtpServer implements SmtpServerHooks {
         const server = await this.listen(
           { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
           formatAddress(target),
-          this.implicitTlsPorts.has(target.port),
+          { implicitTls: this.implicitTlsPorts.has(target.port), proxy: this.proxyPorts.has(target.port) },
         );
         this.listeners.push(server);
         const address = server.address();
@@ -399,12 +415,12 @@ export class SmtpServer implements SmtpServerHooks {
 
   private onIdle: (() => void) | null = null;
 
-  private listen(target: ListenOptions, label: string, implicitTls = false): Promise<Server> {
+  private listen(target: ListenOptions, label: string, kind: ListenerKind = PLAIN_LISTENER): Promise<Server> {
     return new Promise((resolve, reject) => {
       const server = createServer(
         // allowHalfOpen: a client that half-closes after QUIT still gets its replies; we end the socket.
         { noDelay: true, allowHalfOpen: true },
-        (socket) => this.accept(socket, implicitTls),
+        (socket) => this.accept(socket, kind),
       );
       const onError = (error: NodeJS.ErrnoException) => {
         server.close();
@@ -431,7 +447,7 @@ export class SmtpServer implements SmtpServerHooks {
     await Promise.all(closing);
   }
 
-  private accept(socket: Socket, implicitTls: boolean): void {
+  private accept(socket: Socket, { implicitTls, proxy }: ListenerKind): void {
     if (this.state !== "running") {
       // Accepted just as the listener closes: tell the client, as RFC 5321 3.8 asks, rather than reset.
       socket.on("error", () => {});
@@ -456,34 +472,65 @@ export class SmtpServer implements SmtpServerHooks {
       );
       return;
     }
-    if (implicitTls) {
-      this.handshaking++;
-      upgradeToTls(socket, this.tlsProvider as TlsContextProvider, {
-        handshakeTimeout: settings.ioCmdTimeout,
-      }).then(
-        (secured) => {
-          this.handshaking--;
-          if (this.state !== "running") return secured.destroy();
-          this.admit(secured);
-        },
-        (error: unknown) => {
-          this.handshaking--;
-          this.onLogging(
-            null,
-            "debug",
-            `TLS handshake with ${socket.remoteAddress} failed: ${String(error)}`,
-          );
-        },
-      );
+    if (!implicitTls && !proxy) {
+      this.admit(socket, null);
       return;
     }
-    this.admit(socket);
+    if (proxy && !isTrusted(this.trustedProxies, socket.remoteAddress)) {
+      this.onLogging(
+        null,
+        "warn",
+        `PROXY header expected from a trusted proxy, not from ${socket.remoteAddress}`,
+      );
+      socket.destroy();
+      return;
+    }
+    this.handshaking++;
+    this.prepare(socket, implicitTls, proxy).then(
+      ([ready, proxied]) => {
+        this.handshaking--;
+        if (this.state !== "running") return ready.destroy();
+        this.admit(ready, proxied?.info ?? null, proxied?.rest);
+      },
+      (error: unknown) => {
+        this.handshaking--;
+        socket.destroy();
+        this.onLogging(null, "debug", `Connection from ${socket.remoteAddress} dropped: ${String(error)}`);
+      },
+    );
+  }
+
+  /** Before SMTP: the PROXY header (closed without a reply when bad), then the implicit TLS handshake. */
+  private async prepare(
+    socket: Socket,
+    implicitTls: boolean,
+    proxy: boolean,
+  ): Promise<[Socket, { info: ProxyInfo; rest: Buffer } | null]> {
+    const timeout = this.settings.ioCmdTimeout;
+    const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
+    if (!implicitTls) return [socket, proxied];
+    const secured = await upgradeToTls(socket, this.tlsProvider as TlsContextProvider, {
+      handshakeTimeout: timeout,
+    });
+    return [secured, proxied];
   }
 
   /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
-  private admit(socket: Socket): void {
+  private admit(socket: Socket, proxied: ProxyInfo | null, early?: Buffer): void {
     const { settings } = this;
     const ctx = this.newContext(socket);
+    if (proxied) {
+      ctx.server.proxy = proxied;
+      // PROXY (not LOCAL or UNKNOWN) with addresses: the real client is the one the proxy names.
+      if (proxied.command === "PROXY" && proxied.source && proxied.family !== "UNIX") {
+        ctx.server.remoteIp = ctx.server.remoteHost = proxied.source.address;
+        ctx.server.remotePort = proxied.source.port;
+        if (proxied.destination) {
+          ctx.server.localIp = ctx.server.localHost = proxied.destination.address;
+          ctx.server.localPort = proxied.destination.port;
+        }
+      }
+    }
     if (socket instanceof TLSSocket && this.tlsProvider) {
       ctx.server.encrypted = new Date();
       ctx.server.tls = this.tlsProvider.describe(socket);
@@ -497,6 +544,7 @@ export class SmtpServer implements SmtpServerHooks {
       settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
     );
     this.open.add(connection);
+    if (early && early.length > 0) connection.session.receive(early);
     socket.once("close", () => this.release(connection));
     if (this.active < settings.maxProcessings) void this.begin(connection);
     else this.waiting.push(connection);
@@ -528,6 +576,7 @@ export class SmtpServer implements SmtpServerHooks {
         authMechanism: "",
         encrypted: null,
         tls: null,
+        proxy: null,
       },
       envelope: emptyEnvelope(),
       message: {
@@ -707,6 +756,13 @@ function parseSniCertificates(text: string): { hostname: string; certPath: strin
       return { hostname: match[1] as string, certPath: match[2] as string, keyPath: match[3] as string };
     });
 }
+
+interface ListenerKind {
+  implicitTls: boolean;
+  proxy: boolean;
+}
+
+const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 
 function parseMechanisms(text: string): SaslMechanismName[] {
   const names = text

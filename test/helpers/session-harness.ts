@@ -74,6 +74,7 @@ export function newContext(): SessionContext {
       authMechanism: "",
       encrypted: null,
       tls: null,
+      proxy: null,
     },
     envelope: emptyEnvelope(),
     message: {

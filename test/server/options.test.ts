@@ -196,6 +196,8 @@ test("the defaults are the documented ones", () => {
     tlsCaPath: "",
     tlsSniCertificates: "",
     tlsRequestCert: false,
+    proxyPorts: "",
+    proxyTrusted: "127.0.0.1, ::1",
     authMode: "forbidden",
     authMechanisms: "PLAIN LOGIN",
     authOverPlaintext: false,
