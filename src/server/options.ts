@@ -25,6 +25,7 @@ export interface ServerSettings {
   hostname: string;
   maxProcessings: number;
   maxConnections: number;
+  maxConnectionsPerIp: number;
   crlfMode: CrlfMode;
   doDnsReverseLookup: boolean;
   reverseLookupTimeout: number;
@@ -113,6 +114,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: 1000,
     min: 1,
     description: "Open connections at most (waiting ones included); one more is answered 421 and closed.",
+  },
+  {
+    name: "maxConnectionsPerIp",
+    kind: "integer",
+    default: 0,
+    min: 0,
+    description:
+      "Open connections from one client address at most (0 = no limit); one more is answered 421 4.7.0 and closed. Off by default because many clients share an address behind NAT or a relay; set it on public ports.",
   },
   {
     name: "crlfMode",

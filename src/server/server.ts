@@ -152,6 +152,8 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly trustedProxies: BlockList;
   /** Connections in their implicit TLS handshake: counted against maxConnections. */
   private handshaking = 0;
+  /** Open connections by peer address (the TCP peer, a proxy's own address behind PROXY). */
+  private readonly perIp = new Map<string, number>();
   /** TCP listeners are made unless only a UNIX socket was asked for. */
   private readonly listensOnTcp: boolean;
   private readonly open = new Set<Connection>();
@@ -471,6 +473,28 @@ export class SmtpServer implements SmtpServerHooks {
         `Refused ${socket.remoteAddress}: maxConnections (${settings.maxConnections}) reached`,
       );
       return;
+    }
+    const perIp = settings.maxConnectionsPerIp;
+    const peer = socket.remoteAddress ?? "";
+    if (perIp > 0 && peer !== "" && (this.perIp.get(peer) ?? 0) >= perIp) {
+      socket.on("error", () => {});
+      socket.end(
+        formatReply(
+          421,
+          "4.7.0",
+          `${settings.hostname} Too many connections from your address, try again later`,
+        ),
+      );
+      this.onLogging(null, "warn", `Refused ${peer}: maxConnectionsPerIp (${perIp}) reached`);
+      return;
+    }
+    if (peer !== "") {
+      this.perIp.set(peer, (this.perIp.get(peer) ?? 0) + 1);
+      socket.once("close", () => {
+        const left = (this.perIp.get(peer) ?? 1) - 1;
+        if (left > 0) this.perIp.set(peer, left);
+        else this.perIp.delete(peer);
+      });
     }
     if (!implicitTls && !proxy) {
       this.admit(socket, null);

@@ -165,6 +165,7 @@ test("the defaults are the documented ones", () => {
     hostname: hostname(),
     maxProcessings: 100,
     maxConnections: 1000,
+    maxConnectionsPerIp: 0,
     crlfMode: "ensure",
     doDnsReverseLookup: false,
     reverseLookupTimeout: 1500,
@@ -644,4 +645,27 @@ test("an optional hook set after construction is used (a class field or an assig
   assert.equal(await client.reply(), "250 2.0.0 Ok: message accepted\r\n");
   assert.equal(Buffer.concat(streamed).toString(), "Subject: s\r\n\r\nstreamed\r\n");
   client.close();
+});
+
+test("maxConnectionsPerIp: the connection beyond it from one address gets 421, others are served", async (t) => {
+  const server = new SmtpServer({
+    ports: 0,
+    maxConnectionsPerIp: 2,
+    logger: silentLogger,
+    loggerSeverity: "fatal",
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = server.ports[0] as number;
+  const first = await RawClient.greeted(port);
+  const second = await RawClient.greeted(port);
+  const third = await RawClient.connect(port);
+  assert.match(await third.untilEnd(), /^421 4\.7\.0 .*Too many connections from your address/);
+  first.close();
+  await first.closed;
+  await waitFor(() => server.connections === 1, "the first connection to be released");
+  const again = await RawClient.greeted(port);
+  assert.match(await again.command("NOOP"), /^250 /);
+  again.close();
+  second.close();
 });
