@@ -58,6 +58,8 @@ export interface Envelope {
   dsn: { ret: "FULL" | "HDRS" | null; envid: string | null };
   /** DSN of each accepted recipient, parallel to `to`. */
   rcptDsn: RecipientDsn[];
+  /** MAIL FROM carried REQUIRETLS (RFC 8689): the message must only travel over TLS from here on. */
+  requireTls: boolean;
 }
 
 /** RFC 3461 4.1 and 4.2: NOTIFY= and ORCPT= of one RCPT TO, null when not given. */
@@ -104,5 +106,6 @@ export function emptyEnvelope(): Envelope {
     rcptParams: [],
     dsn: { ret: null, envid: null },
     rcptDsn: [],
+    requireTls: false,
   };
 }

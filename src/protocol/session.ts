@@ -104,6 +104,8 @@ export interface SessionConfig {
   chunking: boolean;
   /** DSN parameters on MAIL and RCPT, RFC 3461 (recorded for the hooks; mailgate sends no DSN itself). */
   dsn: boolean;
+  /** REQUIRETLS (RFC 8689) offered inside TLS. */
+  requireTls: boolean;
   /** STARTTLS offered (the transport must implement startTls). */
   tls: boolean;
   /** tlsMode required: mail commands before TLS get 530. */
@@ -561,6 +563,7 @@ export class SmtpSession {
       lines.push(`AUTH ${config.auth.mechanisms.join(" ")}`);
     }
     if (config.tls && this.transport.startTls && !encrypted) lines.push("STARTTLS");
+    if (config.requireTls && encrypted) lines.push("REQUIRETLS");
     lines.push(config.maxMessageSize > 0 ? `SIZE ${config.maxMessageSize}` : "SIZE");
     lines.push("ENHANCEDSTATUSCODES", "HELP");
     this.reply(formatReply(250, undefined, lines));
@@ -597,6 +600,14 @@ export class SmtpSession {
             throw new SmtpError(501, "Error: RET must be FULL or HDRS", "5.5.4");
           }
           envelope.dsn.ret = value.toUpperCase() as "FULL" | "HDRS";
+          break;
+        case "REQUIRETLS":
+          if (!config.requireTls) throw unsupportedParameter(keyword);
+          if (value !== true) throw new SmtpError(501, "Error: REQUIRETLS takes no value", "5.5.4");
+          // RFC 8689 4.1: only over TLS, where it is offered.
+          if (!this.ctx.server.encrypted)
+            throw new SmtpError(530, "REQUIRETLS needs a TLS connection", "5.7.10");
+          envelope.requireTls = true;
           break;
         case "ENVID":
           if (!config.dsn) throw unsupportedParameter(keyword);

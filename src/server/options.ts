@@ -37,6 +37,7 @@ export interface ServerSettings {
   internationalizationExtensions: boolean;
   chunkingExtension: boolean;
   dsnExtension: boolean;
+  requireTlsExtension: boolean;
   maxMessageSize: number;
   maxRecipients: number;
   maxBadCommands: number;
@@ -201,6 +202,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: false,
     description:
       "Offer DSN (RFC 3461): RET, ENVID, NOTIFY and ORCPT are checked and given to the hooks in ctx.envelope. Off by default: offering it promises delivery status notifications, which your hooks must then send.",
+  },
+  {
+    name: "requireTlsExtension",
+    kind: "boolean",
+    default: true,
+    description:
+      "Offer REQUIRETLS (RFC 8689) inside TLS: MAIL FROM ... REQUIRETLS is recorded in ctx.envelope.requireTls (your delivery must then use TLS); outside TLS it gets 530 5.7.10.",
   },
   {
     name: "maxMessageSize",

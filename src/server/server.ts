@@ -230,6 +230,7 @@ export class SmtpServer implements SmtpServerHooks {
       internationalization: s.internationalizationExtensions,
       chunking: s.chunkingExtension,
       dsn: s.dsnExtension,
+      requireTls: s.requireTlsExtension,
       maxMessageSize: s.maxMessageSize,
       maxRecipients: s.maxRecipients,
       maxBadCommands: s.maxBadCommands,

@@ -20,6 +20,7 @@ export const TEST_CONFIG: SessionConfig = {
   internationalization: true,
   chunking: false,
   dsn: false,
+  requireTls: false,
   tls: false,
   tlsRequired: false,
   auth: { mode: "forbidden", mechanisms: ["PLAIN", "LOGIN"], overPlaintext: false, maxFailures: 5 },

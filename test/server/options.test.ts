@@ -177,6 +177,7 @@ test("the defaults are the documented ones", () => {
     internationalizationExtensions: true,
     chunkingExtension: true,
     dsnExtension: false,
+    requireTlsExtension: true,
     maxMessageSize: 25 * 1024 * 1024,
     maxRecipients: 100,
     maxBadCommands: 20,

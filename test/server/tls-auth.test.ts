@@ -448,3 +448,40 @@ describe("certificates, SNI and more mechanisms", () => {
     assert.equal(other.ctx.server.authenticationId, "bob@x.test");
   });
 });
+
+describe("REQUIRETLS", () => {
+  test("offered and accepted only inside TLS, recorded in the envelope", async (t) => {
+    let required: boolean | undefined;
+    const s = await start(t, {
+      onMessageData(ctx) {
+        required = ctx.envelope.requireTls;
+      },
+    });
+    const client = await RawClient.greeted(s.port);
+    assert.doesNotMatch(await client.command("EHLO c"), /REQUIRETLS/);
+    assert.equal(
+      await client.command("MAIL FROM:<a@x.test> REQUIRETLS"),
+      "530 5.7.10 REQUIRETLS needs a TLS connection\r\n",
+    );
+    assert.equal(await client.command("STARTTLS"), "220 2.0.0 Ready to start TLS\r\n");
+    const secured = tlsConnect({ socket: client.socket, rejectUnauthorized: false });
+    await new Promise((resolve) => secured.once("secureConnect", resolve));
+    let received = "";
+    secured.on("data", (d) => {
+      received += d;
+    });
+    const ask = async (line: string) => {
+      received = "";
+      secured.write(line);
+      while (!/^\d{3} .*\r\n$/m.test(received)) await new Promise((resolve) => setTimeout(resolve, 5));
+      return received;
+    };
+    assert.match(await ask("EHLO c\r\n"), /250-REQUIRETLS\r\n/);
+    assert.equal(await ask("MAIL FROM:<a@x.test> REQUIRETLS\r\n"), "250 2.1.0 Ok\r\n");
+    await ask("RCPT TO:<b@y.test>\r\n");
+    await ask("DATA\r\n");
+    assert.equal(await ask("Subject: x\r\n\r\nhi\r\n.\r\n"), "250 2.0.0 Ok: message accepted\r\n");
+    assert.equal(required, true);
+    secured.destroy();
+  });
+});
