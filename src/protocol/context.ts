@@ -109,3 +109,51 @@ export function emptyEnvelope(): Envelope {
     requireTls: false,
   };
 }
+
+/** Where a session's connection comes from and goes to, and the texts it starts with. */
+export interface ConnectionEnds {
+  localIp: string;
+  localPort: number;
+  remoteIp: string;
+  remotePort: number;
+  localResponse: string;
+  heloResponse: string;
+}
+
+const NO_DATA = Buffer.alloc(0);
+
+/** A fresh context for one connection (the session installs ctx.message.write while data arrives). */
+export function createContext(ends: ConnectionEnds): SessionContext {
+  // A UNIX socket peer has no address: it is this machine, so it is named "localhost" with no IP.
+  return {
+    server: {
+      ...ends,
+      localHost: ends.localIp === "" ? "localhost" : ends.localIp,
+      remoteHost: ends.remoteIp === "" ? "localhost" : ends.remoteIp,
+      helo: "",
+      heloCommand: "",
+      connected: new Date(),
+      exceptions: 0,
+      errors: [],
+      authorizationId: "",
+      authenticationId: "",
+      authenticated: null,
+      authMechanism: "",
+      encrypted: null,
+      tls: null,
+      proxy: null,
+    },
+    envelope: emptyEnvelope(),
+    message: {
+      received: null,
+      delivered: null,
+      bytesize: 0,
+      headers: false,
+      crlf: "\r\n",
+      data: NO_DATA,
+      write: () => {
+        throw new Error("ctx.message.write() is only available while message data is being received");
+      },
+    },
+  };
+}

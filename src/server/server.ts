@@ -8,7 +8,7 @@ import { type BlockList, createServer, type ListenOptions, type Server, type Soc
 import type { Readable } from "node:stream";
 import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
-import { emptyEnvelope, type SessionContext } from "../protocol/context.js";
+import { createContext, type SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
@@ -576,46 +576,15 @@ export class SmtpServer implements SmtpServerHooks {
   }
 
   private newContext(socket: Socket): SessionContext {
-    const { settings } = this;
-    // A UNIX socket peer has no address: it is this machine, so it is named "localhost" with no IP.
-    const localIp = socket.localAddress ?? "";
-    const remoteIp = socket.remoteAddress ?? "";
-    return {
-      server: {
-        localHost: localIp === "" ? "localhost" : localIp,
-        localIp,
-        localPort: socket.localPort ?? 0,
-        localResponse: `${settings.hostname} ${settings.lmtp ? "LMTP" : "ESMTP"} mailgate ready`,
-        remoteHost: remoteIp === "" ? "localhost" : remoteIp,
-        remoteIp,
-        remotePort: socket.remotePort ?? 0,
-        helo: "",
-        heloResponse: `${settings.hostname} at your service`,
-        heloCommand: "",
-        connected: new Date(),
-        exceptions: 0,
-        errors: [],
-        authorizationId: "",
-        authenticationId: "",
-        authenticated: null,
-        authMechanism: "",
-        encrypted: null,
-        tls: null,
-        proxy: null,
-      },
-      envelope: emptyEnvelope(),
-      message: {
-        received: null,
-        delivered: null,
-        bytesize: 0,
-        headers: false,
-        crlf: "\r\n",
-        data: Buffer.alloc(0),
-        write: () => {
-          throw new Error("ctx.message.write() is only available while message data is being received");
-        },
-      },
-    };
+    const { hostname, lmtp } = this.settings;
+    return createContext({
+      localIp: socket.localAddress ?? "",
+      localPort: socket.localPort ?? 0,
+      remoteIp: socket.remoteAddress ?? "",
+      remotePort: socket.remotePort ?? 0,
+      localResponse: `${hostname} ${lmtp ? "LMTP" : "ESMTP"} mailgate ready`,
+      heloResponse: `${hostname} at your service`,
+    });
   }
 
   /** The active TLS context and certificate (the seed's ssl_context), after start() with TLS on. */

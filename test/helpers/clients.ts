@@ -4,9 +4,7 @@
  * and a bounded wait for conditions no event announces.
  */
 import { spawn } from "node:child_process";
-import { accessSync, constants } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { delimiter, join } from "node:path";
 import type { TestContext } from "node:test";
 import type { Envelope, SessionContext } from "../../src/protocol/context.js";
 import type { Logger } from "../../src/server/options.js";
@@ -215,34 +213,6 @@ export class RawClient {
   close(): void {
     this.socket.destroy();
   }
-}
-
-const SBIN = ["/usr/sbin", "/sbin", "/usr/local/sbin"];
-
-/** Full path of an executable named `name` on PATH or in the sbin directories, or undefined. */
-export function findProgram(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== ""), ...SBIN];
-  for (const dir of dirs) {
-    const file = join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {}
-  }
-  return undefined;
-}
-
-/**
- * The path of a program a test needs. Missing, it fails the test under CI (where .ci/run installs it)
- * and otherwise skips it with a message saying what to install; then the test must return.
- */
-export function needProgram(t: TestContext, name: string, debianPackage = name): string | undefined {
-  const path = findProgram(name);
-  if (path !== undefined) return path;
-  const message = `${name} is not installed (Debian package ${debianPackage})`;
-  if (process.env.CI) throw new Error(`${message}; .ci/run installs it in CI`);
-  t.skip(message);
-  return undefined;
 }
 
 export interface RunResult {

@@ -3,7 +3,7 @@
  * to state every exchange byte for byte.
  */
 import type { SessionContext } from "../../src/protocol/context.js";
-import { emptyEnvelope } from "../../src/protocol/context.js";
+import { createContext } from "../../src/protocol/context.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import {
   type SessionConfig,
@@ -54,40 +54,14 @@ export interface Harness {
 }
 
 export function newContext(): SessionContext {
-  return {
-    server: {
-      localHost: "127.0.0.1",
-      localIp: "127.0.0.1",
-      localPort: 25,
-      localResponse: "mx.test ESMTP ready",
-      remoteHost: "127.0.0.1",
-      remoteIp: "127.0.0.1",
-      remotePort: 40000,
-      helo: "",
-      heloResponse: "mx.test at your service",
-      heloCommand: "",
-      connected: new Date(),
-      exceptions: 0,
-      errors: [],
-      authorizationId: "",
-      authenticationId: "",
-      authenticated: null,
-      authMechanism: "",
-      encrypted: null,
-      tls: null,
-      proxy: null,
-    },
-    envelope: emptyEnvelope(),
-    message: {
-      received: null,
-      delivered: null,
-      bytesize: 0,
-      headers: false,
-      crlf: "\r\n",
-      data: Buffer.alloc(0),
-      write: () => {},
-    },
-  };
+  return createContext({
+    localIp: "127.0.0.1",
+    localPort: 25,
+    remoteIp: "127.0.0.1",
+    remotePort: 40000,
+    localResponse: "mx.test ESMTP ready",
+    heloResponse: "mx.test at your service",
+  });
 }
 
 /**

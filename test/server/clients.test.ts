@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
 import nodemailer from "nodemailer";
-import { needProgram, runProgram, startRecordingServer } from "../helpers/clients.js";
+import { runProgram, startRecordingServer } from "../helpers/clients.js";
+import { needProgram } from "../helpers/programs.js";
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "mailgate-clients-"));
