@@ -5,6 +5,7 @@
 import type { TlsSessionInfo } from "../tls/context.js";
 import type { EsmtpParams } from "./commands.js";
 import type { ProxyInfo } from "./proxy.js";
+import type { Forwarded } from "./xclient.js";
 
 export interface ServerInfo {
   /** Local host name (reverse DNS of the local address when lookups are on, else the address). */
@@ -60,6 +61,8 @@ export interface Envelope {
   rcptDsn: RecipientDsn[];
   /** MAIL FROM carried REQUIRETLS (RFC 8689): the message must only travel over TLS from here on. */
   requireTls: boolean;
+  /** What a trusted front end said with XFORWARD before this MAIL (Postfix's extension), or {}. */
+  forwarded: Forwarded;
 }
 
 /** RFC 3461 4.1 and 4.2: NOTIFY= and ORCPT= of one RCPT TO, null when not given. */
@@ -107,6 +110,7 @@ export function emptyEnvelope(): Envelope {
     dsn: { ret: null, envid: null },
     rcptDsn: [],
     requireTls: false,
+    forwarded: {},
   };
 }
 

@@ -26,6 +26,7 @@ import {
   decodeXtext,
   type EsmtpParams,
   isAsciiText,
+  parseEsmtpParams,
   parsePathArgument,
 } from "./commands.js";
 import { type Envelope, emptyEnvelope, type RecipientDsn, type SessionContext } from "./context.js";
@@ -33,6 +34,13 @@ import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
 import { MessageReceiver } from "./message.js";
 import { formatReply } from "./replies.js";
+import {
+  applyXclient,
+  type Forwarded,
+  parseXforward,
+  XCLIENT_ATTRIBUTES,
+  XFORWARD_ATTRIBUTES,
+} from "./xclient.js";
 
 export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
 
@@ -89,6 +97,8 @@ export interface SessionTransport {
    * and ctx.server.tls, and resume reading decrypted bytes. Rejects (and ends the connection) on failure.
    */
   startTls?(): Promise<void>;
+  /** The peer may use XCLIENT and XFORWARD (it is on the server's xclientTrusted list). */
+  readonly xclientTrusted?: boolean;
 }
 
 export interface SessionConfig {
@@ -171,6 +181,8 @@ const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "
 
 /** The verbs dispatch() handles itself. */
 const KNOWN_VERBS = new Set([
+  "XCLIENT",
+  "XFORWARD",
   "AUTH",
   "STARTTLS",
   "BDAT",
@@ -218,6 +230,8 @@ export class SmtpSession {
   private exchange: SaslExchange | null = null;
   private authFailures = 0;
   private authLineTooLong = false;
+  /** XFORWARD attributes waiting for the next MAIL. */
+  private forwarded: Forwarded = {};
 
   constructor(
     private readonly config: SessionConfig,
@@ -493,6 +507,10 @@ export class SmtpSession {
           return await this.handleBdat(line);
         case "STARTTLS":
           return await this.handleStartTls(line);
+        case "XCLIENT":
+          return this.handleXclient(line);
+        case "XFORWARD":
+          return this.handleXforward(line);
         case "AUTH":
           return await this.handleAuth(line, moreInput);
         case "RSET":
@@ -564,6 +582,9 @@ export class SmtpSession {
     }
     if (config.tls && this.transport.startTls && !encrypted) lines.push("STARTTLS");
     if (config.requireTls && encrypted) lines.push("REQUIRETLS");
+    if (this.transport.xclientTrusted) {
+      lines.push(`XCLIENT ${XCLIENT_ATTRIBUTES.join(" ")}`, `XFORWARD ${XFORWARD_ATTRIBUTES.join(" ")}`);
+    }
     lines.push(config.maxMessageSize > 0 ? `SIZE ${config.maxMessageSize}` : "SIZE");
     lines.push("ENHANCEDSTATUSCODES", "HELP");
     this.reply(formatReply(250, undefined, lines));
@@ -577,6 +598,7 @@ export class SmtpSession {
     const { address, params } = parsePathArgument(line.args, "FROM:", config.internationalization);
     // A fresh envelope: what an earlier, refused MAIL recorded (SMTPUTF8, BODY, SIZE) must not carry over.
     const envelope = emptyEnvelope();
+    envelope.forwarded = this.forwarded;
     this.ctx.envelope = envelope;
     for (const keyword in params) {
       const value = params[keyword];
@@ -829,6 +851,29 @@ export class SmtpSession {
     if (this.config.auth.mode === "required" && !this.ctx.server.authenticated) {
       throw new SmtpError(530, "Authentication required", "5.7.0");
     }
+  }
+
+  /** XCLIENT: a trusted front end names the real client; the session starts over with a 220. */
+  private handleXclient(line: CommandLine): void {
+    if (!this.transport.xclientTrusted)
+      throw new SmtpError(550, "Error: insufficient authorization", "5.7.0");
+    if (this.inTransaction)
+      throw new SmtpError(503, "Error: XCLIENT is not allowed in a transaction", "5.5.1");
+    applyXclient(parseEsmtpParams(` ${line.args}`), this.ctx.server);
+    this.resetTransaction();
+    this.forwarded = {};
+    this.tx = TxState.NeedHelo;
+    this.reply(formatReply(220, undefined, this.ctx.server.localResponse));
+  }
+
+  /** XFORWARD: the original client's attributes, kept for the next transaction's envelope. */
+  private handleXforward(line: CommandLine): void {
+    if (!this.transport.xclientTrusted)
+      throw new SmtpError(550, "Error: insufficient authorization", "5.7.0");
+    if (this.inTransaction)
+      throw new SmtpError(503, "Error: XFORWARD is not allowed in a transaction", "5.5.1");
+    this.forwarded = parseXforward(parseEsmtpParams(` ${line.args}`), this.forwarded);
+    this.reply(formatReply(250, "2.0.0", "Ok"));
   }
 
   /** RFC 3461 4: NOTIFY and ORCPT, the only RCPT parameters we know (and only with DSN on). */
@@ -1104,6 +1149,7 @@ export class SmtpSession {
 
   private resetTransaction(): void {
     this.ctx.envelope = emptyEnvelope();
+    this.forwarded = {}; // XFORWARD describes one transaction
     this.resetMessage();
     if (this.tx !== TxState.NeedHelo) this.tx = TxState.Ready;
   }

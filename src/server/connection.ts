@@ -44,6 +44,8 @@ export class Connection implements SessionTransport {
     private readonly limits: ConnectionLimits,
     /** Present when STARTTLS is offered. */
     private readonly tls?: TlsContextProvider,
+    /** The peer may use XCLIENT and XFORWARD. */
+    readonly xclientTrusted = false,
   ) {
     this.socket = socket;
     this.session = new SmtpSession(config, hooks, this, ctx);

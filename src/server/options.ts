@@ -60,6 +60,7 @@ export interface ServerSettings {
   tlsRequestCert: boolean;
   proxyPorts: string;
   proxyTrusted: string;
+  xclientTrusted: string;
   authMode: "forbidden" | "optional" | "required";
   authMechanisms: string;
   authOverPlaintext: boolean;
@@ -358,6 +359,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: "127.0.0.1, ::1",
     description:
       "Proxies allowed to send that header (addresses or address/prefix); any other peer, or a malformed, oversized or slow header, is disconnected without a reply.",
+  },
+  {
+    name: "xclientTrusted",
+    kind: "path",
+    default: "",
+    description:
+      "Clients (addresses or address/prefix) allowed Postfix's XCLIENT (name the real client; the session starts over) and XFORWARD (recorded in ctx.envelope.forwarded); others get 550. Empty: nobody.",
   },
   {
     name: "authMode",

@@ -5,8 +5,8 @@
 import { BlockList, isIP, type Socket } from "node:net";
 import { type ProxyInfo, parseProxyHeader } from "../protocol/proxy.js";
 
-/** The proxies allowed to send a header: "127.0.0.1, ::1, 10.0.0.0/8" (proxyTrusted). */
-export function trustedProxies(list: string): BlockList {
+/** An address list option ("127.0.0.1, ::1, 10.0.0.0/8"): proxyTrusted, xclientTrusted. */
+export function addressList(option: string, list: string): BlockList {
   const trusted = new BlockList();
   for (const item of list
     .split(",")
@@ -20,7 +20,7 @@ export function trustedProxies(list: string): BlockList {
       (bits !== undefined && !(Number.isInteger(bits) && bits >= 0 && bits <= (family === 4 ? 32 : 128)))
     ) {
       throw new TypeError(
-        `Invalid option proxyTrusted: "${item}"; each item is an IP address or address/prefix.`,
+        `Invalid option ${option}: "${item}"; each item is an IP address or address/prefix.`,
       );
     }
     const type = family === 4 ? "ipv4" : "ipv6";

@@ -33,7 +33,7 @@ import {
 import { Connection } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
-import { isTrusted, readProxyHeader, trustedProxies } from "./proxy-reader.js";
+import { addressList, isTrusted, readProxyHeader } from "./proxy-reader.js";
 import { prepareSocketPath } from "./unix-socket.js";
 
 type Awaitable<T> = T | Promise<T>;
@@ -150,6 +150,7 @@ export class SmtpServer implements SmtpServerHooks {
   /** Ports whose listeners read a PROXY header first, and who may send one. */
   private readonly proxyPorts: Set<number>;
   private readonly trustedProxies: BlockList;
+  private readonly xclientClients: BlockList;
   /** Connections in their implicit TLS handshake: counted against maxConnections. */
   private handshaking = 0;
   /** Open connections by peer address (the TCP peer, a proxy's own address behind PROXY). */
@@ -171,7 +172,8 @@ export class SmtpServer implements SmtpServerHooks {
     parseSniCertificates(s0.tlsSniCertificates);
     this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
     this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
-    this.trustedProxies = trustedProxies(s0.proxyTrusted);
+    this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
+    this.xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
     for (const port of this.proxyPorts) {
       if (this.implicitTlsPorts.has(port)) {
         // Bytes of the TLS handshake that arrive with the PROXY header would have to be handed to the TLS
@@ -567,6 +569,7 @@ export class SmtpServer implements SmtpServerHooks {
       this.sessionHooks,
       { commandTimeout: settings.ioCmdTimeout, minDataRate: settings.minDataRate },
       settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
+      isTrusted(this.xclientClients, socket.remoteAddress),
     );
     this.open.add(connection);
     if (early && early.length > 0) connection.session.receive(early);

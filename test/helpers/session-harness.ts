@@ -74,6 +74,8 @@ export async function openSession(
     hooks?: Partial<SessionHooks>;
     keepGreeting?: boolean;
     earlyInput?: (string | Buffer)[];
+    /** Extra transport properties, e.g. xclientTrusted. */
+    transport?: Partial<SessionTransport>;
   } = {},
 ): Promise<Harness & { greeting: string }> {
   const written: string[] = [];
@@ -99,6 +101,7 @@ export async function openSession(
     },
     commandCompleted: () => {},
     dataReceived: () => {},
+    ...options.transport,
   };
   const hooks: SessionHooks = {
     onConnect: () => {},

@@ -200,6 +200,7 @@ test("the defaults are the documented ones", () => {
     tlsRequestCert: false,
     proxyPorts: "",
     proxyTrusted: "127.0.0.1, ::1",
+    xclientTrusted: "",
     authMode: "forbidden",
     authMechanisms: "PLAIN LOGIN",
     authOverPlaintext: false,
