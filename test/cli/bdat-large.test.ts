@@ -67,7 +67,7 @@ test("100 MB in 1 MB BDAT chunks: byte-exact in the Maildir, streamed (never hel
   const [name] = await readdir(join(dir, "mail", "new"));
   const file = await readFile(join(dir, "mail", "new", name as string));
   const body = file.subarray(parseEnvelopeHeaders(file).bodyOffset);
-  const received = body.subarray(body.indexOf("\r\n\t") === -1 ? 0 : body.indexOf("Subject: big"));
+  const received = body.subarray(body.indexOf("Subject: big")); // after our Received header
   assert.equal(received.length, CHUNK * CHUNKS);
   assert.equal(createHash("sha256").update(received).digest("hex"), hash.digest("hex"));
   t.diagnostic(`server peak RSS ${Math.round(peakKb / 1024)} MB`);
