@@ -14,7 +14,7 @@ import { SmtpError } from "../src/protocol/errors.js";
 import { SmtpServer, type SmtpServerOptions } from "../src/server/server.js";
 import { parseEnvelopeHeaders } from "../src/store/maildir.js";
 import { RawClient, silentLogger } from "./helpers/clients.js";
-import { requireProgram } from "./helpers/programs.js";
+import { needProgram, requireProgram } from "./helpers/programs.js";
 import { openSession } from "./helpers/session-harness.js";
 
 const run = promisify(execFile);
@@ -269,5 +269,36 @@ describe("mailgate serve --lmtp", () => {
     });
     assert.match(file.toString(), /with LMTP id /);
     assert.ok(file.toString().endsWith("Subject: via lmtp\r\n\r\nbody\r\n"));
+  });
+});
+
+describe("Postfix's smtp-source speaking LMTP", () => {
+  test("20 messages over 4 sessions, each recipient answered", async (t) => {
+    const smtpSource = needProgram(t, "smtp-source", "postfix");
+    if (!smtpSource) return;
+    let delivered = 0;
+    const server = new SmtpServer({
+      ...QUIET,
+      ports: 0,
+      lmtp: true,
+      onMessageData() {
+        delivered++;
+      },
+    });
+    await server.start();
+    t.after(() => server.stop({ gracefully: false }));
+    await run(smtpSource, [
+      "-L",
+      "-s",
+      "4",
+      "-m",
+      "20",
+      "-f",
+      "a@x.test",
+      "-t",
+      "b@y.test",
+      `127.0.0.1:${server.ports[0]}`,
+    ]);
+    assert.equal(delivered, 20);
   });
 });
