@@ -3,6 +3,7 @@
  * on listeners that opt in. Bytes after the header are returned for the session, never lost.
  */
 import { BlockList, isIP, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import { type ProxyInfo, parseProxyHeader } from "../protocol/proxy.js";
 
 /** An address list option ("127.0.0.1, ::1, 10.0.0.0/8"): proxyTrusted, xclientTrusted. */
@@ -73,4 +74,35 @@ export function readProxyHeader(
     socket.once("end", onEnd);
     socket.once("error", onEnd);
   });
+}
+
+/**
+ * The socket as a stream that first yields `first` (bytes already read with the PROXY header), for a
+ * TLS layer that must see the whole handshake. Flow control follows the reader.
+ */
+export function replayingSocket(socket: Socket, first: Buffer): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end();
+      callback();
+    },
+    destroy(error, callback) {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  stream.push(first);
+  socket.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.once("end", () => stream.push(null));
+  socket.once("close", () => stream.destroy());
+  socket.on("error", (error) => stream.destroy(error));
+  return stream;
 }

@@ -33,7 +33,7 @@ import {
 import { Connection } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
-import { addressList, isTrusted, readProxyHeader } from "./proxy-reader.js";
+import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
 import { prepareSocketPath } from "./unix-socket.js";
 
 type Awaitable<T> = T | Promise<T>;
@@ -174,15 +174,6 @@ export class SmtpServer implements SmtpServerHooks {
     this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
     this.xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
-    for (const port of this.proxyPorts) {
-      if (this.implicitTlsPorts.has(port)) {
-        // Bytes of the TLS handshake that arrive with the PROXY header would have to be handed to the TLS
-        // layer; until that path is tested, the combination is refused rather than half working.
-        throw new TypeError(
-          `Invalid options proxyPorts and tlsPorts: port ${port} is in both; use STARTTLS there.`,
-        );
-      }
-    }
     resolveTlsSettings({
       preset: s0.tlsPreset,
       ciphers: s0.tlsCiphers || undefined,
@@ -517,7 +508,7 @@ export class SmtpServer implements SmtpServerHooks {
       ([ready, proxied]) => {
         this.handshaking--;
         if (this.state !== "running") return ready.destroy();
-        this.admit(ready, proxied?.info ?? null, proxied?.rest);
+        this.admit(ready, proxied?.info ?? null, proxied?.rest, socket);
       },
       (error: unknown) => {
         this.handshaking--;
@@ -536,16 +527,19 @@ export class SmtpServer implements SmtpServerHooks {
     const timeout = this.settings.ioCmdTimeout;
     const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
     if (!implicitTls) return [socket, proxied];
-    const secured = await upgradeToTls(socket, this.tlsProvider as TlsContextProvider, {
+    // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
+    const early = proxied?.rest ?? Buffer.alloc(0);
+    const transport = early.length > 0 ? replayingSocket(socket, early) : socket;
+    const secured = await upgradeToTls(transport, this.tlsProvider as TlsContextProvider, {
       handshakeTimeout: timeout,
     });
-    return [secured, proxied];
+    return [secured, proxied && { info: proxied.info, rest: Buffer.alloc(0) }];
   }
 
   /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
-  private admit(socket: Socket, proxied: ProxyInfo | null, early?: Buffer): void {
+  private admit(socket: Socket, proxied: ProxyInfo | null, early?: Buffer, tcp: Socket = socket): void {
     const { settings } = this;
-    const ctx = this.newContext(socket);
+    const ctx = this.newContext(tcp); // addresses from the TCP socket (a TLS layer over a stream has none)
     if (proxied) {
       ctx.server.proxy = proxied;
       // PROXY (not LOCAL or UNKNOWN) with addresses: the real client is the one the proxy names.

@@ -1,6 +1,9 @@
 /** PROXY protocol v1/v2 on listeners that opt in: trusted proxies only, proxied addresses, no bytes lost. */
 import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { Duplex } from "node:stream";
 import { describe, type TestContext, test } from "node:test";
+import { connect as tlsConnect } from "node:tls";
 import type { SessionContext } from "../../src/protocol/context.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import { RawClient, silentLogger } from "../helpers/clients.js";
@@ -81,11 +84,54 @@ describe("PROXY protocol", () => {
     assert.equal(untrusted.seen.length, 0);
   });
 
-  test("bad options: a bad trusted list, a port both PROXY and implicit TLS", () => {
+  test("a bad trusted list is refused at construction", () => {
     assert.throws(() => new SmtpServer({ proxyTrusted: "10.0.0.0/99" }), /Invalid option proxyTrusted/);
-    assert.throws(
-      () => new SmtpServer({ ports: 4650, tlsPorts: "4650", proxyPorts: "4650" }),
-      /proxyPorts and tlsPorts/,
-    );
+  });
+
+  test("PROXY then implicit TLS, with the ClientHello in the same packet as the header", async (t) => {
+    const probe = new SmtpServer({ ports: 0, logger: silentLogger, loggerSeverity: "fatal" });
+    await probe.start();
+    const port = probe.ports[0] as number;
+    await probe.stop({ gracefully: false });
+    const seen: string[] = [];
+    const server = new SmtpServer({
+      ports: port,
+      proxyPorts: String(port),
+      tlsPorts: String(port),
+      hostname: "mx.test",
+      logger: silentLogger,
+      loggerSeverity: "fatal",
+      onConnect(ctx) {
+        seen.push(`${ctx.server.remoteIp} ${ctx.server.tls?.protocol}`);
+      },
+    });
+    await server.start();
+    t.after(() => server.stop({ gracefully: false }));
+    const raw = connect(port, "127.0.0.1");
+    await new Promise((resolve) => raw.once("connect", resolve));
+    // The first write of the TLS client (its ClientHello) goes out glued to the PROXY header.
+    let first = true;
+    const glued = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        const header = Buffer.from("PROXY TCP4 203.0.113.9 192.0.2.1 40000 465\r\n");
+        raw.write(first ? Buffer.concat([header, chunk]) : chunk, callback);
+        first = false;
+      },
+    });
+    raw.on("data", (d) => glued.push(d));
+    raw.on("end", () => glued.push(null));
+    const secured = tlsConnect({ socket: glued, rejectUnauthorized: false });
+    let received = "";
+    secured.on("data", (d) => {
+      received += d;
+    });
+    while (!received.includes("\r\n")) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.match(received, /^220 mx\.test ESMTP/);
+    assert.match(seen[0] ?? "", /^203\.0\.113\.9 TLSv1\.[23]$/);
+    secured.destroy();
+    raw.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(server.connections, 0, "the connection is released");
   });
 });
