@@ -4,7 +4,7 @@
  * and a bounded wait for conditions no event announces.
  */
 import { spawn } from "node:child_process";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import type { TestContext } from "node:test";
 import type { Envelope, SessionContext } from "../../src/protocol/context.js";
 import type { Logger } from "../../src/server/options.js";
@@ -259,4 +259,16 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/**
+ * A loopback port free right now, for the tests that must name a port before the server binds it
+ * (tlsPorts, proxyPorts, a proxy in front).
+ */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const address = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return typeof address === "object" && address ? address.port : 0;
 }

@@ -1,14 +1,15 @@
 /** Slowloris in DATA: a minimum data rate (Postfix's smtpd_min_data_rate), not only an idle timer. */
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { SmtpServer } from "../../src/server/server.js";
 import { RawClient, silentLogger } from "../helpers/clients.js";
 
-test("one byte every 50 ms in DATA is cut near ioCmdTimeout, though the client is never idle", async (t) => {
+/** A server with these deadlines, and a client that has just received its 354. */
+async function inData(t: TestContext, ioCmdTimeout: number): Promise<RawClient> {
   const server = new SmtpServer({
     ports: 0,
     hostname: "mx.test",
-    ioCmdTimeout: 1000,
+    ioCmdTimeout,
     minDataRate: 1000,
     logger: silentLogger,
     loggerSeverity: "fatal",
@@ -20,6 +21,11 @@ test("one byte every 50 ms in DATA is cut near ioCmdTimeout, though the client i
   await client.command("MAIL FROM:<a@x.test>");
   await client.command("RCPT TO:<b@y.test>");
   assert.match(await client.command("DATA"), /^354 /);
+  return client;
+}
+
+test("one byte every 50 ms in DATA is cut near ioCmdTimeout, though the client is never idle", async (t) => {
+  const client = await inData(t, 1000);
   const begin = Date.now();
   const drip = setInterval(() => {
     if (!client.ended) client.write("x");
@@ -34,21 +40,7 @@ test("one byte every 50 ms in DATA is cut near ioCmdTimeout, though the client i
 });
 
 test("a fast client is never cut in a long DATA, however long it takes in total", async (t) => {
-  const server = new SmtpServer({
-    ports: 0,
-    hostname: "mx.test",
-    ioCmdTimeout: 500,
-    minDataRate: 1000,
-    logger: silentLogger,
-    loggerSeverity: "fatal",
-  });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  const client = await RawClient.greeted(server.ports[0] as number);
-  await client.command("EHLO c");
-  await client.command("MAIL FROM:<a@x.test>");
-  await client.command("RCPT TO:<b@y.test>");
-  await client.command("DATA");
+  const client = await inData(t, 500);
   // 2 KB every 100 ms (20 KB/s, well above the minimum) for 1.5 s: three times ioCmdTimeout.
   for (let i = 0; i < 15; i++) {
     client.write(`${"y".repeat(2046)}\r\n`);

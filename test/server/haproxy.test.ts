@@ -2,21 +2,12 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { SmtpServer } from "../../src/server/server.js";
-import { RawClient, silentLogger } from "../helpers/clients.js";
+import { freePort, RawClient, silentLogger } from "../helpers/clients.js";
 import { needProgram } from "../helpers/programs.js";
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const address = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  return typeof address === "object" && address ? address.port : 0;
-}
 
 test("HAProxy with send-proxy-v2 in front of a proxyPorts listener", async (t) => {
   const haproxy = needProgram(t, "haproxy");

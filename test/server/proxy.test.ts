@@ -6,15 +6,12 @@ import { describe, type TestContext, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import type { SessionContext } from "../../src/protocol/context.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
-import { RawClient, silentLogger } from "../helpers/clients.js";
+import { freePort, RawClient, silentLogger } from "../helpers/clients.js";
 
 async function proxied(t: TestContext, options: SmtpServerOptions = {}) {
   const seen: SessionContext["server"][] = [];
   const base: SmtpServerOptions = { hostname: "mx.test", logger: silentLogger, loggerSeverity: "fatal" };
-  const probe = new SmtpServer({ ...base, ports: 0 });
-  await probe.start();
-  const port = probe.ports[0] as number;
-  await probe.stop({ gracefully: false });
+  const port = await freePort();
   const server = new SmtpServer({
     ...base,
     ports: port,
@@ -89,10 +86,7 @@ describe("PROXY protocol", () => {
   });
 
   test("PROXY then implicit TLS, with the ClientHello in the same packet as the header", async (t) => {
-    const probe = new SmtpServer({ ports: 0, logger: silentLogger, loggerSeverity: "fatal" });
-    await probe.start();
-    const port = probe.ports[0] as number;
-    await probe.stop({ gracefully: false });
+    const port = await freePort();
     const seen: string[] = [];
     const server = new SmtpServer({
       ports: port,

@@ -11,7 +11,7 @@ import nodemailer from "nodemailer";
 import type { SessionContext } from "../../src/protocol/context.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
-import { RawClient } from "../helpers/clients.js";
+import { freePort, RawClient } from "../helpers/clients.js";
 import { requireProgram } from "../helpers/programs.js";
 import { openSession } from "../helpers/session-harness.js";
 
@@ -83,10 +83,7 @@ describe("STARTTLS and AUTH with real clients", () => {
   });
 
   test("nodemailer: implicit TLS (SMTPS) on a tlsPorts port", async (t) => {
-    const probe = await start(t, { tlsPorts: "0" });
-    // Port 0 is not predictable: find the bound one, then start a second server with it as tlsPorts.
-    const port = probe.port;
-    await probe.server.stop({ gracefully: false });
+    const port = await freePort();
     const s = await start(t, { ports: port, tlsPorts: String(port) });
     const transport = nodemailer.createTransport({
       host: "127.0.0.1",
@@ -347,9 +344,7 @@ describe("certificates, SNI and more mechanisms", () => {
   }
 
   test("Python smtplib.SMTP_SSL on an implicit TLS port", async (t) => {
-    const probe = await start(t);
-    const port = probe.port;
-    await probe.server.stop({ gracefully: false });
+    const port = await freePort();
     const s = await start(t, { ports: port, tlsPorts: String(port) });
     const script = [
       "import smtplib, ssl, sys",
