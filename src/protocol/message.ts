@@ -6,6 +6,7 @@
 import { Readable } from "node:stream";
 import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
+import { type MaybePromise, thenCall } from "./maybe-async.js";
 
 type Awaitable<T> = T | Promise<T>;
 
@@ -59,10 +60,14 @@ export class MessageReceiver {
   }
 
   /** Runs the data-start hook (its error refuses the message before any data) and opens the stream. */
-  async begin(): Promise<void> {
-    await this.hooks.onMessageDataStart(this.ctx);
-    const consumer = this.hooks.onMessageStream;
-    if (consumer) this.openStream(consumer);
+  begin(): MaybePromise<void> {
+    return thenCall(
+      () => this.hooks.onMessageDataStart(this.ctx),
+      () => {
+        const consumer = this.hooks.onMessageStream;
+        if (consumer) this.openStream(consumer);
+      },
+    );
   }
 
   /** Appends decoded or hook-written bytes, enforcing the size limit. */
@@ -105,53 +110,61 @@ export class MessageReceiver {
    * Runs a hook while data arrives. Its error refuses the message (answered at the end); a 421 is
    * returned so the session can answer and close at once.
    */
-  async runHook(hook: (ctx: SessionContext) => Awaitable<unknown>): Promise<SmtpError | null> {
+  runHook(hook: (ctx: SessionContext) => Awaitable<unknown>): MaybePromise<SmtpError | null> {
     if (this.error) return null;
-    try {
-      await hook.call(this.hooks, this.ctx);
-    } catch (error) {
-      this.fail(error);
-      if (error instanceof SmtpError && error.closesConnection) return error;
-    }
-    return null;
+    return thenCall(
+      () => hook.call(this.hooks, this.ctx),
+      () => null,
+      (error) => {
+        this.fail(error);
+        return error instanceof SmtpError && error.closesConnection ? error : null;
+      },
+    );
   }
 
-  receiving(): Promise<SmtpError | null> {
+  receiving(): MaybePromise<SmtpError | null> {
     return this.runHook(this.hooks.onMessageDataReceiving);
   }
 
-  headersEnded(): Promise<SmtpError | null> {
+  headersEnded(): MaybePromise<SmtpError | null> {
     this.ctx.message.headers = true;
     return this.runHook(this.hooks.onMessageDataHeaders);
   }
 
   /** The last byte arrived: completes the stream or the buffer and runs onMessageData. */
-  async finish(): Promise<MessageResult> {
+  finish(): MaybePromise<MessageResult> {
     this.finished = true;
     const message = this.ctx.message;
     message.delivered = new Date();
-    let value: unknown;
-    let error = this.error;
-    if (!error) {
-      if (this.stream) {
-        this.stream.push(null);
-        value = await this.streamResult;
-        error = this.streamFailure;
-      } else {
-        message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
-      }
-    } else if (this.streamResult) {
+    if (this.stream) return this.finishStream(this.stream);
+    if (this.error) return { error: this.error, value: undefined };
+    message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+    return this.runDataHook(undefined);
+  }
+
+  /** True once finish() was called: abandoning the message no longer changes anything. */
+  get isFinished(): boolean {
+    return this.finished;
+  }
+
+  private async finishStream(stream: Readable): Promise<MessageResult> {
+    if (this.error) {
       await this.streamResult; // let the consumer clean up before the client hears the refusal
+      return { error: this.error, value: undefined };
     }
-    if (!error) {
-      try {
-        const returned = await this.hooks.onMessageData(this.ctx);
-        if (returned !== undefined && returned !== null) value = returned;
-      } catch (hookError) {
-        error = hookError;
-      }
-    }
-    return { error, value };
+    stream.push(null);
+    const value = await this.streamResult;
+    if (this.streamFailure) return { error: this.streamFailure, value };
+    return this.runDataHook(value);
+  }
+
+  /** onMessageData; what it returns (other than nothing) replaces `value`, what it throws refuses. */
+  private runDataHook(value: unknown): MaybePromise<MessageResult> {
+    return thenCall(
+      () => this.hooks.onMessageData(this.ctx),
+      (returned): MessageResult => ({ error: null, value: returned ?? value }),
+      (error): MessageResult => ({ error, value }),
+    );
   }
 
   private openStream(consumer: NonNullable<MessageHooks["onMessageStream"]>): void {

@@ -32,7 +32,8 @@ import {
 import { type Envelope, emptyEnvelope, type RecipientDsn, type SessionContext } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
-import { MessageReceiver } from "./message.js";
+import { type MaybePromise, thenCall } from "./maybe-async.js";
+import { MessageReceiver, type MessageResult } from "./message.js";
 import { formatReply } from "./replies.js";
 import {
   applyXclient,
@@ -384,48 +385,89 @@ export class SmtpSession {
     }
   }
 
-  private pump(): Promise<void> {
-    if (this.pumping && this.running) return this.running;
-    const run = this.runPump();
-    this.running = run;
-    void run.then(() => {
-      if (this.running === run) this.running = null;
-    });
-    return run;
-  }
-
-  private async runPump(): Promise<void> {
+  /**
+   * Handles buffered input as far as it goes. Steps whose hooks answer at once run synchronously (a
+   * pipelined batch is answered before this returns); the first step that waits for a promise hands the
+   * rest of the work to an async loop, whose promise is kept in `running`.
+   */
+  private pump(): Promise<void> | undefined {
+    if (this.pumping) return this.running ?? undefined;
     this.pumping = true;
     try {
       for (;;) {
-        let progressed: boolean;
-        if (this.phase === Phase.Command) progressed = await this.pumpCommand();
-        else if (this.phase === Phase.Data) progressed = await this.pumpData();
-        else if (this.phase === Phase.Chunk) progressed = await this.pumpChunk();
-        else if (this.phase === Phase.SkipChunk) progressed = this.skipChunk();
-        else if (this.phase === Phase.Auth) progressed = await this.pumpAuth();
-        else break;
+        const progressed = this.step();
+        if (typeof progressed !== "boolean") {
+          const run = this.pumpAsync(progressed);
+          this.running = run;
+          return run;
+        }
         if (!progressed) break;
       }
-      this.flush();
-      if (this.closeRequested && !this.inTransaction) this.closeForShutdown();
+      this.pumpDone();
     } catch (error) {
-      // A bug of ours, never the client's fault: log it, tell the client to retry later.
-      this.hooks.log(this.ctx, "error", `internal error: ${describe(error)}`, error);
-      this.shutdownNow(
-        formatReply(421, "4.3.0", `${this.config.hostname} Internal error, closing connection`),
-      );
-    } finally {
-      this.pumping = false;
-      if (this.inputPaused && this.phase !== Phase.Closed && !this.receiver?.blocked) {
-        this.inputPaused = false;
-        this.transport.resumeInput();
+      this.pumpFailed(error);
+    }
+    this.pumpFinally();
+    return undefined;
+  }
+
+  /** The rest of a pump after a step returned a promise. */
+  private async pumpAsync(pending: Promise<boolean>): Promise<void> {
+    try {
+      let progressed = await pending;
+      while (progressed) {
+        const next = this.step();
+        progressed = typeof next === "boolean" ? next : await next;
       }
+      this.pumpDone();
+    } catch (error) {
+      this.pumpFailed(error);
+    } finally {
+      this.running = null;
+      this.pumpFinally();
+    }
+  }
+
+  /** One step of the current phase: true if it consumed input or changed state, false if it needs more. */
+  private step(): MaybePromise<boolean> {
+    switch (this.phase) {
+      case Phase.Command:
+        return this.pumpCommand();
+      case Phase.Data:
+        return this.pumpData();
+      case Phase.Chunk:
+        return this.pumpChunk();
+      case Phase.SkipChunk:
+        return this.skipChunk();
+      case Phase.Auth:
+        return this.pumpAuth();
+      default:
+        return false;
+    }
+  }
+
+  /** Input ran dry: the replies of the batch go out in one write. */
+  private pumpDone(): void {
+    this.flush();
+    if (this.closeRequested && !this.inTransaction) this.closeForShutdown();
+  }
+
+  private pumpFailed(error: unknown): void {
+    // A bug of ours, never the client's fault: log it, tell the client to retry later.
+    this.hooks.log(this.ctx, "error", `internal error: ${describe(error)}`, error);
+    this.shutdownNow(formatReply(421, "4.3.0", `${this.config.hostname} Internal error, closing connection`));
+  }
+
+  private pumpFinally(): void {
+    this.pumping = false;
+    if (this.inputPaused && this.phase !== Phase.Closed && !this.receiver?.blocked) {
+      this.inputPaused = false;
+      this.transport.resumeInput();
     }
   }
 
   /** Handles one command line if a whole one is buffered; false when more input is needed. */
-  private async pumpCommand(): Promise<boolean> {
+  private pumpCommand(): MaybePromise<boolean> {
     const { input, config } = this;
     const start = this.inputPos;
     const lf = input.indexOf(LF, start);
@@ -486,68 +528,74 @@ export class SmtpSession {
       this.close();
       return false;
     }
-    await this.dispatch(line, more);
-    return !this.isClosed;
+    const dispatched = this.dispatch(line, more);
+    return dispatched ? dispatched.then(() => !this.isClosed) : !this.isClosed;
   }
 
-  private async dispatch(line: CommandLine, moreInput: boolean): Promise<void> {
+  /** Runs the command's handler; a promise only if a hook made it wait. */
+  private dispatch(line: CommandLine, moreInput: boolean): Promise<void> | undefined {
+    // A hook's own failure is transient for a command we know (451: the client retries, nothing is
+    // lost); only an unknown command keeps the seed's 500.
+    const fail = (error: unknown) => this.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500);
     try {
-      switch (line.verb) {
-        case "EHLO":
-        case "HELO":
-        case "LHLO":
-          return await this.handleHelo(line);
-        case "MAIL":
-          return await this.handleMail(line);
-        case "RCPT":
-          return await this.handleRcpt(line);
-        case "DATA":
-          return await this.handleData(line);
-        case "BDAT":
-          return await this.handleBdat(line);
-        case "STARTTLS":
-          return await this.handleStartTls(line);
-        case "XCLIENT":
-          return this.handleXclient(line);
-        case "XFORWARD":
-          return this.handleXforward(line);
-        case "AUTH":
-          return await this.handleAuth(line, moreInput);
-        case "RSET":
-          this.requireNoArgs(line);
-          this.requireTls();
-          this.resetTransaction();
-          return this.reply(formatReply(250, "2.0.0", "Ok"));
-        case "NOOP":
-          return this.reply(formatReply(250, "2.0.0", "Ok"));
-        case "QUIT":
-          this.requireNoArgs(line);
-          this.reply(
-            formatReply(221, "2.0.0", `${this.config.hostname} Service closing transmission channel`),
-          );
-          return this.close();
-        case "HELP":
-          return this.reply(
-            formatReply(214, "2.0.0", [
-              "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
-              "See RFC 5321 for their use",
-            ]),
-          );
-        case "VRFY":
-          return await this.handleVrfy(line);
-        case "EXPN":
-          return await this.handleExpn(line);
-        default:
-          return await this.handleOther(line);
-      }
+      const handled = this.route(line, moreInput);
+      if (handled instanceof Promise) return handled.catch(fail);
     } catch (error) {
-      // A hook's own failure is transient for a command we know (451: the client retries, nothing is
-      // lost); only an unknown command keeps the seed's 500.
-      this.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500);
+      fail(error);
+    }
+    return undefined;
+  }
+
+  private route(line: CommandLine, moreInput: boolean): MaybePromise<void> {
+    switch (line.verb) {
+      case "EHLO":
+      case "HELO":
+      case "LHLO":
+        return this.handleHelo(line);
+      case "MAIL":
+        return this.handleMail(line);
+      case "RCPT":
+        return this.handleRcpt(line);
+      case "DATA":
+        return this.handleData(line);
+      case "BDAT":
+        return this.handleBdat(line);
+      case "STARTTLS":
+        return this.handleStartTls(line);
+      case "XCLIENT":
+        return this.handleXclient(line);
+      case "XFORWARD":
+        return this.handleXforward(line);
+      case "AUTH":
+        return this.handleAuth(line, moreInput);
+      case "RSET":
+        this.requireNoArgs(line);
+        this.requireTls();
+        this.resetTransaction();
+        return this.reply(formatReply(250, "2.0.0", "Ok"));
+      case "NOOP":
+        return this.reply(formatReply(250, "2.0.0", "Ok"));
+      case "QUIT":
+        this.requireNoArgs(line);
+        this.reply(formatReply(221, "2.0.0", `${this.config.hostname} Service closing transmission channel`));
+        return this.close();
+      case "HELP":
+        return this.reply(
+          formatReply(214, "2.0.0", [
+            "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
+            "See RFC 5321 for their use",
+          ]),
+        );
+      case "VRFY":
+        return this.handleVrfy(line);
+      case "EXPN":
+        return this.handleExpn(line);
+      default:
+        return this.handleOther(line);
     }
   }
 
-  private async handleHelo(line: CommandLine): Promise<void> {
+  private handleHelo(line: CommandLine): MaybePromise<void> {
     const { config } = this;
     if (config.lmtp !== (line.verb === "LHLO")) {
       // RFC 2033 4.1: an LMTP server greets with LHLO only; an SMTP server does not know LHLO.
@@ -561,14 +609,22 @@ export class SmtpSession {
     if (heloData === "" || line.nonAscii) {
       throw new SmtpError(501, `Syntax: ${line.verb} hostname`, "5.5.4");
     }
-    await this.hooks.onHelo(this.ctx, heloData);
+    return thenCall(
+      () => this.hooks.onHelo(this.ctx, heloData),
+      () => this.greeted(line.verb, heloData),
+    );
+  }
+
+  /** The HELO/EHLO/LHLO hook accepted `heloData`: the session starts over and the greeting is answered. */
+  private greeted(verb: string, heloData: string): void {
+    const { config } = this;
     // RFC 5321 4.1.4: a later EHLO/HELO resets the session like RSET.
     this.resetTransaction();
     const { server } = this.ctx;
     server.helo = heloData;
-    server.heloCommand = line.verb;
+    server.heloCommand = verb;
     this.tx = TxState.Ready;
-    if (line.verb === "HELO") {
+    if (verb === "HELO") {
       return this.reply(formatReply(250, undefined, server.heloResponse));
     }
     const lines = [server.heloResponse];
@@ -590,7 +646,7 @@ export class SmtpSession {
     this.reply(formatReply(250, undefined, lines));
   }
 
-  private async handleMail(line: CommandLine): Promise<void> {
+  private handleMail(line: CommandLine): MaybePromise<void> {
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send HELO/EHLO first", "5.5.1");
     if (this.tx !== TxState.Ready) throw new SmtpError(503, "Error: nested MAIL command", "5.5.1");
     this.requireSecurity();
@@ -659,14 +715,18 @@ export class SmtpSession {
     if (envelope.encodingUtf8 !== "utf8" && !isAsciiText(address)) {
       throw new SmtpError(553, "Non-ASCII address requires the SMTPUTF8 parameter", "5.6.7");
     }
-    const replacement = await this.hooks.onMailFrom(this.ctx, address, params);
-    envelope.from = typeof replacement === "string" ? replacement : address;
-    envelope.mailParams = params;
-    this.tx = TxState.Mail;
-    this.reply(formatReply(250, "2.1.0", "Ok"));
+    return thenCall(
+      () => this.hooks.onMailFrom(this.ctx, address, params),
+      (replacement) => {
+        envelope.from = typeof replacement === "string" ? replacement : address;
+        envelope.mailParams = params;
+        this.tx = TxState.Mail;
+        this.reply(formatReply(250, "2.1.0", "Ok"));
+      },
+    );
   }
 
-  private async handleRcpt(line: CommandLine): Promise<void> {
+  private handleRcpt(line: CommandLine): MaybePromise<void> {
     if (this.tx !== TxState.Mail && this.tx !== TxState.Rcpt) {
       throw new SmtpError(503, "Error: need MAIL command", "5.5.1");
     }
@@ -678,12 +738,16 @@ export class SmtpSession {
     if (this.chunks) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
     const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
     const dsn = this.rcptDsn(params);
-    const replacement = await this.hooks.onRcptTo(this.ctx, address, params);
-    envelope.to.push(typeof replacement === "string" ? replacement : address);
-    envelope.rcptParams.push(params);
-    envelope.rcptDsn.push(dsn);
-    this.tx = TxState.Rcpt;
-    this.reply(formatReply(250, "2.1.5", "Ok"));
+    return thenCall(
+      () => this.hooks.onRcptTo(this.ctx, address, params),
+      (replacement) => {
+        envelope.to.push(typeof replacement === "string" ? replacement : address);
+        envelope.rcptParams.push(params);
+        envelope.rcptDsn.push(dsn);
+        this.tx = TxState.Rcpt;
+        this.reply(formatReply(250, "2.1.5", "Ok"));
+      },
+    );
   }
 
   /** RFC 3207: 220, then the handshake; whatever was sent after the command is dropped (CVE-2011-0411). */
@@ -938,7 +1002,7 @@ export class SmtpSession {
     throw SmtpError.code(500);
   }
 
-  private async handleData(line: CommandLine): Promise<void> {
+  private handleData(line: CommandLine): MaybePromise<void> {
     this.requireNoArgs(line);
     if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
     if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
@@ -950,16 +1014,19 @@ export class SmtpSession {
     }
     const receiver = this.newReceiver();
     this.phase = Phase.Data;
-    try {
-      await receiver.begin();
-    } catch (error) {
-      // Refused before the 354: the client keeps its transaction and may RSET or try again.
-      this.phase = Phase.Command;
-      this.resetMessage();
-      throw error;
-    }
-    this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => receiver.write(bytes));
-    this.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
+    return thenCall(
+      () => receiver.begin(),
+      () => {
+        this.decoder = new DataDecoder(this.config.crlfMode, (bytes) => receiver.write(bytes));
+        this.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
+      },
+      (error) => {
+        // Refused before the 354: the client keeps its transaction and may RSET or try again.
+        this.phase = Phase.Command;
+        this.resetMessage();
+        throw error;
+      },
+    );
   }
 
   /**
@@ -1009,11 +1076,11 @@ export class SmtpSession {
     this.inputPos = pos;
     if (pos > start) this.transport.dataReceived(pos - start);
     const input = this.input;
-    if (this.ctx.message.bytesize > size && (await this.closedByHook(receiver.receiving()))) return false;
+    if (this.ctx.message.bytesize > size && this.closedByHook(await receiver.receiving())) return false;
 
     switch (reader.stop) {
       case ChunkStop.HeadersEnd:
-        return !(await this.closedByHook(receiver.headersEnded()));
+        return !this.closedByHook(await receiver.headersEnded());
       case ChunkStop.ChunkEnd:
         this.phase = Phase.Command;
         this.transport.commandCompleted();
@@ -1057,7 +1124,7 @@ export class SmtpSession {
   }
 
   /** Decodes buffered message data; false when more input is needed (or the stream consumer is slow). */
-  private async pumpData(): Promise<boolean> {
+  private pumpData(): MaybePromise<boolean> {
     const receiver = this.receiver as MessageReceiver;
     if (receiver.blocked) return false;
     const decoder = this.decoder as DataDecoder;
@@ -1067,19 +1134,33 @@ export class SmtpSession {
     this.inputPos = pos;
     if (pos > start) this.transport.dataReceived(pos - start);
     const input = this.input;
+    if (this.ctx.message.bytesize === size) return this.dataStopped(receiver, decoder, input);
     // The receiving hook sees every chunk of data, before the end of headers or of the message is handled.
-    if (this.ctx.message.bytesize > size && (await this.closedByHook(receiver.receiving()))) return false;
+    return thenCall(
+      () => receiver.receiving(),
+      (closing) => !this.closedByHook(closing) && this.dataStopped(receiver, decoder, input),
+    );
+  }
 
+  /** Acts on what stopped the decoder: the end of the headers, of the message, or of the input. */
+  private dataStopped(receiver: MessageReceiver, decoder: DataDecoder, input: Buffer): MaybePromise<boolean> {
     switch (decoder.stop) {
       case DecodeStop.HeadersEnd:
-        return !(await this.closedByHook(receiver.headersEnded()));
+        return thenCall(
+          () => receiver.headersEnded(),
+          (closing) => !this.closedByHook(closing),
+        );
       case DecodeStop.End:
         if (this.config.crlfMode === "strict" && decoder.bareLineBreaks > 0) {
           receiver.fail(new SmtpError(550, "Error: bare CR or LF in message data", "5.5.2"));
         }
-        await this.finishMessage(receiver);
-        this.transport.commandCompleted();
-        return !this.isClosed;
+        return thenCall(
+          () => this.finishMessage(receiver),
+          () => {
+            this.transport.commandCompleted();
+            return !this.isClosed;
+          },
+        );
       default:
         // Input that arrived while a hook ran replaced the buffer: go on with it.
         return this.input !== input;
@@ -1087,8 +1168,7 @@ export class SmtpSession {
   }
 
   /** A data hook that threw 421 gets its reply now and the connection closes. */
-  private async closedByHook(hookRun: Promise<SmtpError | null>): Promise<boolean> {
-    const closing = await hookRun;
+  private closedByHook(closing: SmtpError | null): boolean {
     if (!closing) return false;
     this.recordError(closing);
     this.reply(closing.render());
@@ -1096,13 +1176,27 @@ export class SmtpSession {
     return true;
   }
 
-  private async finishMessage(receiver: MessageReceiver): Promise<void> {
+  private finishMessage(receiver: MessageReceiver): MaybePromise<void> {
     this.committing = true;
-    const { error, value } = await receiver.finish().finally(() => {
-      this.committing = false;
-    });
+    return thenCall(
+      () => receiver.finish(),
+      (result) => {
+        this.committing = false;
+        this.answerMessage(result);
+      },
+      (error) => {
+        this.committing = false;
+        throw error;
+      },
+    );
+  }
+
+  /** The reply (or, in LMTP, the replies) to a complete message, and the end of its transaction. */
+  private answerMessage({ error, value }: MessageResult): void {
     const recipients = this.ctx.envelope.to;
     this.phase = Phase.Command;
+    // The message is over: the reset must not abandon it (nor build an error to say so).
+    this.receiver = null;
     this.resetTransaction();
     if (this.config.lmtp) {
       // RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
