@@ -140,6 +140,11 @@ class Connection {
     return this.expect(digits);
   }
 
+  /** Neither closed by us nor failed (the server closing it counts as a failure). */
+  get isOpen(): boolean {
+    return !this.closedOk && this.failure === null;
+  }
+
   /** The QUIT was answered: close without treating the server's close as an error. */
   done(): void {
     this.closedOk = true;
@@ -274,6 +279,8 @@ export async function sendMessages(load: MessageLoad): Promise<LoadResult> {
 
 export interface IdleConnections {
   held: number;
+  /** How many are still open: the server may have closed some since (a timeout, a limit). */
+  stillOpen(): number;
   /** Closes every connection. */
   close(): void;
 }
@@ -298,6 +305,7 @@ export async function holdIdle(port: number, count: number): Promise<IdleConnect
   }
   return {
     held: connections.length,
+    stillOpen: () => connections.filter((c) => c.isOpen).length,
     close: () => {
       for (const c of connections) c.done();
     },
@@ -325,8 +333,9 @@ async function main(): Promise<void> {
     });
     await reportToParent({ type: "held", held: idle.held });
     await released;
+    const stillOpen = idle.stillOpen();
     idle.close();
-    await reportToParent({ type: "released" });
+    await reportToParent({ type: "released", stillOpen });
   } else {
     throw new Error('The request needs "mode": "messages" or "idle".');
   }

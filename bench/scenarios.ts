@@ -8,6 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import type { LoadResult, MessageLoad } from "./load.js";
 import { messageShape } from "./load.js";
 import { type RunningServer, type ServerId, startServer } from "./servers.js";
@@ -37,6 +38,11 @@ export interface IdleScenario {
   id: string;
   title: string;
   connections: number;
+  /**
+   * Seconds the connections stay held while the server's RSS is read every second (0: only the reading
+   * 1 s after the last connection was held).
+   */
+  settleSeconds: number;
   servers: ServerId[];
 }
 
@@ -52,6 +58,8 @@ export interface ScenarioConfig {
   hugeMiB: number;
   /** Idle connections (issue 7: 5,000). */
   idleConnections: number;
+  /** How long the idle scenario watches the server's RSS settle, in seconds (see IdleScenario). */
+  idleSettleSeconds: number;
   /** Who sends the non-pipelined 2 KB scenarios (smtp-source by default; it cannot pipeline). */
   plainGenerator: Generator;
 }
@@ -98,6 +106,7 @@ export function buildScenarios(config: ScenarioConfig): Scenario[] {
     id: "idle",
     title: `${config.idleConnections} idle connections (greeting read, then held)`,
     connections: config.idleConnections,
+    settleSeconds: config.idleSettleSeconds,
     servers: ["mailgate", "smtp-server", "smtp-sink"],
   });
   scenarios.push({
@@ -145,9 +154,19 @@ export interface IdleSample {
   server: ServerId;
   command: string;
   connections: number;
+  /** VmRSS before the first connection. */
   rssBefore: number;
-  rssAfter: number;
-  perConnection: number;
+  /**
+   * VmRSS every second while the connections are held: [0] 1 s after the last one was held, the last
+   * entry at the end of the settle window.
+   */
+  rssEverySecond: number[];
+  /** (VmRSS 1 s after the last connection was held − rssBefore) ÷ connections. */
+  perConnectionAfter1s: number;
+  /** (VmRSS at the end of the settle window − rssBefore) ÷ connections; absent without a window. */
+  perConnectionSettled?: number;
+  /** The lowest reading of the window, per connection as above; absent without a window. */
+  perConnectionLowest?: number;
   peakRss: number;
 }
 
@@ -330,7 +349,12 @@ export async function measureMessages(
   }
 }
 
-/** One idle run: a fresh server, its RSS before and while `connections` clients hold a session open. */
+/**
+ * One idle run: a fresh server, its RSS before the first connection, then every second while
+ * `connections` clients hold a session open: from 1 s after the last one was held (a Node server's V8 may
+ * still keep the room the flood of connections made it grow) to the end of the settle window (what the
+ * server keeps). Every connection must still be open at the end.
+ */
 export async function measureIdle(
   scenario: IdleScenario,
   serverId: ServerId,
@@ -348,20 +372,32 @@ export async function measureIdle(
     try {
       const held = await Promise.race([nextMessage(child, "held"), limit.expired]);
       if (held.held !== scenario.connections) throw new Error(`only ${String(held.held)} connections held`);
-      await sleep(1000); // let the server settle (lazy allocations, GC) before reading its RSS
-      const after = server.memory();
+      const rssEverySecond = await readRssEverySecond(server, Math.max(1, scenario.settleSeconds));
+      const peakRss = server.memory().peak;
       child.send({ type: "release" });
-      await Promise.race([nextMessage(child, "released"), limit.expired]);
+      const released = await Promise.race([nextMessage(child, "released"), limit.expired]);
+      if (released.stillOpen !== scenario.connections) {
+        throw new Error(
+          `${serverId} closed ${scenario.connections - Number(released.stillOpen)} of the ${scenario.connections} idle connections while they were held`,
+        );
+      }
       await exited(child);
       await server.finish();
+      const perConnection = (rss: number) => (rss - before) / scenario.connections;
       return {
         server: serverId,
         command: server.command,
         connections: scenario.connections,
         rssBefore: before,
-        rssAfter: after.current,
-        perConnection: (after.current - before) / scenario.connections,
-        peakRss: after.peak,
+        rssEverySecond,
+        perConnectionAfter1s: perConnection(rssEverySecond[0] as number),
+        ...(scenario.settleSeconds > 0
+          ? {
+              perConnectionSettled: perConnection(rssEverySecond.at(-1) as number),
+              perConnectionLowest: perConnection(Math.min(...rssEverySecond)),
+            }
+          : {}),
+        peakRss,
       };
     } finally {
       limit.cancel();
@@ -371,6 +407,17 @@ export async function measureIdle(
     server.kill();
     throw error;
   }
+}
+
+/** The server's VmRSS at 1, 2... `seconds` s from now (on a fixed schedule: reading takes no time from it). */
+async function readRssEverySecond(server: RunningServer, seconds: number): Promise<number[]> {
+  const start = performance.now();
+  const readings: number[] = [];
+  for (let second = 1; second <= seconds; second++) {
+    await sleep(start + second * 1000 - performance.now());
+    readings.push(server.memory().current);
+  }
+  return readings;
 }
 
 /** The message size a generator sends, for the report. */

@@ -16,6 +16,7 @@ import {
   REPO_ROOT,
   readCpuSeconds,
   readMemory,
+  SESSION_TIMEOUT_SECONDS,
   sleep,
   spawnWithFiles,
 } from "./util.js";
@@ -318,6 +319,8 @@ async function startSmtpSink(options: StartOptions): Promise<RunningServer> {
       "-c", // running counters on stdout: how the benchmark knows what it accepted
       "-m",
       String(options.maxConnections),
+      "-t",
+      String(SESSION_TIMEOUT_SECONDS),
       `${HOST}:${port}`,
       "4096",
     ];
