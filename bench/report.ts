@@ -5,8 +5,10 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import {
+  type DiskCeilingSample,
+  FSYNC_CEILING_SCRIPT,
   type IdleSample,
   type IdleScenario,
   type MessageSample,
@@ -25,6 +27,8 @@ export interface ScenarioResult {
   /** Messages per run for each server (after the time cap). */
   counts: Partial<Record<ServerId, number>>;
   samples: Partial<Record<ServerId, (MessageSample | IdleSample)[]>>;
+  /** The disk-ceiling probe, run right before each `mailgate-serve` run of a 2 KB scenario. */
+  diskCeilings: DiskCeilingSample[];
   errors: string[];
 }
 
@@ -122,6 +126,13 @@ interface IdleFigures {
   perConnectionLowest: number;
 }
 
+interface DiskCeilingFigures {
+  runs: number;
+  writers: number;
+  files: number;
+  filesPerSecond: number;
+}
+
 function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
   const samples = result.samples[server] as MessageSample[] | undefined;
   if (!samples || samples.length === 0) return undefined;
@@ -151,6 +162,18 @@ function idleFigures(result: ScenarioResult, server: ServerId): IdleFigures | un
     perConnectionAfter1s: m((s) => s.perConnectionAfter1s),
     perConnectionSettled: m((s) => s.perConnectionSettled),
     perConnectionLowest: m((s) => s.perConnectionLowest),
+  };
+}
+
+function diskCeilingFigures(result: ScenarioResult): DiskCeilingFigures | undefined {
+  const samples = result.diskCeilings;
+  const first = samples[0];
+  if (!first) return undefined;
+  return {
+    runs: samples.length,
+    writers: first.writers,
+    files: first.files,
+    filesPerSecond: median(samples.map((s) => s.filesPerSecond)),
   };
 }
 
@@ -233,6 +256,13 @@ function scenarioSection(result: ScenarioResult): string {
         `\`mailgate serve\` (fsynced Maildir) ÷ \`${ours}\`: ${ratio(serve.messagesPerSecond / base.messagesPerSecond)}.`,
       );
     }
+    const ceiling = diskCeilingFigures(result);
+    if (serve && ceiling) {
+      lines.push(
+        "",
+        `The disk's ceiling for \`mailgate serve\`'s per-file sequence (open, write, fsync, close, rename; no directory fsync), ${ceiling.writers} writer${ceiling.writers === 1 ? "" : "s"}: ${int(ceiling.filesPerSecond)} files/s (median of ${ceiling.runs} x ${int(ceiling.files)} files); \`mailgate serve\` ÷ ceiling: ${ratio(serve.messagesPerSecond / ceiling.filesPerSecond)}.`,
+      );
+    }
   } else {
     lines.push("", idleTable(result, scenario));
     if (scenario.settleSeconds > 0) lines.push("", idleNote(scenario.settleSeconds));
@@ -282,8 +312,44 @@ function idleNote(settleSeconds: number): string {
   return `The reading 1 s after the last connection was held catches a Node server while V8 still keeps the young-generation and old-space room that the flood of connections made it grow; V8's memory reducer can release part of it once allocation has stopped for several seconds, so the reading at the end of the ${settleSeconds} s window is what the server keeps while it holds the connections idle (issue 7's target uses that one; a lowest reading below it means that RSS rose again within the window).`;
 }
 
+/** The first cells of a 2 KB scenario's row in the summary tables. */
+function describe2k(s: MessageScenario): string[] {
+  return [
+    String(s.sessions),
+    s.perConnection === "one" ? "one" : "many",
+    s.pipelining ? "yes (load client)" : `no (${s.generator === "load" ? "load client" : "smtp-source"})`,
+  ];
+}
+
+const HEADER_2K = ["sessions", "messages per connection", "PIPELINING"];
+
+function results2k(results: ScenarioResult[]): ScenarioResult[] {
+  return results.filter((r) => r.scenario.kind === "messages" && r.scenario.group === "2k");
+}
+
+/** `mailgate serve` against the disk's ceiling, per 2 KB scenario that measured both. */
+function serveVersusDiskCeiling(results: ScenarioResult[]): string {
+  const body: string[][] = [];
+  for (const r of results2k(results)) {
+    const serve = messageFigures(r, "mailgate-serve");
+    const ceiling = diskCeilingFigures(r);
+    if (!serve || !ceiling) continue;
+    body.push([
+      ...describe2k(r.scenario as MessageScenario),
+      int(serve.messagesPerSecond),
+      int(ceiling.filesPerSecond),
+      ratio(serve.messagesPerSecond / ceiling.filesPerSecond),
+    ]);
+  }
+  if (body.length === 0) return "";
+  return table(
+    [...HEADER_2K, "`mailgate-serve` msg/s", "disk ceiling files/s (writers = sessions)", "serve ÷ ceiling"],
+    body,
+  );
+}
+
 function summary2k(results: ScenarioResult[]): string {
-  const rows = results.filter((r) => r.scenario.kind === "messages" && r.scenario.group === "2k");
+  const rows = results2k(results);
   if (rows.length === 0) return "";
   const servers: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink"];
   const body = rows.map((r) => {
@@ -291,23 +357,14 @@ function summary2k(results: ScenarioResult[]): string {
     const f = (id: ServerId) => messageFigures(r, id);
     const mg = f("mailgate");
     return [
-      String(s.sessions),
-      s.perConnection === "one" ? "one" : "many",
-      s.pipelining ? "yes (load client)" : `no (${s.generator === "load" ? "load client" : "smtp-source"})`,
+      ...describe2k(s),
       ...servers.map((id) => int(f(id)?.messagesPerSecond ?? Number.NaN)),
       ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-server")?.messagesPerSecond ?? Number.NaN)),
       ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-sink")?.messagesPerSecond ?? Number.NaN)),
     ];
   });
   return table(
-    [
-      "sessions",
-      "messages per connection",
-      "PIPELINING",
-      ...servers.map((s) => `\`${s}\` msg/s`),
-      "mailgate ÷ smtp-server",
-      "mailgate ÷ smtp-sink",
-    ],
+    [...HEADER_2K, ...servers.map((s) => `\`${s}\` msg/s`), "mailgate ÷ smtp-server", "mailgate ÷ smtp-sink"],
     body,
   );
 }
@@ -411,6 +468,12 @@ function targets(results: ScenarioResult[]): Target[] {
     rate(many, "mailgate-serve") / rate(many, "mailgate"),
     0.5,
   );
+  const manyResult = find(many);
+  const ceiling = manyResult ? diskCeilingFigures(manyResult) : undefined;
+  informative(
+    "mailgate serve ÷ disk ceiling (100 sessions, many per connection)",
+    rate(many, "mailgate-serve") / (ceiling?.filesPerSecond ?? Number.NaN),
+  );
   return list;
 }
 
@@ -467,6 +530,16 @@ function commandsSection(report: BenchReport): string {
       );
     }
   }
+  const probes = report.results.filter((r) => r.diskCeilings.length > 0);
+  if (probes.length > 0) {
+    lines.push("", "Disk-ceiling probe (right before each `mailgate-serve` run of these scenarios):", "");
+    const script = relative(REPO_ROOT, FSYNC_CEILING_SCRIPT);
+    for (const result of probes) {
+      const { writers, files, bytes } = result.diskCeilings[0] as DiskCeilingSample;
+      const request = { directory: ".bench-tmp/maildir/<run>", writers, files, bytes };
+      lines.push(`- \`${result.scenario.id}\`: \`node ${script} '${JSON.stringify(request)}'\``);
+    }
+  }
   lines.push(
     "",
     "(`-m` / `messages` is lowered for a server whose runs would exceed the time cap; the tables show the count used.)",
@@ -511,6 +584,14 @@ const METHOD = `## Method
   end of the window is the settled figure, which issue 7's target uses. Either is only meaningful for
   thousands of connections (not for a quick run's few hundred). A run breaks if the server closed any of the
   connections before the end of the window.
+- **Disk ceiling** (next to \`mailgate serve\`): right before each \`mailgate-serve\` run of a 2 KB scenario, a
+  child (\`bench/fsync-ceiling.ts\`) stores files as \`src/store/maildir.ts\` does, with the same
+  \`node:fs/promises\` calls (open in \`tmp/\` with "wx", write the message as the generator sends it, fsync,
+  close, rename into \`new/\`; the files of \`mailgate serve\` are some 190 bytes larger, with its Received and
+  envelope headers), with as many concurrent writers as the scenario has sessions, in a fresh directory
+  beside the run's Maildir (same file system; removed with the Maildirs at the end). It leaves out the shared
+  (group-commit) fsync of \`new/\` that \`mailgate serve\` adds after the renames. files/s = files ÷ wall time
+  from the first open to the last rename; the figure is the median of as many probes as runs.
 - Server settings: every limit raised to fit the largest scenario (connections and processings, message size
   unlimited), and every session timeout raised to the same ${SESSION_TIMEOUT_SECONDS} s (mailgate's \`ioCmdTimeout\`, 30 s
   by default; smtp-server's \`socketTimeout\`, 60 s; smtp-sink's \`-t\`, 100 s) so that none closes the idle
@@ -572,6 +653,17 @@ export function renderReport(report: BenchReport): string {
   );
   const summary = summary2k(report.results);
   if (summary) out.push("## 2 KB messages at a glance (messages/s, medians)", "", summary, "");
+  const ceilings = serveVersusDiskCeiling(report.results);
+  if (ceilings) {
+    out.push(
+      "## `mailgate serve` and the disk's fsync ceiling (medians)",
+      "",
+      "The ceiling is what the disk allows for `mailgate serve`'s per-file sequence alone (open, write, fsync, close, rename: see Method), measured right before each `mailgate-serve` run with as many writers as the scenario has sessions.",
+      "",
+      ceilings,
+      "",
+    );
+  }
   out.push("## Scenarios", "");
   for (const result of report.results) out.push(scenarioSection(result), "");
   out.push(METHOD, "", commandsSection(report), "");

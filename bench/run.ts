@@ -25,8 +25,10 @@ import {
   type IdleSample,
   type MessageSample,
   type MessageScenario,
+  measureDiskCeiling,
   measureIdle,
   measureMessages,
+  messageBytes,
   type RunContext,
   SMTP_SOURCE_PATH,
 } from "./scenarios.js";
@@ -39,7 +41,7 @@ const MAX_IDLE_SETTLE_SECONDS = SESSION_TIMEOUT_SECONDS - 60;
 const HELP = `Usage: npm run bench -- [options]
 
   --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
-                          --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256
+                          --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256 --ceiling-files 1000
   --runs N                runs per figure, the median is reported (default 3)
   --messages N            2 KB messages per scenario and run (default 20000)
   --max-run-seconds S     lower a server's message count so that one run takes about S seconds
@@ -52,6 +54,9 @@ const HELP = `Usage: npm run bench -- [options]
   --large-count N         messages in the 50 MB scenario (default 10)
   --large-mb N            their size in MiB (default 50)
   --huge-mb N             the streaming scenario's message in MiB (default 1024)
+  --ceiling-files N       before each mailgate-serve run of a 2 KB scenario, measure the disk's ceiling
+                          for its Maildir sequence (open, write, fsync, close, rename) on N files with
+                          as many writers as the scenario has sessions (default 3000; 0 = never)
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
@@ -91,6 +96,7 @@ function parse(argv: string[]) {
       "max-run-seconds": { type: "string" },
       idle: { type: "string" },
       "idle-settle": { type: "string" },
+      "ceiling-files": { type: "string" },
       "large-count": { type: "string" },
       "large-mb": { type: "string" },
       "huge-mb": { type: "string" },
@@ -127,6 +133,7 @@ function parse(argv: string[]) {
       0,
       MAX_IDLE_SETTLE_SECONDS,
     ),
+    ceilingFiles: integer("ceiling-files", values["ceiling-files"], quick ? 1000 : 3000),
     largeCount: integer("large-count", values["large-count"], quick ? 2 : 10, 1),
     largeMiB: integer("large-mb", values["large-mb"], 50, 1),
     hugeMiB: integer("huge-mb", values["huge-mb"], quick ? 256 : 1024, 1),
@@ -200,17 +207,29 @@ async function main(): Promise<number> {
   let broken = 0;
   for (const scenario of scenarios) {
     const servers = scenario.servers.filter((s) => !options.servers || options.servers.includes(s));
-    const result: ScenarioResult = { scenario, servers, counts: {}, samples: {}, errors: [] };
+    const result: ScenarioResult = {
+      scenario,
+      servers,
+      counts: {},
+      samples: {},
+      diskCeilings: [],
+      errors: [],
+    };
     results.push(result);
     progress(`\n== ${scenario.id}: ${scenario.title}`);
     const failed = new Set<ServerId>();
-    const fail = (server: ServerId, what: string, error: unknown) => {
-      const message = `${server}, ${what}: ${error instanceof Error ? error.message : String(error)}`;
+    const reportBroken = (what: string, error: unknown) => {
+      const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
       progress(`   BROKEN ${message}`);
       result.errors.push(message);
-      failed.add(server);
       broken++;
     };
+    const fail = (server: ServerId, what: string, error: unknown) => {
+      reportBroken(`${server}, ${what}`, error);
+      failed.add(server);
+    };
+    const measuresDiskCeiling =
+      options.ceilingFiles > 0 && scenario.kind === "messages" && scenario.group === "2k";
 
     // Calibration (2 KB scenarios): find the count that fits the time cap; also a warm-up.
     if (scenario.kind === "messages") {
@@ -230,6 +249,22 @@ async function main(): Promise<number> {
       const order = servers.map((_, i) => servers[(i + run) % servers.length] as ServerId);
       for (const server of order) {
         if (failed.has(server)) continue;
+        if (measuresDiskCeiling && server === "mailgate-serve") {
+          try {
+            const ceiling = await measureDiskCeiling(
+              scenario.sessions,
+              options.ceilingFiles,
+              messageBytes(scenario),
+              context(server, `${scenario.id}-disk-ceiling`),
+            );
+            result.diskCeilings.push(ceiling);
+            progress(
+              `   run ${run + 1}/${options.runs} ${"disk ceiling".padEnd(15)} ${ceiling.files} files, ${ceiling.writers} writers: ${Math.round(ceiling.filesPerSecond)} files/s`,
+            );
+          } catch (error) {
+            reportBroken(`disk ceiling, run ${run + 1}`, error);
+          }
+        }
         try {
           const sample =
             scenario.kind === "messages"

@@ -14,6 +14,8 @@ export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BENCH_TMP = join(REPO_ROOT, ".bench-tmp");
 /** The one address every server and client of the benchmark uses. */
 export const HOST = "127.0.0.1";
+/** Where `mailgate serve` keeps its Maildirs, one per run, and the disk-ceiling probe writes its files. */
+export const MAILDIR_ROOT = join(BENCH_TMP, "maildir");
 /**
  * Every server's session timeout (mailgate's ioCmdTimeout, smtp-server's socketTimeout, smtp-sink's -t),
  * raised from their defaults (30, 60 and 100 s) so that no idle connection is closed while the idle
