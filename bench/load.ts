@@ -20,8 +20,7 @@
  */
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { pathToFileURL } from "node:url";
-import { HOST } from "./util.js";
+import { HOST, reportToParent, runIfEntryPoint } from "./util.js";
 
 export interface MessageLoad {
   port: number;
@@ -139,6 +138,11 @@ class Connection {
       this.socket.write(last);
     }
     return this.expect(digits);
+  }
+
+  /** Neither closed by us nor failed (the server closing it counts as a failure). */
+  get isOpen(): boolean {
+    return !this.closedOk && this.failure === null;
   }
 
   /** The QUIT was answered: close without treating the server's close as an error. */
@@ -275,6 +279,8 @@ export async function sendMessages(load: MessageLoad): Promise<LoadResult> {
 
 export interface IdleConnections {
   held: number;
+  /** How many are still open: the server may have closed some since (a timeout, a limit). */
+  stillOpen(): number;
   /** Closes every connection. */
   close(): void;
 }
@@ -299,6 +305,7 @@ export async function holdIdle(port: number, count: number): Promise<IdleConnect
   }
   return {
     held: connections.length,
+    stillOpen: () => connections.filter((c) => c.isOpen).length,
     close: () => {
       for (const c of connections) c.done();
     },
@@ -309,17 +316,10 @@ export async function holdIdle(port: number, count: number): Promise<IdleConnect
 
 type Request = ({ mode: "messages" } & MessageLoad) | { mode: "idle"; port: number; connections: number };
 
-function report(message: object): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.send) process.send(message, undefined, {}, () => resolve());
-    else process.stdout.write(`${JSON.stringify(message)}\n`, () => resolve());
-  });
-}
-
 async function main(): Promise<void> {
   const request = JSON.parse(process.argv[2] ?? "{}") as Request;
   if (request.mode === "messages") {
-    await report({ type: "result", ...(await sendMessages(request)) });
+    await reportToParent({ type: "result", ...(await sendMessages(request)) });
   } else if (request.mode === "idle") {
     const idle = await holdIdle(request.port, request.connections);
     const released = new Promise<void>((resolve) => {
@@ -331,21 +331,14 @@ async function main(): Promise<void> {
         if (message?.type === "release") resolve();
       });
     });
-    await report({ type: "held", held: idle.held });
+    await reportToParent({ type: "held", held: idle.held });
     await released;
+    const stillOpen = idle.stillOpen();
     idle.close();
-    await report({ type: "released" });
+    await reportToParent({ type: "released", stillOpen });
   } else {
     throw new Error('The request needs "mode": "messages" or "idle".');
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    async (error: unknown) => {
-      await report({ type: "error", message: error instanceof Error ? error.message : String(error) });
-      process.exit(1);
-    },
-  );
-}
+runIfEntryPoint(import.meta.url, main);

@@ -5,9 +5,12 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import {
+  type DiskCeilingSample,
+  FSYNC_CEILING_SCRIPT,
   type IdleSample,
+  type IdleScenario,
   type MessageSample,
   type MessageScenario,
   messageBytes,
@@ -15,7 +18,7 @@ import {
   smtpSourceArgs,
 } from "./scenarios.js";
 import { SERVER_SPECS, type ServerId } from "./servers.js";
-import { formatBytes, median, REPO_ROOT } from "./util.js";
+import { formatBytes, median, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
 export interface ScenarioResult {
   scenario: Scenario;
@@ -24,6 +27,8 @@ export interface ScenarioResult {
   /** Messages per run for each server (after the time cap). */
   counts: Partial<Record<ServerId, number>>;
   samples: Partial<Record<ServerId, (MessageSample | IdleSample)[]>>;
+  /** The disk-ceiling probe, run right before each `mailgate-serve` run of a 2 KB scenario. */
+  diskCeilings: DiskCeilingSample[];
   errors: string[];
 }
 
@@ -112,9 +117,20 @@ interface MessageFigures {
 
 interface IdleFigures {
   runs: number;
-  perConnection: number;
   rssBefore: number;
-  rssAfter: number;
+  rssAfter1s: number;
+  /** NaN below: no settle window (--idle-settle 0). */
+  rssSettled: number;
+  perConnectionAfter1s: number;
+  perConnectionSettled: number;
+  perConnectionLowest: number;
+}
+
+interface DiskCeilingFigures {
+  runs: number;
+  writers: number;
+  files: number;
+  filesPerSecond: number;
 }
 
 function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
@@ -136,12 +152,28 @@ function messageFigures(result: ScenarioResult, server: ServerId): MessageFigure
 function idleFigures(result: ScenarioResult, server: ServerId): IdleFigures | undefined {
   const samples = result.samples[server] as IdleSample[] | undefined;
   if (!samples || samples.length === 0) return undefined;
-  const m = (pick: (s: IdleSample) => number) => median(samples.map(pick));
+  const m = (pick: (s: IdleSample) => number | undefined) =>
+    median(samples.map((s) => pick(s) ?? Number.NaN));
   return {
     runs: samples.length,
-    perConnection: m((s) => s.perConnection),
     rssBefore: m((s) => s.rssBefore),
-    rssAfter: m((s) => s.rssAfter),
+    rssAfter1s: m((s) => s.rssEverySecond[0]),
+    rssSettled: m((s) => (s.perConnectionSettled === undefined ? undefined : s.rssEverySecond.at(-1))),
+    perConnectionAfter1s: m((s) => s.perConnectionAfter1s),
+    perConnectionSettled: m((s) => s.perConnectionSettled),
+    perConnectionLowest: m((s) => s.perConnectionLowest),
+  };
+}
+
+function diskCeilingFigures(result: ScenarioResult): DiskCeilingFigures | undefined {
+  const samples = result.diskCeilings;
+  const first = samples[0];
+  if (!first) return undefined;
+  return {
+    runs: samples.length,
+    writers: first.writers,
+    files: first.files,
+    filesPerSecond: median(samples.map((s) => s.filesPerSecond)),
   };
 }
 
@@ -224,38 +256,100 @@ function scenarioSection(result: ScenarioResult): string {
         `\`mailgate serve\` (fsynced Maildir) ÷ \`${ours}\`: ${ratio(serve.messagesPerSecond / base.messagesPerSecond)}.`,
       );
     }
-  } else {
-    const base = idleFigures(result, "mailgate");
-    const rows: string[][] = [];
-    for (const server of result.servers) {
-      const f = idleFigures(result, server);
-      if (!f) {
-        rows.push([`\`${server}\``, "failed", "", "", "", ""]);
-        continue;
-      }
-      rows.push([
-        `\`${server}\``,
-        String(f.runs),
-        formatBytes(f.rssBefore),
-        formatBytes(f.rssAfter),
-        formatBytes(f.perConnection),
-        server === "mailgate" || !base ? "" : ratio(base.perConnection / f.perConnection),
-      ]);
+    const ceiling = diskCeilingFigures(result);
+    if (serve && ceiling) {
+      lines.push(
+        "",
+        `The disk's ceiling for \`mailgate serve\`'s per-file sequence (open, write, fsync, close, rename; no directory fsync), ${ceiling.writers} writer${ceiling.writers === 1 ? "" : "s"}: ${int(ceiling.filesPerSecond)} files/s (median of ${ceiling.runs} x ${int(ceiling.files)} files); \`mailgate serve\` ÷ ceiling: ${ratio(serve.messagesPerSecond / ceiling.filesPerSecond)}.`,
+      );
     }
-    lines.push(
-      "",
-      table(
-        ["server", "runs", "RSS before", "RSS holding them", "RSS per connection", "`mailgate` ÷ this"],
-        rows,
-      ),
-    );
+  } else {
+    lines.push("", idleTable(result, scenario));
+    if (scenario.settleSeconds > 0) lines.push("", idleNote(scenario.settleSeconds));
   }
   for (const error of result.errors) lines.push("", `**Broken run:** ${error}`);
   return lines.join("\n");
 }
 
+function idleTable(result: ScenarioResult, scenario: IdleScenario): string {
+  const settled = scenario.settleSeconds > 0;
+  const window = `${scenario.settleSeconds} s`;
+  const header = [
+    "server",
+    "runs",
+    "RSS before",
+    "RSS after 1 s",
+    ...(settled ? [`RSS after ${window}`] : []),
+    "per connection after 1 s",
+    ...(settled
+      ? [`per connection settled (after ${window})`, `lowest per connection in the ${window}`]
+      : []),
+    "`mailgate` ÷ this, after 1 s",
+    ...(settled ? ["`mailgate` ÷ this, settled"] : []),
+  ];
+  const base = idleFigures(result, "mailgate");
+  const rows = result.servers.map((server) => {
+    const f = idleFigures(result, server);
+    if (!f) return [`\`${server}\``, "failed", ...header.slice(2).map(() => "")];
+    const versus = (pick: (f: IdleFigures) => number) =>
+      server === "mailgate" || !base ? "" : ratio(pick(base) / pick(f));
+    return [
+      `\`${server}\``,
+      String(f.runs),
+      formatBytes(f.rssBefore),
+      formatBytes(f.rssAfter1s),
+      ...(settled ? [formatBytes(f.rssSettled)] : []),
+      formatBytes(f.perConnectionAfter1s),
+      ...(settled ? [formatBytes(f.perConnectionSettled), formatBytes(f.perConnectionLowest)] : []),
+      versus((f) => f.perConnectionAfter1s),
+      ...(settled ? [versus((f) => f.perConnectionSettled)] : []),
+    ];
+  });
+  return table(header, rows);
+}
+
+function idleNote(settleSeconds: number): string {
+  return `The reading 1 s after the last connection was held catches a Node server while V8 still keeps the young-generation and old-space room that the flood of connections made it grow; V8's memory reducer can release part of it once allocation has stopped for several seconds, so the reading at the end of the ${settleSeconds} s window is what the server keeps while it holds the connections idle (issue 7's target uses that one; a lowest reading below it means that RSS rose again within the window).`;
+}
+
+/** The first cells of a 2 KB scenario's row in the summary tables. */
+function describe2k(s: MessageScenario): string[] {
+  return [
+    String(s.sessions),
+    s.perConnection === "one" ? "one" : "many",
+    s.pipelining ? "yes (load client)" : `no (${s.generator === "load" ? "load client" : "smtp-source"})`,
+  ];
+}
+
+const HEADER_2K = ["sessions", "messages per connection", "PIPELINING"];
+
+function results2k(results: ScenarioResult[]): ScenarioResult[] {
+  return results.filter((r) => r.scenario.kind === "messages" && r.scenario.group === "2k");
+}
+
+/** `mailgate serve` against the disk's ceiling, per 2 KB scenario that measured both. */
+function serveVersusDiskCeiling(results: ScenarioResult[]): string {
+  const body: string[][] = [];
+  for (const r of results2k(results)) {
+    const serve = messageFigures(r, "mailgate-serve");
+    const ceiling = diskCeilingFigures(r);
+    if (!serve || !ceiling) continue;
+    body.push([
+      ...describe2k(r.scenario as MessageScenario),
+      int(serve.messagesPerSecond),
+      int(ceiling.filesPerSecond),
+      ratio(serve.messagesPerSecond / ceiling.filesPerSecond),
+    ]);
+  }
+  if (body.length === 0) return "";
+  return table(
+    [...HEADER_2K, "`mailgate-serve` msg/s", "disk ceiling files/s (writers = sessions)", "serve ÷ ceiling"],
+    body,
+  );
+}
+
 function summary2k(results: ScenarioResult[]): string {
-  const rows = results.filter((r) => r.scenario.kind === "messages" && r.scenario.group === "2k");
+  const rows = results2k(results);
   if (rows.length === 0) return "";
   const servers: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink"];
   const body = rows.map((r) => {
@@ -263,23 +357,14 @@ function summary2k(results: ScenarioResult[]): string {
     const f = (id: ServerId) => messageFigures(r, id);
     const mg = f("mailgate");
     return [
-      String(s.sessions),
-      s.perConnection === "one" ? "one" : "many",
-      s.pipelining ? "yes (load client)" : `no (${s.generator === "load" ? "load client" : "smtp-source"})`,
+      ...describe2k(s),
       ...servers.map((id) => int(f(id)?.messagesPerSecond ?? Number.NaN)),
       ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-server")?.messagesPerSecond ?? Number.NaN)),
       ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-sink")?.messagesPerSecond ?? Number.NaN)),
     ];
   });
   return table(
-    [
-      "sessions",
-      "messages per connection",
-      "PIPELINING",
-      ...servers.map((s) => `\`${s}\` msg/s`),
-      "mailgate ÷ smtp-server",
-      "mailgate ÷ smtp-sink",
-    ],
+    [...HEADER_2K, ...servers.map((s) => `\`${s}\` msg/s`), "mailgate ÷ smtp-server", "mailgate ÷ smtp-sink"],
     body,
   );
 }
@@ -287,7 +372,8 @@ function summary2k(results: ScenarioResult[]): string {
 interface Target {
   what: string;
   measured: string;
-  required: string;
+  /** Undefined for a figure shown beside the targets for information, not required by issue 7. */
+  required: string | undefined;
   met: boolean | undefined;
 }
 
@@ -355,21 +441,38 @@ function targets(results: ScenarioResult[]): Target[] {
       met: ours ? ours.peakRss < 100 * 2 ** 20 : undefined,
     });
   }
+  const informative = (what: string, value: number) => {
+    list.push({ what, measured: ratio(value), required: undefined, met: undefined });
+  };
   const idle = find("idle");
   if (idle) {
-    const ours = idleFigures(idle, "mailgate");
-    const peer = idleFigures(idle, "smtp-server");
+    const { settleSeconds } = idle.scenario as IdleScenario;
+    const versusPeer = (pick: (f: IdleFigures) => number) => {
+      const ours = idleFigures(idle, "mailgate");
+      const peer = idleFigures(idle, "smtp-server");
+      return (ours ? pick(ours) : Number.NaN) / (peer ? pick(peer) : Number.NaN);
+    };
     ratioTarget(
-      "Idle connections: mailgate RSS per connection ÷ smtp-server's",
-      (ours?.perConnection ?? Number.NaN) / (peer?.perConnection ?? Number.NaN),
+      `Idle connections: mailgate RSS per connection ÷ smtp-server's, settled (${settleSeconds > 0 ? `after ${settleSeconds} s` : "not measured: --idle-settle 0"})`,
+      versusPeer((f) => f.perConnectionSettled),
       0.5,
       true,
+    );
+    informative(
+      "Idle connections: the same, 1 s after the last connection was held",
+      versusPeer((f) => f.perConnectionAfter1s),
     );
   }
   ratioTarget(
     "`mailgate serve` (fsynced Maildir), 100 sessions, many per connection: ÷ discarding hook",
     rate(many, "mailgate-serve") / rate(many, "mailgate"),
     0.5,
+  );
+  const manyResult = find(many);
+  const ceiling = manyResult ? diskCeilingFigures(manyResult) : undefined;
+  informative(
+    "mailgate serve ÷ disk ceiling (100 sessions, many per connection)",
+    rate(many, "mailgate-serve") / (ceiling?.filesPerSecond ?? Number.NaN),
   );
   return list;
 }
@@ -427,6 +530,16 @@ function commandsSection(report: BenchReport): string {
       );
     }
   }
+  const probes = report.results.filter((r) => r.diskCeilings.length > 0);
+  if (probes.length > 0) {
+    lines.push("", "Disk-ceiling probe (right before each `mailgate-serve` run of these scenarios):", "");
+    const script = relative(REPO_ROOT, FSYNC_CEILING_SCRIPT);
+    for (const result of probes) {
+      const { writers, files, bytes } = result.diskCeilings[0] as DiskCeilingSample;
+      const request = { directory: ".bench-tmp/maildir/<run>", writers, files, bytes };
+      lines.push(`- \`${result.scenario.id}\`: \`node ${script} '${JSON.stringify(request)}'\``);
+    }
+  }
   lines.push(
     "",
     "(`-m` / `messages` is lowered for a server whose runs would exceed the time cap; the tables show the count used.)",
@@ -462,14 +575,29 @@ const METHOD = `## Method
   PIPELINING (MAIL+RCPT+DATA in one write, then the message, its dot and the next MAIL+RCPT+DATA or QUIT in one
   write), for large messages (written in 1 MiB buffers of 78-character lines with backpressure) and for idle
   connections (open, read the greeting, hold).
-- **Idle connections**: RSS per connection = (VmRSS while every connection is held, 1 s after the last
-  greeting − VmRSS before the first) ÷ connections. For a Node server most of it is V8's young generation
-  growing (from 2 to 32 MB) while the connections' objects are allocated, which does not scale with the count:
-  the per-connection figure is only meaningful for thousands of connections (not for a quick run's few hundred).
+- **Idle connections**: RSS per connection = (VmRSS while every connection is held − VmRSS before the first)
+  ÷ connections, read the same way for every server: 1 s after the last greeting was read, then every second
+  until the end of the settle window (\`--idle-settle\`, 25 s by default; the table names the one used; the raw
+  results keep every reading). The 1 s reading includes, for a Node server, heap that V8 committed while the
+  connections' objects were allocated and has not released yet (its young generation grows from 2 to 32 MB,
+  which does not scale with the count, and old space keeps room beyond its live objects); the reading at the
+  end of the window is the settled figure, which issue 7's target uses. Either is only meaningful for
+  thousands of connections (not for a quick run's few hundred). A run breaks if the server closed any of the
+  connections before the end of the window.
+- **Disk ceiling** (next to \`mailgate serve\`): right before each \`mailgate-serve\` run of a 2 KB scenario, a
+  child (\`bench/fsync-ceiling.ts\`) stores files as \`src/store/maildir.ts\` does, with the same
+  \`node:fs/promises\` calls (open in \`tmp/\` with "wx", write the message as the generator sends it, fsync,
+  close, rename into \`new/\`; the files of \`mailgate serve\` are some 190 bytes larger, with its Received and
+  envelope headers), with as many concurrent writers as the scenario has sessions, in a fresh directory
+  beside the run's Maildir (same file system; removed with the Maildirs at the end). It leaves out the shared
+  (group-commit) fsync of \`new/\` that \`mailgate serve\` adds after the renames. files/s = files ÷ wall time
+  from the first open to the last rename; the figure is the median of as many probes as runs.
 - Server settings: every limit raised to fit the largest scenario (connections and processings, message size
-  unlimited). \`mailgate\` and \`mailgate-stream\`: PIPELINING on, logging at warn. \`mailgate serve\`: its
-  defaults otherwise, including one log line per stored message (to a file). \`smtp-server\`:
-  \`disabledCommands: ["AUTH", "STARTTLS"]\`, \`authOptional\`, \`disableReverseLookup\`, \`logger: false\`, no
+  unlimited), and every session timeout raised to the same ${SESSION_TIMEOUT_SECONDS} s (mailgate's \`ioCmdTimeout\`, 30 s
+  by default; smtp-server's \`socketTimeout\`, 60 s; smtp-sink's \`-t\`, 100 s) so that none closes the idle
+  scenario's connections during its settle window. \`mailgate\` and \`mailgate-stream\`: PIPELINING on,
+  logging at warn. \`mailgate serve\`: its defaults otherwise, including one log line per stored message (to a
+  file). \`smtp-server\`: \`disabledCommands: ["AUTH", "STARTTLS"]\`, \`authOptional\`, \`disableReverseLookup\`, \`logger: false\`, no
   \`size\` (it has no limit then). Note that smtp-server **always waits 100 ms before its greeting** (an
   early-talker check hard-coded in \`smtp-connection.js\`, not an option), which caps one-message-per-connection
   runs at about 10 messages/s per session; it is kept, as every user of smtp-server gets it. \`smtp-sink\`:
@@ -515,17 +643,27 @@ export function renderReport(report: BenchReport): string {
     "",
     table(
       ["target", "measured", "required", "met"],
-      targets(report.results).map((t) => [
-        t.what,
-        t.measured,
-        t.required,
-        t.met === undefined ? "n/a" : t.met ? "yes" : "**no**",
-      ]),
+      targets(report.results).map((t) =>
+        t.required === undefined
+          ? [t.what, t.measured, "(informative)", ""]
+          : [t.what, t.measured, t.required, t.met === undefined ? "n/a" : t.met ? "yes" : "**no**"],
+      ),
     ),
     "",
   );
   const summary = summary2k(report.results);
   if (summary) out.push("## 2 KB messages at a glance (messages/s, medians)", "", summary, "");
+  const ceilings = serveVersusDiskCeiling(report.results);
+  if (ceilings) {
+    out.push(
+      "## `mailgate serve` and the disk's fsync ceiling (medians)",
+      "",
+      "The ceiling is what the disk allows for `mailgate serve`'s per-file sequence alone (open, write, fsync, close, rename: see Method), measured right before each `mailgate-serve` run with as many writers as the scenario has sessions.",
+      "",
+      ceilings,
+      "",
+    );
+  }
   out.push("## Scenarios", "");
   for (const result of report.results) out.push(scenarioSection(result), "");
   out.push(METHOD, "", commandsSection(report), "");

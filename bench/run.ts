@@ -25,26 +25,38 @@ import {
   type IdleSample,
   type MessageSample,
   type MessageScenario,
+  measureDiskCeiling,
   measureIdle,
   measureMessages,
+  messageBytes,
   type RunContext,
   SMTP_SOURCE_PATH,
 } from "./scenarios.js";
 import { killAllServers, removeMaildirs, SERVER_SPECS, type ServerId, SMTP_SINK_PATH } from "./servers.js";
-import { BENCH_TMP, formatBytes, REPO_ROOT } from "./util.js";
+import { BENCH_TMP, formatBytes, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
+
+/** The idle scenario's window must end well before the servers' session timeout could close its connections. */
+const MAX_IDLE_SETTLE_SECONDS = SESSION_TIMEOUT_SECONDS - 60;
 
 const HELP = `Usage: npm run bench -- [options]
 
   --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
-                          --idle 500 --large-count 2 --huge-mb 256
+                          --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256 --ceiling-files 1000
   --runs N                runs per figure, the median is reported (default 3)
   --messages N            2 KB messages per scenario and run (default 20000)
   --max-run-seconds S     lower a server's message count so that one run takes about S seconds
                           at most (default 20; 0 = never lower it)
   --idle N                idle connections (default 5000)
+  --idle-settle S         hold the idle connections S seconds after the last one was held, reading
+                          the server's RSS every second: the table gives the RSS per connection after
+                          1 s and after S s, the settled figure (default 25, at most
+                          ${MAX_IDLE_SETTLE_SECONDS}; 0 = only the 1 s figure)
   --large-count N         messages in the 50 MB scenario (default 10)
   --large-mb N            their size in MiB (default 50)
   --huge-mb N             the streaming scenario's message in MiB (default 1024)
+  --ceiling-files N       before each mailgate-serve run of a 2 KB scenario, measure the disk's ceiling
+                          for its Maildir sequence (open, write, fsync, close, rename) on N files with
+                          as many writers as the scenario has sessions (default 3000; 0 = never)
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
@@ -57,11 +69,18 @@ const HELP = `Usage: npm run bench -- [options]
   --out FILE              where to write the report (default BENCHMARKS.md)
 `;
 
-function integer(name: string, value: string | undefined, fallback: number, min = 0): number {
+function integer(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new Error(`Invalid value for --${name}: "${value}"; it accepts a whole number of at least ${min}.`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`;
+    throw new Error(`Invalid value for --${name}: "${value}"; it accepts a whole number ${range}.`);
   }
   return n;
 }
@@ -76,6 +95,8 @@ function parse(argv: string[]) {
       messages: { type: "string" },
       "max-run-seconds": { type: "string" },
       idle: { type: "string" },
+      "idle-settle": { type: "string" },
+      "ceiling-files": { type: "string" },
       "large-count": { type: "string" },
       "large-mb": { type: "string" },
       "huge-mb": { type: "string" },
@@ -105,6 +126,14 @@ function parse(argv: string[]) {
     messages: integer("messages", values.messages, quick ? 1000 : 20_000, 1),
     maxRunSeconds: integer("max-run-seconds", values["max-run-seconds"], quick ? 5 : 20),
     idle: integer("idle", values.idle, quick ? 500 : 5000, 1),
+    idleSettleSeconds: integer(
+      "idle-settle",
+      values["idle-settle"],
+      quick ? 5 : 25,
+      0,
+      MAX_IDLE_SETTLE_SECONDS,
+    ),
+    ceilingFiles: integer("ceiling-files", values["ceiling-files"], quick ? 1000 : 3000),
     largeCount: integer("large-count", values["large-count"], quick ? 2 : 10, 1),
     largeMiB: integer("large-mb", values["large-mb"], 50, 1),
     hugeMiB: integer("huge-mb", values["huge-mb"], quick ? 256 : 1024, 1),
@@ -123,8 +152,10 @@ function progress(text: string): void {
 }
 
 function describeSample(sample: MessageSample | IdleSample): string {
-  if ("perConnection" in sample) {
-    return `${formatBytes(sample.rssBefore)} -> ${formatBytes(sample.rssAfter)}, ${formatBytes(sample.perConnection)} per connection`;
+  if ("rssEverySecond" in sample) {
+    const after1s = `${formatBytes(sample.rssBefore)} -> ${formatBytes(sample.rssEverySecond[0] ?? Number.NaN)} after 1 s, ${formatBytes(sample.perConnectionAfter1s)} per connection`;
+    if (sample.perConnectionSettled === undefined) return after1s;
+    return `${after1s}; ${formatBytes(sample.rssEverySecond.at(-1) ?? Number.NaN)} after ${sample.rssEverySecond.length} s, ${formatBytes(sample.perConnectionSettled)} per connection (lowest ${formatBytes(sample.perConnectionLowest ?? Number.NaN)})`;
   }
   return `${sample.messages} msgs in ${(sample.elapsedMs / 1000).toFixed(2)} s: ${Math.round(sample.messagesPerSecond)} msg/s, ${sample.mbPerSecond.toFixed(1)} MB/s, peak ${formatBytes(sample.peakRss)}, server CPU ${Math.round(sample.serverCpu * 100)}%, generator CPU ${Math.round(sample.generatorCpu * 100)}%`;
 }
@@ -152,6 +183,7 @@ async function main(): Promise<number> {
     largeMiB: options.largeMiB,
     hugeMiB: options.hugeMiB,
     idleConnections: options.idle,
+    idleSettleSeconds: options.idleSettleSeconds,
     plainGenerator: options.plainGenerator,
   }).filter((s) => !options.only || options.only.test(s.id));
   if (scenarios.length === 0) throw new Error(`No scenario id matches --only ${options.only?.source}.`);
@@ -175,17 +207,29 @@ async function main(): Promise<number> {
   let broken = 0;
   for (const scenario of scenarios) {
     const servers = scenario.servers.filter((s) => !options.servers || options.servers.includes(s));
-    const result: ScenarioResult = { scenario, servers, counts: {}, samples: {}, errors: [] };
+    const result: ScenarioResult = {
+      scenario,
+      servers,
+      counts: {},
+      samples: {},
+      diskCeilings: [],
+      errors: [],
+    };
     results.push(result);
     progress(`\n== ${scenario.id}: ${scenario.title}`);
     const failed = new Set<ServerId>();
-    const fail = (server: ServerId, what: string, error: unknown) => {
-      const message = `${server}, ${what}: ${error instanceof Error ? error.message : String(error)}`;
+    const reportBroken = (what: string, error: unknown) => {
+      const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
       progress(`   BROKEN ${message}`);
       result.errors.push(message);
-      failed.add(server);
       broken++;
     };
+    const fail = (server: ServerId, what: string, error: unknown) => {
+      reportBroken(`${server}, ${what}`, error);
+      failed.add(server);
+    };
+    const measuresDiskCeiling =
+      options.ceilingFiles > 0 && scenario.kind === "messages" && scenario.group === "2k";
 
     // Calibration (2 KB scenarios): find the count that fits the time cap; also a warm-up.
     if (scenario.kind === "messages") {
@@ -205,6 +249,22 @@ async function main(): Promise<number> {
       const order = servers.map((_, i) => servers[(i + run) % servers.length] as ServerId);
       for (const server of order) {
         if (failed.has(server)) continue;
+        if (measuresDiskCeiling && server === "mailgate-serve") {
+          try {
+            const ceiling = await measureDiskCeiling(
+              scenario.sessions,
+              options.ceilingFiles,
+              messageBytes(scenario),
+              context(server, `${scenario.id}-disk-ceiling`),
+            );
+            result.diskCeilings.push(ceiling);
+            progress(
+              `   run ${run + 1}/${options.runs} ${"disk ceiling".padEnd(15)} ${ceiling.files} files, ${ceiling.writers} writers: ${Math.round(ceiling.filesPerSecond)} files/s`,
+            );
+          } catch (error) {
+            reportBroken(`disk ceiling, run ${run + 1}`, error);
+          }
+        }
         try {
           const sample =
             scenario.kind === "messages"

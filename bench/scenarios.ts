@@ -8,9 +8,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { FsyncCeilingRequest, FsyncCeilingResult } from "./fsync-ceiling.js";
 import type { LoadResult, MessageLoad } from "./load.js";
 import { messageShape } from "./load.js";
-import { type RunningServer, type ServerId, startServer } from "./servers.js";
+import { maildirFor, type RunningServer, type ServerId, startServer } from "./servers.js";
 import { exited, HOST, MiB, REPO_ROOT, readChildrenCpuSeconds, sleep, spawnWithFiles } from "./util.js";
 
 export type Generator = "smtp-source" | "load";
@@ -37,6 +39,11 @@ export interface IdleScenario {
   id: string;
   title: string;
   connections: number;
+  /**
+   * Seconds the connections stay held while the server's RSS is read every second (0: only the reading
+   * 1 s after the last connection was held).
+   */
+  settleSeconds: number;
   servers: ServerId[];
 }
 
@@ -52,6 +59,8 @@ export interface ScenarioConfig {
   hugeMiB: number;
   /** Idle connections (issue 7: 5,000). */
   idleConnections: number;
+  /** How long the idle scenario watches the server's RSS settle, in seconds (see IdleScenario). */
+  idleSettleSeconds: number;
   /** Who sends the non-pipelined 2 KB scenarios (smtp-source by default; it cannot pipeline). */
   plainGenerator: Generator;
 }
@@ -98,6 +107,7 @@ export function buildScenarios(config: ScenarioConfig): Scenario[] {
     id: "idle",
     title: `${config.idleConnections} idle connections (greeting read, then held)`,
     connections: config.idleConnections,
+    settleSeconds: config.idleSettleSeconds,
     servers: ["mailgate", "smtp-server", "smtp-sink"],
   });
   scenarios.push({
@@ -145,16 +155,34 @@ export interface IdleSample {
   server: ServerId;
   command: string;
   connections: number;
+  /** VmRSS before the first connection. */
   rssBefore: number;
-  rssAfter: number;
-  perConnection: number;
+  /**
+   * VmRSS every second while the connections are held: [0] 1 s after the last one was held, the last
+   * entry at the end of the settle window.
+   */
+  rssEverySecond: number[];
+  /** (VmRSS 1 s after the last connection was held − rssBefore) ÷ connections. */
+  perConnectionAfter1s: number;
+  /** (VmRSS at the end of the settle window − rssBefore) ÷ connections; absent without a window. */
+  perConnectionSettled?: number;
+  /** The lowest reading of the window, per connection as above; absent without a window. */
+  perConnectionLowest?: number;
   peakRss: number;
+}
+
+/** One run of the disk-ceiling probe (bench/fsync-ceiling.ts). */
+export interface DiskCeilingSample extends FsyncCeilingResult {
+  writers: number;
+  bytes: number;
 }
 
 export const SMTP_SOURCE_PATH = "/usr/sbin/smtp-source";
 const LOAD_SCRIPT = join(REPO_ROOT, "build", "bench", "load.js");
+export const FSYNC_CEILING_SCRIPT = join(REPO_ROOT, "build", "bench", "fsync-ceiling.js");
 /** smtp-source's own headers (From, To, Date, Message-Id) and the CRLF ending its last line. */
 const SMTP_SOURCE_OVERHEAD = 116;
+const LOAD_CLIENT = "the load client";
 
 export function smtpSourceArgs(scenario: MessageScenario, messages: number, port: number | string): string[] {
   return [
@@ -230,14 +258,15 @@ async function runSmtpSource(
   return { sent: messages, bytes: messages * (scenario.bodyBytes + SMTP_SOURCE_OVERHEAD), elapsedMs, cpuMs };
 }
 
-/** Runs bench/load.js as a child; `onMessage` sees its IPC messages; resolves with its exit. */
-function loadChild(request: object, files: number): ChildProcess {
-  return spawnWithFiles(process.execPath, [LOAD_SCRIPT, JSON.stringify(request)], files, {
+/** Starts `node script 'request'` with an IPC channel and room for `files` open files. */
+function nodeChild(script: string, request: object, files: number): ChildProcess {
+  return spawnWithFiles(process.execPath, [script, JSON.stringify(request)], files, {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
 }
 
-function nextMessage(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
+/** Resolves with the child's next IPC message of this type; rejects on its { type: "error" } or exit. */
+function nextMessage(child: ChildProcess, type: string, who: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const onMessage = (message: Record<string, unknown>) => {
       if (message?.type === type) {
@@ -245,12 +274,12 @@ function nextMessage(child: ChildProcess, type: string): Promise<Record<string, 
         resolve(message);
       } else if (message?.type === "error") {
         cleanup();
-        reject(new Error(`load client: ${String(message.message)}`));
+        reject(new Error(`${who}: ${String(message.message)}`));
       }
     };
     const onExit = (code: number | null) => {
       cleanup();
-      reject(new Error(`the load client exited (${code}) before "${type}"`));
+      reject(new Error(`${who} exited (${code}) before "${type}"`));
     };
     const cleanup = () => {
       child.off("message", onMessage);
@@ -261,22 +290,35 @@ function nextMessage(child: ChildProcess, type: string): Promise<Record<string, 
   });
 }
 
+/** Runs `node script 'request'` to its end and returns its { type: "result" } message. */
+async function runToResult(
+  script: string,
+  request: object,
+  files: number,
+  who: string,
+  context: RunContext,
+): Promise<Record<string, unknown>> {
+  const child = nodeChild(script, request, files);
+  const limit = killAfter(child, context.timeoutMs, who);
+  try {
+    const result = await Promise.race([nextMessage(child, "result", who), limit.expired]);
+    await exited(child);
+    return result;
+  } finally {
+    limit.cancel();
+    child.kill("SIGKILL");
+  }
+}
+
 async function runLoad(
   scenario: MessageScenario,
   messages: number,
   port: number,
   context: RunContext,
 ): Promise<LoadResult> {
-  const child = loadChild(loadRequest(scenario, messages, port), scenario.sessions + 256);
-  const limit = killAfter(child, context.timeoutMs, "the load client");
-  try {
-    const result = await Promise.race([nextMessage(child, "result"), limit.expired]);
-    await exited(child);
-    return result as unknown as LoadResult;
-  } finally {
-    limit.cancel();
-    child.kill("SIGKILL");
-  }
+  const request = loadRequest(scenario, messages, port);
+  const result = await runToResult(LOAD_SCRIPT, request, scenario.sessions + 256, LOAD_CLIENT, context);
+  return result as unknown as LoadResult;
 }
 
 /**
@@ -330,7 +372,12 @@ export async function measureMessages(
   }
 }
 
-/** One idle run: a fresh server, its RSS before and while `connections` clients hold a session open. */
+/**
+ * One idle run: a fresh server, its RSS before the first connection, then every second while
+ * `connections` clients hold a session open: from 1 s after the last one was held (a Node server's V8 may
+ * still keep the room the flood of connections made it grow) to the end of the settle window (what the
+ * server keeps). Every connection must still be open at the end.
+ */
 export async function measureIdle(
   scenario: IdleScenario,
   serverId: ServerId,
@@ -340,28 +387,41 @@ export async function measureIdle(
   try {
     await sleep(500);
     const before = server.memory().current;
-    const child = loadChild(
+    const child = nodeChild(
+      LOAD_SCRIPT,
       { mode: "idle", port: server.port, connections: scenario.connections },
       scenario.connections + 256,
     );
-    const limit = killAfter(child, context.timeoutMs, "the load client");
+    const limit = killAfter(child, context.timeoutMs, LOAD_CLIENT);
     try {
-      const held = await Promise.race([nextMessage(child, "held"), limit.expired]);
+      const held = await Promise.race([nextMessage(child, "held", LOAD_CLIENT), limit.expired]);
       if (held.held !== scenario.connections) throw new Error(`only ${String(held.held)} connections held`);
-      await sleep(1000); // let the server settle (lazy allocations, GC) before reading its RSS
-      const after = server.memory();
+      const rssEverySecond = await readRssEverySecond(server, Math.max(1, scenario.settleSeconds));
+      const peakRss = server.memory().peak;
       child.send({ type: "release" });
-      await Promise.race([nextMessage(child, "released"), limit.expired]);
+      const released = await Promise.race([nextMessage(child, "released", LOAD_CLIENT), limit.expired]);
+      if (released.stillOpen !== scenario.connections) {
+        throw new Error(
+          `${serverId} closed ${scenario.connections - Number(released.stillOpen)} of the ${scenario.connections} idle connections while they were held`,
+        );
+      }
       await exited(child);
       await server.finish();
+      const perConnection = (rss: number) => (rss - before) / scenario.connections;
       return {
         server: serverId,
         command: server.command,
         connections: scenario.connections,
         rssBefore: before,
-        rssAfter: after.current,
-        perConnection: (after.current - before) / scenario.connections,
-        peakRss: after.peak,
+        rssEverySecond,
+        perConnectionAfter1s: perConnection(rssEverySecond[0] as number),
+        ...(scenario.settleSeconds > 0
+          ? {
+              perConnectionSettled: perConnection(rssEverySecond.at(-1) as number),
+              perConnectionLowest: perConnection(Math.min(...rssEverySecond)),
+            }
+          : {}),
+        peakRss,
       };
     } finally {
       limit.cancel();
@@ -371,6 +431,40 @@ export async function measureIdle(
     server.kill();
     throw error;
   }
+}
+
+/** The server's VmRSS at 1, 2... `seconds` s from now (on a fixed schedule: reading takes no time from it). */
+async function readRssEverySecond(server: RunningServer, seconds: number): Promise<number[]> {
+  const start = performance.now();
+  const readings: number[] = [];
+  for (let second = 1; second <= seconds; second++) {
+    await sleep(start + second * 1000 - performance.now());
+    readings.push(server.memory().current);
+  }
+  return readings;
+}
+
+/**
+ * The disk's ceiling for `mailgate serve`'s per-file sequence (bench/fsync-ceiling.ts) with `writers`
+ * concurrent writers and `bytes` per file, in a directory beside the serve runs' Maildirs. Its files stay
+ * until removeMaildirs(), as the Maildirs do.
+ */
+export async function measureDiskCeiling(
+  writers: number,
+  files: number,
+  bytes: number,
+  context: RunContext,
+): Promise<DiskCeilingSample> {
+  const request: FsyncCeilingRequest = { directory: maildirFor(context.tag), writers, files, bytes };
+  const result = await runToResult(
+    FSYNC_CEILING_SCRIPT,
+    request,
+    writers + 64,
+    "the disk-ceiling probe",
+    context,
+  );
+  const { elapsedMs, filesPerSecond } = result as unknown as FsyncCeilingResult;
+  return { writers, bytes, files, elapsedMs, filesPerSecond };
 }
 
 /** The message size a generator sends, for the report. */

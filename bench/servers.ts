@@ -12,10 +12,12 @@ import {
   exited,
   freePort,
   HOST,
+  MAILDIR_ROOT,
   type Memory,
   REPO_ROOT,
   readCpuSeconds,
   readMemory,
+  SESSION_TIMEOUT_SECONDS,
   sleep,
   spawnWithFiles,
 } from "./util.js";
@@ -103,13 +105,19 @@ export function killAllServers(): void {
 }
 
 /**
- * Removes the Maildirs that `mailgate serve` filled. Call it only at the END of a benchmark: ext4 avoids
- * reusing inodes freed in the last few seconds, and after a mass deletion every file creation scans past
- * them (recently_deleted() in find_inode_bit(), seen with perf): deleting a Maildir between runs tripled
- * the kernel CPU time of the next runs' deliveries and halved their rate.
+ * Removes the Maildirs that `mailgate serve` filled, and the disk-ceiling probe's files. Call it only at
+ * the END of a benchmark: ext4 avoids reusing inodes freed in the last few seconds, and after a mass
+ * deletion every file creation scans past them (recently_deleted() in find_inode_bit(), seen with perf):
+ * deleting a Maildir between runs tripled the kernel CPU time of the next runs' deliveries and halved
+ * their rate.
  */
 export function removeMaildirs(): void {
-  rmSync(join(BENCH_TMP, "maildir"), { recursive: true, force: true });
+  rmSync(MAILDIR_ROOT, { recursive: true, force: true });
+}
+
+/** The Maildir of the run tagged `tag` (the disk-ceiling probe writes beside them, in the same way). */
+export function maildirFor(tag: string): string {
+  return join(MAILDIR_ROOT, tag);
 }
 
 export function logDirectory(): string {
@@ -232,7 +240,7 @@ async function startSink(kind: SinkKind, options: StartOptions): Promise<Running
 
 async function startServe(options: StartOptions): Promise<RunningServer> {
   const logPath = join(logDirectory(), `${options.tag}.log`);
-  const maildir = join(BENCH_TMP, "maildir", options.tag);
+  const maildir = maildirFor(options.tag);
   rmSync(maildir, { recursive: true, force: true });
   const log = openSync(logPath, "w");
   const limit = String(options.maxConnections);
@@ -318,6 +326,8 @@ async function startSmtpSink(options: StartOptions): Promise<RunningServer> {
       "-c", // running counters on stdout: how the benchmark knows what it accepted
       "-m",
       String(options.maxConnections),
+      "-t",
+      String(SESSION_TIMEOUT_SECONDS),
       `${HOST}:${port}`,
       "4096",
     ];

@@ -12,7 +12,7 @@
  * { type: "ready", port } once it listens on 127.0.0.1 (port 0: any free port), and on { type: "stop" }
  * it answers { type: "count", messages, bytes } and exits (so a --cpu-prof profile gets written).
  */
-import { HOST } from "./util.js";
+import { HOST, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
 export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server";
 
@@ -42,6 +42,7 @@ async function startMailgate(streaming: boolean, options: SinkOptions): Promise<
     maxConnections: options.maxConnections,
     maxMessageSize: 0, // unlimited: the 50 MB and 1 GB scenarios
     pipeliningExtension: true,
+    ioCmdTimeout: SESSION_TIMEOUT_SECONDS * 1000,
     loggerSeverity: "warn" as const,
   };
   const server = streaming
@@ -74,6 +75,7 @@ async function startSmtpServer(options: SinkOptions): Promise<number> {
     disableReverseLookup: true,
     logger: false,
     maxClients: options.maxConnections,
+    socketTimeout: SESSION_TIMEOUT_SECONDS * 1000,
     onData(stream, _session, callback) {
       stream.on("data", (chunk: Buffer) => {
         bytes += chunk.length;

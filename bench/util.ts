@@ -6,7 +6,7 @@ import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from "node:
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** The repository root (this file runs as build/bench/util.js). */
 export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -14,6 +14,14 @@ export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export const BENCH_TMP = join(REPO_ROOT, ".bench-tmp");
 /** The one address every server and client of the benchmark uses. */
 export const HOST = "127.0.0.1";
+/** Where `mailgate serve` keeps its Maildirs, one per run, and the disk-ceiling probe writes its files. */
+export const MAILDIR_ROOT = join(BENCH_TMP, "maildir");
+/**
+ * Every server's session timeout (mailgate's ioCmdTimeout, smtp-server's socketTimeout, smtp-sink's -t),
+ * raised from their defaults (30, 60 and 100 s) so that no idle connection is closed while the idle
+ * scenario watches the servers' memory settle.
+ */
+export const SESSION_TIMEOUT_SECONDS = 300;
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -133,6 +141,32 @@ export function exited(child: ChildProcess): Promise<number | string> {
       resolve(`not started: ${error.code ?? error.message}`),
     );
   });
+}
+
+/** Sends `message` to the parent over the IPC channel when there is one (fork), else as a JSON line on stdout. */
+export function reportToParent(message: object): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.send) process.send(message, undefined, {}, () => resolve());
+    else process.stdout.write(`${JSON.stringify(message)}\n`, () => resolve());
+  });
+}
+
+/**
+ * Runs `main` when the module at `moduleUrl` (its import.meta.url) is the process's entry point, not an
+ * import: exits 0 when it resolves, else reports { type: "error", message } to the parent and exits 1.
+ */
+export function runIfEntryPoint(moduleUrl: string, main: () => Promise<void>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  main().then(
+    () => process.exit(0),
+    async (error: unknown) => {
+      await reportToParent({
+        type: "error",
+        message: error instanceof Error ? error.message : String(error),
+      });
+      process.exit(1);
+    },
+  );
 }
 
 export function formatBytes(bytes: number): string {
