@@ -23,17 +23,17 @@ import { ChunkReader, ChunkStop } from "./chunking.js";
 import {
   type CommandLine,
   decodeCommandLine,
-  decodeXtext,
   type EsmtpParams,
   isAsciiText,
   parseEsmtpParams,
   parsePathArgument,
 } from "./commands.js";
-import { type Envelope, emptyEnvelope, type RecipientDsn, type SessionContext } from "./context.js";
+import { emptyEnvelope, type SessionContext } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
 import { type MaybePromise, thenCall } from "./maybe-async.js";
 import { MessageReceiver, type MessageResult } from "./message.js";
+import { recipientDsn, recordMailParameters } from "./parameters.js";
 import { formatReply } from "./replies.js";
 import {
   applyXclient,
@@ -625,7 +625,8 @@ export class SmtpSession {
     server.heloCommand = verb;
     this.tx = TxState.Ready;
     if (verb === "HELO") {
-      return this.reply(formatReply(250, undefined, server.heloResponse));
+      this.reply(formatReply(250, undefined, server.heloResponse));
+      return;
     }
     const lines = [server.heloResponse];
     if (config.pipelining) lines.push("PIPELINING");
@@ -656,62 +657,7 @@ export class SmtpSession {
     const envelope = emptyEnvelope();
     envelope.forwarded = this.forwarded;
     this.ctx.envelope = envelope;
-    for (const keyword in params) {
-      const value = params[keyword];
-      switch (keyword) {
-        case "BODY": {
-          const body = typeof value === "string" ? value.toUpperCase() : "";
-          if (!config.internationalization && !config.chunking) throw unsupportedParameter(keyword);
-          const accepted = [
-            ...(config.internationalization ? ["7BIT", "8BITMIME"] : []),
-            ...(config.chunking ? ["BINARYMIME"] : []),
-          ];
-          if (!accepted.includes(body)) {
-            throw new SmtpError(501, `Error: BODY must be ${accepted.join(" or ")}`, "5.5.4");
-          }
-          envelope.encodingBody = body.toLowerCase() as Envelope["encodingBody"];
-          break;
-        }
-        case "RET":
-          if (!config.dsn) throw unsupportedParameter(keyword);
-          if (typeof value !== "string" || !/^(FULL|HDRS)$/i.test(value)) {
-            throw new SmtpError(501, "Error: RET must be FULL or HDRS", "5.5.4");
-          }
-          envelope.dsn.ret = value.toUpperCase() as "FULL" | "HDRS";
-          break;
-        case "REQUIRETLS":
-          if (!config.requireTls) throw unsupportedParameter(keyword);
-          if (value !== true) throw new SmtpError(501, "Error: REQUIRETLS takes no value", "5.5.4");
-          // RFC 8689 4.1: only over TLS, where it is offered.
-          if (!this.ctx.server.encrypted)
-            throw new SmtpError(530, "REQUIRETLS needs a TLS connection", "5.7.10");
-          envelope.requireTls = true;
-          break;
-        case "ENVID":
-          if (!config.dsn) throw unsupportedParameter(keyword);
-          envelope.dsn.envid = decodeXtext(value, "ENVID", 100);
-          break;
-        case "SMTPUTF8":
-          if (!config.internationalization) throw unsupportedParameter(keyword);
-          if (value !== true) throw new SmtpError(501, "Error: SMTPUTF8 takes no value", "5.5.4");
-          envelope.encodingUtf8 = "utf8";
-          break;
-        case "SIZE": {
-          if (typeof value !== "string" || !/^[0-9]{1,20}$/.test(value)) {
-            throw new SmtpError(501, "Error: SIZE must be a number of octets", "5.5.4");
-          }
-          const size = Number(value);
-          // RFC 1870 6.1: refuse at MAIL what cannot be accepted, before any data is sent.
-          if (config.maxMessageSize > 0 && size > config.maxMessageSize) {
-            throw new SmtpError(552, "Message size exceeds fixed maximum message size", "5.3.4");
-          }
-          envelope.declaredSize = size;
-          break;
-        }
-        default:
-          throw unsupportedParameter(keyword);
-      }
-    }
+    recordMailParameters(envelope, params, config, this.ctx.server.encrypted !== null);
     if (envelope.encodingUtf8 !== "utf8" && !isAsciiText(address)) {
       throw new SmtpError(553, "Non-ASCII address requires the SMTPUTF8 parameter", "5.6.7");
     }
@@ -737,7 +683,7 @@ export class SmtpSession {
     }
     if (this.chunks) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
     const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
-    const dsn = this.rcptDsn(params);
+    const dsn = recipientDsn(params, this.config.dsn);
     return thenCall(
       () => this.hooks.onRcptTo(this.ctx, address, params),
       (replacement) => {
@@ -938,37 +884,6 @@ export class SmtpSession {
       throw new SmtpError(503, "Error: XFORWARD is not allowed in a transaction", "5.5.1");
     this.forwarded = parseXforward(parseEsmtpParams(` ${line.args}`), this.forwarded);
     this.reply(formatReply(250, "2.0.0", "Ok"));
-  }
-
-  /** RFC 3461 4: NOTIFY and ORCPT, the only RCPT parameters we know (and only with DSN on). */
-  private rcptDsn(params: EsmtpParams): RecipientDsn {
-    const dsn: RecipientDsn = { notify: null, orcpt: null };
-    for (const keyword in params) {
-      const value = params[keyword];
-      if (!this.config.dsn || (keyword !== "NOTIFY" && keyword !== "ORCPT"))
-        throw unsupportedParameter(keyword);
-      if (typeof value !== "string") throw new SmtpError(501, `Error: ${keyword} needs a value`, "5.5.4");
-      if (keyword === "NOTIFY") {
-        const notify = value.toUpperCase().split(",");
-        const valid =
-          (notify.length === 1 && notify[0] === "NEVER") ||
-          (new Set(notify).size === notify.length &&
-            notify.every((n) => n === "SUCCESS" || n === "FAILURE" || n === "DELAY"));
-        if (!valid) throw new SmtpError(501, "Error: NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY", "5.5.4");
-        dsn.notify = notify as RecipientDsn["notify"];
-      } else {
-        const semicolon = value.indexOf(";");
-        const type = value.slice(0, semicolon);
-        if (semicolon <= 0 || !/^[A-Za-z0-9-]+$/.test(type)) {
-          throw new SmtpError(501, "Error: ORCPT must be addr-type;address", "5.5.4");
-        }
-        dsn.orcpt = {
-          type: type.toLowerCase(),
-          address: decodeXtext(value.slice(semicolon + 1), "ORCPT", 500),
-        };
-      }
-    }
-    return dsn;
   }
 
   private async handleVrfy(line: CommandLine): Promise<void> {
@@ -1308,10 +1223,6 @@ export class SmtpSession {
     this.input = EMPTY;
     this.transport.close();
   }
-}
-
-function unsupportedParameter(keyword: string): SmtpError {
-  return new SmtpError(555, `Unsupported parameter ${keyword}`, "5.5.4");
 }
 
 function describe(error: unknown): string {
