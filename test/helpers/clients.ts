@@ -116,7 +116,8 @@ export class RawClient {
   /** Connects over TCP to `port`, or to the UNIX domain socket `port` when it is a path. */
   static connect(port: number | string, host = "127.0.0.1"): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = typeof port === "string" ? connect({ path: port }) : connect({ port, host });
+      const socket =
+        typeof port === "string" ? connect({ path: port }) : connect({ port, host, noDelay: true });
       socket.once("error", reject);
       socket.once("connect", () => {
         socket.off("error", reject);
@@ -160,8 +161,8 @@ export class RawClient {
     });
   }
 
-  /** Reads one complete reply ("250-a\r\n250 b\r\n"), failing if none arrives within `timeoutMs`. */
-  async reply(timeoutMs = 5000): Promise<string> {
+  /** The next complete reply ("250-a\r\n250 b\r\n"), or null when the connection ends or `timeoutMs` passes first. */
+  async nextReply(timeoutMs = 5000): Promise<string | null> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buffer);
@@ -169,13 +170,19 @@ export class RawClient {
         this.buffer = this.buffer.slice(match[0].length);
         return match[0];
       }
-      if (this.ended) {
-        throw new Error(`connection closed before a complete reply; got ${JSON.stringify(this.buffer)}`);
-      }
-      if (!(await this.waitEvent(deadline))) {
-        throw new Error(`no complete reply within ${timeoutMs} ms; got ${JSON.stringify(this.buffer)}`);
-      }
+      if (this.ended || !(await this.waitEvent(deadline))) return null;
     }
+  }
+
+  /** Reads one complete reply, failing if none arrives within `timeoutMs`. */
+  async reply(timeoutMs = 5000): Promise<string> {
+    const reply = await this.nextReply(timeoutMs);
+    if (reply !== null) return reply;
+    throw new Error(
+      this.ended
+        ? `connection closed before a complete reply; got ${JSON.stringify(this.buffer)}`
+        : `no complete reply within ${timeoutMs} ms; got ${JSON.stringify(this.buffer)}`,
+    );
   }
 
   /** True when nothing at all arrives (and the connection stays open) for `ms` milliseconds. */
@@ -204,6 +211,21 @@ export class RawClient {
     this.socket.write(data);
   }
 
+  /** Writes `data`; resolves once Node has handed it to the kernel (or the connection is gone). */
+  async send(data: string | Buffer): Promise<void> {
+    if (this.ended || this.socket.destroyed) return;
+    if (this.socket.write(data)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.socket.on("close", done);
+    });
+  }
+
   /** Sends one command line (CRLF added) and reads its reply. */
   async command(line: string, timeoutMs = 5000): Promise<string> {
     this.write(`${line}\r\n`);
@@ -212,6 +234,13 @@ export class RawClient {
 
   close(): void {
     this.socket.destroy();
+  }
+
+  /** Drops the connection at once (FIN, or RST when `reset`), without reading anything more. */
+  drop(reset = false): void {
+    if (reset) this.socket.resetAndDestroy();
+    else this.socket.destroy();
+    this.ended = true;
   }
 }
 

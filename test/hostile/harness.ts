@@ -10,9 +10,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import { parseEnvelopeHeaders } from "../../src/store/maildir.js";
+import { RawClient } from "../helpers/clients.js";
 
 /** The mailgate command, built (this file runs as build/test/hostile/harness.js). */
 export const MAIN = new URL("../../src/cli/main.js", import.meta.url).pathname;
@@ -169,92 +169,6 @@ export function sha256(bytes: Buffer): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-// ---- a raw SMTP client for load ----------------------------------------------------------------------
-
-/** A minimal SMTP client: whole replies in order, writes that respect backpressure, abrupt drops. */
-export class LoadClient {
-  private buffer = "";
-  private waiter: (() => void) | null = null;
-  closed = false;
-
-  private constructor(readonly socket: Socket) {
-    socket.on("data", (chunk: Buffer) => {
-      this.buffer += chunk.toString("latin1");
-      this.wake();
-    });
-    socket.on("error", () => {});
-    socket.on("close", () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  static connect(port: number): Promise<LoadClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ port, host: "127.0.0.1" });
-      socket.setNoDelay(true);
-      socket.once("error", reject);
-      socket.once("connect", () => {
-        socket.off("error", reject);
-        resolve(new LoadClient(socket));
-      });
-    });
-  }
-
-  /** What has arrived unread (e.g. a graceful stop's 421 right behind a 250). */
-  get pending(): string {
-    return this.buffer;
-  }
-
-  private wake(): void {
-    const waiter = this.waiter;
-    this.waiter = null;
-    waiter?.();
-  }
-
-  /** The next complete reply, or null when the connection closed first (or after `timeoutMs`). */
-  async reply(timeoutMs = 60_000): Promise<string | null> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const match = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3}(?: [^\r\n]*)?\r\n/.exec(this.buffer);
-      if (match) {
-        this.buffer = this.buffer.slice(match[0].length);
-        return match[0];
-      }
-      if (this.closed || Date.now() >= deadline) return null;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, deadline - Date.now());
-        this.waiter = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
-  }
-
-  /** Writes `data`; resolves once Node has handed it to the kernel (or the connection is gone). */
-  async write(data: string | Buffer): Promise<void> {
-    if (this.closed || this.socket.destroyed) return;
-    if (this.socket.write(data)) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        this.socket.off("drain", done);
-        this.socket.off("close", done);
-        resolve();
-      };
-      this.socket.on("drain", done);
-      this.socket.on("close", done);
-    });
-  }
-
-  /** Drops the connection at once (FIN, or RST when `reset`), without reading anything more. */
-  drop(reset = false): void {
-    if (reset) this.socket.resetAndDestroy();
-    else this.socket.destroy();
-    this.closed = true;
-  }
-}
-
 // ---- the ledger and the load generator -------------------------------------------------------------
 
 /**
@@ -353,9 +267,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
 
   /** One session: returns false when the load should stop for this worker. */
   const session = async (): Promise<boolean> => {
-    let client: LoadClient;
+    let client: RawClient;
     try {
-      client = await LoadClient.connect(port);
+      client = await RawClient.connect(port);
     } catch (error) {
       result.connectionFailures++;
       if (stopWhenServerGone) {
@@ -372,10 +286,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (!stopWhenServerGone) result.connectionFailures++;
       return !stopWhenServerGone;
     };
-    const greeting = await client.reply();
+    const greeting = await client.nextReply(60_000);
     if (!greeting?.startsWith("220 ")) return serverGone(greeting);
-    await client.write("EHLO load.test\r\n");
-    const ehlo = await client.reply();
+    await client.send("EHLO load.test\r\n");
+    const ehlo = await client.nextReply(60_000);
     if (!ehlo?.startsWith("250")) return serverGone(ehlo);
 
     const [min, max] = perConnection;
@@ -399,9 +313,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       const commands = ["MAIL FROM:<sender@x.test>\r\n", "RCPT TO:<rcpt@y.test>\r\n", "DATA\r\n"];
       const expected = ["250 ", "250 ", "354 "];
       if (random() < pipelining) {
-        await client.write(commands.join(""));
+        await client.send(commands.join(""));
         for (const code of expected) {
-          const reply = await client.reply();
+          const reply = await client.nextReply(60_000);
           if (!reply?.startsWith(code)) {
             entry.reply = reply ?? "";
             return serverGone(reply);
@@ -409,8 +323,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         }
       } else {
         for (const [i, command] of commands.entries()) {
-          await client.write(command);
-          const reply = await client.reply();
+          await client.send(command);
+          const reply = await client.nextReply(60_000);
           if (!reply?.startsWith(expected[i] ?? "")) {
             entry.reply = reply ?? "";
             return serverGone(reply);
@@ -424,7 +338,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (dropPause > 0 && roll >= dropMidData && roll < dropMidData + dropAfterDot) await sleep(dropPause);
       if (roll < dropMidData) {
         entry.state = "partial";
-        await client.write(wire.subarray(0, Math.floor(random() * (wire.length - 3))));
+        await client.send(wire.subarray(0, Math.floor(random() * (wire.length - 3))));
         if (dropPause > 0) await sleep(dropPause);
         entry.droppedByClient = true;
         client.drop(random() < 0.5);
@@ -433,12 +347,12 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (random() < split) {
         const cut = Math.floor(random() * (wire.length - 3));
         entry.state = "partial";
-        await client.write(wire.subarray(0, cut));
+        await client.send(wire.subarray(0, cut));
         await sleep(1 + Math.floor(random() * 5));
-        await client.write(wire.subarray(cut));
+        await client.send(wire.subarray(cut));
       } else {
         entry.state = "partial";
-        await client.write(wire);
+        await client.send(wire);
       }
       entry.state = "dot";
       if (roll < dropMidData + dropAfterDot) {
@@ -446,7 +360,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         client.drop(random() < 0.5);
         return true;
       }
-      const reply = await client.reply();
+      const reply = await client.nextReply(60_000);
       entry.reply = reply ?? "";
       if (reply === null) return serverGone(reply);
       if (reply.startsWith("250 ")) {
@@ -457,13 +371,13 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         return serverGone(reply);
       }
       // On a graceful stop the 421 follows the 250 at once: see it here rather than at the next MAIL.
-      if (client.closed || /^421 /m.test(client.pending)) {
-        const end = await client.reply(1000);
+      if (client.ended || /^421 /m.test(client.pending)) {
+        const end = await client.nextReply(1000);
         return serverGone(end);
       }
     }
-    await client.write("QUIT\r\n");
-    const bye = await client.reply();
+    await client.send("QUIT\r\n");
+    const bye = await client.nextReply(60_000);
     if (!bye?.startsWith("221 ")) return serverGone(bye);
     client.drop();
     return true;
