@@ -155,7 +155,8 @@ export class SmtpServer implements SmtpServerHooks {
   /** Ports whose listeners read a PROXY header first, and who may send one. */
   private readonly proxyPorts: Set<number>;
   private readonly trustedProxies: BlockList;
-  private readonly xclientClients: BlockList;
+  /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
+  private readonly xclientClients: BlockList | null;
   /** Connections in their implicit TLS handshake: counted against maxConnections. */
   private handshaking = 0;
   /** Open connections by peer address (the TCP peer, a proxy's own address behind PROXY). */
@@ -178,7 +179,8 @@ export class SmtpServer implements SmtpServerHooks {
     this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
     this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
-    this.xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
+    const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
+    this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
     resolveTlsSettings({
       preset: s0.tlsPreset,
       ciphers: s0.tlsCiphers || undefined,
@@ -577,7 +579,7 @@ export class SmtpServer implements SmtpServerHooks {
       this.sessionHooks,
       this.connectionOptions, // its close listener calls release
       settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
-      isTrusted(this.xclientClients, socket.remoteAddress),
+      this.xclientClients !== null && isTrusted(this.xclientClients, socket.remoteAddress),
       countedPeer,
     );
     this.open.add(connection);
@@ -631,19 +633,33 @@ export class SmtpServer implements SmtpServerHooks {
   }
 
   /** Gives the connection a processing slot: reverse lookup (bounded), connect hook, greeting. */
-  private async begin(connection: Connection): Promise<void> {
+  private begin(connection: Connection): void {
     this.active++;
     connection.started = true;
+    // Without a lookup nothing is awaited here: no coroutine and promise per connection.
+    if (this.settings.doDnsReverseLookup) void this.lookupAndGreet(connection);
+    else void this.greet(connection);
+  }
+
+  private async lookupAndGreet(connection: Connection): Promise<void> {
     const { server } = connection.ctx;
-    if (this.settings.doDnsReverseLookup) {
-      [server.remoteHost, server.localHost] = await Promise.all([
-        this.boundedLookup(server.remoteIp),
-        this.boundedLookup(server.localIp),
-      ]);
+    [server.remoteHost, server.localHost] = await Promise.all([
+      this.boundedLookup(server.remoteIp),
+      this.boundedLookup(server.localIp),
+    ]);
+    await this.greet(connection);
+  }
+
+  /** The connect hook and the greeting; a failure rejects the returned promise, as it always did. */
+  private greet(connection: Connection): Promise<void> {
+    if (connection.socket.destroyed) return DONE;
+    try {
+      const { server } = connection.ctx;
+      this.onLogging(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
+      return connection.session.start();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (connection.socket.destroyed) return;
-    this.onLogging(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
-    await connection.session.start();
   }
 
   /**
@@ -773,6 +789,8 @@ interface ListenerKind {
   implicitTls: boolean;
   proxy: boolean;
 }
+
+const DONE = Promise.resolve();
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 
