@@ -1,5 +1,5 @@
 /**
- * One connection = one driver: it owns the socket, the deadline timer and flow control, and feeds the
+ * One connection = one driver: it owns the socket, the deadline and flow control, and feeds the
  * protocol session. Nothing else touches the socket.
  */
 import type { Socket } from "node:net";
@@ -12,6 +12,7 @@ import {
 } from "../protocol/session.js";
 import type { TlsContextProvider } from "../tls/context.js";
 import { upgradeToTls } from "../tls/upgrade.js";
+import { type Deadline, DeadlineQueue } from "./deadlines.js";
 
 export interface ConnectionLimits {
   /** Milliseconds for each command line (and each hook). */
@@ -22,7 +23,7 @@ export interface ConnectionLimits {
 
 /** What every connection of a server shares: its limits, and whom to tell when one closes. */
 export interface ConnectionOptions extends ConnectionLimits {
-  /** The socket the connection was made with has closed (its deadline timer is already cleared). */
+  /** The socket the connection was made with has closed (its deadline is no longer watched). */
   closed(connection: Connection): void;
 }
 
@@ -30,9 +31,8 @@ export interface ConnectionOptions extends ConnectionLimits {
 const LINGER_MS = 5000;
 
 /**
- * The connection a socket feeds. The socket listeners and the timer callback below are shared by all
- * connections and find theirs through the socket (or the timer argument): an idle connection then
- * costs no closures, contexts or `once` wrappers.
+ * The connection a socket feeds. The socket listeners below are shared by all connections and find
+ * theirs through the socket: an idle connection then costs no closures, contexts or `once` wrappers.
  */
 const CONNECTION = Symbol("mailgate.connection");
 
@@ -63,16 +63,16 @@ function onSocketClose(this: Socket): void {
   connectionOf(this).closed();
 }
 
-function onTimer(connection: Connection): void {
-  connection.timerFired();
-}
+/** The deadlines of all connections, on one timer. */
+const deadlines = new DeadlineQueue<Connection>();
 
 function ignore(): void {}
 
-export class Connection implements SessionTransport {
+export class Connection implements SessionTransport, Deadline {
   readonly session: SmtpSession;
-  private timer: NodeJS.Timeout;
   private deadline = 0;
+  /** Its place in the deadline queue: one timer serves all connections, no work per command. */
+  queueIndex = -1;
   private closing = false;
   private sessionPaused = false;
   private writePaused = false;
@@ -110,9 +110,9 @@ export class Connection implements SessionTransport {
     socket.setNoDelay(true);
     this.listen(socket);
     socket.resume(); // a socket paused while its PROXY header was read must flow again
-    // One timer per connection, re-armed only when it fires early: no timer work per command.
+    // The deadline is checked when the time it was queued for comes, and queued again if it moved.
     this.deadline = Date.now() + options.commandTimeout;
-    this.timer = setTimeout(onTimer, options.commandTimeout, this);
+    deadlines.schedule(this, this.deadline);
     socket.on("close", onSocketClose);
   }
 
@@ -199,11 +199,11 @@ export class Connection implements SessionTransport {
 
   /** The socket the connection was made with has closed. */
   closed(): void {
-    clearTimeout(this.timer);
+    deadlines.cancel(this);
     this.options.closed(this);
   }
 
-  timerFired(): void {
+  onDue(): void {
     if (this.socket.destroyed) return;
     if (this.deadline <= Date.now()) {
       if (this.closing) {
@@ -212,6 +212,6 @@ export class Connection implements SessionTransport {
       }
       this.session.timeout(); // answers 421 and closes, which sets the linger deadline
     }
-    this.timer = setTimeout(onTimer, Math.max(1, this.deadline - Date.now()), this);
+    deadlines.schedule(this, Math.max(Date.now() + 1, this.deadline));
   }
 }
