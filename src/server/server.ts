@@ -650,12 +650,29 @@ export class SmtpServer implements SmtpServerHooks {
     await this.greet(connection);
   }
 
+  /**
+   * Whether a debug event reaches anyone: an onLogging of the user's own sees every event, the default
+   * one only those of loggerSeverity and above. When nobody would see it, its text is not even built.
+   */
+  private debugLogged(): boolean {
+    return (
+      this.onLogging !== SmtpServer.prototype.onLogging ||
+      severityEnabled("debug", this.settings.loggerSeverity)
+    );
+  }
+
   /** The connect hook and the greeting; a failure rejects the returned promise, as it always did. */
   private greet(connection: Connection): Promise<void> {
     if (connection.socket.destroyed) return DONE;
     try {
       const { server } = connection.ctx;
-      this.onLogging(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
+      if (this.debugLogged()) {
+        this.onLogging(
+          connection.ctx,
+          "debug",
+          `Client connect from ${server.remoteIp}:${server.remotePort}`,
+        );
+      }
       return connection.session.start();
     } catch (error) {
       return Promise.reject(error);
