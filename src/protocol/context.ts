@@ -105,7 +105,9 @@ export function emptyEnvelope(): Envelope {
     encodingBody: "",
     encodingUtf8: "",
     declaredSize: null,
-    mailParams: Object.create(null),
+    // Null prototype like the parsed parameters, but with fast properties: Object.create(null) makes a
+    // dictionary (about 190 bytes where this takes 56), and every connection holds one while idle.
+    mailParams: Object.setPrototypeOf({}, null),
     rcptParams: [],
     dsn: { ret: null, envid: null },
     rcptDsn: [],
@@ -126,14 +128,30 @@ export interface ConnectionEnds {
 
 const NO_DATA = Buffer.alloc(0);
 
-/** A fresh context for one connection (the session installs ctx.message.write while data arrives). */
+/** ctx.message.write outside message data; the session installs its own. Shared by all contexts. */
+function writeOutsideData(_bytes: Buffer | string): void {
+  throw new Error("ctx.message.write() is only available while message data is being received");
+}
+
+/**
+ * A fresh context for one connection (the session installs ctx.message.write while data arrives).
+ * Each part is one object literal naming every field, in the order they always had: all fields live
+ * inside the object and every context shares one hidden class (a spread of `ends` used to give each
+ * ctx.server its own hidden class and an out-of-object property array: about 800 bytes per connection).
+ */
 export function createContext(ends: ConnectionEnds): SessionContext {
-  // A UNIX socket peer has no address: it is this machine, so it is named "localhost" with no IP.
+  const { localIp, remoteIp } = ends;
   return {
     server: {
-      ...ends,
-      localHost: ends.localIp === "" ? "localhost" : ends.localIp,
-      remoteHost: ends.remoteIp === "" ? "localhost" : ends.remoteIp,
+      localIp,
+      localPort: ends.localPort,
+      remoteIp,
+      remotePort: ends.remotePort,
+      localResponse: ends.localResponse,
+      heloResponse: ends.heloResponse,
+      // A UNIX socket peer has no address: it is this machine, so it is named "localhost" with no IP.
+      localHost: localIp === "" ? "localhost" : localIp,
+      remoteHost: remoteIp === "" ? "localhost" : remoteIp,
       helo: "",
       heloCommand: "",
       connected: new Date(),
@@ -155,9 +173,7 @@ export function createContext(ends: ConnectionEnds): SessionContext {
       headers: false,
       crlf: "\r\n",
       data: NO_DATA,
-      write: () => {
-        throw new Error("ctx.message.write() is only available while message data is being received");
-      },
+      write: writeOutsideData,
     },
   };
 }

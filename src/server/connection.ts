@@ -1,5 +1,5 @@
 /**
- * One connection = one driver: it owns the socket, the deadline timer and flow control, and feeds the
+ * One connection = one driver: it owns the socket, the deadline and flow control, and feeds the
  * protocol session. Nothing else touches the socket.
  */
 import type { Socket } from "node:net";
@@ -12,6 +12,7 @@ import {
 } from "../protocol/session.js";
 import type { TlsContextProvider } from "../tls/context.js";
 import { upgradeToTls } from "../tls/upgrade.js";
+import { type Deadline, DeadlineQueue } from "./deadlines.js";
 
 export interface ConnectionLimits {
   /** Milliseconds for each command line (and each hook). */
@@ -20,13 +21,58 @@ export interface ConnectionLimits {
   minDataRate: number;
 }
 
+/** What every connection of a server shares: its limits, and whom to tell when one closes. */
+export interface ConnectionOptions extends ConnectionLimits {
+  /** The socket the connection was made with has closed (its deadline is no longer watched). */
+  closed(connection: Connection): void;
+}
+
 /** Milliseconds a closed session waits for the client to hang up before the socket is destroyed. */
 const LINGER_MS = 5000;
 
-export class Connection implements SessionTransport {
+/**
+ * The connection a socket feeds. The socket listeners below are shared by all connections and find
+ * theirs through the socket: an idle connection then costs no closures, contexts or `once` wrappers.
+ */
+const CONNECTION = Symbol("mailgate.connection");
+
+type OwnedSocket = Socket & { [CONNECTION]?: Connection };
+
+function connectionOf(socket: Socket): Connection {
+  return (socket as OwnedSocket)[CONNECTION] as Connection;
+}
+
+function onSocketData(this: Socket, chunk: Buffer): void {
+  connectionOf(this).session.receive(chunk);
+}
+
+/** The client half-closed: its last commands are still answered (QUIT after the final dot). */
+function onSocketEnd(this: Socket): void {
+  connectionOf(this).session.inputEnded();
+}
+
+function onSocketError(this: Socket): void {
+  connectionOf(this).failed();
+}
+
+function onSocketDrain(this: Socket): void {
+  connectionOf(this).drained();
+}
+
+function onSocketClose(this: Socket): void {
+  connectionOf(this).closed();
+}
+
+/** The deadlines of all connections, on one timer. */
+const deadlines = new DeadlineQueue<Connection>();
+
+function ignore(): void {}
+
+export class Connection implements SessionTransport, Deadline {
   readonly session: SmtpSession;
-  private timer: NodeJS.Timeout;
   private deadline = 0;
+  /** Its place in the deadline queue: one timer serves all connections, no work per command. */
+  queueIndex = -1;
   private closing = false;
   private sessionPaused = false;
   private writePaused = false;
@@ -36,70 +82,64 @@ export class Connection implements SessionTransport {
   /** The socket the session talks through: the TCP socket, or its TLS layer after STARTTLS. */
   socket: Socket;
 
+  /**
+   * STARTTLS: present when it is offered. The plaintext socket stops feeding the session (bytes the
+   * client sent after the command go to the TLS layer, which refuses them as a bad handshake), then the
+   * session talks through TLS.
+   */
+  startTls: (() => Promise<void>) | undefined;
+
   constructor(
     socket: Socket,
     readonly ctx: SessionContext,
     config: SessionConfig,
     hooks: SessionHooks,
-    private readonly limits: ConnectionLimits,
+    private readonly options: ConnectionOptions,
     /** Present when STARTTLS is offered. */
     private readonly tls?: TlsContextProvider,
     /** The peer may use XCLIENT and XFORWARD. */
     readonly xclientTrusted = false,
+    /** The address counted against maxConnectionsPerIp for this connection, or "". */
+    readonly countedPeer = "",
   ) {
     this.socket = socket;
+    this.startTls = tls ? this.upgrade : undefined;
     this.session = new SmtpSession(config, hooks, this, ctx);
     // Nagle would hold a reply back while an earlier segment waits for its ACK: replies are small and
     // each one is awaited by the client.
     socket.setNoDelay(true);
     this.listen(socket);
     socket.resume(); // a socket paused while its PROXY header was read must flow again
-    if (!tls) this.startTls = undefined;
-    // One timer per connection, re-armed only when it fires early: no timer work per command.
-    this.deadline = Date.now() + limits.commandTimeout;
-    this.timer = setTimeout(() => this.onTimer(), limits.commandTimeout);
-    socket.once("close", () => clearTimeout(this.timer));
+    // The deadline is checked when the time it was queued for comes, and queued again if it moved.
+    this.deadline = Date.now() + options.commandTimeout;
+    deadlines.schedule(this, this.deadline);
+    socket.on("close", onSocketClose);
   }
-
-  private readonly onData = (chunk: Buffer) => this.session.receive(chunk);
-  /** The client half-closed: its last commands are still answered (QUIT after the final dot). */
-  private readonly onEnd = () => this.session.inputEnded();
-  private readonly onError = () => {
-    this.session.end();
-    this.socket.destroy();
-  };
-  private readonly onDrain = () => {
-    this.writePaused = false;
-    this.updateFlow();
-  };
 
   private listen(socket: Socket): void {
-    socket.on("data", this.onData);
-    socket.on("end", this.onEnd);
-    socket.on("error", this.onError);
-    socket.on("drain", this.onDrain);
+    (socket as OwnedSocket)[CONNECTION] = this;
+    socket.on("data", onSocketData);
+    socket.on("end", onSocketEnd);
+    socket.on("error", onSocketError);
+    socket.on("drain", onSocketDrain);
   }
 
-  /**
-   * STARTTLS: the plaintext socket stops feeding the session (bytes the client sent after the command
-   * go to the TLS layer, which refuses them as a bad handshake), then the session talks through TLS.
-   */
-  startTls?: () => Promise<void> = async () => {
+  private async upgrade(): Promise<void> {
     const plain = this.socket;
-    plain.off("data", this.onData);
-    plain.off("end", this.onEnd);
-    plain.off("drain", this.onDrain);
-    plain.off("error", this.onError);
-    plain.on("error", () => {}); // the TLS layer reports failures; the raw socket only closes
+    plain.off("data", onSocketData);
+    plain.off("end", onSocketEnd);
+    plain.off("drain", onSocketDrain);
+    plain.off("error", onSocketError);
+    plain.on("error", ignore); // the TLS layer reports failures; the raw socket only closes
     const secured = await upgradeToTls(plain, this.tls as TlsContextProvider, {
-      handshakeTimeout: this.limits.commandTimeout,
+      handshakeTimeout: this.options.commandTimeout,
     });
     this.socket = secured;
     this.ctx.server.encrypted = new Date();
     this.ctx.server.tls = (this.tls as TlsContextProvider).describe(secured);
     this.listen(secured);
     this.updateFlow();
-  };
+  }
 
   write(text: string): void {
     if (this.socket.destroyed || this.closing) return;
@@ -129,12 +169,12 @@ export class Connection implements SessionTransport {
   }
 
   commandCompleted(): void {
-    if (!this.closing) this.deadline = Date.now() + this.limits.commandTimeout;
+    if (!this.closing) this.deadline = Date.now() + this.options.commandTimeout;
   }
 
   dataReceived(bytes: number): void {
     if (this.closing) return;
-    const { commandTimeout, minDataRate } = this.limits;
+    const { commandTimeout, minDataRate } = this.options;
     const now = Date.now();
     this.deadline = Math.min(now + commandTimeout, this.deadline + (bytes * 1000) / minDataRate);
   }
@@ -145,7 +185,25 @@ export class Connection implements SessionTransport {
     else this.socket.resume();
   }
 
-  private onTimer(): void {
+  /** The socket failed. */
+  failed(): void {
+    this.session.end();
+    this.socket.destroy();
+  }
+
+  /** The client reads its replies again. */
+  drained(): void {
+    this.writePaused = false;
+    this.updateFlow();
+  }
+
+  /** The socket the connection was made with has closed. */
+  closed(): void {
+    deadlines.cancel(this);
+    this.options.closed(this);
+  }
+
+  onDue(): void {
     if (this.socket.destroyed) return;
     if (this.deadline <= Date.now()) {
       if (this.closing) {
@@ -154,6 +212,6 @@ export class Connection implements SessionTransport {
       }
       this.session.timeout(); // answers 421 and closes, which sets the linger deadline
     }
-    this.timer = setTimeout(() => this.onTimer(), Math.max(1, this.deadline - Date.now()));
+    deadlines.schedule(this, Math.max(Date.now() + 1, this.deadline));
   }
 }

@@ -30,7 +30,7 @@ import {
   parsePortItems,
   resolveListenAddresses,
 } from "./addresses.js";
-import { Connection } from "./connection.js";
+import { Connection, type ConnectionOptions } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
@@ -140,6 +140,11 @@ export class SmtpServer implements SmtpServerHooks {
   readonly logger: Logger;
   private readonly sessionConfig: SessionConfig;
   private readonly sessionHooks: SessionHooks;
+  /** Shared by every connection: built once, not per connection. */
+  private readonly connectionOptions: ConnectionOptions;
+  /** The 220 greeting and the first line of the HELO/EHLO answer each context starts with. */
+  private readonly greeting: string;
+  private readonly heloGreeting: string;
   private readonly listeners: Server[] = [];
   private bound: ListenAddress[] = [];
   private boundSocket = "";
@@ -150,7 +155,8 @@ export class SmtpServer implements SmtpServerHooks {
   /** Ports whose listeners read a PROXY header first, and who may send one. */
   private readonly proxyPorts: Set<number>;
   private readonly trustedProxies: BlockList;
-  private readonly xclientClients: BlockList;
+  /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
+  private readonly xclientClients: BlockList | null;
   /** Connections in their implicit TLS handshake: counted against maxConnections. */
   private handshaking = 0;
   /** Open connections by peer address (the TCP peer, a proxy's own address behind PROXY). */
@@ -173,7 +179,8 @@ export class SmtpServer implements SmtpServerHooks {
     this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
     this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
-    this.xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
+    const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
+    this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
     resolveTlsSettings({
       preset: s0.tlsPreset,
       ciphers: s0.tlsCiphers || undefined,
@@ -241,6 +248,13 @@ export class SmtpServer implements SmtpServerHooks {
       },
     };
     this.sessionHooks = this.bindHooks();
+    this.connectionOptions = {
+      commandTimeout: s.ioCmdTimeout,
+      minDataRate: s.minDataRate,
+      closed: (connection) => this.release(connection),
+    };
+    this.greeting = `${s.hostname} ${s.lmtp ? "LMTP" : "ESMTP"} mailgate ready`;
+    this.heloGreeting = `${s.hostname} at your service`;
   }
 
   // ---- the hooks' defaults (the seed's) ----
@@ -482,18 +496,13 @@ export class SmtpServer implements SmtpServerHooks {
       this.onLogging(null, "warn", `Refused ${peer}: maxConnectionsPerIp (${perIp}) reached`);
       return;
     }
-    if (peer !== "") {
-      this.perIp.set(peer, (this.perIp.get(peer) ?? 0) + 1);
-      socket.once("close", () => {
-        const left = (this.perIp.get(peer) ?? 1) - 1;
-        if (left > 0) this.perIp.set(peer, left);
-        else this.perIp.delete(peer);
-      });
-    }
+    if (peer !== "") this.perIp.set(peer, (this.perIp.get(peer) ?? 0) + 1);
     if (!implicitTls && !proxy) {
-      this.admit(socket, null);
+      // The connection's own close listener gives the count back (see release).
+      this.admit(socket, null, undefined, socket, peer);
       return;
     }
+    if (peer !== "") socket.once("close", () => this.uncountPeer(peer));
     if (proxy && !isTrusted(this.trustedProxies, socket.remoteAddress)) {
       this.onLogging(
         null,
@@ -537,7 +546,14 @@ export class SmtpServer implements SmtpServerHooks {
   }
 
   /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
-  private admit(socket: Socket, proxied: ProxyInfo | null, early?: Buffer, tcp: Socket = socket): void {
+  private admit(
+    socket: Socket,
+    proxied: ProxyInfo | null,
+    early?: Buffer,
+    tcp: Socket = socket,
+    /** The peer address counted in perIp that this connection's release gives back, or "". */
+    countedPeer = "",
+  ): void {
     const { settings } = this;
     const ctx = this.newContext(tcp); // addresses from the TCP socket (a TLS layer over a stream has none)
     if (proxied) {
@@ -561,26 +577,25 @@ export class SmtpServer implements SmtpServerHooks {
       ctx,
       this.sessionConfig,
       this.sessionHooks,
-      { commandTimeout: settings.ioCmdTimeout, minDataRate: settings.minDataRate },
+      this.connectionOptions, // its close listener calls release
       settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
-      isTrusted(this.xclientClients, socket.remoteAddress),
+      this.xclientClients !== null && isTrusted(this.xclientClients, socket.remoteAddress),
+      countedPeer,
     );
     this.open.add(connection);
     if (early && early.length > 0) connection.session.receive(early);
-    socket.once("close", () => this.release(connection));
     if (this.active < settings.maxProcessings) void this.begin(connection);
     else this.waiting.push(connection);
   }
 
   private newContext(socket: Socket): SessionContext {
-    const { hostname, lmtp } = this.settings;
     return createContext({
       localIp: socket.localAddress ?? "",
       localPort: socket.localPort ?? 0,
       remoteIp: socket.remoteAddress ?? "",
       remotePort: socket.remotePort ?? 0,
-      localResponse: `${hostname} ${lmtp ? "LMTP" : "ESMTP"} mailgate ready`,
-      heloResponse: `${hostname} at your service`,
+      localResponse: this.greeting,
+      heloResponse: this.heloGreeting,
     });
   }
 
@@ -618,19 +633,50 @@ export class SmtpServer implements SmtpServerHooks {
   }
 
   /** Gives the connection a processing slot: reverse lookup (bounded), connect hook, greeting. */
-  private async begin(connection: Connection): Promise<void> {
+  private begin(connection: Connection): void {
     this.active++;
     connection.started = true;
+    // Without a lookup nothing is awaited here: no coroutine and promise per connection.
+    if (this.settings.doDnsReverseLookup) void this.lookupAndGreet(connection);
+    else void this.greet(connection);
+  }
+
+  private async lookupAndGreet(connection: Connection): Promise<void> {
     const { server } = connection.ctx;
-    if (this.settings.doDnsReverseLookup) {
-      [server.remoteHost, server.localHost] = await Promise.all([
-        this.boundedLookup(server.remoteIp),
-        this.boundedLookup(server.localIp),
-      ]);
+    [server.remoteHost, server.localHost] = await Promise.all([
+      this.boundedLookup(server.remoteIp),
+      this.boundedLookup(server.localIp),
+    ]);
+    await this.greet(connection);
+  }
+
+  /**
+   * Whether a debug event reaches anyone: an onLogging of the user's own sees every event, the default
+   * one only those of loggerSeverity and above. When nobody would see it, its text is not even built.
+   */
+  private debugLogged(): boolean {
+    return (
+      this.onLogging !== SmtpServer.prototype.onLogging ||
+      severityEnabled("debug", this.settings.loggerSeverity)
+    );
+  }
+
+  /** The connect hook and the greeting; a failure rejects the returned promise, as it always did. */
+  private greet(connection: Connection): Promise<void> {
+    if (connection.socket.destroyed) return DONE;
+    try {
+      const { server } = connection.ctx;
+      if (this.debugLogged()) {
+        this.onLogging(
+          connection.ctx,
+          "debug",
+          `Client connect from ${server.remoteIp}:${server.remotePort}`,
+        );
+      }
+      return connection.session.start();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    if (connection.socket.destroyed) return;
-    this.onLogging(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
-    await connection.session.start();
   }
 
   /**
@@ -665,7 +711,15 @@ export class SmtpServer implements SmtpServerHooks {
     }
   }
 
+  private uncountPeer(peer: string): void {
+    const left = (this.perIp.get(peer) ?? 1) - 1;
+    if (left > 0) this.perIp.set(peer, left);
+    else this.perIp.delete(peer);
+  }
+
+  /** A connection's socket closed. */
   private release(connection: Connection): void {
+    if (connection.countedPeer !== "") this.uncountPeer(connection.countedPeer);
     if (!this.open.delete(connection)) return;
     connection.session.end();
     if (connection.started) {
@@ -752,6 +806,8 @@ interface ListenerKind {
   implicitTls: boolean;
   proxy: boolean;
 }
+
+const DONE = Promise.resolve();
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 
