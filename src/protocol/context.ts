@@ -128,8 +128,8 @@ export interface ConnectionEnds {
 
 const NO_DATA = Buffer.alloc(0);
 
-/** ctx.message.write outside message data; the session installs its own. Shared by all contexts. */
-function writeOutsideData(_bytes: Buffer | string): void {
+/** ctx.message.write outside message data; the session installs its own meanwhile. Shared by all contexts. */
+export function writeOutsideData(_bytes: Buffer | string): void {
   throw new Error("ctx.message.write() is only available while message data is being received");
 }
 

@@ -28,7 +28,7 @@ import {
   parseEsmtpParams,
   parsePathArgument,
 } from "./commands.js";
-import { emptyEnvelope, type SessionContext } from "./context.js";
+import { emptyEnvelope, type SessionContext, writeOutsideData } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
 import { type MaybePromise, thenCall } from "./maybe-async.js";
@@ -232,7 +232,7 @@ export class SmtpSession {
   private authFailures = 0;
   private authLineTooLong = false;
   /** XFORWARD attributes waiting for the next MAIL. */
-  private forwarded: Forwarded = {};
+  private forwarded: Forwarded | null = null;
 
   constructor(
     private readonly config: SessionConfig,
@@ -241,12 +241,6 @@ export class SmtpSession {
     ctx: SessionContext,
   ) {
     this.ctx = ctx;
-    ctx.message.write = (bytes) => {
-      if (!this.receiver) {
-        throw new Error("ctx.message.write() is only available while message data is being received");
-      }
-      this.receiver.write(bytes);
-    };
   }
 
   get isClosed(): boolean {
@@ -259,16 +253,21 @@ export class SmtpSession {
   }
 
   /** Runs the connect hook and sends the greeting (or the hook's refusal). */
-  async start(): Promise<void> {
+  start(): MaybePromise<void> {
     if (this.phase !== Phase.Greeting) return;
-    try {
-      await this.hooks.onConnect(this.ctx);
-    } catch (error) {
-      this.recordError(error);
-      this.reply(this.errorReply(error, 421));
-      this.close();
-      return;
-    }
+    return thenCall(
+      () => this.hooks.onConnect(this.ctx),
+      () => this.greet(),
+      (error) => {
+        this.recordError(error);
+        this.reply(this.errorReply(error, 421));
+        this.close();
+      },
+    );
+  }
+
+  /** The connect hook let the client in: the greeting, unless it talked first. */
+  private greet(): void {
     if (this.phase !== Phase.Greeting) return;
     if (this.pregreet) {
       // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit.
@@ -655,7 +654,7 @@ export class SmtpSession {
     const { address, params } = parsePathArgument(line.args, "FROM:", config.internationalization);
     // A fresh envelope: what an earlier, refused MAIL recorded (SMTPUTF8, BODY, SIZE) must not carry over.
     const envelope = emptyEnvelope();
-    envelope.forwarded = this.forwarded;
+    if (this.forwarded) envelope.forwarded = this.forwarded;
     this.ctx.envelope = envelope;
     recordMailParameters(envelope, params, config, this.ctx.server.encrypted !== null);
     if (envelope.encodingUtf8 !== "utf8" && !isAsciiText(address)) {
@@ -871,7 +870,7 @@ export class SmtpSession {
       throw new SmtpError(503, "Error: XCLIENT is not allowed in a transaction", "5.5.1");
     applyXclient(parseEsmtpParams(` ${line.args}`), this.ctx.server);
     this.resetTransaction();
-    this.forwarded = {};
+    this.forwarded = null;
     this.tx = TxState.NeedHelo;
     this.reply(formatReply(220, undefined, this.ctx.server.localResponse));
   }
@@ -882,7 +881,7 @@ export class SmtpSession {
       throw new SmtpError(550, "Error: insufficient authorization", "5.7.0");
     if (this.inTransaction)
       throw new SmtpError(503, "Error: XFORWARD is not allowed in a transaction", "5.5.1");
-    this.forwarded = parseXforward(parseEsmtpParams(` ${line.args}`), this.forwarded);
+    this.forwarded = parseXforward(parseEsmtpParams(` ${line.args}`), this.forwarded ?? {});
     this.reply(formatReply(250, "2.0.0", "Ok"));
   }
 
@@ -1029,13 +1028,15 @@ export class SmtpSession {
 
   private newReceiver(): MessageReceiver {
     const { config } = this;
-    this.receiver = new MessageReceiver(
+    const receiver = new MessageReceiver(
       this.ctx,
       this.hooks,
       { maxMessageSize: config.maxMessageSize, streamHighWaterMark: config.messageChunkSize },
       () => void this.pump(),
     );
-    return this.receiver;
+    this.receiver = receiver;
+    this.ctx.message.write = (bytes) => receiver.write(bytes);
+    return receiver;
   }
 
   /** Decodes buffered message data; false when more input is needed (or the stream consumer is slow). */
@@ -1149,6 +1150,7 @@ export class SmtpSession {
     this.chunks = null;
     this.receiver = null;
     const message = this.ctx.message;
+    message.write = writeOutsideData;
     message.received = null;
     message.delivered = null;
     message.bytesize = 0;
@@ -1158,7 +1160,7 @@ export class SmtpSession {
 
   private resetTransaction(): void {
     this.ctx.envelope = emptyEnvelope();
-    this.forwarded = {}; // XFORWARD describes one transaction
+    this.forwarded = null; // XFORWARD describes one transaction
     this.resetMessage();
     if (this.tx !== TxState.NeedHelo) this.tx = TxState.Ready;
   }

@@ -673,7 +673,7 @@ export class SmtpServer implements SmtpServerHooks {
           `Client connect from ${server.remoteIp}:${server.remotePort}`,
         );
       }
-      return connection.session.start();
+      return connection.session.start() ?? DONE;
     } catch (error) {
       return Promise.reject(error);
     }
