@@ -625,7 +625,8 @@ export class SmtpSession {
     server.heloCommand = verb;
     this.tx = TxState.Ready;
     if (verb === "HELO") {
-      return this.reply(formatReply(250, undefined, server.heloResponse));
+      this.reply(formatReply(250, undefined, server.heloResponse));
+      return;
     }
     const lines = [server.heloResponse];
     if (config.pipelining) lines.push("PIPELINING");
