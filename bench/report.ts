@@ -351,22 +351,27 @@ function serveVersusDiskCeiling(results: ScenarioResult[]): string {
 function summary2k(results: ScenarioResult[]): string {
   const rows = results2k(results);
   if (rows.length === 0) return "";
-  const servers: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink"];
+  const servers: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
+  const versus: ServerId[] = ["smtp-server", "smtp-sink", "node-floor"];
   const body = rows.map((r) => {
     const s = r.scenario as MessageScenario;
-    const f = (id: ServerId) => messageFigures(r, id);
-    const mg = f("mailgate");
+    const rate = (id: ServerId) => messageFigures(r, id)?.messagesPerSecond ?? Number.NaN;
     return [
       ...describe2k(s),
-      ...servers.map((id) => int(f(id)?.messagesPerSecond ?? Number.NaN)),
-      ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-server")?.messagesPerSecond ?? Number.NaN)),
-      ratio((mg?.messagesPerSecond ?? Number.NaN) / (f("smtp-sink")?.messagesPerSecond ?? Number.NaN)),
+      ...servers.map((id) => int(rate(id))),
+      ...versus.map((id) => ratio(rate("mailgate") / rate(id))),
     ];
   });
   return table(
-    [...HEADER_2K, ...servers.map((s) => `\`${s}\` msg/s`), "mailgate ÷ smtp-server", "mailgate ÷ smtp-sink"],
+    [...HEADER_2K, ...servers.map((id) => `\`${id}\` msg/s`), ...versus.map((id) => `mailgate ÷ ${id}`)],
     body,
   );
+}
+
+/** Below the 2 KB summary when node-floor ran: what that reference is. */
+function nodeFloorNote(results: ScenarioResult[]): string {
+  if (!results2k(results).some((r) => messageFigures(r, "node-floor"))) return "";
+  return "`node-floor` is a reference, not a peer: a minimal Node responder (`bench/node-floor.ts`: `net` sockets with noDelay, one write per batch of replies, no parsing beyond finding line ends and the end-of-data marker, nothing kept) that shows how much of each rate is loopback round trips and syscalls, which any Node server pays, so that `mailgate ÷ node-floor` tells how close mailgate comes to what a Node server can reach on this machine.";
 }
 
 interface Target {
@@ -558,8 +563,9 @@ const METHOD = `## Method
   warm-up of the kernel and the disk cache); when a server would need more than the time cap per run for the
   scenario's message count, its count is lowered to what fits (the column \`messages x runs\` says so).
 - Every run is checked: the generator must have had every message answered 250, and the server must report
-  exactly that many messages (the Node sinks count in their hook, \`mailgate serve\` files in \`new/\`,
-  smtp-sink its \`-c\` counter). A run that fails this breaks the benchmark (exit status 1); timings never do.
+  exactly that many messages (the Node sinks count in their hook, \`node-floor\` at each end of data,
+  \`mailgate serve\` files in \`new/\`, smtp-sink its \`-c\` counter). A run that fails this breaks the
+  benchmark (exit status 1); timings never do.
 - **messages/s** counts from the generator's first connect to its last reply (smtp-source: wall time of the
   process). **MB/s** is message bytes (headers and body, 1 MB = 2^20 bytes) per second. **server CPU** and
   **generator CPU** are CPU time ÷ wall time (100% = one core busy; the machine's cores are shared by the
@@ -653,6 +659,8 @@ export function renderReport(report: BenchReport): string {
   );
   const summary = summary2k(report.results);
   if (summary) out.push("## 2 KB messages at a glance (messages/s, medians)", "", summary, "");
+  const floorNote = nodeFloorNote(report.results);
+  if (floorNote) out.push(floorNote, "");
   const ceilings = serveVersusDiskCeiling(report.results);
   if (ceilings) {
     out.push(

@@ -60,7 +60,8 @@ const HELP = `Usage: npm run bench -- [options]
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
-                          smtp-sink), comma-separated
+                          smtp-sink, node-floor), comma-separated; node-floor, a reference (the least
+                          work a Node server can do per command), runs in the 2 KB scenarios only
   --plain-generator G     who sends the 2 KB scenarios without PIPELINING: smtp-source (default) or load
   --profile               run the mailgate children with --cpu-prof (profiles in .bench-tmp/profiles/)
   --warmup N              before each measured 2 KB run, send this many messages (at most a fifth of

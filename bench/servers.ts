@@ -22,13 +22,19 @@ import {
   spawnWithFiles,
 } from "./util.js";
 
-export type ServerId = "mailgate" | "mailgate-stream" | "mailgate-serve" | "smtp-server" | "smtp-sink";
+export type ServerId =
+  | "mailgate"
+  | "mailgate-stream"
+  | "mailgate-serve"
+  | "smtp-server"
+  | "smtp-sink"
+  | "node-floor";
 
 export interface ServerSpec {
   id: ServerId;
   /** What the server is, for the report. */
   description: string;
-  /** True for the servers whose figures are "ours". */
+  /** True for the servers whose figures are "ours" (never for a reference such as node-floor). */
   ours: boolean;
 }
 
@@ -58,6 +64,12 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     id: "smtp-sink",
     ours: false,
     description: "Postfix's smtp-sink (C), counting messages with -c",
+  },
+  "node-floor": {
+    id: "node-floor",
+    ours: false,
+    description:
+      "reference, not a peer: the least work a Node SMTP server can do per command (bench/node-floor.ts: net sockets, one write per batch of replies, only line ends and the end-of-data marker looked for, nothing kept)",
   },
 };
 
@@ -163,6 +175,7 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
     case "mailgate":
     case "mailgate-stream":
     case "smtp-server":
+    case "node-floor":
       return startSink(id, options);
     case "mailgate-serve":
       return startServe(options);

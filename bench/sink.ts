@@ -7,14 +7,17 @@
  *   mailgate         SmtpServer with an onMessageData hook that discards ctx.message.data
  *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream
  *   smtp-server      nodemailer's smtp-server, onData draining the stream then calling back
+ *   node-floor       the reference responder of bench/node-floor.ts (not a peer: see there)
  *
  * Each accepts everything and keeps nothing but two counters. Over the IPC channel it sends
  * { type: "ready", port } once it listens on 127.0.0.1 (port 0: any free port), and on { type: "stop" }
  * it answers { type: "count", messages, bytes } and exits (so a --cpu-prof profile gets written).
  */
+import type { EventEmitter } from "node:events";
+import type { Server } from "node:net";
 import { HOST, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
-export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server";
+export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server" | "node-floor";
 
 export interface SinkOptions {
   /** Connections (and sessions) the server must serve at once: the benchmark's largest scenario. */
@@ -28,6 +31,22 @@ function send(message: object): Promise<void> {
   return new Promise((resolve) => {
     if (!process.send) throw new Error("sink.js must be started with an IPC channel (child_process.fork)");
     process.send(message, undefined, {}, () => resolve());
+  });
+}
+
+/** A server with net.Server's listen(port, host, callback): net's own, or smtp-server's (which emits its errors). */
+interface Listenable extends EventEmitter {
+  listen(port: number, host: string, callback: () => void): Server;
+}
+
+/** Listens on HOST, on any free port, and resolves with that port. */
+function listenOnLoopback(server: Listenable): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    const listener = server.listen(0, HOST, () => {
+      const address = listener.address();
+      resolve(typeof address === "object" && address ? address.port : 0);
+    });
   });
 }
 
@@ -86,13 +105,17 @@ async function startSmtpServer(options: SinkOptions): Promise<number> {
       });
     },
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    const listener = server.listen(0, HOST, () => {
-      const address = listener.address();
-      resolve(typeof address === "object" && address ? address.port : 0);
-    });
+  return listenOnLoopback(server);
+}
+
+async function startNodeFloor(options: SinkOptions): Promise<number> {
+  const { createNodeFloor } = await import("./node-floor.js");
+  const server = createNodeFloor((size) => {
+    bytes += size;
+    messages++;
   });
+  server.maxConnections = options.maxConnections;
+  return listenOnLoopback(server);
 }
 
 async function main(): Promise<void> {
@@ -109,9 +132,12 @@ async function main(): Promise<void> {
     case "smtp-server":
       port = await startSmtpServer(options);
       break;
+    case "node-floor":
+      port = await startNodeFloor(options);
+      break;
     default:
       throw new Error(
-        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream or smtp-server.`,
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, smtp-server or node-floor.`,
       );
   }
   process.on("message", (message: { type?: string }) => {
