@@ -446,9 +446,14 @@ export async function readMaildirNew(maildir: string, concurrency = 8): Promise<
 /** Names and sizes of the files left in `maildir`/tmp. */
 export async function listTmp(maildir: string): Promise<{ name: string; size: number }[]> {
   const names = await readdir(join(maildir, "tmp"));
-  return Promise.all(
-    names.map(async (name) => ({ name, size: (await stat(join(maildir, "tmp", name))).size })),
+  const files = await Promise.all(
+    // A delivery may rename or remove its file between readdir and stat: such a file is not left over.
+    names.map(async (name) => {
+      const info = await stat(join(maildir, "tmp", name)).catch(() => null);
+      return info ? { name, size: info.size } : null;
+    }),
   );
+  return files.filter((file) => file !== null);
 }
 
 export interface Verdict {
