@@ -138,6 +138,8 @@ const HOOK_NAMES = [
 export class SmtpServer implements SmtpServerHooks {
   readonly settings: Readonly<ServerSettings>;
   readonly logger: Logger;
+  /** Set once onLogging has thrown: see log(). */
+  private loggingFailed = false;
   private readonly sessionConfig: SessionConfig;
   private readonly sessionHooks: SessionHooks;
   /** Shared by every connection: built once, not per connection. */
@@ -289,12 +291,29 @@ export class SmtpServer implements SmtpServerHooks {
     mechanism: SaslMechanismName,
     _credentials: SaslCredentials,
   ): Awaitable<string | undefined | void> {
-    this.onLogging(ctx, "debug", `Deny ${JSON.stringify(authenticationId)} (${mechanism}): no onAuth hook`);
+    this.log(ctx, "debug", `Deny ${JSON.stringify(authenticationId)} (${mechanism}): no onAuth hook`);
     throw SmtpError.code(535);
   }
   onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
     if (severityEnabled(severity, this.settings.loggerSeverity))
       writeLog(this.logger, ctx, severity, message, error);
+  }
+
+  /**
+   * How the server reports its own events: through onLogging, whose failure (a hook or a logger that
+   * throws) must never break a session or crash the process. The first failure becomes a process warning
+   * (stderr by default); later ones are dropped, so a broken logger cannot flood the output either.
+   */
+  private log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
+    try {
+      this.onLogging(ctx, severity, message, error);
+    } catch (failure) {
+      if (this.loggingFailed) return;
+      this.loggingFailed = true;
+      process.emitWarning(
+        `mailgate: onLogging threw (${failure instanceof Error ? failure.message : String(failure)}); events it fails to log are dropped.`,
+      );
+    }
   }
 
   // ---- state, as the seed exposes it ----
@@ -354,7 +373,7 @@ export class SmtpServer implements SmtpServerHooks {
       if (this.listensOnTcp && targets.length === 0)
         throw new Error(`No address to listen on for hosts "${this.settings.hosts}".`);
       for (const target of targets) {
-        this.onLogging(null, "info", `Starting service on ${formatAddress(target)}`);
+        this.log(null, "info", `Starting service on ${formatAddress(target)}`);
         const server = await this.listen(
           { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
           formatAddress(target),
@@ -366,7 +385,7 @@ export class SmtpServer implements SmtpServerHooks {
           this.bound.push({ host: target.host, port: address.port });
       }
       if (socketPath !== "") {
-        this.onLogging(null, "info", `Starting service on UNIX socket ${socketPath}`);
+        this.log(null, "info", `Starting service on UNIX socket ${socketPath}`);
         await prepareSocketPath(socketPath, socketReplaceStale);
         const server = await this.listen({ path: socketPath }, `UNIX socket ${socketPath}`);
         this.listeners.push(server);
@@ -439,9 +458,7 @@ export class SmtpServer implements SmtpServerHooks {
       server.once("error", onError);
       server.listen(target, () => {
         server.off("error", onError);
-        server.on("error", (error) =>
-          this.onLogging(null, "error", `listener error: ${error.message}`, error),
-        );
+        server.on("error", (error) => this.log(null, "error", `listener error: ${error.message}`, error));
         resolve(server);
       });
     });
@@ -475,7 +492,7 @@ export class SmtpServer implements SmtpServerHooks {
       socket.end(
         formatReply(421, "4.7.0", `${settings.hostname} Service too busy or not available, try again later`),
       );
-      this.onLogging(
+      this.log(
         null,
         "warn",
         `Refused ${socket.remoteAddress}: maxConnections (${settings.maxConnections}) reached`,
@@ -493,7 +510,7 @@ export class SmtpServer implements SmtpServerHooks {
           `${settings.hostname} Too many connections from your address, try again later`,
         ),
       );
-      this.onLogging(null, "warn", `Refused ${peer}: maxConnectionsPerIp (${perIp}) reached`);
+      this.log(null, "warn", `Refused ${peer}: maxConnectionsPerIp (${perIp}) reached`);
       return;
     }
     if (peer !== "") this.perIp.set(peer, (this.perIp.get(peer) ?? 0) + 1);
@@ -504,11 +521,7 @@ export class SmtpServer implements SmtpServerHooks {
     }
     if (peer !== "") socket.once("close", () => this.uncountPeer(peer));
     if (proxy && !isTrusted(this.trustedProxies, socket.remoteAddress)) {
-      this.onLogging(
-        null,
-        "warn",
-        `PROXY header expected from a trusted proxy, not from ${socket.remoteAddress}`,
-      );
+      this.log(null, "warn", `PROXY header expected from a trusted proxy, not from ${socket.remoteAddress}`);
       socket.destroy();
       return;
     }
@@ -522,7 +535,7 @@ export class SmtpServer implements SmtpServerHooks {
       (error: unknown) => {
         this.handshaking--;
         socket.destroy();
-        this.onLogging(null, "debug", `Connection from ${socket.remoteAddress} dropped: ${String(error)}`);
+        this.log(null, "debug", `Connection from ${socket.remoteAddress} dropped: ${String(error)}`);
       },
     );
   }
@@ -628,7 +641,7 @@ export class SmtpServer implements SmtpServerHooks {
       ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
       ...(s.tlsRequestCert ? { requestCert: true } : {}),
       sniCertificates: parseSniCertificates(s.tlsSniCertificates),
-      logger: (severity, message) => this.onLogging(null, severity, message),
+      logger: (severity, message) => this.log(null, severity, message),
     });
   }
 
@@ -667,11 +680,7 @@ export class SmtpServer implements SmtpServerHooks {
     try {
       const { server } = connection.ctx;
       if (this.debugLogged()) {
-        this.onLogging(
-          connection.ctx,
-          "debug",
-          `Client connect from ${server.remoteIp}:${server.remotePort}`,
-        );
+        this.log(connection.ctx, "debug", `Client connect from ${server.remoteIp}:${server.remotePort}`);
       }
       return connection.session.start() ?? DONE;
     } catch (error) {
@@ -726,10 +735,8 @@ export class SmtpServer implements SmtpServerHooks {
       this.active--;
       Promise.resolve()
         .then(() => this.onDisconnect(connection.ctx))
-        .catch((error) =>
-          this.onLogging(connection.ctx, "error", `onDisconnect failed: ${String(error)}`, error),
-        );
-      this.onLogging(connection.ctx, "debug", "Client disconnect");
+        .catch((error) => this.log(connection.ctx, "error", `onDisconnect failed: ${String(error)}`, error));
+      this.log(connection.ctx, "debug", "Client disconnect");
       let next = this.waiting.shift();
       while (next?.socket.destroyed) next = this.waiting.shift();
       if (next && this.state === "running") void this.begin(next);
@@ -768,7 +775,7 @@ export class SmtpServer implements SmtpServerHooks {
       onProcessLineUnknown: (ctx, line) => this.onProcessLineUnknown(ctx, line),
       onAuth: (ctx, authorizationId, authenticationId, secret, mechanism, credentials) =>
         this.onAuth(ctx, authorizationId, authenticationId, secret, mechanism, credentials),
-      log: (ctx, severity, message, error) => this.onLogging(ctx, severity, message, error),
+      log: (ctx, severity, message, error) => this.log(ctx, severity, message, error),
     };
   }
 }
