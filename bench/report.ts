@@ -397,12 +397,22 @@ function targets(results: ScenarioResult[]): Target[] {
       met: Number.isFinite(value) ? (lowerIsBetter ? value <= min : value >= min) : undefined,
     });
   };
+  const informative = (what: string, value: number) => {
+    list.push({ what, measured: ratio(value), required: undefined, met: undefined });
+  };
+  /** Beside a target against smtp-server: how far the C reference and the Node floor themselves get. */
+  const references = (id: string, what: string) => {
+    for (const reference of ["node-floor", "smtp-sink"] as const) {
+      informative(`${what}: ${reference} ÷ smtp-server`, rate(id, reference) / rate(id, "smtp-server"));
+    }
+  };
   const many = "2k-s100-many-nopipe";
   ratioTarget(
     "2 KB, 100 sessions, many per connection (smtp-source): mailgate ÷ smtp-server",
     rate(many, "mailgate") / rate(many, "smtp-server"),
     2,
   );
+  references(many, "the same scenario");
   ratioTarget(
     "2 KB, 100 sessions, many per connection (smtp-source): mailgate ÷ smtp-sink",
     rate(many, "mailgate") / rate(many, "smtp-sink"),
@@ -420,6 +430,7 @@ function targets(results: ScenarioResult[]): Target[] {
     rate(single, "mailgate") / rate(single, "smtp-server"),
     1.3,
   );
+  references(single, "the same scenario");
   const large = find("50m");
   if (large) {
     const ours = messageFigures(large, "mailgate-stream");
@@ -446,9 +457,6 @@ function targets(results: ScenarioResult[]): Target[] {
       met: ours ? ours.peakRss < 100 * 2 ** 20 : undefined,
     });
   }
-  const informative = (what: string, value: number) => {
-    list.push({ what, measured: ratio(value), required: undefined, met: undefined });
-  };
   const idle = find("idle");
   if (idle) {
     const { settleSeconds } = idle.scenario as IdleScenario;
@@ -597,7 +605,11 @@ const METHOD = `## Method
   envelope headers), with as many concurrent writers as the scenario has sessions, in a fresh directory
   beside the run's Maildir (same file system; removed with the Maildirs at the end). It leaves out the shared
   (group-commit) fsync of \`new/\` that \`mailgate serve\` adds after the renames. files/s = files ÷ wall time
-  from the first open to the last rename; the figure is the median of as many probes as runs.
+  from the first open to the last rename; the figure is the median of as many probes as runs. Both figures
+  depend on what the file system did in the minutes before: on ext4 without a journal (the project's benchmark
+  machine has one), for some minutes after many files were deleted, each file created costs
+  up to ~0.7 ms of kernel CPU (ext4's scan for recently deleted inodes, seen with \`perf\`), so do not delete
+  many files (say, an old Maildir or a test run's temporary directories) right before a run.
 - Server settings: every limit raised to fit the largest scenario (connections and processings, message size
   unlimited), and every session timeout raised to the same ${SESSION_TIMEOUT_SECONDS} s (mailgate's \`ioCmdTimeout\`, 30 s
   by default; smtp-server's \`socketTimeout\`, 60 s; smtp-sink's \`-t\`, 100 s) so that none closes the idle
@@ -655,6 +667,8 @@ export function renderReport(report: BenchReport): string {
           : [t.what, t.measured, t.required, t.met === undefined ? "n/a" : t.met ? "yes" : "**no**"],
       ),
     ),
+    "",
+    "The `node-floor ÷ smtp-server` and `smtp-sink ÷ smtp-server` rows beside a target show where the least work a Node server can do (see `node-floor` below) and Postfix's C sink get in the same run: a ratio above both is beyond what answering these clients costs on this machine, where the server and the generator share two cores.",
     "",
   );
   const summary = summary2k(report.results);
