@@ -8,17 +8,8 @@
  * RFCs or safety demand it.
  */
 import type { Readable } from "node:stream";
-import {
-  createExchange,
-  isSaslMechanismName,
-  MAX_SASL_LINE_OCTETS,
-  parseAuthCommand,
-  type SaslCredentials,
-  type SaslExchange,
-  type SaslMechanismName,
-  type SaslStep,
-  unrecognizedMechanismError,
-} from "../sasl/mechanism.js";
+import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
+import { AuthExchange } from "./auth-exchange.js";
 import { ChunkReader, ChunkStop } from "./chunking.js";
 import {
   type CommandLine,
@@ -144,6 +135,32 @@ export interface SessionConfig {
   logDialog: boolean;
 }
 
+/**
+ * The session as the helpers that run its longer exchanges see it (AuthExchange): what they read, and
+ * what they may do. Each helper picks the members it uses.
+ */
+export interface SessionView {
+  readonly config: SessionConfig;
+  readonly ctx: SessionContext;
+  readonly hooks: SessionHooks;
+  readonly transport: SessionTransport;
+  /** The buffered input; `inputPos` is its first unread byte. */
+  readonly input: Buffer;
+  inputPos: number;
+  /** Forgets the buffered input (an over-long line is dropped as it comes). */
+  dropInput(): void;
+  readonly isClosed: boolean;
+  /** Queues a reply; the batch is written when the input runs dry. */
+  reply(text: string): void;
+  /** Answers an error as a command's failure (counted, and closing when it says so). */
+  answerError(error: unknown, defaultCode?: number): void;
+  close(): void;
+  /** The next input is commands. */
+  expectCommands(): void;
+  /** The next input is the client's responses to a SASL challenge, not commands. */
+  expectSaslResponses(): void;
+}
+
 enum Phase {
   Greeting = 0,
   Command = 1,
@@ -227,10 +244,10 @@ export class SmtpSession {
   private chunkSize = 0;
   private lastChunk = false;
   private skipRemaining = 0;
-  // AUTH
-  private exchange: SaslExchange | null = null;
-  private authFailures = 0;
-  private authLineTooLong = false;
+  /** The AUTH exchange and its failure count: made on the first AUTH. */
+  private authExchange: AuthExchange | null = null;
+  /** What the AUTH and BDAT helpers see of this session: made when the first of them is. */
+  private view: SessionView | null = null;
   /** XFORWARD attributes waiting for the next MAIL. */
   private forwarded: Forwarded | null = null;
 
@@ -439,7 +456,7 @@ export class SmtpSession {
       case Phase.SkipChunk:
         return this.skipChunk();
       case Phase.Auth:
-        return this.pumpAuth();
+        return (this.authExchange as AuthExchange).pumpResponse();
       default:
         return false;
     }
@@ -475,8 +492,7 @@ export class SmtpSession {
       if (this.skippedLineBytes >= 0 || pending > config.maxCommandLineLength) {
         // Do not buffer an over-long line: drop it as it comes, and give up on absurd ones.
         this.skippedLineBytes = Math.max(this.skippedLineBytes, 0) + pending;
-        this.input = EMPTY;
-        this.inputPos = 0;
+        this.dropInput();
         if (this.skippedLineBytes > config.ioBufferMaxSize) {
           this.shutdownNow(
             formatReply(421, "4.7.0", `${config.hostname} Error: line too long, closing connection`),
@@ -705,8 +721,7 @@ export class SmtpSession {
     this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
     this.flush();
     this.phase = Phase.Tls;
-    this.input = EMPTY;
-    this.inputPos = 0;
+    this.dropInput();
     try {
       await this.transport.startTls();
     } catch (error) {
@@ -728,123 +743,20 @@ export class SmtpSession {
     this.hooks.log(this.ctx, "debug", `TLS established: ${server.tls?.protocol} ${server.tls?.cipher}`);
   }
 
-  /** RFC 4954: AUTH mechanism [initial-response], then the SASL exchange line by line. */
+  /**
+   * RFC 4954 4: AUTH after EHLO, outside a mail transaction, and once per session; what follows the
+   * command is AuthExchange's.
+   */
   private async handleAuth(line: CommandLine, moreInput: boolean): Promise<void> {
-    const { auth } = this.config;
     const { server } = this.ctx;
-    if (auth.mode === "forbidden") throw SmtpError.code(502);
+    if (this.config.auth.mode === "forbidden") throw SmtpError.code(502);
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
     if (this.tx !== TxState.Ready)
       throw new SmtpError(503, "Error: AUTH is not allowed in a transaction", "5.5.1");
     if (server.authenticated) throw new SmtpError(503, "Error: already authenticated", "5.5.1");
     this.requireTls();
-    if (!server.encrypted && !auth.overPlaintext) {
-      throw new SmtpError(538, "Error: authentication needs an encrypted connection (STARTTLS)", "5.7.11");
-    }
-    const { mechanism, initialResponse } = parseAuthCommand(line.args);
-    if (!isSaslMechanismName(mechanism) || !auth.mechanisms.includes(mechanism)) {
-      throw unrecognizedMechanismError();
-    }
-    this.exchange = createExchange(mechanism, { hostname: this.config.hostname });
-    const step = this.exchange.start(initialResponse);
-    if (step.kind === "challenge" && moreInput) {
-      // RFC 2920 3.1 / issue: only AUTH with its initial response may be followed by more input.
-      this.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
-      this.close();
-      return;
-    }
-    await this.authStep(step);
-  }
-
-  /** One SASL response line: never decoded as a command, never logged (it carries secrets). */
-  private async pumpAuth(): Promise<boolean> {
-    const { input } = this;
-    const start = this.inputPos;
-    const lf = input.indexOf(LF, start);
-    const limit = MAX_SASL_LINE_OCTETS + 2;
-    if (lf === -1) {
-      if (input.length - start > limit) {
-        this.authLineTooLong = true;
-        this.input = EMPTY;
-        this.inputPos = 0;
-      }
-      return false;
-    }
-    this.inputPos = lf + 1;
-    this.transport.commandCompleted();
-    const tooLong = this.authLineTooLong || lf + 1 - start > limit;
-    this.authLineTooLong = false;
-    const end = lf > start && input[lf - 1] === 13 ? lf - 1 : lf;
-    const exchange = this.exchange as SaslExchange;
-    await this.authStep(
-      tooLong
-        ? { kind: "error", error: new SmtpError(500, "Authentication exchange line is too long", "5.5.6") }
-        : exchange.next(input.toString("latin1", start, end)),
-    );
-    return !this.isClosed;
-  }
-
-  private async authStep(step: SaslStep): Promise<void> {
-    if (step.kind === "challenge") {
-      this.phase = Phase.Auth;
-      this.reply(formatReply(334, undefined, step.text));
-      return;
-    }
-    this.phase = Phase.Command;
-    this.exchange = null;
-    if (step.kind === "error") return this.authFailed(step.error, "");
-    const { credentials } = step;
-    let value: unknown;
-    try {
-      value = await this.hooks.onAuth(
-        this.ctx,
-        credentials.authorizationId,
-        credentials.authenticationId,
-        credentials.secret,
-        credentials.mechanism,
-        credentials,
-      );
-    } catch (error) {
-      return this.authFailed(
-        error instanceof SmtpError ? error : new SmtpError(454, "Temporary authentication failure", "4.7.0"),
-        credentials.authenticationId,
-        error instanceof SmtpError ? undefined : error,
-      );
-    }
-    const { server } = this.ctx;
-    // The seed's rule: the hook's value, else the requested authorization id, else the user itself.
-    server.authorizationId =
-      typeof value === "string" && value !== ""
-        ? value
-        : credentials.authorizationId || credentials.authenticationId;
-    server.authenticationId = credentials.authenticationId;
-    server.authenticated = new Date();
-    server.authMechanism = credentials.mechanism;
-    this.hooks.log(
-      this.ctx,
-      "info",
-      `Authenticated ${credentials.authenticationId} with ${credentials.mechanism}`,
-    );
-    this.reply(formatReply(235, "2.7.0", "Authentication successful"));
-  }
-
-  /** A failed AUTH: logged without the secret, counted; too many end the connection. */
-  private authFailed(error: SmtpError, user: string, cause?: unknown): void {
-    this.authFailures++;
-    const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
-    this.hooks.log(
-      this.ctx,
-      "warn",
-      `Authentication failed${who}: ${error.code} ${error.enhancedCode}`,
-      cause,
-    );
-    this.answerError(error);
-    if (!this.isClosed && this.authFailures >= this.config.auth.maxFailures) {
-      this.reply(
-        formatReply(421, "4.7.0", `${this.config.hostname} Error: too many authentication failures`),
-      );
-      this.close();
-    }
+    this.authExchange ??= new AuthExchange(this.sessionView());
+    await this.authExchange.start(line.args, moreInput);
   }
 
   /** tlsMode required: nothing but EHLO, STARTTLS, NOOP, HELP and QUIT before TLS. */
@@ -1202,6 +1114,46 @@ export class SmtpSession {
     server.errors.push(error instanceof Error ? error : new Error(String(error)));
     if (server.errors.length > MAX_KEPT_ERRORS) server.errors.shift();
     if (error instanceof SmtpError) this.hooks.log(this.ctx, "debug", error.message);
+  }
+
+  private dropInput(): void {
+    this.input = EMPTY;
+    this.inputPos = 0;
+  }
+
+  /** This session as its helpers see it; one object per session, shared by the helpers. */
+  private sessionView(): SessionView {
+    if (this.view) return this.view;
+    const session = this;
+    this.view = {
+      config: this.config,
+      ctx: this.ctx,
+      hooks: this.hooks,
+      transport: this.transport,
+      get input() {
+        return session.input;
+      },
+      get inputPos() {
+        return session.inputPos;
+      },
+      set inputPos(pos: number) {
+        session.inputPos = pos;
+      },
+      dropInput: () => this.dropInput(),
+      get isClosed() {
+        return session.isClosed;
+      },
+      reply: (text) => this.reply(text),
+      answerError: (error, defaultCode) => this.answerError(error, defaultCode),
+      close: () => this.close(),
+      expectCommands: () => {
+        this.phase = Phase.Command;
+      },
+      expectSaslResponses: () => {
+        this.phase = Phase.Auth;
+      },
+    };
+    return this.view;
   }
 
   private reply(text: string): void {
