@@ -10,7 +10,7 @@
 import type { Readable } from "node:stream";
 import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
 import { AuthExchange } from "./auth-exchange.js";
-import { ChunkReader, ChunkStop } from "./chunking.js";
+import { BdatReader } from "./bdat.js";
 import {
   type CommandLine,
   decodeCommandLine,
@@ -136,8 +136,8 @@ export interface SessionConfig {
 }
 
 /**
- * The session as the helpers that run its longer exchanges see it (AuthExchange): what they read, and
- * what they may do. Each helper picks the members it uses.
+ * The session as the helpers that run its longer exchanges see it (AuthExchange, BdatReader): what they
+ * read, and what they may do. Each helper picks the members it uses.
  */
 export interface SessionView {
   readonly config: SessionConfig;
@@ -159,6 +159,24 @@ export interface SessionView {
   expectCommands(): void;
   /** The next input is the client's responses to a SASL challenge, not commands. */
   expectSaslResponses(): void;
+  /** The message being received, if any. */
+  readonly receiver: MessageReceiver | null;
+  /** Answers a data hook's 421 and closes; true if it did. */
+  closedByHook(closing: SmtpError | null): boolean;
+  /** The checks a message's first octets need: a transaction with recipients, TLS and AUTH as required. */
+  requireRecipients(): void;
+  /** Starts receiving a message. */
+  newReceiver(): MessageReceiver;
+  /** Forgets the message under way; the envelope stays. */
+  resetMessage(): void;
+  /** Forgets the transaction: envelope and message. */
+  resetTransaction(): void;
+  /** Hands a complete message over and answers it. */
+  finishMessage(receiver: MessageReceiver): MaybePromise<void>;
+  /** The next input is the octets of an accepted BDAT chunk. */
+  expectChunk(): void;
+  /** The next input is the octets of a refused BDAT chunk, to drop. */
+  expectDiscardedChunk(): void;
 }
 
 enum Phase {
@@ -237,13 +255,11 @@ export class SmtpSession {
   /** Between the end of a message and its reply: a shutdown waits for the reply. */
   private committing = false;
 
-  // The message being received, and the decoder of its DATA or the reader of its BDAT chunks.
+  // The message being received, and the decoder of its DATA.
   private receiver: MessageReceiver | null = null;
   private decoder: DataDecoder | null = null;
-  private chunks: ChunkReader | null = null;
-  private chunkSize = 0;
-  private lastChunk = false;
-  private skipRemaining = 0;
+  /** BDAT: the chunks of the message, or of a refused command, being read. Made on the first BDAT. */
+  private bdat: BdatReader | null = null;
   /** The AUTH exchange and its failure count: made on the first AUTH. */
   private authExchange: AuthExchange | null = null;
   /** What the AUTH and BDAT helpers see of this session: made when the first of them is. */
@@ -452,9 +468,9 @@ export class SmtpSession {
       case Phase.Data:
         return this.pumpData();
       case Phase.Chunk:
-        return this.pumpChunk();
+        return (this.bdat as BdatReader).pumpChunk();
       case Phase.SkipChunk:
-        return this.skipChunk();
+        return (this.bdat as BdatReader).skipChunk();
       case Phase.Auth:
         return (this.authExchange as AuthExchange).pumpResponse();
       default:
@@ -574,7 +590,8 @@ export class SmtpSession {
       case "DATA":
         return this.handleData(line);
       case "BDAT":
-        return this.handleBdat(line);
+        this.bdat ??= new BdatReader(this.sessionView());
+        return this.bdat.handle(line);
       case "STARTTLS":
         return this.handleStartTls(line);
       case "XCLIENT":
@@ -696,7 +713,7 @@ export class SmtpSession {
     if (envelope.to.length >= this.config.maxRecipients) {
       throw new SmtpError(452, "Error: too many recipients", "4.5.3");
     }
-    if (this.chunks) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
+    if (this.bdat?.inMessage) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
     const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
     const dsn = recipientDsn(params, this.config.dsn);
     return thenCall(
@@ -774,6 +791,13 @@ export class SmtpSession {
     }
   }
 
+  /** DATA or BDAT: a transaction with recipients, and the security the server requires. */
+  private requireRecipients(): void {
+    if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
+    if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+    this.requireSecurity();
+  }
+
   /** XCLIENT: a trusted front end names the real client; the session starts over with a 220. */
   private handleXclient(line: CommandLine): void {
     if (!this.transport.xclientTrusted)
@@ -830,10 +854,8 @@ export class SmtpSession {
 
   private handleData(line: CommandLine): MaybePromise<void> {
     this.requireNoArgs(line);
-    if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
-    if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
-    this.requireSecurity();
-    if (this.chunks) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
+    this.requireRecipients();
+    if (this.bdat?.inMessage) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
     if (this.ctx.envelope.encodingBody === "binarymime") {
       // RFC 3030 3: BINARYMIME content cannot be sent with DATA.
       throw new SmtpError(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1");
@@ -853,89 +875,6 @@ export class SmtpSession {
         throw error;
       },
     );
-  }
-
-  /**
-   * BDAT size [LAST] (RFC 3030): the chunk's octets follow the command whatever the answer, so a refused
-   * chunk is still read (and dropped) to its end; never are its bytes taken for commands.
-   */
-  private async handleBdat(line: CommandLine): Promise<void> {
-    const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args.trimEnd());
-    if (!match) throw new SmtpError(501, "Syntax: BDAT size [LAST]", "5.5.4");
-    const size = Number(match[1]);
-    let reader = this.chunks;
-    try {
-      if (!this.config.chunking) throw SmtpError.code(502);
-      if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
-      if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
-      this.requireSecurity();
-      if (!reader) {
-        const receiver = this.newReceiver();
-        try {
-          await receiver.begin();
-        } catch (error) {
-          this.resetMessage();
-          throw error;
-        }
-        reader = new ChunkReader((bytes) => receiver.write(bytes));
-        this.chunks = reader;
-      }
-    } catch (error) {
-      this.skipRemaining = size;
-      this.phase = Phase.SkipChunk;
-      throw error;
-    }
-    reader.startChunk(size);
-    this.chunkSize = size;
-    this.lastChunk = match[2] !== undefined;
-    this.phase = Phase.Chunk;
-  }
-
-  /** Reads buffered chunk octets into the message; false when more input is needed. */
-  private async pumpChunk(): Promise<boolean> {
-    const receiver = this.receiver as MessageReceiver;
-    if (receiver.blocked) return false;
-    const reader = this.chunks as ChunkReader;
-    const start = this.inputPos;
-    const size = this.ctx.message.bytesize;
-    const pos = reader.read(this.input, start);
-    this.inputPos = pos;
-    if (pos > start) this.transport.dataReceived(pos - start);
-    const input = this.input;
-    if (this.ctx.message.bytesize > size && this.closedByHook(await receiver.receiving())) return false;
-
-    switch (reader.stop) {
-      case ChunkStop.HeadersEnd:
-        return !this.closedByHook(await receiver.headersEnded());
-      case ChunkStop.ChunkEnd:
-        this.phase = Phase.Command;
-        this.transport.commandCompleted();
-        if (this.lastChunk) {
-          reader.finish();
-          await this.finishMessage(receiver);
-        } else if (receiver.error) {
-          // RFC 3030 2: after a failed chunk the client sends no more; the transaction is over.
-          const { error } = await receiver.finish();
-          this.resetTransaction();
-          this.answerError(error, 451);
-        } else {
-          this.reply(formatReply(250, "2.0.0", `Ok: ${this.chunkSize} octets received`));
-        }
-        return !this.isClosed;
-      default:
-        return this.input !== input;
-    }
-  }
-
-  /** Drops buffered octets of a refused chunk; true once the chunk is over. */
-  private skipChunk(): boolean {
-    const skipped = Math.min(this.input.length - this.inputPos, this.skipRemaining);
-    this.inputPos += skipped;
-    this.skipRemaining -= skipped;
-    if (skipped > 0) this.transport.dataReceived(skipped);
-    if (this.skipRemaining > 0) return false;
-    this.phase = Phase.Command;
-    return true;
   }
 
   private newReceiver(): MessageReceiver {
@@ -1059,7 +998,7 @@ export class SmtpSession {
     // RSET or EHLO between BDAT chunks: the consumer learns that the message will not come.
     this.receiver?.abandon(new SmtpError(451, "Transaction reset before the message was complete", "4.3.0"));
     this.decoder = null;
-    this.chunks = null;
+    this.bdat?.endMessage();
     this.receiver = null;
     const message = this.ctx.message;
     message.write = writeOutsideData;
@@ -1151,6 +1090,21 @@ export class SmtpSession {
       },
       expectSaslResponses: () => {
         this.phase = Phase.Auth;
+      },
+      get receiver() {
+        return session.receiver;
+      },
+      closedByHook: (closing) => this.closedByHook(closing),
+      requireRecipients: () => this.requireRecipients(),
+      newReceiver: () => this.newReceiver(),
+      resetMessage: () => this.resetMessage(),
+      resetTransaction: () => this.resetTransaction(),
+      finishMessage: (receiver) => this.finishMessage(receiver),
+      expectChunk: () => {
+        this.phase = Phase.Chunk;
+      },
+      expectDiscardedChunk: () => {
+        this.phase = Phase.SkipChunk;
       },
     };
     return this.view;
