@@ -28,6 +28,7 @@ export type BdatSession = Pick<
   | "resetMessage"
   | "resetTransaction"
   | "finishMessage"
+  | "consumeData"
   | "expectCommands"
   | "expectChunk"
   | "expectDiscardedChunk"
@@ -101,9 +102,7 @@ export class BdatReader {
     const reader = this.chunks as ChunkReader;
     const start = session.inputPos;
     const size = session.ctx.message.bytesize;
-    const pos = reader.read(session.input, start);
-    session.inputPos = pos;
-    if (pos > start) session.transport.dataReceived(pos - start);
+    session.consumeData(reader.read(session.input, start));
     const input = session.input;
     if (session.ctx.message.bytesize > size && session.closedByHook(await receiver.receiving())) return false;
 
@@ -135,9 +134,8 @@ export class BdatReader {
   skipChunk(): boolean {
     const { session } = this;
     const skipped = Math.min(session.input.length - session.inputPos, this.skipRemaining);
-    session.inputPos += skipped;
+    session.consumeData(session.inputPos + skipped);
     this.skipRemaining -= skipped;
-    if (skipped > 0) session.transport.dataReceived(skipped);
     if (this.skipRemaining > 0) return false;
     session.expectCommands();
     return true;

@@ -173,6 +173,8 @@ export interface SessionView {
   resetTransaction(): void;
   /** Hands a complete message over and answers it. */
   finishMessage(receiver: MessageReceiver): MaybePromise<void>;
+  /** Message octets up to `pos` were read: the input moves on and the data deadline grows. */
+  consumeData(pos: number): void;
   /** The next input is the octets of an accepted BDAT chunk. */
   expectChunk(): void;
   /** The next input is the octets of a refused BDAT chunk, to drop. */
@@ -897,9 +899,7 @@ export class SmtpSession {
     const decoder = this.decoder as DataDecoder;
     const start = this.inputPos;
     const size = this.ctx.message.bytesize;
-    const pos = decoder.decode(this.input, start);
-    this.inputPos = pos;
-    if (pos > start) this.transport.dataReceived(pos - start);
+    this.consumeData(decoder.decode(this.input, start));
     const input = this.input;
     if (this.ctx.message.bytesize === size) return this.dataStopped(receiver, decoder, input);
     // The receiving hook sees every chunk of data, before the end of headers or of the message is handled.
@@ -907,6 +907,12 @@ export class SmtpSession {
       () => receiver.receiving(),
       (closing) => !this.closedByHook(closing) && this.dataStopped(receiver, decoder, input),
     );
+  }
+
+  private consumeData(pos: number): void {
+    const read = pos - this.inputPos;
+    this.inputPos = pos;
+    if (read > 0) this.transport.dataReceived(read);
   }
 
   /** Acts on what stopped the decoder: the end of the headers, of the message, or of the input. */
@@ -1100,6 +1106,7 @@ export class SmtpSession {
       resetMessage: () => this.resetMessage(),
       resetTransaction: () => this.resetTransaction(),
       finishMessage: (receiver) => this.finishMessage(receiver),
+      consumeData: (pos) => this.consumeData(pos),
       expectChunk: () => {
         this.phase = Phase.Chunk;
       },
