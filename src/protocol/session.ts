@@ -8,18 +8,9 @@
  * RFCs or safety demand it.
  */
 import type { Readable } from "node:stream";
-import {
-  createExchange,
-  isSaslMechanismName,
-  MAX_SASL_LINE_OCTETS,
-  parseAuthCommand,
-  type SaslCredentials,
-  type SaslExchange,
-  type SaslMechanismName,
-  type SaslStep,
-  unrecognizedMechanismError,
-} from "../sasl/mechanism.js";
-import { ChunkReader, ChunkStop } from "./chunking.js";
+import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
+import { AuthExchange } from "./auth-exchange.js";
+import { BdatReader } from "./bdat.js";
 import {
   type CommandLine,
   decodeCommandLine,
@@ -144,6 +135,52 @@ export interface SessionConfig {
   logDialog: boolean;
 }
 
+/**
+ * The session as the helpers that run its longer exchanges see it (AuthExchange, BdatReader): what they
+ * read, and what they may do. Each helper picks the members it uses.
+ */
+export interface SessionView {
+  readonly config: SessionConfig;
+  readonly ctx: SessionContext;
+  readonly hooks: SessionHooks;
+  readonly transport: SessionTransport;
+  /** The buffered input; `inputPos` is its first unread byte. */
+  readonly input: Buffer;
+  inputPos: number;
+  /** Forgets the buffered input (an over-long line is dropped as it comes). */
+  dropInput(): void;
+  readonly isClosed: boolean;
+  /** Queues a reply; the batch is written when the input runs dry. */
+  reply(text: string): void;
+  /** Answers an error as a command's failure (counted, and closing when it says so). */
+  answerError(error: unknown, defaultCode?: number): void;
+  close(): void;
+  /** The next input is commands. */
+  expectCommands(): void;
+  /** The next input is the client's responses to a SASL challenge, not commands. */
+  expectSaslResponses(): void;
+  /** The message being received, if any. */
+  readonly receiver: MessageReceiver | null;
+  /** Answers a data hook's 421 and closes; true if it did. */
+  closedByHook(closing: SmtpError | null): boolean;
+  /** The checks a message's first octets need: a transaction with recipients, TLS and AUTH as required. */
+  requireRecipients(): void;
+  /** Starts receiving a message. */
+  newReceiver(): MessageReceiver;
+  /** Forgets the message under way; the envelope stays. */
+  resetMessage(): void;
+  /** Forgets the transaction: envelope and message. */
+  resetTransaction(): void;
+  /** Hands a complete message over and answers it. */
+  finishMessage(receiver: MessageReceiver): MaybePromise<void>;
+  /** Message octets up to `pos` were read: the input moves on and the data deadline grows. */
+  consumeData(pos: number): void;
+  /** The next input is the octets of an accepted BDAT chunk. */
+  expectChunk(): void;
+  /** The next input is the octets of a refused BDAT chunk, to drop. */
+  expectDiscardedChunk(): void;
+}
+
 enum Phase {
   Greeting = 0,
   Command = 1,
@@ -220,17 +257,15 @@ export class SmtpSession {
   /** Between the end of a message and its reply: a shutdown waits for the reply. */
   private committing = false;
 
-  // The message being received, and the decoder of its DATA or the reader of its BDAT chunks.
+  // The message being received, and the decoder of its DATA.
   private receiver: MessageReceiver | null = null;
   private decoder: DataDecoder | null = null;
-  private chunks: ChunkReader | null = null;
-  private chunkSize = 0;
-  private lastChunk = false;
-  private skipRemaining = 0;
-  // AUTH
-  private exchange: SaslExchange | null = null;
-  private authFailures = 0;
-  private authLineTooLong = false;
+  /** BDAT: the chunks of the message, or of a refused command, being read. Made on the first BDAT. */
+  private bdat: BdatReader | null = null;
+  /** The AUTH exchange and its failure count: made on the first AUTH. */
+  private authExchange: AuthExchange | null = null;
+  /** What the AUTH and BDAT helpers see of this session: made when the first of them is. */
+  private view: SessionView | null = null;
   /** XFORWARD attributes waiting for the next MAIL. */
   private forwarded: Forwarded | null = null;
 
@@ -435,11 +470,11 @@ export class SmtpSession {
       case Phase.Data:
         return this.pumpData();
       case Phase.Chunk:
-        return this.pumpChunk();
+        return (this.bdat as BdatReader).pumpChunk();
       case Phase.SkipChunk:
-        return this.skipChunk();
+        return (this.bdat as BdatReader).skipChunk();
       case Phase.Auth:
-        return this.pumpAuth();
+        return (this.authExchange as AuthExchange).pumpResponse();
       default:
         return false;
     }
@@ -475,8 +510,7 @@ export class SmtpSession {
       if (this.skippedLineBytes >= 0 || pending > config.maxCommandLineLength) {
         // Do not buffer an over-long line: drop it as it comes, and give up on absurd ones.
         this.skippedLineBytes = Math.max(this.skippedLineBytes, 0) + pending;
-        this.input = EMPTY;
-        this.inputPos = 0;
+        this.dropInput();
         if (this.skippedLineBytes > config.ioBufferMaxSize) {
           this.shutdownNow(
             formatReply(421, "4.7.0", `${config.hostname} Error: line too long, closing connection`),
@@ -558,7 +592,8 @@ export class SmtpSession {
       case "DATA":
         return this.handleData(line);
       case "BDAT":
-        return this.handleBdat(line);
+        this.bdat ??= new BdatReader(this.sessionView());
+        return this.bdat.handle(line);
       case "STARTTLS":
         return this.handleStartTls(line);
       case "XCLIENT":
@@ -680,7 +715,7 @@ export class SmtpSession {
     if (envelope.to.length >= this.config.maxRecipients) {
       throw new SmtpError(452, "Error: too many recipients", "4.5.3");
     }
-    if (this.chunks) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
+    if (this.bdat?.inMessage) throw new SmtpError(503, "Error: RCPT after BDAT", "5.5.1");
     const { address, params } = parsePathArgument(line.args, "TO:", envelope.encodingUtf8 === "utf8");
     const dsn = recipientDsn(params, this.config.dsn);
     return thenCall(
@@ -705,8 +740,7 @@ export class SmtpSession {
     this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
     this.flush();
     this.phase = Phase.Tls;
-    this.input = EMPTY;
-    this.inputPos = 0;
+    this.dropInput();
     try {
       await this.transport.startTls();
     } catch (error) {
@@ -728,123 +762,20 @@ export class SmtpSession {
     this.hooks.log(this.ctx, "debug", `TLS established: ${server.tls?.protocol} ${server.tls?.cipher}`);
   }
 
-  /** RFC 4954: AUTH mechanism [initial-response], then the SASL exchange line by line. */
+  /**
+   * RFC 4954 4: AUTH after EHLO, outside a mail transaction, and once per session; what follows the
+   * command is AuthExchange's.
+   */
   private async handleAuth(line: CommandLine, moreInput: boolean): Promise<void> {
-    const { auth } = this.config;
     const { server } = this.ctx;
-    if (auth.mode === "forbidden") throw SmtpError.code(502);
+    if (this.config.auth.mode === "forbidden") throw SmtpError.code(502);
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
     if (this.tx !== TxState.Ready)
       throw new SmtpError(503, "Error: AUTH is not allowed in a transaction", "5.5.1");
     if (server.authenticated) throw new SmtpError(503, "Error: already authenticated", "5.5.1");
     this.requireTls();
-    if (!server.encrypted && !auth.overPlaintext) {
-      throw new SmtpError(538, "Error: authentication needs an encrypted connection (STARTTLS)", "5.7.11");
-    }
-    const { mechanism, initialResponse } = parseAuthCommand(line.args);
-    if (!isSaslMechanismName(mechanism) || !auth.mechanisms.includes(mechanism)) {
-      throw unrecognizedMechanismError();
-    }
-    this.exchange = createExchange(mechanism, { hostname: this.config.hostname });
-    const step = this.exchange.start(initialResponse);
-    if (step.kind === "challenge" && moreInput) {
-      // RFC 2920 3.1 / issue: only AUTH with its initial response may be followed by more input.
-      this.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
-      this.close();
-      return;
-    }
-    await this.authStep(step);
-  }
-
-  /** One SASL response line: never decoded as a command, never logged (it carries secrets). */
-  private async pumpAuth(): Promise<boolean> {
-    const { input } = this;
-    const start = this.inputPos;
-    const lf = input.indexOf(LF, start);
-    const limit = MAX_SASL_LINE_OCTETS + 2;
-    if (lf === -1) {
-      if (input.length - start > limit) {
-        this.authLineTooLong = true;
-        this.input = EMPTY;
-        this.inputPos = 0;
-      }
-      return false;
-    }
-    this.inputPos = lf + 1;
-    this.transport.commandCompleted();
-    const tooLong = this.authLineTooLong || lf + 1 - start > limit;
-    this.authLineTooLong = false;
-    const end = lf > start && input[lf - 1] === 13 ? lf - 1 : lf;
-    const exchange = this.exchange as SaslExchange;
-    await this.authStep(
-      tooLong
-        ? { kind: "error", error: new SmtpError(500, "Authentication exchange line is too long", "5.5.6") }
-        : exchange.next(input.toString("latin1", start, end)),
-    );
-    return !this.isClosed;
-  }
-
-  private async authStep(step: SaslStep): Promise<void> {
-    if (step.kind === "challenge") {
-      this.phase = Phase.Auth;
-      this.reply(formatReply(334, undefined, step.text));
-      return;
-    }
-    this.phase = Phase.Command;
-    this.exchange = null;
-    if (step.kind === "error") return this.authFailed(step.error, "");
-    const { credentials } = step;
-    let value: unknown;
-    try {
-      value = await this.hooks.onAuth(
-        this.ctx,
-        credentials.authorizationId,
-        credentials.authenticationId,
-        credentials.secret,
-        credentials.mechanism,
-        credentials,
-      );
-    } catch (error) {
-      return this.authFailed(
-        error instanceof SmtpError ? error : new SmtpError(454, "Temporary authentication failure", "4.7.0"),
-        credentials.authenticationId,
-        error instanceof SmtpError ? undefined : error,
-      );
-    }
-    const { server } = this.ctx;
-    // The seed's rule: the hook's value, else the requested authorization id, else the user itself.
-    server.authorizationId =
-      typeof value === "string" && value !== ""
-        ? value
-        : credentials.authorizationId || credentials.authenticationId;
-    server.authenticationId = credentials.authenticationId;
-    server.authenticated = new Date();
-    server.authMechanism = credentials.mechanism;
-    this.hooks.log(
-      this.ctx,
-      "info",
-      `Authenticated ${credentials.authenticationId} with ${credentials.mechanism}`,
-    );
-    this.reply(formatReply(235, "2.7.0", "Authentication successful"));
-  }
-
-  /** A failed AUTH: logged without the secret, counted; too many end the connection. */
-  private authFailed(error: SmtpError, user: string, cause?: unknown): void {
-    this.authFailures++;
-    const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
-    this.hooks.log(
-      this.ctx,
-      "warn",
-      `Authentication failed${who}: ${error.code} ${error.enhancedCode}`,
-      cause,
-    );
-    this.answerError(error);
-    if (!this.isClosed && this.authFailures >= this.config.auth.maxFailures) {
-      this.reply(
-        formatReply(421, "4.7.0", `${this.config.hostname} Error: too many authentication failures`),
-      );
-      this.close();
-    }
+    this.authExchange ??= new AuthExchange(this.sessionView());
+    await this.authExchange.start(line.args, moreInput);
   }
 
   /** tlsMode required: nothing but EHLO, STARTTLS, NOOP, HELP and QUIT before TLS. */
@@ -860,6 +791,13 @@ export class SmtpSession {
     if (this.config.auth.mode === "required" && !this.ctx.server.authenticated) {
       throw new SmtpError(530, "Authentication required", "5.7.0");
     }
+  }
+
+  /** DATA or BDAT: a transaction with recipients, and the security the server requires. */
+  private requireRecipients(): void {
+    if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
+    if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
+    this.requireSecurity();
   }
 
   /** XCLIENT: a trusted front end names the real client; the session starts over with a 220. */
@@ -918,10 +856,8 @@ export class SmtpSession {
 
   private handleData(line: CommandLine): MaybePromise<void> {
     this.requireNoArgs(line);
-    if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
-    if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
-    this.requireSecurity();
-    if (this.chunks) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
+    this.requireRecipients();
+    if (this.bdat?.inMessage) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
     if (this.ctx.envelope.encodingBody === "binarymime") {
       // RFC 3030 3: BINARYMIME content cannot be sent with DATA.
       throw new SmtpError(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1");
@@ -941,89 +877,6 @@ export class SmtpSession {
         throw error;
       },
     );
-  }
-
-  /**
-   * BDAT size [LAST] (RFC 3030): the chunk's octets follow the command whatever the answer, so a refused
-   * chunk is still read (and dropped) to its end; never are its bytes taken for commands.
-   */
-  private async handleBdat(line: CommandLine): Promise<void> {
-    const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args.trimEnd());
-    if (!match) throw new SmtpError(501, "Syntax: BDAT size [LAST]", "5.5.4");
-    const size = Number(match[1]);
-    let reader = this.chunks;
-    try {
-      if (!this.config.chunking) throw SmtpError.code(502);
-      if (this.tx === TxState.Mail) throw new SmtpError(503, "Error: no valid recipients", "5.5.1");
-      if (this.tx !== TxState.Rcpt) throw new SmtpError(503, "Error: need RCPT command", "5.5.1");
-      this.requireSecurity();
-      if (!reader) {
-        const receiver = this.newReceiver();
-        try {
-          await receiver.begin();
-        } catch (error) {
-          this.resetMessage();
-          throw error;
-        }
-        reader = new ChunkReader((bytes) => receiver.write(bytes));
-        this.chunks = reader;
-      }
-    } catch (error) {
-      this.skipRemaining = size;
-      this.phase = Phase.SkipChunk;
-      throw error;
-    }
-    reader.startChunk(size);
-    this.chunkSize = size;
-    this.lastChunk = match[2] !== undefined;
-    this.phase = Phase.Chunk;
-  }
-
-  /** Reads buffered chunk octets into the message; false when more input is needed. */
-  private async pumpChunk(): Promise<boolean> {
-    const receiver = this.receiver as MessageReceiver;
-    if (receiver.blocked) return false;
-    const reader = this.chunks as ChunkReader;
-    const start = this.inputPos;
-    const size = this.ctx.message.bytesize;
-    const pos = reader.read(this.input, start);
-    this.inputPos = pos;
-    if (pos > start) this.transport.dataReceived(pos - start);
-    const input = this.input;
-    if (this.ctx.message.bytesize > size && this.closedByHook(await receiver.receiving())) return false;
-
-    switch (reader.stop) {
-      case ChunkStop.HeadersEnd:
-        return !this.closedByHook(await receiver.headersEnded());
-      case ChunkStop.ChunkEnd:
-        this.phase = Phase.Command;
-        this.transport.commandCompleted();
-        if (this.lastChunk) {
-          reader.finish();
-          await this.finishMessage(receiver);
-        } else if (receiver.error) {
-          // RFC 3030 2: after a failed chunk the client sends no more; the transaction is over.
-          const { error } = await receiver.finish();
-          this.resetTransaction();
-          this.answerError(error, 451);
-        } else {
-          this.reply(formatReply(250, "2.0.0", `Ok: ${this.chunkSize} octets received`));
-        }
-        return !this.isClosed;
-      default:
-        return this.input !== input;
-    }
-  }
-
-  /** Drops buffered octets of a refused chunk; true once the chunk is over. */
-  private skipChunk(): boolean {
-    const skipped = Math.min(this.input.length - this.inputPos, this.skipRemaining);
-    this.inputPos += skipped;
-    this.skipRemaining -= skipped;
-    if (skipped > 0) this.transport.dataReceived(skipped);
-    if (this.skipRemaining > 0) return false;
-    this.phase = Phase.Command;
-    return true;
   }
 
   private newReceiver(): MessageReceiver {
@@ -1046,9 +899,7 @@ export class SmtpSession {
     const decoder = this.decoder as DataDecoder;
     const start = this.inputPos;
     const size = this.ctx.message.bytesize;
-    const pos = decoder.decode(this.input, start);
-    this.inputPos = pos;
-    if (pos > start) this.transport.dataReceived(pos - start);
+    this.consumeData(decoder.decode(this.input, start));
     const input = this.input;
     if (this.ctx.message.bytesize === size) return this.dataStopped(receiver, decoder, input);
     // The receiving hook sees every chunk of data, before the end of headers or of the message is handled.
@@ -1056,6 +907,12 @@ export class SmtpSession {
       () => receiver.receiving(),
       (closing) => !this.closedByHook(closing) && this.dataStopped(receiver, decoder, input),
     );
+  }
+
+  private consumeData(pos: number): void {
+    const read = pos - this.inputPos;
+    this.inputPos = pos;
+    if (read > 0) this.transport.dataReceived(read);
   }
 
   /** Acts on what stopped the decoder: the end of the headers, of the message, or of the input. */
@@ -1147,7 +1004,7 @@ export class SmtpSession {
     // RSET or EHLO between BDAT chunks: the consumer learns that the message will not come.
     this.receiver?.abandon(new SmtpError(451, "Transaction reset before the message was complete", "4.3.0"));
     this.decoder = null;
-    this.chunks = null;
+    this.bdat?.endMessage();
     this.receiver = null;
     const message = this.ctx.message;
     message.write = writeOutsideData;
@@ -1202,6 +1059,62 @@ export class SmtpSession {
     server.errors.push(error instanceof Error ? error : new Error(String(error)));
     if (server.errors.length > MAX_KEPT_ERRORS) server.errors.shift();
     if (error instanceof SmtpError) this.hooks.log(this.ctx, "debug", error.message);
+  }
+
+  private dropInput(): void {
+    this.input = EMPTY;
+    this.inputPos = 0;
+  }
+
+  /** This session as its helpers see it; one object per session, shared by the helpers. */
+  private sessionView(): SessionView {
+    if (this.view) return this.view;
+    const session = this;
+    this.view = {
+      config: this.config,
+      ctx: this.ctx,
+      hooks: this.hooks,
+      transport: this.transport,
+      get input() {
+        return session.input;
+      },
+      get inputPos() {
+        return session.inputPos;
+      },
+      set inputPos(pos: number) {
+        session.inputPos = pos;
+      },
+      dropInput: () => this.dropInput(),
+      get isClosed() {
+        return session.isClosed;
+      },
+      reply: (text) => this.reply(text),
+      answerError: (error, defaultCode) => this.answerError(error, defaultCode),
+      close: () => this.close(),
+      expectCommands: () => {
+        this.phase = Phase.Command;
+      },
+      expectSaslResponses: () => {
+        this.phase = Phase.Auth;
+      },
+      get receiver() {
+        return session.receiver;
+      },
+      closedByHook: (closing) => this.closedByHook(closing),
+      requireRecipients: () => this.requireRecipients(),
+      newReceiver: () => this.newReceiver(),
+      resetMessage: () => this.resetMessage(),
+      resetTransaction: () => this.resetTransaction(),
+      finishMessage: (receiver) => this.finishMessage(receiver),
+      consumeData: (pos) => this.consumeData(pos),
+      expectChunk: () => {
+        this.phase = Phase.Chunk;
+      },
+      expectDiscardedChunk: () => {
+        this.phase = Phase.SkipChunk;
+      },
+    };
+    return this.view;
   }
 
   private reply(text: string): void {

@@ -1,0 +1,164 @@
+/**
+ * The AUTH command and the SASL exchange after it (RFC 4954): the mechanism's challenges and the client's
+ * response lines, the onAuth hook's verdict, and the count of failures that ends a session. The session
+ * decides when AUTH may be given at all (after EHLO, outside a transaction, once); this owns what follows.
+ */
+import {
+  createExchange,
+  isSaslMechanismName,
+  MAX_SASL_LINE_OCTETS,
+  parseAuthCommand,
+  type SaslExchange,
+  type SaslStep,
+  unrecognizedMechanismError,
+} from "../sasl/mechanism.js";
+import { SmtpError } from "./errors.js";
+import { formatReply } from "./replies.js";
+import type { SessionView } from "./session.js";
+
+const LF = 10;
+
+/** What the AUTH exchange uses of its session. */
+export type AuthSession = Pick<
+  SessionView,
+  | "config"
+  | "ctx"
+  | "hooks"
+  | "transport"
+  | "input"
+  | "inputPos"
+  | "dropInput"
+  | "isClosed"
+  | "reply"
+  | "answerError"
+  | "close"
+  | "expectCommands"
+  | "expectSaslResponses"
+>;
+
+export class AuthExchange {
+  /** The mechanism's side of the exchange under way; null between AUTH commands. */
+  private sasl: SaslExchange | null = null;
+  /** Failed attempts in this session (RFC 4954 4: a server may limit them). */
+  private failures = 0;
+  /** The response line being read outgrew the limit; its bytes are being dropped until its end. */
+  private lineTooLong = false;
+
+  constructor(private readonly session: AuthSession) {}
+
+  /** AUTH mechanism [initial-response] (RFC 4954 4), once the session has allowed AUTH here. */
+  async start(args: string, moreInput: boolean): Promise<void> {
+    const { session } = this;
+    const { auth, hostname } = session.config;
+    if (!session.ctx.server.encrypted && !auth.overPlaintext) {
+      throw new SmtpError(538, "Error: authentication needs an encrypted connection (STARTTLS)", "5.7.11");
+    }
+    const { mechanism, initialResponse } = parseAuthCommand(args);
+    if (!isSaslMechanismName(mechanism) || !auth.mechanisms.includes(mechanism)) {
+      throw unrecognizedMechanismError();
+    }
+    this.sasl = createExchange(mechanism, { hostname });
+    const step = this.sasl.start(initialResponse);
+    if (step.kind === "challenge" && moreInput) {
+      // RFC 2920 3.1 / issue: only AUTH with its initial response may be followed by more input.
+      session.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
+      session.close();
+      return;
+    }
+    await this.advance(step);
+  }
+
+  /** One SASL response line: never decoded as a command, never logged (it carries secrets). */
+  async pumpResponse(): Promise<boolean> {
+    const { session } = this;
+    const { input } = session;
+    const start = session.inputPos;
+    const lf = input.indexOf(LF, start);
+    const limit = MAX_SASL_LINE_OCTETS + 2;
+    if (lf === -1) {
+      if (input.length - start > limit) {
+        this.lineTooLong = true;
+        session.dropInput();
+      }
+      return false;
+    }
+    session.inputPos = lf + 1;
+    session.transport.commandCompleted();
+    const tooLong = this.lineTooLong || lf + 1 - start > limit;
+    this.lineTooLong = false;
+    const end = lf > start && input[lf - 1] === 13 ? lf - 1 : lf;
+    const sasl = this.sasl as SaslExchange;
+    await this.advance(
+      tooLong
+        ? { kind: "error", error: new SmtpError(500, "Authentication exchange line is too long", "5.5.6") }
+        : sasl.next(input.toString("latin1", start, end)),
+    );
+    return !session.isClosed;
+  }
+
+  /** Acts on the mechanism's step: a 334 challenge, a failure, or credentials for the onAuth hook. */
+  private async advance(step: SaslStep): Promise<void> {
+    const { session } = this;
+    if (step.kind === "challenge") {
+      session.expectSaslResponses();
+      session.reply(formatReply(334, undefined, step.text));
+      return;
+    }
+    session.expectCommands();
+    this.sasl = null;
+    if (step.kind === "error") return this.failed(step.error, "");
+    const { credentials } = step;
+    let value: unknown;
+    try {
+      value = await session.hooks.onAuth(
+        session.ctx,
+        credentials.authorizationId,
+        credentials.authenticationId,
+        credentials.secret,
+        credentials.mechanism,
+        credentials,
+      );
+    } catch (error) {
+      return this.failed(
+        error instanceof SmtpError ? error : new SmtpError(454, "Temporary authentication failure", "4.7.0"),
+        credentials.authenticationId,
+        error instanceof SmtpError ? undefined : error,
+      );
+    }
+    const { server } = session.ctx;
+    // The seed's rule: the hook's value, else the requested authorization id, else the user itself.
+    server.authorizationId =
+      typeof value === "string" && value !== ""
+        ? value
+        : credentials.authorizationId || credentials.authenticationId;
+    server.authenticationId = credentials.authenticationId;
+    server.authenticated = new Date();
+    server.authMechanism = credentials.mechanism;
+    session.hooks.log(
+      session.ctx,
+      "info",
+      `Authenticated ${credentials.authenticationId} with ${credentials.mechanism}`,
+    );
+    session.reply(formatReply(235, "2.7.0", "Authentication successful"));
+  }
+
+  /** A failed AUTH: logged without the secret, counted; too many end the connection. */
+  private failed(error: SmtpError, user: string, cause?: unknown): void {
+    const { session } = this;
+    this.failures++;
+    const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
+    session.hooks.log(
+      session.ctx,
+      "warn",
+      `Authentication failed${who}: ${error.code} ${error.enhancedCode}`,
+      cause,
+    );
+    session.answerError(error);
+    if (!session.isClosed && this.failures >= session.config.auth.maxFailures) {
+      session.reply(
+        formatReply(421, "4.7.0", `${session.config.hostname} Error: too many authentication failures`),
+      );
+      session.close();
+    }
+  }
+}
