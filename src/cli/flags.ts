@@ -4,12 +4,15 @@
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { OPTION_SPECS, type OptionSpec, type ServerSettings } from "../server/options.js";
+import { MAILDIR_FLUSHES, type MaildirFlush } from "../store/maildir.js";
 
 export class UsageError extends Error {}
 
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
   maildir: string;
+  /** --maildir-flush: how stored messages are made durable. */
+  maildirFlush: MaildirFlush;
   /** --auth-users FILE: accounts for AUTH. */
   authUsers: string | undefined;
   help: boolean;
@@ -35,6 +38,7 @@ function flagNames(spec: OptionSpec): string[] {
 export function parseServeFlags(argv: readonly string[]): ServeFlags {
   const options: NonNullable<ParseArgsConfig["options"]> = {
     maildir: { type: "string" },
+    "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
     help: { type: "boolean", short: "h" },
   };
@@ -71,9 +75,16 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
   }
   const maildir = values.maildir;
   if (maildir === "") throw new UsageError("Invalid value for --maildir: it needs a directory path.");
+  const flush = values["maildir-flush"] ?? "auto";
+  if (!MAILDIR_FLUSHES.includes(flush as MaildirFlush)) {
+    throw new UsageError(
+      `Invalid value for --maildir-flush: "${flush}"; it accepts one of ${MAILDIR_FLUSHES.join(", ")}.`,
+    );
+  }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
+    maildirFlush: flush as MaildirFlush,
     authUsers: typeof values["auth-users"] === "string" ? values["auth-users"] : undefined,
     help: values.help === true,
   };
@@ -96,6 +107,8 @@ export function serveHelp(): string {
     "",
     "Options:",
     `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
+    "  --maildir-flush MODE",
+    "      How a message is made durable before its 250: fsync (each file on its own), syncfs (one flush of the file system shared by concurrent deliveries; Linux 5.8+) or auto (syncfs where available, else fsync) (default: auto).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];

@@ -24,7 +24,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(serveHelp());
         return 0;
       }
-      await serve(flags.settings, flags.maildir, flags.authUsers);
+      await serve(flags);
       return 0;
     }
     case "hash-password": {

@@ -10,6 +10,7 @@ import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts } from "./accounts.js";
+import type { ServeFlags } from "./flags.js";
 
 /** RFC 5322 date-time for the Received header, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
 function rfc5322Date(date: Date): string {
@@ -72,13 +73,14 @@ export function createStoringServer(
   return server;
 }
 
-export async function serve(
-  settings: Partial<ServerSettings>,
-  maildir: string,
-  authUsers?: string,
-): Promise<void> {
+export async function serve({
+  settings,
+  maildir,
+  maildirFlush,
+  authUsers,
+}: Omit<ServeFlags, "help">): Promise<void> {
   const directory = resolve(maildir);
-  const store = await MaildirStore.open(directory);
+  const store = await MaildirStore.open(directory, { flush: maildirFlush });
   const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
   const server = createStoringServer(settings, store, accounts);
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
@@ -101,10 +103,11 @@ export async function serve(
   server.onLogging(
     null,
     "info",
-    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into Maildir ${directory}`,
+    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into Maildir ${directory} (flushed with ${store.flush === "syncfs" ? "syncfs, shared by concurrent deliveries" : "fsync, per file"})`,
   );
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
+  await store.close();
   server.onLogging(null, "info", "mailgate stopped");
 }

@@ -23,14 +23,33 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
-import { DirectorySync, fsyncDirectory } from "./directory-sync.js";
+import { fsyncDirectory, GroupCommit } from "./group-commit.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
+import { loadSyncfs } from "./syncfs.js";
+
+/**
+ * How a message's bytes are made durable before its rename into new/: "fsync" flushes each file on its
+ * own; "syncfs" flushes the Maildir's file system once for all the deliveries that finished writing
+ * meanwhile (group commit; Linux >= 5.8 with the optional dependency koffi); "auto" is syncfs where it
+ * is available, else fsync.
+ */
+export type MaildirFlush = "auto" | "fsync" | "syncfs";
+
+export const MAILDIR_FLUSHES: readonly MaildirFlush[] = ["auto", "fsync", "syncfs"];
 
 export interface MaildirStoreOptions {
   /** The host name in file names; defaults to os.hostname(). */
   hostname?: string;
   /** Flushes a directory to disk; injectable so tests can count the shared fsyncs. */
   fsyncDirectory?: (directory: string) => Promise<void>;
+  /** `MaildirStore.open` only: see MaildirFlush (default "auto"). */
+  flush?: MaildirFlush;
+  /**
+   * Flushes the whole file system the Maildir is on (what "syncfs" uses; injectable for tests). When
+   * given, files are not fsynced one by one: every delivery waits for one of these that started after
+   * it wrote its file.
+   */
+  syncFileSystem?: () => Promise<void>;
 }
 
 /** Writes are batched to at least this size, so a small message costs one write syscall. */
@@ -46,17 +65,36 @@ export class MaildirStore implements MessageStore {
   readonly directory: string;
   readonly #hostname: string;
   /** Makes renames into new/ durable, shared by concurrent deliveries. */
-  readonly #newSync: DirectorySync;
+  readonly #newSync: GroupCommit;
+  /** With syncfs: makes the files' bytes durable, shared by concurrent deliveries. */
+  readonly #dataSync: GroupCommit | undefined;
+  /** With syncfs: the open directory it flushes through, kept open (and alive) until close(). */
+  #root: FileHandle | undefined;
 
   /** Uses `directory` as it is; `MaildirStore.open` also creates it. */
   constructor(directory: string, options: MaildirStoreOptions = {}) {
     this.directory = directory;
     this.#hostname = (options.hostname ?? osHostname()).replaceAll("/", "\\057").replaceAll(":", "\\072");
-    this.#newSync = new DirectorySync(join(directory, "new"), options.fsyncDirectory ?? fsyncDirectory);
+    const newDirectory = join(directory, "new");
+    const syncDirectory = options.fsyncDirectory ?? fsyncDirectory;
+    this.#newSync = new GroupCommit(() => syncDirectory(newDirectory));
+    this.#dataSync = options.syncFileSystem ? new GroupCommit(options.syncFileSystem) : undefined;
   }
 
-  /** Creates `directory/{tmp,new,cur}` if needed (mode 0700: mail is private) and returns the store. */
-  static async open(directory: string, options?: MaildirStoreOptions): Promise<MaildirStore> {
+  /** How this store makes a message's bytes durable: one fsync per file, or a shared syncfs. */
+  get flush(): "fsync" | "syncfs" {
+    return this.#dataSync ? "syncfs" : "fsync";
+  }
+
+  /**
+   * Creates `directory/{tmp,new,cur}` if needed (mode 0700: mail is private), chooses how to flush
+   * (options.flush) and returns the store.
+   */
+  static async open(directory: string, options: MaildirStoreOptions = {}): Promise<MaildirStore> {
+    const flush = options.flush ?? "auto";
+    if (!MAILDIR_FLUSHES.includes(flush)) {
+      throw new TypeError(`Invalid Maildir flush "${flush}"; use one of: ${MAILDIR_FLUSHES.join(", ")}.`);
+    }
     try {
       for (const sub of ["tmp", "new", "cur"]) {
         await mkdir(join(directory, sub), { recursive: true, mode: 0o700 });
@@ -65,7 +103,24 @@ export class MaildirStore implements MessageStore {
       throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
     }
     await removeStaleTemporaryFiles(join(directory, "tmp"));
-    return new MaildirStore(directory, options);
+    if (options.syncFileSystem || flush === "fsync") return new MaildirStore(directory, options);
+    const syncfs = await loadSyncfs();
+    if (typeof syncfs === "string") {
+      if (flush === "syncfs") throw new Error(`Cannot flush the Maildir with syncfs: ${syncfs}.`);
+      return new MaildirStore(directory, options);
+    }
+    const root = await open(directory, "r");
+    const { fd } = root;
+    const store = new MaildirStore(directory, { ...options, syncFileSystem: () => syncfs(fd) });
+    store.#root = root;
+    return store;
+  }
+
+  /** Releases what open() holds (the directory syncfs flushes through). Deliveries must be over. */
+  async close(): Promise<void> {
+    const root = this.#root;
+    this.#root = undefined;
+    await root?.close();
   }
 
   async deliver(envelope: StoreEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
@@ -78,12 +133,14 @@ export class MaildirStore implements MessageStore {
     let location: string;
     try {
       size = await writeMessage(file, headers, message);
-      await file.sync();
+      if (!this.#dataSync) await file.sync();
       const written = file;
       file = undefined;
       await written.close();
+      // The file is written: a syncfs that starts from now on makes it durable with everyone else's.
+      await this.#dataSync?.sync();
       location = join(this.directory, "new", `${id},S=${size}`);
-      // Only a complete, fsynced file is ever visible in new/.
+      // Only a complete, flushed file is ever visible in new/.
       await rename(tmpPath, location);
     } catch (error) {
       await file?.close().catch(() => {});

@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { createStoringServer } from "../../src/cli/serve.js";
 import type { SmtpServerOptions } from "../../src/server/server.js";
-import { fsyncDirectory } from "../../src/store/directory-sync.js";
+import { fsyncDirectory } from "../../src/store/group-commit.js";
 import { MaildirStore } from "../../src/store/maildir.js";
 import { RawClient, startRecordingServer, waitFor } from "../helpers/clients.js";
 import {

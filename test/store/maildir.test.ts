@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { fsyncDirectory } from "../../src/store/directory-sync.js";
+import { fsyncDirectory } from "../../src/store/group-commit.js";
 import { MaildirStore, parseEnvelopeHeaders } from "../../src/store/maildir.js";
 
 /** Runs `body` with a fresh directory under the OS temp dir, removed afterwards. */

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
-import { DirectorySync } from "../../src/store/directory-sync.js";
+import { fsyncDirectory, GroupCommit } from "../../src/store/group-commit.js";
 
 /** An fsync whose calls the test finishes by hand, one by one. */
 function manualFsync() {
@@ -18,7 +18,7 @@ function manualFsync() {
 
 test("concurrent callers share fsyncs: 100 callers during one fsync cost one more", async () => {
   const { calls, fsync } = manualFsync();
-  const sync = new DirectorySync("/dir", fsync);
+  const sync = new GroupCommit(fsync);
   const first = sync.sync();
   const rest = Array.from({ length: 100 }, () => sync.sync());
   assert.equal(calls.length, 1);
@@ -33,7 +33,7 @@ test("concurrent callers share fsyncs: 100 callers during one fsync cost one mor
 
 test("a caller never resolves on an fsync that started before its call", async () => {
   const { calls, fsync } = manualFsync();
-  const sync = new DirectorySync("/dir", fsync);
+  const sync = new GroupCommit(fsync);
   const settled: string[] = [];
   const a = sync.sync().then(() => settled.push("a"));
   const b = sync.sync().then(() => settled.push("b"));
@@ -56,7 +56,7 @@ test("a caller never resolves on an fsync that started before its call", async (
 
 test("a failed fsync rejects its own callers only, and syncing goes on", async () => {
   const { calls, fsync } = manualFsync();
-  const sync = new DirectorySync("/dir", fsync);
+  const sync = new GroupCommit(fsync);
   const a = sync.sync();
   const b = sync.sync();
   const failure = new Error("EIO");
@@ -74,7 +74,7 @@ test("a failed fsync rejects its own callers only, and syncing goes on", async (
 test("under random timing, every caller resolves after an fsync that started after its call", async () => {
   let started = 0;
   let finished = 0;
-  const sync = new DirectorySync("/dir", async () => {
+  const sync = new GroupCommit(async () => {
     assert.equal(started, finished, "fsyncs never overlap");
     started += 1;
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 3));
@@ -91,10 +91,10 @@ test("under random timing, every caller resolves after an fsync that started aft
   assert.ok(started < 300, `${started} fsyncs for 300 callers`);
 });
 
-test("the default fsync works on a real directory", async () => {
+test("fsyncDirectory works on a real directory, as a group commit's flush", async () => {
   const directory = await mkdtemp(join(tmpdir(), "mailgate-dirsync-"));
   try {
-    await new DirectorySync(directory).sync();
+    await new GroupCommit(() => fsyncDirectory(directory)).sync();
   } finally {
     await rm(directory, { recursive: true, force: true });
   }
