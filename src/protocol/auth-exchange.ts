@@ -60,7 +60,8 @@ export class AuthExchange {
     this.sasl = createExchange(mechanism, { hostname });
     const step = this.sasl.start(initialResponse);
     if (step.kind === "challenge" && moreInput) {
-      // RFC 2920 3.1 / issue: only AUTH with its initial response may be followed by more input.
+      // RFC 4954 4: a pipelined AUTH must end its group, unless its initial response completes the
+      // exchange; one that gets a challenge cannot have been followed by more input.
       session.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
       session.close();
       return;

@@ -5,7 +5,7 @@
  */
 
 /** A value now, or a promise of it. */
-export type MaybePromise<T> = T | Promise<T>;
+export type Awaitable<T> = T | Promise<T>;
 
 /** True for promises and other thenables (what `await` would wait for). */
 export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -23,9 +23,9 @@ export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
  */
 export function thenCall<T, R>(
   fn: () => T | PromiseLike<T>,
-  next: (value: T) => MaybePromise<R>,
-  onError?: (error: unknown) => MaybePromise<R>,
-): MaybePromise<R> {
+  next: (value: T) => Awaitable<R>,
+  onError?: (error: unknown) => Awaitable<R>,
+): Awaitable<R> {
   let value: T | PromiseLike<T>;
   try {
     value = fn();

@@ -6,9 +6,7 @@
 import { Readable } from "node:stream";
 import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
-import { type MaybePromise, thenCall } from "./maybe-async.js";
-
-type Awaitable<T> = T | Promise<T>;
+import { type Awaitable, thenCall } from "./maybe-async.js";
 
 export interface MessageHooks {
   onMessageDataStart(ctx: SessionContext): Awaitable<unknown>;
@@ -60,7 +58,7 @@ export class MessageReceiver {
   }
 
   /** Runs the data-start hook (its error refuses the message before any data) and opens the stream. */
-  begin(): MaybePromise<void> {
+  begin(): Awaitable<void> {
     return thenCall(
       () => this.hooks.onMessageDataStart(this.ctx),
       () => {
@@ -110,7 +108,7 @@ export class MessageReceiver {
    * Runs a hook while data arrives. Its error refuses the message (answered at the end); a 421 is
    * returned so the session can answer and close at once.
    */
-  runHook(hook: (ctx: SessionContext) => Awaitable<unknown>): MaybePromise<SmtpError | null> {
+  runHook(hook: (ctx: SessionContext) => Awaitable<unknown>): Awaitable<SmtpError | null> {
     if (this.error) return null;
     return thenCall(
       () => hook.call(this.hooks, this.ctx),
@@ -122,17 +120,17 @@ export class MessageReceiver {
     );
   }
 
-  receiving(): MaybePromise<SmtpError | null> {
+  receiving(): Awaitable<SmtpError | null> {
     return this.runHook(this.hooks.onMessageDataReceiving);
   }
 
-  headersEnded(): MaybePromise<SmtpError | null> {
+  headersEnded(): Awaitable<SmtpError | null> {
     this.ctx.message.headers = true;
     return this.runHook(this.hooks.onMessageDataHeaders);
   }
 
   /** The last byte arrived: completes the stream or the buffer and runs onMessageData. */
-  finish(): MaybePromise<MessageResult> {
+  finish(): Awaitable<MessageResult> {
     this.finished = true;
     const message = this.ctx.message;
     message.delivered = new Date();
@@ -159,7 +157,7 @@ export class MessageReceiver {
   }
 
   /** onMessageData; what it returns (other than nothing) replaces `value`, what it throws refuses. */
-  private runDataHook(value: unknown): MaybePromise<MessageResult> {
+  private runDataHook(value: unknown): Awaitable<MessageResult> {
     return thenCall(
       () => this.hooks.onMessageData(this.ctx),
       (returned): MessageResult => ({ error: null, value: returned ?? value }),

@@ -22,7 +22,7 @@ import {
 import { emptyEnvelope, type SessionContext, writeOutsideData } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
-import { type MaybePromise, thenCall } from "./maybe-async.js";
+import { type Awaitable, thenCall } from "./maybe-async.js";
 import { MessageReceiver, type MessageResult } from "./message.js";
 import { recipientDsn, recordMailParameters } from "./parameters.js";
 import { formatReply } from "./replies.js";
@@ -37,7 +37,6 @@ import {
 export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
 
 /** What a hook may return: a value, or a promise of one. */
-type Awaitable<T> = T | Promise<T>;
 
 /** The hooks the session calls; the server binds them to the user's implementation. */
 export interface SessionHooks {
@@ -172,7 +171,7 @@ export interface SessionView {
   /** Forgets the transaction: envelope and message. */
   resetTransaction(): void;
   /** Hands a complete message over and answers it. */
-  finishMessage(receiver: MessageReceiver): MaybePromise<void>;
+  finishMessage(receiver: MessageReceiver): Awaitable<void>;
   /** Message octets up to `pos` were read: the input moves on and the data deadline grows. */
   consumeData(pos: number): void;
   /** The next input is the octets of an accepted BDAT chunk. */
@@ -288,7 +287,7 @@ export class SmtpSession {
   }
 
   /** Runs the connect hook and sends the greeting (or the hook's refusal). */
-  start(): MaybePromise<void> {
+  start(): Awaitable<void> {
     if (this.phase !== Phase.Greeting) return;
     return thenCall(
       () => this.hooks.onConnect(this.ctx),
@@ -463,7 +462,7 @@ export class SmtpSession {
   }
 
   /** One step of the current phase: true if it consumed input or changed state, false if it needs more. */
-  private step(): MaybePromise<boolean> {
+  private step(): Awaitable<boolean> {
     switch (this.phase) {
       case Phase.Command:
         return this.pumpCommand();
@@ -501,7 +500,7 @@ export class SmtpSession {
   }
 
   /** Handles one command line if a whole one is buffered; false when more input is needed. */
-  private pumpCommand(): MaybePromise<boolean> {
+  private pumpCommand(): Awaitable<boolean> {
     const { input, config } = this;
     const start = this.inputPos;
     const lf = input.indexOf(LF, start);
@@ -579,7 +578,7 @@ export class SmtpSession {
     return undefined;
   }
 
-  private route(line: CommandLine, moreInput: boolean): MaybePromise<void> {
+  private route(line: CommandLine, moreInput: boolean): Awaitable<void> {
     switch (line.verb) {
       case "EHLO":
       case "HELO":
@@ -629,7 +628,7 @@ export class SmtpSession {
     }
   }
 
-  private handleHelo(line: CommandLine): MaybePromise<void> {
+  private handleHelo(line: CommandLine): Awaitable<void> {
     const { config } = this;
     if (config.lmtp !== (line.verb === "LHLO")) {
       // RFC 2033 4.1: an LMTP server greets with LHLO only; an SMTP server does not know LHLO.
@@ -681,7 +680,7 @@ export class SmtpSession {
     this.reply(formatReply(250, undefined, lines));
   }
 
-  private handleMail(line: CommandLine): MaybePromise<void> {
+  private handleMail(line: CommandLine): Awaitable<void> {
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send HELO/EHLO first", "5.5.1");
     if (this.tx !== TxState.Ready) throw new SmtpError(503, "Error: nested MAIL command", "5.5.1");
     this.requireSecurity();
@@ -706,7 +705,7 @@ export class SmtpSession {
     );
   }
 
-  private handleRcpt(line: CommandLine): MaybePromise<void> {
+  private handleRcpt(line: CommandLine): Awaitable<void> {
     if (this.tx !== TxState.Mail && this.tx !== TxState.Rcpt) {
       throw new SmtpError(503, "Error: need MAIL command", "5.5.1");
     }
@@ -854,7 +853,7 @@ export class SmtpSession {
     throw SmtpError.code(500);
   }
 
-  private handleData(line: CommandLine): MaybePromise<void> {
+  private handleData(line: CommandLine): Awaitable<void> {
     this.requireNoArgs(line);
     this.requireRecipients();
     if (this.bdat?.inMessage) throw new SmtpError(503, "Error: DATA after BDAT in one transaction", "5.5.1");
@@ -893,7 +892,7 @@ export class SmtpSession {
   }
 
   /** Decodes buffered message data; false when more input is needed (or the stream consumer is slow). */
-  private pumpData(): MaybePromise<boolean> {
+  private pumpData(): Awaitable<boolean> {
     const receiver = this.receiver as MessageReceiver;
     if (receiver.blocked) return false;
     const decoder = this.decoder as DataDecoder;
@@ -916,7 +915,7 @@ export class SmtpSession {
   }
 
   /** Acts on what stopped the decoder: the end of the headers, of the message, or of the input. */
-  private dataStopped(receiver: MessageReceiver, decoder: DataDecoder, input: Buffer): MaybePromise<boolean> {
+  private dataStopped(receiver: MessageReceiver, decoder: DataDecoder, input: Buffer): Awaitable<boolean> {
     switch (decoder.stop) {
       case DecodeStop.HeadersEnd:
         return thenCall(
@@ -949,7 +948,7 @@ export class SmtpSession {
     return true;
   }
 
-  private finishMessage(receiver: MessageReceiver): MaybePromise<void> {
+  private finishMessage(receiver: MessageReceiver): Awaitable<void> {
     this.committing = true;
     return thenCall(
       () => receiver.finish(),

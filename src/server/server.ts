@@ -10,6 +10,7 @@ import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
 import { createContext, type SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
+import type { Awaitable } from "../protocol/maybe-async.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig, SessionHooks, Severity } from "../protocol/session.js";
@@ -35,8 +36,6 @@ import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
 import { prepareSocketPath } from "./unix-socket.js";
-
-type Awaitable<T> = T | Promise<T>;
 
 /** One recipient's result in LMTP: nothing or a text is a 250 (with that text), an error its reply. */
 export type RecipientOutcome = string | Error | undefined | null;
