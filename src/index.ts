@@ -14,5 +14,10 @@ export {
   type SmtpServerOptions,
   type StopOptions,
 } from "./server/server.js";
-export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
+export {
+  type MaildirFlush,
+  MaildirStore,
+  type MaildirStoreOptions,
+  parseEnvelopeHeaders,
+} from "./store/maildir.js";
 export type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store/store.js";

@@ -23,6 +23,7 @@ import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
+import { BatchWriter } from "./batch-writer.js";
 import { fsyncDirectory, GroupCommit } from "./group-commit.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
 import { loadSyncfs } from "./syncfs.js";
@@ -55,6 +56,12 @@ export interface MaildirStoreOptions {
 /** Writes are batched to at least this size, so a small message costs one write syscall. */
 const WRITE_BATCH = 64 * 1024;
 
+/**
+ * Messages up to this size (trace headers included) are stored whole by the writer thread; larger ones
+ * are streamed to disk from this thread, in constant memory. Most mail is well under it.
+ */
+const WHOLE_MESSAGE_MAX = 256 * 1024;
+
 const RETURN_PATH = "Return-Path: <";
 const ENVELOPE_TO = "X-Envelope-To: <";
 
@@ -70,6 +77,8 @@ export class MaildirStore implements MessageStore {
   readonly #dataSync: GroupCommit | undefined;
   /** With syncfs: the open directory it flushes through, kept open (and alive) until close(). */
   #root: FileHandle | undefined;
+  /** With syncfs, set by open(): stores messages of up to WHOLE_MESSAGE_MAX bytes on a worker thread. */
+  #writer: BatchWriter | undefined;
 
   /** Uses `directory` as it is; `MaildirStore.open` also creates it. */
   constructor(directory: string, options: MaildirStoreOptions = {}) {
@@ -103,23 +112,29 @@ export class MaildirStore implements MessageStore {
       throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
     }
     await removeStaleTemporaryFiles(join(directory, "tmp"));
-    if (options.syncFileSystem || flush === "fsync") return new MaildirStore(directory, options);
-    const syncfs = await loadSyncfs();
+    // Flushes injected by a test run on this thread, where it can count and pace them: no writer thread.
+    if (options.syncFileSystem || options.fsyncDirectory) return new MaildirStore(directory, options);
+    const syncfs = flush === "fsync" ? "fsync was chosen" : await loadSyncfs();
     if (typeof syncfs === "string") {
       if (flush === "syncfs") throw new Error(`Cannot flush the Maildir with syncfs: ${syncfs}.`);
+      // One fsync per file: libuv's thread pool runs several at once, where one writer thread would
+      // queue them all behind each other.
       return new MaildirStore(directory, options);
     }
     const root = await open(directory, "r");
     const { fd } = root;
     const store = new MaildirStore(directory, { ...options, syncFileSystem: () => syncfs(fd) });
     store.#root = root;
+    store.#writer = new BatchWriter({ directory });
     return store;
   }
 
-  /** Releases what open() holds (the directory syncfs flushes through). Deliveries must be over. */
+  /** Releases what open() holds (the writer thread, the directory syncfs flushes through). Deliveries must be over. */
   async close(): Promise<void> {
-    const root = this.#root;
+    const [writer, root] = [this.#writer, this.#root];
+    this.#writer = undefined;
     this.#root = undefined;
+    await writer?.close();
     await root?.close();
   }
 
@@ -127,12 +142,18 @@ export class MaildirStore implements MessageStore {
     const headers = traceHeaders(envelope);
     const id = this.#uniqueName();
     const tmpPath = join(this.directory, "tmp", id);
+    let body = message;
+    if (this.#writer) {
+      const start = await readUpTo(message, WHOLE_MESSAGE_MAX - headers.length);
+      if (!start.rest) return this.#storeWhole(this.#writer, id, tmpPath, [headers, ...start.chunks]);
+      body = start.rest;
+    }
     // "wx" (O_EXCL): never write into a file another delivery or process owns.
     let file: FileHandle | undefined = await open(tmpPath, "wx", 0o600);
     let size: number;
     let location: string;
     try {
-      size = await writeMessage(file, headers, message);
+      size = await writeMessage(file, headers, body);
       if (!this.#dataSync) await file.sync();
       const written = file;
       file = undefined;
@@ -154,6 +175,24 @@ export class MaildirStore implements MessageStore {
       await rm(location, { force: true }).catch(() => {});
       throw error;
     }
+    return { id, location, size };
+  }
+
+  /** A message read whole: the writer thread stores it (and its flushes are shared with its batch). */
+  async #storeWhole(
+    writer: BatchWriter,
+    id: string,
+    tmpPath: string,
+    parts: Buffer[],
+  ): Promise<DeliveryReceipt> {
+    let size = 0;
+    for (const part of parts) size += part.length;
+    // A buffer of its own (not a slice of Node's shared pool), so that it can move to the thread uncopied.
+    const data = Buffer.allocUnsafeSlow(size);
+    let offset = 0;
+    for (const part of parts) offset += part.copy(data, offset);
+    const location = join(this.directory, "new", `${id},S=${size}`);
+    await writer.store(tmpPath, location, data);
     return { id, location, size };
   }
 
@@ -209,6 +248,36 @@ async function writeMessage(
   }
   if (pendingBytes > 0) await flush();
   return size;
+}
+
+/**
+ * Reads `message` until it ends or passes `limit` bytes. When it passed, `rest` yields the whole message
+ * again: the chunks read so far, then the ones still to come.
+ */
+async function readUpTo(
+  message: AsyncIterable<Buffer>,
+  limit: number,
+): Promise<{ chunks: Buffer[]; rest?: AsyncIterable<Buffer> }> {
+  const iterator = message[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return { chunks };
+    chunks.push(next.value);
+    bytes += next.value.length;
+    if (bytes > limit) return { chunks, rest: resume(chunks, iterator) };
+  }
+}
+
+async function* resume(read: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    yield* read;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  } finally {
+    // A consumer that stops early (a failed write) releases the message stream, as for-await would.
+    await iterator.return?.();
+  }
 }
 
 /** write(2) may write less than asked (a full disk reports ENOSPC only on the next call). */
