@@ -112,14 +112,15 @@ export class MaildirStore implements MessageStore {
       throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
     }
     await removeStaleTemporaryFiles(join(directory, "tmp"));
-    // Flushes injected by a test run on this thread, where it can count and pace them: no writer thread.
-    if (options.syncFileSystem || options.fsyncDirectory) return new MaildirStore(directory, options);
-    const syncfs = flush === "fsync" ? "fsync was chosen" : await loadSyncfs();
+    // One fsync per file runs on this thread: libuv's thread pool runs several at once, where one writer
+    // thread would queue them behind each other. Flushes injected by a test run here too, where it can
+    // count and pace them.
+    const onThisThread = () => new MaildirStore(directory, options);
+    if (options.syncFileSystem || options.fsyncDirectory || flush === "fsync") return onThisThread();
+    const syncfs = await loadSyncfs();
     if (typeof syncfs === "string") {
       if (flush === "syncfs") throw new Error(`Cannot flush the Maildir with syncfs: ${syncfs}.`);
-      // One fsync per file: libuv's thread pool runs several at once, where one writer thread would
-      // queue them all behind each other.
-      return new MaildirStore(directory, options);
+      return onThisThread();
     }
     const root = await open(directory, "r");
     const { fd } = root;
@@ -129,7 +130,10 @@ export class MaildirStore implements MessageStore {
     return store;
   }
 
-  /** Releases what open() holds (the writer thread, the directory syncfs flushes through). Deliveries must be over. */
+  /**
+   * Releases what open() holds (the writer thread, the directory syncfs flushes through). Deliveries must
+   * be over.
+   */
   async close(): Promise<void> {
     const [writer, root] = [this.#writer, this.#root];
     this.#writer = undefined;
