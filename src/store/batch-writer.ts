@@ -51,6 +51,10 @@ export class BatchWriter {
    * thread (not copied): the caller must not use it afterwards.
    */
   store(tmp: string, final: string, data: Buffer): Promise<void> {
+    if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) {
+      // Moving a slice of Node's shared pool would take the other Buffers in it away too.
+      return Promise.reject(new TypeError("BatchWriter.store needs a Buffer that owns its whole memory."));
+    }
     const worker = this.#worker ?? this.#start();
     this.#lastId += 1;
     const id = this.#lastId;
