@@ -17,7 +17,8 @@
  * (see `parseEnvelopeHeaders`).
  *
  * File names follow Dovecot: `<seconds>.M<microseconds>P<pid>Q<counter>R<random hex>.<hostname>,S=<size>`,
- * where the hostname has "/" written as "\057" and ":" as "\072", and S= is the file size in bytes.
+ * where the hostname has "/" written as "\057" and ":" as "\072", S= is the file size in bytes, and the
+ * random part is drawn once per process.
  */
 import { randomBytes } from "node:crypto";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
@@ -67,6 +68,12 @@ const ENVELOPE_TO = "X-Envelope-To: <";
 
 /** Per-process delivery counter for the Q field: with the pid, it keeps names unique within one second. */
 let deliveries = 0;
+
+/**
+ * The R field, drawn once per process: it tells apart two processes that got the same pid (a restart
+ * within the same second). Within a process, Q already makes each name unique.
+ */
+const PROCESS_RANDOM = randomBytes(8).toString("hex");
 
 export class MaildirStore implements MessageStore {
   readonly directory: string;
@@ -206,8 +213,7 @@ export class MaildirStore implements MessageStore {
     const seconds = Math.floor(now / 1000);
     const microseconds = (now % 1000) * 1000;
     deliveries += 1;
-    const random = randomBytes(8).toString("hex");
-    return `${seconds}.M${microseconds}P${process.pid}Q${deliveries}R${random}.${this.#hostname}`;
+    return `${seconds}.M${microseconds}P${process.pid}Q${deliveries}R${PROCESS_RANDOM}.${this.#hostname}`;
   }
 }
 
