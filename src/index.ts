@@ -3,14 +3,16 @@ export type { EsmtpParams } from "./protocol/commands.js";
 export type { Envelope, MessageInfo, ServerInfo, SessionContext } from "./protocol/context.js";
 export type { CrlfMode } from "./protocol/data.js";
 export { SmtpError } from "./protocol/errors.js";
+export type {
+  MessageOutcome,
+  RecipientOutcome,
+  Severity,
+  SmtpServerHooks,
+} from "./protocol/hooks.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
-export type { Severity } from "./protocol/session.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export {
-  type MessageOutcome,
-  type RecipientOutcome,
   SmtpServer,
-  type SmtpServerHooks,
   type SmtpServerOptions,
   type StopOptions,
 } from "./server/server.js";

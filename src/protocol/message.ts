@@ -6,15 +6,8 @@
 import { Readable } from "node:stream";
 import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
+import type { MessageHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
-
-export interface MessageHooks {
-  onMessageDataStart(ctx: SessionContext): Awaitable<unknown>;
-  onMessageDataReceiving(ctx: SessionContext): Awaitable<unknown>;
-  onMessageDataHeaders(ctx: SessionContext): Awaitable<unknown>;
-  readonly onMessageStream?: ((ctx: SessionContext, stream: Readable) => Awaitable<unknown>) | undefined;
-  onMessageData(ctx: SessionContext): Awaitable<unknown>;
-}
 
 export interface MessageLimits {
   /** Largest message in bytes, 0 for no limit. */

@@ -7,14 +7,12 @@
  * dry; the state machine itself is the seed's (`process_line` of MidiSmtpServer), tightened where the
  * RFCs or safety demand it.
  */
-import type { Readable } from "node:stream";
-import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
+import type { SaslMechanismName } from "../sasl/mechanism.js";
 import { AuthExchange } from "./auth-exchange.js";
 import { BdatReader } from "./bdat.js";
 import {
   type CommandLine,
   decodeCommandLine,
-  type EsmtpParams,
   isAsciiText,
   parseEsmtpParams,
   parsePathArgument,
@@ -22,6 +20,7 @@ import {
 import { emptyEnvelope, type SessionContext, writeOutsideData } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
+import type { SessionHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
 import { MessageReceiver, type MessageResult } from "./message.js";
 import { recipientDsn, recordMailParameters } from "./parameters.js";
@@ -33,44 +32,6 @@ import {
   XCLIENT_ATTRIBUTES,
   XFORWARD_ATTRIBUTES,
 } from "./xclient.js";
-
-export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
-
-/** What a hook may return: a value, or a promise of one. */
-
-/** The hooks the session calls; the server binds them to the user's implementation. */
-export interface SessionHooks {
-  onConnect(ctx: SessionContext): Awaitable<unknown>;
-  onHelo(ctx: SessionContext, heloData: string): Awaitable<unknown>;
-  onMailFrom(
-    ctx: SessionContext,
-    address: string,
-    params: EsmtpParams,
-  ): Awaitable<string | undefined | unknown>;
-  onRcptTo(
-    ctx: SessionContext,
-    address: string,
-    params: EsmtpParams,
-  ): Awaitable<string | undefined | unknown>;
-  onVrfy?(ctx: SessionContext, argument: string): Awaitable<string>;
-  onExpn?(ctx: SessionContext, argument: string): Awaitable<readonly string[]>;
-  onMessageDataStart(ctx: SessionContext): Awaitable<unknown>;
-  onMessageDataReceiving(ctx: SessionContext): Awaitable<unknown>;
-  onMessageDataHeaders(ctx: SessionContext): Awaitable<unknown>;
-  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<string | undefined | unknown>;
-  onMessageData(ctx: SessionContext): Awaitable<string | undefined | unknown>;
-  /** AUTH: resolve (optionally with the authorization id) to accept, throw to refuse. */
-  onAuth(
-    ctx: SessionContext,
-    authorizationId: string,
-    authenticationId: string,
-    secret: string,
-    mechanism: SaslMechanismName,
-    credentials: SaslCredentials,
-  ): Awaitable<string | undefined | unknown>;
-  onProcessLineUnknown(ctx: SessionContext, line: string): Awaitable<unknown>;
-  log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
-}
 
 /** How the session reaches its peer; implemented by the server's connection driver and by tests. */
 export interface SessionTransport {

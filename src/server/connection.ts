@@ -4,12 +4,8 @@
  */
 import type { Socket } from "node:net";
 import type { SessionContext } from "../protocol/context.js";
-import {
-  type SessionConfig,
-  type SessionHooks,
-  type SessionTransport,
-  SmtpSession,
-} from "../protocol/session.js";
+import type { SessionHooks } from "../protocol/hooks.js";
+import { type SessionConfig, type SessionTransport, SmtpSession } from "../protocol/session.js";
 import type { TlsContextProvider } from "../tls/context.js";
 import { upgradeToTls } from "../tls/upgrade.js";
 import { type Deadline, DeadlineQueue } from "./deadlines.js";

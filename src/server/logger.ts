@@ -3,7 +3,7 @@
  * line per event in the seed's format. Messages never contain message bodies or credentials.
  */
 import type { SessionContext } from "../protocol/context.js";
-import type { Severity } from "../protocol/session.js";
+import type { Severity } from "../protocol/hooks.js";
 import type { Logger } from "./options.js";
 
 const RANK: Record<Severity, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4 };

@@ -4,7 +4,7 @@
  */
 import { hostname as osHostname } from "node:os";
 import { CRLF_MODES, type CrlfMode } from "../protocol/data.js";
-import type { Severity } from "../protocol/session.js";
+import type { Severity } from "../protocol/hooks.js";
 import { TLS_PRESET_NAMES, type TlsPresetName } from "../tls/presets.js";
 import { parseHostItems, parsePortItems } from "./addresses.js";
 

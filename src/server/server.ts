@@ -10,10 +10,11 @@ import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
 import { createContext, type SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
+import type { MessageOutcome, SessionHooks, Severity, SmtpServerHooks } from "../protocol/hooks.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
-import type { SessionConfig, SessionHooks, Severity } from "../protocol/session.js";
+import type { SessionConfig } from "../protocol/session.js";
 import {
   isSaslMechanismName,
   SASL_MECHANISMS,
@@ -36,69 +37,6 @@ import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
 import { prepareSocketPath } from "./unix-socket.js";
-
-/** One recipient's result in LMTP: nothing or a text is a 250 (with that text), an error its reply. */
-export type RecipientOutcome = string | Error | undefined | null;
-
-/**
- * What the message hooks return: nothing (250), a text for the 250, or, in LMTP, one outcome per
- * recipient in `ctx.envelope.to` order (RFC 2033 4.2). In SMTP such a list refuses the whole message
- * with its first error, since SMTP has a single reply.
- */
-export type MessageOutcome = string | readonly RecipientOutcome[] | undefined | void;
-
-/** The event hooks. Each may be async; throwing an SmtpError sends its reply (421 also closes). */
-export interface SmtpServerHooks {
-  /** A client connected: may change ctx.server.localResponse / heloResponse, or refuse it. */
-  onConnect?(ctx: SessionContext): Awaitable<void>;
-  /** The connection is gone (always called, after onConnect). */
-  onDisconnect?(ctx: SessionContext): Awaitable<void>;
-  /** HELO/EHLO: may change ctx.server.heloResponse or refuse. */
-  onHelo?(ctx: SessionContext, heloData: string): Awaitable<void>;
-  /** MAIL FROM: returning a string replaces the address (without brackets; "" is the null sender). */
-  onMailFrom?(
-    ctx: SessionContext,
-    address: string,
-    params: EsmtpParams,
-  ): Awaitable<string | undefined | void>;
-  /** RCPT TO: returning a string replaces the address. */
-  onRcptTo?(ctx: SessionContext, address: string, params: EsmtpParams): Awaitable<string | undefined | void>;
-  /** VRFY: return the verified mailbox (250); without this hook VRFY answers 252. */
-  onVrfy?(ctx: SessionContext, argument: string): Awaitable<string>;
-  /** EXPN: return the list members (250); without this hook EXPN answers 502. */
-  onExpn?(ctx: SessionContext, argument: string): Awaitable<readonly string[]>;
-  /** DATA accepted, before the 354: may ctx.message.write() a Received header, or refuse. */
-  onMessageDataStart?(ctx: SessionContext): Awaitable<void>;
-  /** After each chunk of message data (not each line): may check ctx.message.bytesize, delay, refuse. */
-  onMessageDataReceiving?(ctx: SessionContext): Awaitable<void>;
-  /** The header block ended: ctx.message.write() inserts before the empty line. */
-  onMessageDataHeaders?(ctx: SessionContext): Awaitable<void>;
-  /**
-   * Receives the message as a stream with backpressure (constant memory for any size); when present,
-   * ctx.message.data stays empty. The 250 waits for the returned promise; a string result becomes the
-   * 250's text. A rejection refuses the message (SmtpError reply, else 451).
-   */
-  onMessageStream?(ctx: SessionContext, stream: Readable): Awaitable<MessageOutcome>;
-  /** The complete message in ctx.message.data. A string result becomes the 250's text. */
-  onMessageData?(ctx: SessionContext): Awaitable<MessageOutcome>;
-  /**
-   * AUTH credentials: resolve to accept (a string result becomes the authorization id), throw to refuse
-   * (SmtpError.code(535) for bad credentials). For CRAM-MD5 `secret` is the client's digest: check it with
-   * credentials.verifyPassword(password). The default denies everyone.
-   */
-  onAuth?(
-    ctx: SessionContext,
-    authorizationId: string,
-    authenticationId: string,
-    secret: string,
-    mechanism: SaslMechanismName,
-    credentials: SaslCredentials,
-  ): Awaitable<string | undefined | void>;
-  /** A command we do not know; throw to choose the reply (the default is 500), e.g. 421 to drop. */
-  onProcessLineUnknown?(ctx: SessionContext, line: string): Awaitable<void>;
-  /** Every log event; the default writes to the logger when severity reaches loggerSeverity. */
-  onLogging?(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
-}
 
 export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts"> &
   SmtpServerHooks & {

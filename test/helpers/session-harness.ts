@@ -5,12 +5,8 @@
 import type { SessionContext } from "../../src/protocol/context.js";
 import { createContext } from "../../src/protocol/context.js";
 import { SmtpError } from "../../src/protocol/errors.js";
-import {
-  type SessionConfig,
-  type SessionHooks,
-  type SessionTransport,
-  SmtpSession,
-} from "../../src/protocol/session.js";
+import type { SessionHooks } from "../../src/protocol/hooks.js";
+import { type SessionConfig, type SessionTransport, SmtpSession } from "../../src/protocol/session.js";
 
 export const TEST_CONFIG: SessionConfig = {
   hostname: "mx.test",

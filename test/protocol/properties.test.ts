@@ -9,7 +9,8 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { CRLF_MODES, type CrlfMode, DataDecoder, DecodeStop } from "../../src/protocol/data.js";
 import { SmtpError } from "../../src/protocol/errors.js";
-import type { SessionConfig, SessionHooks, SmtpSession } from "../../src/protocol/session.js";
+import type { SessionHooks } from "../../src/protocol/hooks.js";
+import type { SessionConfig, SmtpSession } from "../../src/protocol/session.js";
 import { openSession } from "../helpers/session-harness.js";
 
 const CR = 13;

@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import type { SessionContext } from "../../src/protocol/context.js";
 import { CRLF_MODES, type CrlfMode } from "../../src/protocol/data.js";
 import { SmtpError } from "../../src/protocol/errors.js";
-import type { SessionHooks } from "../../src/protocol/session.js";
+import type { SessionHooks } from "../../src/protocol/hooks.js";
 import { openSession, TEST_CONFIG } from "../helpers/session-harness.js";
 
 // ---- The replies, byte for byte -------------------------------------------------------------------

@@ -9,10 +9,10 @@ import type { Readable } from "node:stream";
 import { type TestContext, test } from "node:test";
 import type { EsmtpParams } from "../../src/protocol/commands.js";
 import type { SessionContext } from "../../src/protocol/context.js";
-import type { Severity } from "../../src/protocol/session.js";
+import type { Severity, SmtpServerHooks } from "../../src/protocol/hooks.js";
 import { defaultLogger } from "../../src/server/logger.js";
 import { type Logger, OPTION_SPECS, type ServerSettings } from "../../src/server/options.js";
-import { SmtpServer, type SmtpServerHooks, type SmtpServerOptions } from "../../src/server/server.js";
+import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import { RawClient, silentLogger, waitFor } from "../helpers/clients.js";
 
 /** One sentence: a single line ending with a period, and no sentence break outside quoted values. */
