@@ -586,7 +586,9 @@ const METHOD = `## Method
   fsyncs).
 - \`mailgate serve\` keeps every Maildir until the end of the benchmark (then removes them; a full run needs a
   few GB of free disk meanwhile): ext4 scans past recently freed inodes when it creates files, so deleting a
-  Maildir between runs made the next runs' deliveries several times more expensive in kernel time.
+  Maildir between runs made the next runs' deliveries several times more expensive in kernel time. For the
+  same reason, what an interrupted benchmark left in \`.bench-tmp/maildir\` is moved aside at the start (a
+  rename) and removed at the end.
 - Generators: Postfix's \`smtp-source\` for the 2 KB scenarios without PIPELINING (it never pipelines: it says
   HELO and awaits every reply), our load client \`bench/load.ts\` (raw sockets, one child process) for
   PIPELINING (MAIL+RCPT+DATA in one write, then the message, its dot and the next MAIL+RCPT+DATA or QUIT in one

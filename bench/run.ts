@@ -33,7 +33,14 @@ import {
   type RunContext,
   SMTP_SOURCE_PATH,
 } from "./scenarios.js";
-import { killAllServers, removeMaildirs, SERVER_SPECS, type ServerId, SMTP_SINK_PATH } from "./servers.js";
+import {
+  killAllServers,
+  removeMaildirs,
+  SERVER_SPECS,
+  type ServerId,
+  SMTP_SINK_PATH,
+  setAsideLeftoverMaildirs,
+} from "./servers.js";
 import { BENCH_TMP, formatBytes, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
 /** What `mailgate serve --maildir-flush auto` chooses on this machine (as MaildirStore.open does). */
@@ -183,7 +190,7 @@ async function main(): Promise<number> {
       `${missing.join(" and ")} not found: install Debian's postfix package (DEBIAN_FRONTEND=noninteractive apt-get install -y postfix, and choose "No configuration" so that no mail daemon runs).`,
     );
   }
-  removeMaildirs(); // left over by an interrupted run
+  setAsideLeftoverMaildirs(); // of an interrupted run: removed at the end, with this run's
   rmSync(join(BENCH_TMP, "logs"), { recursive: true, force: true }); // the servers' logs of the last run only
   const started = new Date();
   const loadBefore = currentLoad();

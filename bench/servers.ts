@@ -3,7 +3,16 @@
  * that run's peak) on 127.0.0.1, and each able to say how many messages it accepted.
  */
 import type { ChildProcess } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { SinkKind } from "./sink.js";
@@ -125,6 +134,21 @@ export function killAllServers(): void {
  */
 export function removeMaildirs(): void {
   rmSync(MAILDIR_ROOT, { recursive: true, force: true });
+  rmSync(LEFTOVERS, { recursive: true, force: true });
+}
+
+/** Where the Maildirs of an interrupted benchmark wait for removeMaildirs(). */
+const LEFTOVERS = join(BENCH_TMP, "maildir-leftovers");
+
+/**
+ * Moves the Maildirs of an interrupted benchmark (and anything else left in MAILDIR_ROOT) out of the way,
+ * so that this one starts with it empty without a mass deletion (see removeMaildirs): a rename frees no
+ * inode. removeMaildirs() at the end removes them.
+ */
+export function setAsideLeftoverMaildirs(): void {
+  if (!existsSync(MAILDIR_ROOT)) return;
+  mkdirSync(LEFTOVERS, { recursive: true });
+  renameSync(MAILDIR_ROOT, join(LEFTOVERS, String(Date.now())));
 }
 
 /** The Maildir of the run tagged `tag` (the disk-ceiling probe writes beside them, in the same way). */
