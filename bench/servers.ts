@@ -125,9 +125,13 @@ export function killAllServers(): void {
   for (const child of live) child.kill("SIGKILL");
 }
 
+/** Where the Maildirs of an interrupted benchmark wait for removeMaildirs(). */
+const LEFTOVERS = join(BENCH_TMP, "maildir-leftovers");
+
 /**
- * Removes the Maildirs that `mailgate serve` filled, and the disk-ceiling probe's files. Call it only at
- * the END of a benchmark: ext4 avoids reusing inodes freed in the last few seconds, and after a mass
+ * Removes the Maildirs that `mailgate serve` filled, the disk-ceiling probe's files and the leftovers set
+ * aside at the start. Call it only at the END of a benchmark: ext4 without a journal avoids reusing inodes
+ * freed in the last minute (six while their inode table block is unwritten), and after a mass
  * deletion every file creation scans past them (recently_deleted() in find_inode_bit(), seen with perf):
  * deleting a Maildir between runs tripled the kernel CPU time of the next runs' deliveries and halved
  * their rate.
@@ -136,9 +140,6 @@ export function removeMaildirs(): void {
   rmSync(MAILDIR_ROOT, { recursive: true, force: true });
   rmSync(LEFTOVERS, { recursive: true, force: true });
 }
-
-/** Where the Maildirs of an interrupted benchmark wait for removeMaildirs(). */
-const LEFTOVERS = join(BENCH_TMP, "maildir-leftovers");
 
 /**
  * Moves the Maildirs of an interrupted benchmark (and anything else left in MAILDIR_ROOT) out of the way,
