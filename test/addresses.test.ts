@@ -105,7 +105,7 @@ describe("resolveListenAddresses", () => {
 
   test("rejects an address given twice, naming it", async () => {
     const twice =
-      /^Error: Listen address 127\.0\.0\.1:2525 is given twice \(by hosts items "(localhost|127\.0\.0\.1)" and "127\.0\.0\.1"\), so it would already be in use; remove the duplicate from hosts or ports\.$/;
+      /^RangeError: Listen address 127\.0\.0\.1:2525 is given twice \(by hosts items "(localhost|127\.0\.0\.1)" and "127\.0\.0\.1"\), so it would already be in use; remove the duplicate from hosts or ports\.$/;
     await assert.rejects(resolveListenAddresses("localhost, 127.0.0.1", "2525"), twice);
     await assert.rejects(resolveListenAddresses("127.0.0.1, 127.0.0.1", "2525"), twice);
     await assert.rejects(resolveListenAddresses("127.0.0.1", "2525:2525"), twice);
@@ -128,7 +128,7 @@ describe("resolveListenAddresses", () => {
 
   test("rejects invalid options before any lookup", async () => {
     await assert.rejects(resolveListenAddresses("127.0.0.1", "99999"), RangeError);
-    await assert.rejects(resolveListenAddresses("", "2525"), /^Error: Invalid hosts ""/);
+    await assert.rejects(resolveListenAddresses("", "2525"), /^TypeError: Invalid hosts ""/);
   });
 });
 
@@ -188,7 +188,7 @@ describe("parseHostItems", () => {
     ],
   ] as const) {
     test(`rejects ${JSON.stringify(hosts)}`, () => {
-      assert.throws(() => parseHostItems(hosts), { name: "Error", message });
+      assert.throws(() => parseHostItems(hosts), { name: "TypeError", message });
     });
   }
 });

@@ -58,6 +58,13 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
     values = parsed.values as Record<string, string | boolean | undefined>;
   } catch (error) {
     const first = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
+    // "--max-connections -5": the value looks like a flag of its own.
+    const ambiguous = /^Option '(--[\w-]+)' argument is ambiguous/.exec(first);
+    if (ambiguous) {
+      throw new UsageError(
+        `${ambiguous[1]} needs a value; one that starts with "-" is written ${ambiguous[1]}=VALUE.`,
+      );
+    }
     throw new UsageError(first.endsWith(".") ? first : `${first}.`);
   }
 
@@ -81,14 +88,42 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
       `Invalid value for --maildir-flush: "${flush}"; it accepts one of ${MAILDIR_FLUSHES.join(", ")}.`,
     );
   }
+  const authUsers = values["auth-users"];
+  const authMode = settings.authMode ?? OPTION_SPECS.find((spec) => spec.name === "authMode")?.default;
+  if (typeof authUsers === "string" && authMode === "forbidden") {
+    throw new UsageError(
+      "--auth-users needs --auth-mode optional or required: without it AUTH is not offered.",
+    );
+  }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
     maildirFlush: flush as MaildirFlush,
-    authUsers: typeof values["auth-users"] === "string" ? values["auth-users"] : undefined,
+    authUsers: typeof authUsers === "string" ? authUsers : undefined,
     help: values.help === true,
   };
 }
+
+/**
+ * An option error in the user's terms: the options it names ("Invalid option maxConnections", "lower
+ * than maxProcessings") become the flags that set them (--max-connections, --max-processings). One-word
+ * names (ports, hosts, hostname, lmtp) are also plain words, so they are replaced only as the subject.
+ */
+export function inFlagTerms(message: string): string {
+  return message
+    .replace(/^Invalid option (\w+)/, (_, name: string) => `Invalid value for --${kebab(name)}`)
+    .replace(/^Invalid (\w+)/, (head, name: string) =>
+      OPTION_NAMES.has(name) ? `Invalid --${kebab(name)}` : head,
+    )
+    .replace(CAMEL_CASE_OPTION, (name) => `--${kebab(name)}`);
+}
+
+const OPTION_NAMES = new Set<string>(OPTION_SPECS.map((spec) => spec.name));
+
+const CAMEL_CASE_OPTION = new RegExp(
+  `\\b(${[...OPTION_NAMES].filter((name) => /[A-Z]/.test(name)).join("|")})\\b`,
+  "g",
+);
 
 function parseInteger(flag: string, value: string): number {
   if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
@@ -118,7 +153,12 @@ export function serveHelp(): string {
       spec.kind === "boolean"
         ? names.map((n) => `--[no-]${n}`).join(", ")
         : names.map((n) => `--${n} ${spec.kind === "integer" ? "N" : "VALUE"}`).join(", ");
-    const fallback = typeof spec.default === "function" ? "this machine's host name" : String(spec.default);
+    const fallback =
+      typeof spec.default === "function"
+        ? "this machine's host name"
+        : spec.default === "" || spec.default === null
+          ? "none"
+          : String(spec.default);
     const values = spec.values ? ` One of: ${spec.values.join(", ")}.` : "";
     lines.push(`  ${shown}`, `      ${spec.description}${values} (default: ${fallback})`);
   }

@@ -5,10 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { hashPassword } from "./accounts.js";
-import { kebab, parseServeFlags, serveHelp, UsageError } from "./flags.js";
+import { inFlagTerms, parseServeFlags, serveHelp, UsageError } from "./flags.js";
 import { serve } from "./serve.js";
 
-const USAGE = "Usage: mailgate serve [options]   (mailgate serve --help lists them)";
+const USAGE =
+  "Usage: mailgate serve [options]   (mailgate serve --help lists them)\n       mailgate hash-password < password-file";
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8"));
@@ -29,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "hash-password": {
       // The password comes on stdin (never on the command line, where ps and shell history see it).
+      if (rest.length > 0)
+        throw new UsageError("hash-password takes no arguments: it reads the password on stdin.");
       const chunks: Buffer[] = [];
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
       const password = Buffer.concat(chunks)
@@ -60,13 +63,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = status;
   },
   (error: unknown) => {
-    // Option errors name the library option ("Invalid option crlfMode"); here the user typed a flag.
-    const message = (error instanceof Error ? error.message : String(error)).replace(
-      /^Invalid option (\w+)/,
-      (_, name: string) => `Invalid value for --${kebab(name)}`,
-    );
-    // Bad flags and bad option values are the user's to fix: say what, show the usage, exit 2.
+    // Bad flags and bad option values are the user's to fix: say what, show the usage, exit 2. Option
+    // errors name library options ("Invalid option crlfMode"); here the user typed flags.
     const isUsage = error instanceof UsageError || error instanceof TypeError || error instanceof RangeError;
+    const text = error instanceof Error ? error.message : String(error);
+    const message = isUsage && !(error instanceof UsageError) ? inFlagTerms(text) : text;
     process.stderr.write(`mailgate: ${message}\n${isUsage ? `${USAGE}\n` : ""}`);
     process.exitCode = isUsage ? 2 : 1;
   },

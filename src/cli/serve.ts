@@ -89,8 +89,15 @@ export async function serve({
   const stopSignal = new Promise<string>((resolve) => {
     stopRequested = resolve;
   });
-  process.once("SIGINT", () => stopRequested("SIGINT"));
-  process.once("SIGTERM", () => stopRequested("SIGTERM"));
+  // The first SIGINT or SIGTERM stops gracefully; then both get their default action again, so that a
+  // second one of either kills at once.
+  const onStopSignal = (signal: NodeJS.Signals) => {
+    process.off("SIGINT", onStopSignal);
+    process.off("SIGTERM", onStopSignal);
+    stopRequested(signal);
+  };
+  process.on("SIGINT", onStopSignal);
+  process.on("SIGTERM", onStopSignal);
   // SIGHUP re-reads the TLS certificate files (renewed by ACME); a failed reload keeps the old ones.
   process.on("SIGHUP", () => {
     server.tls?.reload().then(

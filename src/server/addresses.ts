@@ -24,7 +24,7 @@ function splitItems(option: keyof typeof ACCEPTED, value: PortsOption): string[]
   const text = Array.isArray(value) ? value.join(",") : String(value);
   const items = text.replace(/\s/g, "").split(",");
   if (items.includes("")) {
-    throw new Error(
+    throw new TypeError(
       `Invalid ${option} ${JSON.stringify(text)}: give one or more comma-separated items, none empty, each ${ACCEPTED[option]}.`,
     );
   }
@@ -46,6 +46,26 @@ export function parsePortItems(ports: PortsOption): number[][] {
   );
 }
 
+/**
+ * Validates a tlsPorts or proxyPorts value: each of its ports must be one the server listens on (one of
+ * `ports`), or no listener would ever use it.
+ */
+export function parsePortSubset(
+  option: string,
+  value: string,
+  listenPorts: ReadonlySet<number>,
+): Set<number> {
+  if (value === "") return new Set();
+  const ports = parsePortItems(value).flat();
+  const stray = ports.find((port) => !listenPorts.has(port));
+  if (stray !== undefined) {
+    throw new RangeError(
+      `Invalid option ${option}: port ${stray} is not one of ports (${[...listenPorts].join(", ")}), so no listener would use it.`,
+    );
+  }
+  return new Set(ports);
+}
+
 /** Canonical text of an IPv6 literal, so that "::1" and "0:0:0:0:0:0:0:1" are found to be the same address. */
 function canonicalIPv6(address: string): string {
   const [ip, zone] = address.split("%");
@@ -62,7 +82,7 @@ export function parseHostItems(hosts: HostsOption): string[] {
     if (item.startsWith("[") && item.endsWith("]")) {
       const inner = item.slice(1, -1);
       if (!isIPv6(inner)) {
-        throw new Error(
+        throw new TypeError(
           `Invalid hosts item ${JSON.stringify(item)}: brackets are only for IPv6 addresses such as "[::1]".`,
         );
       }
@@ -70,7 +90,7 @@ export function parseHostItems(hosts: HostsOption): string[] {
     }
     if (isIPv6(item)) return canonicalIPv6(item);
     if (item === "*" || isIP(item) || HOSTNAME.test(item)) return item;
-    throw new Error(
+    throw new TypeError(
       `Invalid hosts item ${JSON.stringify(item)}: each host must be an IP address (IPv6 optionally in brackets), a hostname or "*".`,
     );
   });
@@ -147,7 +167,7 @@ export async function resolveListenAddresses(
         // The seed refuses an address given twice, which is "already in use"; port 0 is not one address
         // but a fresh ephemeral port on every bind, so it may repeat.
         if (earlier !== undefined && port !== 0) {
-          throw new Error(
+          throw new RangeError(
             `Listen address ${key} is given twice (by hosts items ${JSON.stringify(earlier)} and ${JSON.stringify(item)}), so it would already be in use; remove the duplicate from hosts or ports.`,
           );
         }

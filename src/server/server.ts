@@ -30,6 +30,7 @@ import {
   type ListenAddress,
   parseHostItems,
   parsePortItems,
+  parsePortSubset,
   resolveListenAddresses,
 } from "./addresses.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
@@ -115,8 +116,9 @@ export class SmtpServer implements SmtpServerHooks {
     const s0 = this.settings;
     this.authMechanisms = parseMechanisms(s0.authMechanisms);
     parseSniCertificates(s0.tlsSniCertificates);
-    this.implicitTlsPorts = new Set(s0.tlsPorts === "" ? [] : parsePortItems(s0.tlsPorts).flat());
-    this.proxyPorts = new Set(s0.proxyPorts === "" ? [] : parsePortItems(s0.proxyPorts).flat());
+    const listenPorts = new Set(parsePortItems(s0.ports).flat());
+    this.implicitTlsPorts = parsePortSubset("tlsPorts", s0.tlsPorts, listenPorts);
+    this.proxyPorts = parsePortSubset("proxyPorts", s0.proxyPorts, listenPorts);
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
     const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
     this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
@@ -137,7 +139,7 @@ export class SmtpServer implements SmtpServerHooks {
       !s0.authOverPlaintext
     ) {
       throw new TypeError(
-        "Invalid option authMode: AUTH needs TLS (tlsMode optional or required, or tlsPorts), or authOverPlaintext: true to allow it without encryption.",
+        "Invalid option authMode: AUTH needs TLS (tlsMode optional or required, or tlsPorts), or authOverPlaintext enabled to allow it without encryption.",
       );
     }
     this.listensOnTcp =

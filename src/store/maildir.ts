@@ -21,11 +21,12 @@
  * random part is drawn once per process.
  */
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 import { BatchWriter } from "./batch-writer.js";
 import { fsyncDirectory, GroupCommit } from "./group-commit.js";
+import { prepareMaildir } from "./maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
 import { loadSyncfs } from "./syncfs.js";
 
@@ -103,22 +104,15 @@ export class MaildirStore implements MessageStore {
   }
 
   /**
-   * Creates `directory/{tmp,new,cur}` if needed (mode 0700: mail is private), chooses how to flush
-   * (options.flush) and returns the store.
+   * Creates `directory/{tmp,new,cur}` if needed (mode 0700: mail is private), checks that it can deliver
+   * there, chooses how to flush (options.flush) and returns the store.
    */
   static async open(directory: string, options: MaildirStoreOptions = {}): Promise<MaildirStore> {
     const flush = options.flush ?? "auto";
     if (!MAILDIR_FLUSHES.includes(flush)) {
       throw new TypeError(`Invalid Maildir flush "${flush}"; use one of: ${MAILDIR_FLUSHES.join(", ")}.`);
     }
-    try {
-      for (const sub of ["tmp", "new", "cur"]) {
-        await mkdir(join(directory, sub), { recursive: true, mode: 0o700 });
-      }
-    } catch (error) {
-      throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
-    }
-    await removeStaleTemporaryFiles(join(directory, "tmp"));
+    await prepareMaildir(directory);
     // One fsync per file runs on this thread: libuv's thread pool runs several at once, where one writer
     // thread would queue them behind each other. Flushes injected by a test run here too, where it can
     // count and pace them.
@@ -322,17 +316,4 @@ export function parseEnvelopeHeaders(file: Buffer): { envelope: StoreEnvelope; b
     to.push(address);
   }
   return { envelope: { from, to }, bodyOffset: offset };
-}
-
-/** The Maildir rule (qmail, Dovecot): files in tmp/ untouched for 36 hours are leftovers of a crash. */
-const STALE_TMP_MS = 36 * 60 * 60 * 1000;
-
-async function removeStaleTemporaryFiles(tmp: string): Promise<void> {
-  const now = Date.now();
-  for (const name of await readdir(tmp).catch(() => [] as string[])) {
-    const path = join(tmp, name);
-    const info = await stat(path).catch(() => null);
-    // A fresh file may belong to a delivery of another process on the same Maildir: leave it.
-    if (info?.isFile() && now - info.mtimeMs > STALE_TMP_MS) await unlink(path).catch(() => {});
-  }
 }

@@ -62,7 +62,7 @@ export function validateTlsMinVersion(value: unknown): SecureVersion {
   if (typeof value === "string" && (TLS_VERSIONS as readonly string[]).includes(value)) {
     return value as SecureVersion;
   }
-  throw new Error(
+  throw new RangeError(
     `Invalid tlsMinVersion ${JSON.stringify(value)}: give one of ${TLS_VERSIONS.map((v) => `"${v}"`).join(", ")}.`,
   );
 }
@@ -74,7 +74,7 @@ export function validateTlsMinVersion(value: unknown): SecureVersion {
  */
 export function validateTlsCiphers(value: unknown): string {
   if (typeof value !== "string" || value.trim() === "") {
-    throw new Error(
+    throw new TypeError(
       `Invalid tlsCiphers ${JSON.stringify(value)}: give an OpenSSL cipher string such as "${ADVANCED_PLUS}", or a preset with tlsPreset.`,
     );
   }
@@ -84,7 +84,7 @@ export function validateTlsCiphers(value: unknown): string {
   } catch (error) {
     const reason =
       error instanceof Error ? error.message.replace(/^error:[0-9A-F]+:[^:]*::/i, "") : String(error);
-    throw new Error(
+    throw new TypeError(
       `Invalid tlsCiphers ${JSON.stringify(ciphers)} (OpenSSL: ${reason}): give an OpenSSL cipher string that names at least one cipher this OpenSSL ${process.versions.openssl} knows (see \`openssl ciphers -v\`), or a preset with tlsPreset.`,
       { cause: error },
     );
@@ -102,7 +102,7 @@ export function resolveTlsSettings(
 ): TlsPreset {
   const presetName = options.preset ?? DEFAULT_TLS_PRESET;
   if (!isTlsPresetName(presetName)) {
-    throw new Error(
+    throw new RangeError(
       `Invalid tlsPreset ${JSON.stringify(presetName)}: give one of ${TLS_PRESET_NAMES.map((n) => `"${n}"`).join(", ")}, or tlsCiphers and tlsMinVersion.`,
     );
   }

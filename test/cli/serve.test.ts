@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -47,6 +47,14 @@ async function startServe(cwd: string, ...args: string[]): Promise<Served> {
     child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
   });
   return { child, port, output: () => output, exited };
+}
+
+/** Polls `done` every 20 ms for up to 10 s. */
+async function waitFor(done: () => boolean, describe: () => string): Promise<void> {
+  for (let waited = 0; !done(); waited += 20) {
+    if (waited >= 10_000) throw new Error(`gave up waiting:\n${describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 async function storedMessages(maildir: string): Promise<Buffer[]> {
@@ -223,12 +231,91 @@ describe("mailgate serve faults and signals", () => {
     });
   }
 
+  test("a second stop signal, of either kind, kills at once while a message holds the graceful stop", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "mailgate-signal-"));
+    const client = new Socket();
+    const served = await startServe(dir);
+    try {
+      const killed = new Promise((resolve) => served.child.once("exit", (_code, signal) => resolve(signal)));
+      let replies = "";
+      client.on("data", (chunk) => {
+        replies += chunk;
+      });
+      await new Promise<void>((resolve) => client.connect(served.port, "127.0.0.1", resolve));
+      client.write("EHLO client.test\r\n");
+      await waitFor(
+        () => /^250 /m.test(replies),
+        () => replies,
+      );
+      client.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+      await waitFor(
+        () => /^354 /m.test(replies),
+        () => replies,
+      );
+      client.write("Subject: unfinished\r\n");
+      served.child.kill("SIGTERM"); // the graceful stop waits for the message in progress
+      await waitFor(() => /stopping gracefully/.test(served.output()), served.output);
+      served.child.kill("SIGINT");
+      assert.equal(await killed, "SIGINT", served.output());
+    } finally {
+      client.destroy();
+      served.child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a bad flag prints one sentence and the usage line, and exits 2", async () => {
     const result = await run(process.execPath, [MAIN, "serve", "--crlf-mode", "sloppy"]).catch((e) => e);
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      'mailgate: Invalid value for --crlf-mode: "sloppy"; it accepts one of ensure, leave, strict.\nUsage: mailgate serve [options]   (mailgate serve --help lists them)\n',
+      'mailgate: Invalid value for --crlf-mode: "sloppy"; it accepts one of ensure, leave, strict.\nUsage: mailgate serve [options]   (mailgate serve --help lists them)\n       mailgate hash-password < password-file\n',
+    );
+  });
+
+  for (const [args, sentence] of [
+    [
+      ["--max-connections", "-5"],
+      'mailgate: --max-connections needs a value; one that starts with "-" is written --max-connections=VALUE.',
+    ],
+    [
+      ["--max-connections=-5"],
+      'mailgate: Invalid value for --max-connections: "-5"; it accepts a whole number.',
+    ],
+    [
+      ["--max-connections", "5"],
+      "mailgate: Invalid value for --max-connections: 5 is lower than --max-processings (100); it must be at least as high.",
+    ],
+    [["--ports", ""], 'mailgate: Invalid --ports "": give one or more comma-separated items'],
+    [["--hosts", "127.0.0.1:2525"], 'mailgate: Invalid --hosts item "127.0.0.1:2525": each host must be'],
+    [["--tls-min-version", "TLSv9"], 'mailgate: Invalid --tls-min-version "TLSv9": give one of'],
+    [["--tls-cert-path", "x.pem"], "mailgate: Invalid options --tls-cert-path and --tls-key-path: give both"],
+    [
+      ["--ports", "2681", "--tls-ports", "9999"],
+      "mailgate: Invalid value for --tls-ports: port 9999 is not one of ports",
+    ],
+    [["--auth-users", "users"], "mailgate: --auth-users needs --auth-mode optional or required"],
+  ] as const) {
+    test(`serve ${args.join(" ")}: one sentence in flag terms, exit 2`, async () => {
+      const result = await run(process.execPath, [
+        MAIN,
+        "serve",
+        ...args,
+        "--maildir",
+        "/nonexistent/never-used",
+      ]).catch((e) => e);
+      assert.equal(result.code, 2, result.stderr);
+      assert.ok(result.stderr.startsWith(sentence), result.stderr);
+      assert.match(result.stderr, /\.\nUsage: mailgate serve/);
+    });
+  }
+
+  test("hash-password refuses arguments (the password comes on stdin only)", async () => {
+    const result = await run(process.execPath, [MAIN, "hash-password", "s3cret"]).catch((e) => e);
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /^mailgate: hash-password takes no arguments: it reads the password on stdin\.\n/,
     );
   });
 

@@ -86,6 +86,8 @@ const INVALID: readonly [Record<string, unknown>, ...RegExp[]][] = [
   [{ logger: { debug() {}, info() {}, warn() {}, error: "no" } }, /\blogger\b/, /\berror\b/],
   [{ logger: null }, /\blogger\b/],
   [{ logger: "console" }, /\blogger\b/],
+  [{ ports: "2525", tlsPorts: "465" }, /\btlsPorts\b/, /port 465 is not one of ports \(2525\)/],
+  [{ ports: "2525, 2526", proxyPorts: "2526:2527" }, /\bproxyPorts\b/, /port 2527 is not one of ports/],
 ];
 
 for (const [options, ...patterns] of INVALID) {

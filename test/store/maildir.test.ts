@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -185,6 +185,33 @@ test("open explains in one sentence why it cannot use a directory", async () => 
       return true;
     });
   });
+});
+
+test("open refuses a Maildir it could not deliver into, at once and in one sentence", async () => {
+  await withTempDir(async (directory) => {
+    // tmp/ that is a file: every delivery would fail with 451.
+    await mkdir(join(directory, "broken"));
+    await writeFile(join(directory, "broken", "tmp"), "");
+    await assert.rejects(MaildirStore.open(join(directory, "broken")), (error: Error) => {
+      assert.match(
+        error.message,
+        /^Cannot use Maildir ".*broken": .*broken\/tmp exists and is not a directory\.$/,
+      );
+      return true;
+    });
+    // A read-only directory (not for root, whom permissions do not stop).
+    if (process.getuid?.() !== 0) {
+      const readOnly = join(directory, "read-only");
+      await MaildirStore.open(readOnly);
+      await chmod(join(readOnly, "tmp"), 0o500);
+      await assert.rejects(MaildirStore.open(readOnly), /^Error: Cannot use Maildir ".*read-only": EACCES/);
+    }
+  });
+  // Where mkdir fails with ENOENT under an existing parent, node's recursive mkdir never returns.
+  await assert.rejects(
+    MaildirStore.open("/proc/mailgate-nonexistent/Maildir"),
+    /^Error: Cannot use Maildir "\/proc\//,
+  );
 });
 
 test("a 200 MB message is streamed to disk in constant memory", async (t) => {

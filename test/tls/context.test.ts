@@ -135,8 +135,11 @@ test("invalid options fail create() with one sentence", async (t) => {
     TlsContextProvider.create({ certPath: files.certPath }),
     /^Error: Give both tlsCertPath and tlsKeyPath/,
   );
-  await assert.rejects(TlsContextProvider.create({ ciphers: "NOPE" }), /^Error: Invalid tlsCiphers/);
-  await assert.rejects(TlsContextProvider.create({ minVersion: "TLSv2" }), /^Error: Invalid tlsMinVersion/);
+  await assert.rejects(TlsContextProvider.create({ ciphers: "NOPE" }), /^TypeError: Invalid tlsCiphers/);
+  await assert.rejects(
+    TlsContextProvider.create({ minVersion: "TLSv2" }),
+    /^RangeError: Invalid tlsMinVersion/,
+  );
   await assert.rejects(
     TlsContextProvider.create({ certPath: join(dir, "none.crt"), keyPath: files.keyPath }),
     /Cannot read the TLS certificate file/,
