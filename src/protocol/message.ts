@@ -61,9 +61,8 @@ export class MessageReceiver {
     );
   }
 
-  /** Appends decoded or hook-written bytes, enforcing the size limit. */
-  write(bytes: Buffer | string): void {
-    const chunk = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
+  /** Appends message bytes the client sent (decoded): they make bytesize and meet the size limit. */
+  write(chunk: Buffer): void {
     const message = this.ctx.message;
     message.bytesize += chunk.length;
     if (this.error) return;
@@ -72,6 +71,19 @@ export class MessageReceiver {
       this.fail(new SmtpError(552, "Error: message exceeds fixed maximum message size", "5.3.4"));
       return;
     }
+    this.append(chunk);
+  }
+
+  /**
+   * Inserts bytes a hook wrote (ctx.message.write, a Received header say). They are the server's, not
+   * the client's: RFC 1870 sizes what the client sends, so they count toward neither bytesize nor the limit.
+   */
+  insert(bytes: Buffer | string): void {
+    if (this.error) return;
+    this.append(typeof bytes === "string" ? Buffer.from(bytes) : bytes);
+  }
+
+  private append(chunk: Buffer): void {
     if (this.stream) {
       if (this.streamFailure || this.stream.destroyed) return;
       if (!this.stream.push(chunk)) this.blocked = true;

@@ -848,7 +848,7 @@ export class SmtpSession {
       () => void this.pump(),
     );
     this.receiver = receiver;
-    this.ctx.message.write = (bytes) => receiver.write(bytes);
+    this.ctx.message.write = (bytes) => receiver.insert(bytes);
     return receiver;
   }
 

@@ -151,7 +151,10 @@ export class Connection implements SessionTransport, Deadline {
     if (this.closing) return;
     this.closing = true;
     this.socket.end();
+    // Earlier than the command deadline it replaces: the queue must be told, or the socket would
+    // linger (holding its processing slot) until that later time.
     this.deadline = Date.now() + LINGER_MS;
+    if (!this.socket.destroyed) deadlines.schedule(this, this.deadline);
   }
 
   pauseInput(): void {

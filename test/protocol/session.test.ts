@@ -611,6 +611,28 @@ describe("DATA", () => {
     assert.equal(t.messages.length, 1);
   });
 
+  test("bytes a hook inserts count neither in bytesize nor toward maxMessageSize (RFC 1870 sizes the client's)", async () => {
+    const sizes: number[] = [];
+    const received = "Received: from client.test by mx.test\r\n";
+    const t = await greeted({
+      config: { maxMessageSize: 1000 },
+      hooks: {
+        onMessageDataStart: (ctx) => ctx.message.write(received),
+        onMessageDataHeaders: (ctx) => ctx.message.write("X-Checked: yes\r\n"),
+        onMessageData: (ctx) => {
+          sizes.push(ctx.message.bytesize, ctx.message.data.length);
+        },
+      },
+    });
+    const exact = `Subject: s\r\n\r\n${"x".repeat(984)}\r\n`; // 1000 octets from the client
+    assert.equal(
+      await t.send("MAIL FROM:<a@x.test> SIZE=1000\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"),
+      MAIL_OK + RCPT_OK + GO_AHEAD,
+    );
+    assert.equal(await t.send(`${exact}.\r\n`), ACCEPTED);
+    assert.deepEqual(sizes, [1000, 1000 + received.length + "X-Checked: yes\r\n".length]);
+  });
+
   test("an oversize message is read to its end, answered 552 (never 250), and the session goes on", async () => {
     const t = await inData({ config: { maxMessageSize: 10_000 } });
     const line = `${"z".repeat(98)}\r\n`;

@@ -335,6 +335,26 @@ test("maxProcessings: a session beyond the limit gets no greeting until a slot f
   assert.equal(server.processings, 1);
 });
 
+test("a client that never closes after 221 frees its slot after the 5 s linger, not the command deadline", async (t) => {
+  const { server, port } = await startRecordingServer(t, { maxProcessings: 1, ioCmdTimeout: 60_000 });
+  // allowHalfOpen: the client's side stays open after the server's FIN, as a careless client's would.
+  const careless = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  t.after(() => careless.destroy());
+  let replies = "";
+  careless.on("data", (chunk) => {
+    replies += chunk;
+  });
+  await waitFor(() => replies.startsWith("220 "), "the greeting");
+  careless.write("QUIT\r\n");
+  await once(careless, "end");
+  const waiting = await RawClient.connect(port);
+  const started = Date.now();
+  assert.equal(await waiting.reply(10_000), "220 mx.test ESMTP mailgate ready\r\n");
+  const waited = Date.now() - started;
+  assert.ok(waited > 3_000 && waited < 8_000, `greeted after ${waited} ms`);
+  assert.equal(server.processings, 1);
+});
+
 test("stop() answers 421 to a client still waiting for a processing slot", async (t) => {
   const { server, port } = await startRecordingServer(t, { maxProcessings: 1 });
   const served = await RawClient.greeted(port);
