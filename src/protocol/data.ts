@@ -10,6 +10,9 @@
  *     CRLF line ends (the seed's "heal" rule; Postfix's smtpd_forbid_bare_newline = normalize).
  *   leave: bytes are kept as sent.
  *   strict: the message is marked and the server rejects it with 550 5.5.2 after its real end.
+ * The header block ends at the first empty line of the message as stored: in ensure mode, a line whose
+ * bytes were all removed (".<LF>", "<CR><CR><LF>") is empty too, so hooks that insert headers there and
+ * whoever reads the stored message agree on where the headers end.
  *
  * Hot path: lines are found with Buffer.indexOf and unchanged runs are emitted as subarrays of the
  * input, so a clean chunk costs two native scans per line and no copy.
@@ -36,8 +39,12 @@ export enum DecodeStop {
 
 export class DataDecoder {
   private lineStart = true;
-  /** After a bare LF that ensure mode turns into CRLF: a line start for finding the end of headers only. */
-  private normalizedLineStart = false;
+  /**
+   * Bytes of the current line are in the output. The header block ends at the first line end with none:
+   * an empty line of the stored message, even where ensure mode removed what the client sent on it (a
+   * stuffed dot before a bare LF, bare CRs), so hooks and later readers see the same header block.
+   */
+  private lineHasOutput = false;
   private inHeaders = true;
   /** Why the last decode() call returned. */
   stop: DecodeStop = DecodeStop.NeedMore;
@@ -63,9 +70,8 @@ export class DataDecoder {
     let run = start; // first byte of the unchanged run not yet emitted
 
     while (pos < len) {
-      if (this.lineStart || this.normalizedLineStart) {
-        const c = input[pos];
-        if (c === DOT && this.lineStart) {
+      if (this.lineStart) {
+        if (input[pos] === DOT) {
           // ".\r\n" ends the message; "." followed by anything else is a stuffed dot (4.5.2).
           if (pos + 2 >= len) return this.pause(input, run, pos);
           if (input[pos + 1] === CR && input[pos + 2] === LF) {
@@ -76,20 +82,8 @@ export class DataDecoder {
           this.flush(input, run, pos);
           pos += 1;
           run = pos;
-        } else if (this.inHeaders && (c === CR || c === LF)) {
-          if (c === CR && pos + 1 >= len) return this.pause(input, run, pos);
-          if (c === LF || input[pos + 1] === LF) {
-            // An empty line: the header block ends here. A bare LF counts only where it will be a line end.
-            if (c === CR || mode === "ensure") {
-              this.inHeaders = false;
-              this.flush(input, run, pos);
-              this.stop = DecodeStop.HeadersEnd;
-              return pos;
-            }
-          }
         }
         this.lineStart = false;
-        this.normalizedLineStart = false;
       }
 
       const lf = input.indexOf(LF, pos);
@@ -97,11 +91,14 @@ export class DataDecoder {
         const cr = input.indexOf(CR, pos);
         if (cr !== -1 && (lf === -1 || cr < lf - 1)) {
           // A CR that is not right before the next LF: bare, unless the LF is still to come.
+          if (cr > pos) this.lineHasOutput = true;
           if (cr + 1 >= len) return this.pause(input, run, cr);
           this.bareLineBreaks++;
           if (mode === "ensure") {
             this.flush(input, run, cr);
             run = cr + 1;
+          } else {
+            this.lineHasOutput = true; // strict keeps it
           }
           pos = cr + 1;
           continue;
@@ -109,26 +106,42 @@ export class DataDecoder {
       }
       if (lf === -1) {
         // In leave mode a CR at the very end may be the first half of a CRLF: keep it for the next call.
-        if (input[len - 1] === CR) return this.pause(input, run, len - 1);
+        const end = input[len - 1] === CR ? len - 1 : len;
+        if (end > pos) this.lineHasOutput = true;
+        if (end < len) return this.pause(input, run, end);
         pos = len;
         break;
       }
       if (lf > pos && input[lf - 1] === CR) {
+        if (this.inHeaders && lf - 1 === pos && !this.lineHasOutput) return this.headersEnd(input, run, pos);
         this.lineStart = true;
+      } else if (mode === "ensure") {
+        // A bare LF: the stored message has a line end here (so an empty line after it ends the headers
+        // too), but it does not start a line for the end of the message or dot-stuffing.
+        if (this.inHeaders && lf === pos && !this.lineHasOutput) return this.headersEnd(input, run, pos);
+        this.bareLineBreaks++;
+        this.flush(input, run, lf);
+        this.emit(CRLF_BYTES);
+        run = lf + 1;
       } else {
         this.bareLineBreaks++;
-        if (mode === "ensure") {
-          this.flush(input, run, lf);
-          this.emit(CRLF_BYTES);
-          run = lf + 1;
-          // The stored message has a line end here, so an empty line after it ends the headers too.
-          this.normalizedLineStart = this.inHeaders;
-        }
+        this.lineHasOutput = true; // kept as sent: not a line end
+        pos = lf + 1;
+        continue;
       }
+      this.lineHasOutput = false;
       pos = lf + 1;
     }
     this.flush(input, run, pos);
     this.stop = DecodeStop.NeedMore;
+    return pos;
+  }
+
+  /** The header block ends at `pos`, right before the line end of its empty line. */
+  private headersEnd(input: Buffer, run: number, pos: number): number {
+    this.inHeaders = false;
+    this.flush(input, run, pos);
+    this.stop = DecodeStop.HeadersEnd;
     return pos;
   }
 

@@ -348,6 +348,19 @@ describe("end of the header block", () => {
     }
   });
 
+  test("ensure: a line whose bytes are all removed is an empty line of the stored message, so it ends the headers", () => {
+    // ".<LF>": the stuffed dot goes and the bare LF becomes CRLF; "<CR><CR><LF>": the bare CR goes.
+    for (const [input, at] of [
+      ["Subject: a\r\n.\nX-Later: b\r\n\r\nbody\r\n.\r\n", 13],
+      ["Subject: a\r\n\r\r\nX-Later: b\r\n\r\nbody\r\n.\r\n", 13],
+      ["Subject: a\r\n.\r\r\nX-Later: b\r\n\r\nbody\r\n.\r\n", 14],
+    ] as const) {
+      const r = decodeChunks("ensure", [input]);
+      assert.deepEqual(r.headersEnd, [{ at, outputLength: 12 }], JSON.stringify(input));
+      assert.equal(r.output, "Subject: a\r\n\r\nX-Later: b\r\n\r\nbody\r\n", JSON.stringify(input));
+    }
+  });
+
   test("a bare CR line is not an empty line", () => {
     for (const mode of CRLF_MODES) {
       assert.deepEqual(decodeChunks(mode, ["A: 1\r\n\rB: 2\r\n.\r\n"]).headersEnd, [], mode);

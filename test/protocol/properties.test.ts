@@ -79,7 +79,7 @@ function referenceDecode(input: Buffer, mode: CrlfMode): Decoded {
   const headersEnd: Decoded["headersEnd"] = [];
   let bare = 0;
   let lineStart = true; // after a real CRLF, or at the start of the data (the DATA line's CRLF)
-  let normalizedLineStart = false; // ensure mode, after a bare LF inside the headers: only an empty line counts
+  let lineOutput = 0; // out.length where the current line of the output began
   let inHeaders = true;
   const n = input.length;
   const done = (end: number | null, pos: number): Decoded => ({
@@ -89,30 +89,31 @@ function referenceDecode(input: Buffer, mode: CrlfMode): Decoded {
     headersEnd,
     bareLineBreaks: bare,
   });
+  /** A line end of the output at input position i: the first one ending an empty line ends the headers. */
+  const lineEnd = (i: number) => {
+    if (inHeaders && out.length === lineOutput) {
+      inHeaders = false;
+      headersEnd.push({ at: i, outputLength: out.length });
+    }
+  };
   let i = 0;
   while (i < n) {
     const c = input[i] as number;
-    if (lineStart || normalizedLineStart) {
-      const real = lineStart;
+    if (lineStart) {
       lineStart = false;
-      normalizedLineStart = false;
-      if (c === DOT && real) {
+      if (c === DOT) {
         if (i + 2 >= n) return done(null, i);
         if (input[i + 1] === CR && input[i + 2] === LF) return done(i + 3, i + 3);
         i++; // a stuffed dot (RFC 5321 4.5.2): deleted, the line goes on
         continue;
       }
-      if (inHeaders && c === CR && i + 1 >= n) return done(null, i);
-      const emptyLine = c === CR ? input[i + 1] === LF : c === LF && mode === "ensure";
-      if (inHeaders && emptyLine) {
-        inHeaders = false;
-        headersEnd.push({ at: i, outputLength: out.length });
-      }
     }
     if (c === CR) {
       if (i + 1 >= n) return done(null, i);
       if (input[i + 1] === LF) {
+        lineEnd(i);
         out.push(CR, LF);
+        lineOutput = out.length;
         i += 2;
         lineStart = true;
         continue;
@@ -125,10 +126,15 @@ function referenceDecode(input: Buffer, mode: CrlfMode): Decoded {
     }
     if (c === LF) {
       bare++;
-      if (mode === "ensure") out.push(CR);
-      out.push(LF);
+      if (mode === "ensure") {
+        // Stored as a line end (CRLF), though not one that starts a line for dot-stuffing or the end.
+        lineEnd(i);
+        out.push(CR, LF);
+        lineOutput = out.length;
+      } else {
+        out.push(LF);
+      }
       i++;
-      normalizedLineStart = mode === "ensure" && inHeaders;
       continue;
     }
     out.push(c);
