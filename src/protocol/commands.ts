@@ -70,6 +70,8 @@ export function parsePathArgument(args: string, keyword: "FROM:" | "TO:", allowU
       "5.5.4",
     );
   }
+  // RFC 3463: X.1.7 is a bad sender's address, X.1.3 a bad destination's.
+  const badSyntax = keyword === "FROM:" ? "5.1.7" : "5.1.3";
   let pos = keyword.length;
   // RFC 5321 has no space after the colon, but many clients send one; Postfix accepts it too.
   while (args.charCodeAt(pos) === 32) pos++;
@@ -77,7 +79,7 @@ export function parsePathArgument(args: string, keyword: "FROM:" | "TO:", allowU
   let inner: string;
   if (args.charCodeAt(pos) === 0x3c /* < */) {
     const close = findClosingBracket(args, pos + 1);
-    if (close === -1) throw new SmtpError(501, "Syntax error in address: missing >", "5.1.7");
+    if (close === -1) throw new SmtpError(501, "Syntax error in address: missing >", badSyntax);
     inner = args.slice(pos + 1, close);
     pos = close + 1;
   } else {
@@ -86,10 +88,10 @@ export function parsePathArgument(args: string, keyword: "FROM:" | "TO:", allowU
     const end = space === -1 ? args.length : space;
     inner = args.slice(pos, end);
     pos = end;
-    if (inner === "") throw new SmtpError(501, "Syntax error: missing address", "5.1.7");
+    if (inner === "") throw new SmtpError(501, "Syntax error: missing address", badSyntax);
   }
 
-  const address = parseMailbox(stripSourceRoute(inner), keyword === "FROM:", allowUtf8);
+  const address = parseMailbox(stripSourceRoute(inner, badSyntax), keyword === "FROM:", allowUtf8);
   const rest = args.slice(pos);
   if (rest !== "" && rest.charCodeAt(0) !== 32) {
     throw new SmtpError(501, "Syntax error: parameters must follow the address after a space", "5.5.4");
@@ -115,10 +117,10 @@ function findClosingBracket(s: string, from: number): number {
 }
 
 /** RFC 5321 4.1.2: a source route ("@a,@b:") MUST be accepted and SHOULD be ignored. */
-function stripSourceRoute(path: string): string {
+function stripSourceRoute(path: string, badSyntax: string): string {
   if (path.charCodeAt(0) !== 0x40 /* @ */) return path;
   const colon = path.indexOf(":");
-  if (colon === -1) throw new SmtpError(501, "Syntax error in source route", "5.1.7");
+  if (colon === -1) throw new SmtpError(501, "Syntax error in source route", badSyntax);
   return path.slice(colon + 1);
 }
 
@@ -132,12 +134,14 @@ const LABEL_UTF8 =
   /^[A-Za-z0-9_\u0080-\u{10ffff}](?:[A-Za-z0-9_\-\u0080-\u{10ffff}]*[A-Za-z0-9_\u0080-\u{10ffff}])?$/u;
 
 function parseMailbox(mailbox: string, isReversePath: boolean, allowUtf8: boolean): string {
+  // RFC 3463: X.1.7 / X.1.8 for the sender's mailbox / system, X.1.3 / X.1.2 for a destination's.
+  const badSyntax = isReversePath ? "5.1.7" : "5.1.3";
   if (mailbox === "") {
     if (isReversePath) return "";
     throw new SmtpError(501, "Syntax error: empty recipient", "5.1.3");
   }
   if (Buffer.byteLength(mailbox) > MAX_PATH_OCTETS - 2) {
-    throw new SmtpError(501, `Path too long (more than ${MAX_PATH_OCTETS} octets)`, "5.1.3");
+    throw new SmtpError(501, `Path too long (more than ${MAX_PATH_OCTETS} octets)`, badSyntax);
   }
   if (!allowUtf8 && !isAsciiText(mailbox)) {
     // RFC 6531 3.5: an internationalized address needs SMTPUTF8 on MAIL FROM.
@@ -148,18 +152,18 @@ function parseMailbox(mailbox: string, isReversePath: boolean, allowUtf8: boolea
 
   const at = mailbox.lastIndexOf("@");
   if (at <= 0 || at === mailbox.length - 1) {
-    throw new SmtpError(501, "Syntax error in mailbox: expected local-part@domain", "5.1.3");
+    throw new SmtpError(501, "Syntax error in mailbox: expected local-part@domain", badSyntax);
   }
   const localPart = mailbox.slice(0, at);
   const domain = mailbox.slice(at + 1);
   if (Buffer.byteLength(localPart) > MAX_LOCAL_PART_OCTETS) {
-    throw new SmtpError(501, `Local part too long (more than ${MAX_LOCAL_PART_OCTETS} octets)`, "5.1.3");
+    throw new SmtpError(501, `Local part too long (more than ${MAX_LOCAL_PART_OCTETS} octets)`, badSyntax);
   }
   if (!isValidLocalPart(localPart, allowUtf8)) {
-    throw new SmtpError(501, "Syntax error in the local part of the mailbox", "5.1.3");
+    throw new SmtpError(501, "Syntax error in the local part of the mailbox", badSyntax);
   }
   if (!isValidDomain(domain, allowUtf8)) {
-    throw new SmtpError(501, "Syntax error in the domain of the mailbox", "5.1.2");
+    throw new SmtpError(501, "Syntax error in the domain of the mailbox", isReversePath ? "5.1.8" : "5.1.2");
   }
   return mailbox;
 }

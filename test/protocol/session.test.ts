@@ -300,7 +300,11 @@ describe("MAIL", () => {
     assert.equal(await t.send("MAIL\r\n"), "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
     assert.equal(
       await t.send("MAIL FROM:<a.x.test>\r\n"),
-      "501 5.1.3 Syntax error in mailbox: expected local-part@domain\r\n",
+      "501 5.1.7 Syntax error in mailbox: expected local-part@domain\r\n",
+    );
+    assert.equal(
+      await t.send("MAIL FROM:<a@-x.test>\r\n"),
+      "501 5.1.8 Syntax error in the domain of the mailbox\r\n",
     );
     assert.equal(
       await t.send("MAIL FROM:<a@x.test>SIZE=1\r\n"),
@@ -320,11 +324,11 @@ describe("MAIL", () => {
     assert.equal(await t.send("RSET\r\n"), OK);
     assert.equal(
       await t.send(`MAIL FROM:<${local64}@${domain(190)}>\r\n`),
-      "501 5.1.3 Path too long (more than 256 octets)\r\n",
+      "501 5.1.7 Path too long (more than 256 octets)\r\n",
     );
     assert.equal(
       await t.send(`MAIL FROM:<${"l".repeat(65)}@x.test>\r\n`),
-      "501 5.1.3 Local part too long (more than 64 octets)\r\n",
+      "501 5.1.7 Local part too long (more than 64 octets)\r\n",
     );
     assert.equal(await t.send(`MAIL FROM:<${local64}@x.test>\r\n`), MAIL_OK);
     assert.equal(
@@ -496,7 +500,8 @@ describe("RCPT", () => {
     assert.equal(await t.send("MAIL FROM:<a@x.test>\r\n"), MAIL_OK);
     assert.equal(await t.send("RCPT TO:<>\r\n"), "501 5.1.3 Syntax error: empty recipient\r\n");
     assert.equal(await t.send("RCPT <b@y.test>\r\n"), "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
-    assert.equal(await t.send("RCPT TO:\r\n"), "501 5.1.7 Syntax error: missing address\r\n");
+    assert.equal(await t.send("RCPT TO:\r\n"), "501 5.1.3 Syntax error: missing address\r\n");
+    assert.equal(await t.send("RCPT TO:<b@y.test\r\n"), "501 5.1.3 Syntax error in address: missing >\r\n");
     assert.equal(
       await t.send("RCPT TO:<b@>\r\n"),
       "501 5.1.3 Syntax error in mailbox: expected local-part@domain\r\n",
