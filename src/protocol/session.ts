@@ -1079,8 +1079,13 @@ export class SmtpSession {
 
   private reply(text: string): void {
     if (this.phase === Phase.Closed) return;
-    if (this.config.logDialog) this.hooks.log(this.ctx, "debug", `>>> ${text.trimEnd()}`);
+    if (this.config.logDialog) this.logReply(text);
     this.out += text;
+  }
+
+  /** One debug event per reply line: a multi-line reply (EHLO's) must not make unprefixed log lines. */
+  private logReply(text: string): void {
+    for (const line of text.trimEnd().split("\r\n")) this.hooks.log(this.ctx, "debug", `>>> ${line}`);
   }
 
   private flush(): void {

@@ -231,7 +231,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "integer",
     default: 20,
     min: 0,
-    description: "Unknown, malformed or out-of-sequence commands per session before 421 and close.",
+    description:
+      "Unknown, malformed or out-of-sequence commands a session may make; the next one gets 421 and close.",
   },
   {
     name: "maxCommandLineLength",

@@ -575,6 +575,12 @@ test("a logger receives lines at or above loggerSeverity only", async (t) => {
   assert.ok(
     debug.some((entry) => entry.level === "debug" && />>> 250-mx\.test at your service/.test(entry.line)),
   );
+  // A multi-line reply is one event per line, each with its ">>> " (and so with the logger's timestamp).
+  assert.ok(debug.some((entry) => entry.level === "debug" && /\] >>> 250 HELP$/.test(entry.line)));
+  assert.ok(
+    debug.every((entry) => !/[\r\n]/.test(entry.line)),
+    "no event spans lines",
+  );
 });
 
 test("message bodies never appear in the logs, even at debug severity", async (t) => {
