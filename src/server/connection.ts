@@ -19,6 +19,8 @@ export interface ConnectionLimits {
 
 /** What every connection of a server shares: its limits, and whom to tell when one closes. */
 export interface ConnectionOptions extends ConnectionLimits {
+  /** The session is over (its last reply is written): its processing slot may serve another. */
+  sessionClosed(connection: Connection): void;
   /** The socket the connection was made with has closed (its deadline is no longer watched). */
   closed(connection: Connection): void;
 }
@@ -72,8 +74,10 @@ export class Connection implements SessionTransport, Deadline {
   private closing = false;
   private sessionPaused = false;
   private writePaused = false;
-  /** Set once the session has been started (it holds a processing slot). */
+  /** Set once the session has been started. */
   started = false;
+  /** From its start until its session is over: it holds one of the server's processing slots. */
+  holdsSlot = false;
 
   /** The socket the session talks through: the TCP socket, or its TLS layer after STARTTLS. */
   socket: Socket;
@@ -155,6 +159,8 @@ export class Connection implements SessionTransport, Deadline {
     // linger (holding its processing slot) until that later time.
     this.deadline = Date.now() + LINGER_MS;
     if (!this.socket.destroyed) deadlines.schedule(this, this.deadline);
+    // The client may take its time to hang up; it is no longer served meanwhile.
+    this.options.sessionClosed(this);
   }
 
   pauseInput(): void {

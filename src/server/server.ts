@@ -192,6 +192,7 @@ export class SmtpServer implements SmtpServerHooks {
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
       minDataRate: s.minDataRate,
+      sessionClosed: (connection) => this.freeSlot(connection),
       closed: (connection) => this.release(connection),
     };
     this.greeting = `${s.hostname} ${s.lmtp ? "LMTP" : "ESMTP"} mailgate ready`;
@@ -588,6 +589,7 @@ export class SmtpServer implements SmtpServerHooks {
   private begin(connection: Connection): void {
     this.active++;
     connection.started = true;
+    connection.holdsSlot = true;
     // Without a lookup nothing is awaited here: no coroutine and promise per connection.
     if (this.settings.doDnsReverseLookup) void this.lookupAndGreet(connection);
     else void this.greet(connection);
@@ -665,20 +667,27 @@ export class SmtpServer implements SmtpServerHooks {
     else this.perIp.delete(peer);
   }
 
+  /** A session is over (or its socket closed first): its slot goes to the longest-waiting connection. */
+  private freeSlot(connection: Connection): void {
+    if (!connection.holdsSlot) return;
+    connection.holdsSlot = false;
+    this.active--;
+    let next = this.waiting.shift();
+    while (next?.socket.destroyed) next = this.waiting.shift();
+    if (next && this.state === "running") void this.begin(next);
+  }
+
   /** A connection's socket closed. */
   private release(connection: Connection): void {
     if (connection.countedPeer !== "") this.uncountPeer(connection.countedPeer);
     if (!this.open.delete(connection)) return;
     connection.session.end();
     if (connection.started) {
-      this.active--;
+      this.freeSlot(connection);
       Promise.resolve()
         .then(() => this.onDisconnect(connection.ctx))
         .catch((error) => this.log(connection.ctx, "error", `onDisconnect failed: ${String(error)}`, error));
       this.log(connection.ctx, "debug", "Client disconnect");
-      let next = this.waiting.shift();
-      while (next?.socket.destroyed) next = this.waiting.shift();
-      if (next && this.state === "running") void this.begin(next);
     } else {
       const index = this.waiting.indexOf(connection);
       if (index !== -1) this.waiting.splice(index, 1);
