@@ -298,7 +298,13 @@ describe("SIGTERM of mailgate serve under load", () => {
     assert.equal(served.storedLines(), verdict.states.acked, "one 'Stored' line per acknowledged message");
     assert.deepEqual(await listTmp(maildir), [], "a graceful stop leaves nothing in tmp/");
     for (const end of result.sessionEnds) {
-      assert.match(end, /^421 4\.3\.2 |^connect: ECONNREFUSED$|^\(closed\)$/, `a session ended with ${end}`);
+      // A connect fails two ways as the listener closes: refused, or reset while it was still being set up
+      // in the listener's queue (seen once in about 8 full test runs). Either way the server never took it.
+      assert.match(
+        end,
+        /^421 4\.3\.2 |^connect: ECONN(REFUSED|RESET)$|^\(closed\)$/,
+        `a session ended with ${end}`,
+      );
     }
     t.diagnostic(
       `${verdict.states.acked} acknowledged and stored; sessions ended with: ` +
