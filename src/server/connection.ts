@@ -155,8 +155,8 @@ export class Connection implements SessionTransport, Deadline {
     if (this.closing) return;
     this.closing = true;
     this.socket.end();
-    // Earlier than the command deadline it replaces: the queue must be told, or the socket would
-    // linger (holding its processing slot) until that later time.
+    // Earlier than the command deadline it replaces: the queue must be told, or a client that never
+    // hangs up would keep the socket open until that later time.
     this.deadline = Date.now() + LINGER_MS;
     if (!this.socket.destroyed) deadlines.schedule(this, this.deadline);
     // The client may take its time to hang up; it is no longer served meanwhile.
