@@ -94,6 +94,8 @@ export class SmtpServer implements SmtpServerHooks {
   private tlsProvider: TlsContextProvider | null = null;
   /** Ports whose listeners read a PROXY header first, and who may send one. */
   private readonly proxyPorts: Set<number>;
+  /** The ports of the `ports` option, each once. */
+  private readonly configuredPorts: Set<number>;
   private readonly trustedProxies: BlockList;
   /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
   private readonly xclientClients: BlockList | null;
@@ -116,9 +118,9 @@ export class SmtpServer implements SmtpServerHooks {
     const s0 = this.settings;
     this.authMechanisms = parseMechanisms(s0.authMechanisms);
     parseSniCertificates(s0.tlsSniCertificates);
-    const listenPorts = new Set(parsePortItems(s0.ports).flat());
-    this.implicitTlsPorts = parsePortSubset("tlsPorts", s0.tlsPorts, listenPorts);
-    this.proxyPorts = parsePortSubset("proxyPorts", s0.proxyPorts, listenPorts);
+    this.configuredPorts = new Set(parsePortItems(s0.ports).flat());
+    this.implicitTlsPorts = parsePortSubset("tlsPorts", s0.tlsPorts, this.configuredPorts);
+    this.proxyPorts = parsePortSubset("proxyPorts", s0.proxyPorts, this.configuredPorts);
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
     const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
     this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
@@ -272,7 +274,7 @@ export class SmtpServer implements SmtpServerHooks {
 
   /** Bound ports after start() (real ones for port 0), else the configured port items. */
   get ports(): number[] {
-    if (this.bound.length === 0) return [...new Set(parsePortItems(this.settings.ports).flat())];
+    if (this.bound.length === 0) return [...this.configuredPorts];
     return [...new Set(this.bound.map((a) => a.port))];
   }
 

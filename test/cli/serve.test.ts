@@ -5,12 +5,13 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer, Socket } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { parseEnvelopeHeaders } from "../../src/store/maildir.js";
+import { RawClient, waitFor } from "../helpers/clients.js";
 import { requireProgram } from "../helpers/programs.js";
 
 const run = promisify(execFile);
@@ -47,14 +48,6 @@ async function startServe(cwd: string, ...args: string[]): Promise<Served> {
     child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
   });
   return { child, port, output: () => output, exited };
-}
-
-/** Polls `done` every 20 ms for up to 10 s. */
-async function waitFor(done: () => boolean, describe: () => string): Promise<void> {
-  for (let waited = 0; !done(); waited += 20) {
-    if (waited >= 10_000) throw new Error(`gave up waiting:\n${describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function storedMessages(maildir: string): Promise<Buffer[]> {
@@ -233,32 +226,22 @@ describe("mailgate serve faults and signals", () => {
 
   test("a second stop signal, of either kind, kills at once while a message holds the graceful stop", async () => {
     const dir = await mkdtemp(join(tmpdir(), "mailgate-signal-"));
-    const client = new Socket();
     const served = await startServe(dir);
+    let client: RawClient | undefined;
     try {
       const killed = new Promise((resolve) => served.child.once("exit", (_code, signal) => resolve(signal)));
-      let replies = "";
-      client.on("data", (chunk) => {
-        replies += chunk;
-      });
-      await new Promise<void>((resolve) => client.connect(served.port, "127.0.0.1", resolve));
-      client.write("EHLO client.test\r\n");
-      await waitFor(
-        () => /^250 /m.test(replies),
-        () => replies,
-      );
-      client.write("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
-      await waitFor(
-        () => /^354 /m.test(replies),
-        () => replies,
-      );
+      client = await RawClient.greeted(served.port);
+      assert.match(await client.command("EHLO client.test"), /^250 /m);
+      assert.match(await client.command("MAIL FROM:<a@example.org>"), /^250 /);
+      assert.match(await client.command("RCPT TO:<b@example.com>"), /^250 /);
+      assert.match(await client.command("DATA"), /^354 /);
       client.write("Subject: unfinished\r\n");
       served.child.kill("SIGTERM"); // the graceful stop waits for the message in progress
-      await waitFor(() => /stopping gracefully/.test(served.output()), served.output);
+      await waitFor(() => /stopping gracefully/.test(served.output()), "the graceful stop to begin", 10_000);
       served.child.kill("SIGINT");
       assert.equal(await killed, "SIGINT", served.output());
     } finally {
-      client.destroy();
+      client?.drop();
       served.child.kill("SIGKILL");
       await rm(dir, { recursive: true, force: true });
     }
