@@ -7,7 +7,7 @@
  * dry; the state machine itself is the seed's (`process_line` of MidiSmtpServer), tightened where the
  * RFCs or safety demand it.
  */
-import type { SaslMechanismName } from "../sasl/mechanism.js";
+import { MAX_SASL_LINE_OCTETS, type SaslMechanismName } from "../sasl/mechanism.js";
 import { AuthExchange } from "./auth-exchange.js";
 import { BdatReader } from "./bdat.js";
 import {
@@ -35,7 +35,11 @@ import {
 
 /** How the session reaches its peer; implemented by the server's connection driver and by tests. */
 export interface SessionTransport {
-  write(text: string): void;
+  /**
+   * Sends replies; false when the client is not reading them (its output is backed up): the session then
+   * runs no further command until `outputDrained()` is called.
+   */
+  write(text: string): boolean;
   /** Ends the connection once written replies are flushed. */
   close(): void;
   pauseInput(): void;
@@ -168,6 +172,12 @@ const LF = 10;
 const EMPTY = Buffer.alloc(0);
 /** Input kept while a hook runs before the socket is paused. */
 const INPUT_HIGH_WATER = 256 * 1024;
+/**
+ * Replies collected in one pass over pipelined input before they are written: the transport then says
+ * whether the client reads them, and a client that does not gets no more of its commands run. Without
+ * it, 256 KiB of 5-byte HELP commands would queue 5 MB of replies.
+ */
+const OUTPUT_BATCH = 16 * 1024;
 const MAX_KEPT_ERRORS = 100;
 
 /** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
@@ -212,7 +222,10 @@ export class SmtpSession {
   private running: Promise<void> | null = null;
   private badCommands = 0;
   private skippedLineBytes = -1; // >= 0 while discarding an over-long command line
-  private pregreet = false;
+  /** The transport's output is backed up: no command runs until it drains. */
+  private outputBlocked = false;
+  /** Resolved when the output drains or the session ends (whenIdle waits on it). */
+  private outputWaiter: { promise: Promise<void>; resolve: () => void } | null = null;
   private closeRequested = false;
   /** Between the end of a message and its reply: a shutdown waits for the reply. */
   private committing = false;
@@ -261,15 +274,9 @@ export class SmtpSession {
     );
   }
 
-  /** The connect hook let the client in: the greeting, unless it talked first. */
+  /** The connect hook let the client in: the greeting. */
   private greet(): void {
     if (this.phase !== Phase.Greeting) return;
-    if (this.pregreet) {
-      // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit.
-      this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
-      this.close();
-      return;
-    }
     this.phase = Phase.Command;
     this.reply(formatReply(220, undefined, this.ctx.server.localResponse));
     this.flush();
@@ -280,7 +287,11 @@ export class SmtpSession {
   receive(chunk: Buffer): void {
     if (this.phase === Phase.Closed) return;
     if (this.phase === Phase.Greeting) {
-      this.pregreet = true;
+      // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit. It is
+      // dropped at once, so that it holds nothing while it waits for a slot or the greeting pause.
+      this.hooks.log(this.ctx, "info", `Early talker ${this.ctx.server.remoteIp}: data before the greeting`);
+      this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
+      this.close();
       return;
     }
     if (this.phase === Phase.Tls) return; // plaintext after STARTTLS is never executed
@@ -291,7 +302,7 @@ export class SmtpSession {
     }
     this.inputPos = 0;
     if (
-      (this.pumping || this.receiver?.blocked) &&
+      (this.pumping || this.outputBlocked || this.receiver?.blocked) &&
       this.input.length > INPUT_HIGH_WATER &&
       !this.inputPaused
     ) {
@@ -306,6 +317,7 @@ export class SmtpSession {
     if (this.phase === Phase.Closed) return;
     this.abandonMessage(new Error("client disconnected"));
     this.phase = Phase.Closed;
+    this.releaseOutputWaiter();
   }
 
   /**
@@ -373,6 +385,7 @@ export class SmtpSession {
   async whenIdle(): Promise<void> {
     for (;;) {
       if (this.running) await this.running;
+      else if (this.outputWaiter && !this.isClosed) await this.outputWaiter.promise;
       else if (this.receiver?.blocked && !this.isClosed)
         await new Promise((resolve) => setImmediate(resolve));
       else return;
@@ -395,7 +408,7 @@ export class SmtpSession {
           this.running = run;
           return run;
         }
-        if (!progressed) break;
+        if (!progressed || this.outputBackedUp()) break;
       }
       this.pumpDone();
     } catch (error) {
@@ -409,7 +422,7 @@ export class SmtpSession {
   private async pumpAsync(pending: Promise<boolean>): Promise<void> {
     try {
       let progressed = await pending;
-      while (progressed) {
+      while (progressed && !this.outputBackedUp()) {
         const next = this.step();
         progressed = typeof next === "boolean" ? next : await next;
       }
@@ -420,6 +433,29 @@ export class SmtpSession {
       this.running = null;
       this.pumpFinally();
     }
+  }
+
+  /**
+   * After a step: writes the replies collected so far once they fill a batch, and tells whether the client
+   * stopped reading them, in which case the pump stops until the output drains.
+   */
+  private outputBackedUp(): boolean {
+    if (this.out.length >= OUTPUT_BATCH) this.flush();
+    return this.outputBlocked;
+  }
+
+  /** The client reads its replies again: the commands it sent meanwhile run now. */
+  outputDrained(): void {
+    if (!this.outputBlocked) return;
+    this.outputBlocked = false;
+    this.releaseOutputWaiter();
+    if (this.phase !== Phase.Closed) void this.pump();
+  }
+
+  private releaseOutputWaiter(): void {
+    const waiter = this.outputWaiter;
+    this.outputWaiter = null;
+    waiter?.resolve();
   }
 
   /** One step of the current phase: true if it consumed input or changed state, false if it needs more. */
@@ -454,7 +490,7 @@ export class SmtpSession {
 
   private pumpFinally(): void {
     this.pumping = false;
-    if (this.inputPaused && this.phase !== Phase.Closed && !this.receiver?.blocked) {
+    if (this.inputPaused && this.phase !== Phase.Closed && !this.outputBlocked && !this.receiver?.blocked) {
       this.inputPaused = false;
       this.transport.resumeInput();
     }
@@ -465,9 +501,10 @@ export class SmtpSession {
     const { input, config } = this;
     const start = this.inputPos;
     const lf = input.indexOf(LF, start);
+    const maxLength = this.commandLineLimit(input, start);
     if (lf === -1) {
       const pending = input.length - start;
-      if (this.skippedLineBytes >= 0 || pending > config.maxCommandLineLength) {
+      if (this.skippedLineBytes >= 0 || pending > maxLength) {
         // Do not buffer an over-long line: drop it as it comes, and give up on absurd ones.
         this.skippedLineBytes = Math.max(this.skippedLineBytes, 0) + pending;
         this.dropInput();
@@ -481,7 +518,7 @@ export class SmtpSession {
     }
     this.inputPos = lf + 1;
     const more = this.inputPos < input.length;
-    const tooLong = this.skippedLineBytes >= 0 || lf + 1 - start > config.maxCommandLineLength;
+    const tooLong = this.skippedLineBytes >= 0 || lf + 1 - start > maxLength;
     this.skippedLineBytes = -1;
     this.transport.commandCompleted();
 
@@ -523,6 +560,23 @@ export class SmtpSession {
     }
     const dispatched = this.dispatch(line, more);
     return dispatched ? dispatched.then(() => !this.isClosed) : !this.isClosed;
+  }
+
+  /**
+   * The longest command line allowed at `start`, CRLF included: maxCommandLineLength, except for AUTH,
+   * whose initial response may make the line 12,288 octets long (RFC 4954 4; XOAUTH2 tokens need it).
+   */
+  private commandLineLimit(input: Buffer, start: number): number {
+    const { maxCommandLineLength, auth } = this.config;
+    if (auth.mode === "forbidden" || input.length - start < 5) return maxCommandLineLength;
+    // "AUTH " in any case: bit 0x20 folds the letters.
+    const isAuth =
+      ((input[start] as number) | 0x20) === 0x61 &&
+      ((input[start + 1] as number) | 0x20) === 0x75 &&
+      ((input[start + 2] as number) | 0x20) === 0x74 &&
+      ((input[start + 3] as number) | 0x20) === 0x68 &&
+      input[start + 4] === 0x20;
+    return isAuth ? Math.max(maxCommandLineLength, MAX_SASL_LINE_OCTETS + 2) : maxCommandLineLength;
   }
 
   /** Runs the command's handler; a promise only if a hook made it wait. */
@@ -1092,7 +1146,14 @@ export class SmtpSession {
     if (this.out === "") return;
     const text = this.out;
     this.out = "";
-    this.transport.write(text);
+    if (!this.transport.write(text) && !this.outputBlocked) {
+      this.outputBlocked = true;
+      let resolve = () => {};
+      const promise = new Promise<void>((settle) => {
+        resolve = settle;
+      });
+      this.outputWaiter = { promise, resolve };
+    }
   }
 
   private close(): void {
@@ -1101,6 +1162,7 @@ export class SmtpSession {
     this.abandonMessage(new Error("session closed"));
     this.phase = Phase.Closed;
     this.input = EMPTY;
+    this.releaseOutputWaiter();
     this.transport.close();
   }
 }

@@ -141,14 +141,16 @@ export class Connection implements SessionTransport, Deadline {
     this.updateFlow();
   }
 
-  write(text: string): void {
-    if (this.socket.destroyed || this.closing) return;
+  write(text: string): boolean {
+    if (this.socket.destroyed || this.closing) return true;
     this.socket.write(text);
-    if (this.socket.writableNeedDrain && !this.writePaused) {
+    if (!this.socket.writableNeedDrain) return true;
+    if (!this.writePaused) {
       // The client does not read its replies: stop reading its commands until it does.
       this.writePaused = true;
       this.updateFlow();
     }
+    return false;
   }
 
   close(): void {
@@ -200,6 +202,7 @@ export class Connection implements SessionTransport, Deadline {
   drained(): void {
     this.writePaused = false;
     this.updateFlow();
+    this.session.outputDrained();
   }
 
   /** The socket the connection was made with has closed. */

@@ -85,6 +85,7 @@ export async function openSession(
   const transport: SessionTransport = {
     write: (text) => {
       written.push(text);
+      return true;
     },
     close: () => {
       harness.closed = true;
