@@ -5,8 +5,10 @@
  * to the event loop, which is what made storing small messages expensive for the SMTP thread.
  *
  * A batch: create each file in tmp/ ("wx": never one another delivery owns) and write it; make the
- * bytes durable with one syncfs; rename each into new/; fsync new/ once. Only then are the batch's
- * deliveries answered, each with its own outcome. A message that failed
+ * bytes durable with one syncfs; rename each into new/; fsync new/ once; check that new/ is still the
+ * directory the Maildir's path leads to. Only then are the batch's deliveries answered, each with its
+ * own outcome. A Maildir replaced while idle is followed (see held-directory.ts); one replaced during a
+ * batch fails the batch. A message that failed
  * leaves nothing behind: its file is removed from tmp/, or from new/ when the fsync of new/ failed
  * (the client will send it again, so this copy must not be delivered too).
  */
@@ -14,6 +16,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
 import { join } from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import type { BatchOutcome, StoreJob, WriterSetup } from "./batch-writer.js";
+import { HeldDirectory, maildirReplaced } from "./held-directory.js";
 import { type BlockingFileSystemSync, loadBlockingSyncfs } from "./syncfs.js";
 
 const setup = workerData as WriterSetup;
@@ -23,9 +26,9 @@ if (!port) throw new Error("batch-writer-thread.js runs as a worker thread of Ba
 const loaded = await loadBlockingSyncfs();
 if (typeof loaded === "string") throw new Error(`Cannot flush the Maildir with syncfs: ${loaded}.`);
 const syncfs: BlockingFileSystemSync = loaded;
-// Opened once: syncfs reports write errors through a descriptor opened before them.
-const rootFd = openSync(setup.directory, "r");
-const newFd = openSync(join(setup.directory, "new"), "r");
+// Held open: syncfs reports write errors through a descriptor opened before them. new/ serves both
+// flushes: a rename cannot cross file systems, so the files renamed into it are on the one it is on.
+const newDirectory = new HeldDirectory(join(setup.directory, "new"));
 
 let queue: StoreJob[] = [];
 let scheduled = false;
@@ -48,8 +51,16 @@ function storeBatch(): void {
     if (remove !== undefined) removeQuietly(remove);
     outcomes.push({ id: job.id, error: describe(error) });
   };
+  let toWrite = batch;
+  try {
+    // Before the writes, so that the descriptor the syncfs goes through was opened before them.
+    newDirectory.follow();
+  } catch (error) {
+    for (const job of batch) failed(job, error);
+    toWrite = [];
+  }
   let written: StoreJob[] = [];
-  for (const job of batch) {
+  for (const job of toWrite) {
     try {
       writeMessageFile(job);
       written.push(job);
@@ -59,7 +70,7 @@ function storeBatch(): void {
   }
   if (written.length > 0) {
     try {
-      syncfs(rootFd);
+      syncfs(newDirectory.fd);
     } catch (error) {
       for (const job of written) failed(job, error, job.tmp);
       written = [];
@@ -76,7 +87,9 @@ function storeBatch(): void {
   }
   if (renamed.length > 0) {
     try {
-      fsyncSync(newFd);
+      fsyncSync(newDirectory.fd);
+      // Replaced since follow(): the renames may have gone to a new/ that the flushes did not reach.
+      if (!newDirectory.isCurrent()) throw maildirReplaced(setup.directory);
       for (const job of renamed) outcomes.push({ id: job.id });
     } catch (error) {
       for (const job of renamed) failed(job, error, job.final);

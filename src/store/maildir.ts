@@ -21,11 +21,12 @@
  * random part is drawn once per process.
  */
 import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, open, rename, rm, stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 import { BatchWriter } from "./batch-writer.js";
 import { fsyncDirectory, GroupCommit } from "./group-commit.js";
+import { FollowedDirectory, type Held, maildirReplaced } from "./held-directory.js";
 import { prepareMaildir } from "./maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
 import { loadSyncfs } from "./syncfs.js";
@@ -83,8 +84,8 @@ export class MaildirStore implements MessageStore {
   readonly #newSync: GroupCommit;
   /** With syncfs: makes the files' bytes durable, shared by concurrent deliveries. */
   readonly #dataSync: GroupCommit | undefined;
-  /** With syncfs: the open directory it flushes through, kept open (and alive) until close(). */
-  #root: FileHandle | undefined;
+  /** With syncfs: the Maildir directory it flushes through, held open until close(). */
+  #root: FollowedDirectory | undefined;
   /** With syncfs, set by open(): stores messages of up to WHOLE_MESSAGE_MAX bytes on a worker thread. */
   #writer: BatchWriter | undefined;
 
@@ -123,9 +124,9 @@ export class MaildirStore implements MessageStore {
       if (flush === "syncfs") throw new Error(`Cannot flush the Maildir with syncfs: ${syncfs}.`);
       return onThisThread();
     }
-    const root = await open(directory, "r");
-    const { fd } = root;
-    const store = new MaildirStore(directory, { ...options, syncFileSystem: () => syncfs(fd) });
+    const root = await FollowedDirectory.open(directory);
+    // Through the directory held when the syncfs starts: deliveries check that it is the one they wrote under.
+    const store = new MaildirStore(directory, { ...options, syncFileSystem: () => syncfs(root.fd) });
     store.#root = root;
     store.#writer = new BatchWriter({ directory });
     return store;
@@ -153,6 +154,8 @@ export class MaildirStore implements MessageStore {
       if (!start.rest) return this.#storeWhole(this.#writer, id, tmpPath, [headers, ...start.chunks]);
       body = start.rest;
     }
+    // Before the file exists: syncfs reports the write errors of files created after its descriptor.
+    const held = await this.#root?.follow();
     // "wx" (O_EXCL): never write into a file another delivery or process owns.
     let file: FileHandle | undefined = await open(tmpPath, "wx", 0o600);
     let size: number;
@@ -175,12 +178,27 @@ export class MaildirStore implements MessageStore {
     }
     try {
       await this.#newSync.sync();
+      await this.#checkFlushed(location, held);
     } catch (error) {
       // The caller will report failure and the client will send again: do not also deliver this copy.
       await rm(location, { force: true }).catch(() => {});
       throw error;
     }
     return { id, location, size };
+  }
+
+  /**
+   * Throws unless the file at `location` is where a Maildir reader finds it now, on the file system the
+   * syncfs (if any) flushed: a Maildir replaced since the rename (deleted and made again, or mounted over)
+   * has the file elsewhere, and the fsync of new/, which opens it by path, reached another directory.
+   */
+  async #checkFlushed(location: string, held: Held | undefined): Promise<void> {
+    const stored = await stat(location, { bigint: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    });
+    const flushed = !held || (this.#root?.holds(held) && stored?.dev === held.identity.dev);
+    if (!stored || !flushed) throw maildirReplaced(this.directory);
   }
 
   /** A message read whole: the writer thread stores it (and its flushes are shared with its batch). */
