@@ -9,6 +9,13 @@ export type {
   Severity,
   SmtpServerHooks,
 } from "./protocol/hooks.js";
+/**
+ * `receivedHeader(ctx, { hostname, id?, date? })`: the RFC 5321 4.4 Received header for the message of
+ * `ctx`, as `mailgate serve` writes it, for an onMessageDataStart hook to ctx.message.write(). The client's
+ * HELO and recipient and the reverse DNS name are written so that they cannot imitate the header's
+ * structure or carry control characters (see src/protocol/received.ts).
+ */
+export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export {

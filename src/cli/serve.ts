@@ -3,37 +3,14 @@
  * answers 250, prints what it does, and stops gracefully on SIGINT/SIGTERM.
  */
 import { resolve } from "node:path";
-import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
+import { receivedHeader } from "../protocol/received.js";
 import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
-
-/** RFC 5322 date-time for the Received header, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
-function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace("GMT", "+0000");
-}
-
-/** The trace header of RFC 5321 4.4, with the protocol keyword of RFC 3848 and RFC 6531 3.7.3. */
-export function receivedHeader(ctx: SessionContext, hostname: string, id: string): string {
-  const { server, envelope } = ctx;
-  const plain = server.heloCommand === "HELO" ? "SMTP" : server.heloCommand === "LHLO" ? "LMTP" : "ESMTP";
-  // RFC 3848: S for TLS, A for an authenticated client (ESMTPSA, UTF8SMTPS...).
-  const suffix = `${server.encrypted ? "S" : ""}${server.authenticated ? "A" : ""}`;
-  const protocol = `${envelope.encodingUtf8 === "utf8" ? "UTF8SMTP" : plain}${suffix}`;
-  const tls = server.tls ? `\r\n\t(version=${server.tls.protocol} cipher=${server.tls.cipher})` : "";
-  const remote =
-    server.remoteIp === "" // a UNIX socket peer
-      ? server.remoteHost
-      : server.remoteHost !== server.remoteIp
-        ? `${server.remoteHost} [${server.remoteIp}]`
-        : `[${server.remoteIp}]`;
-  const forClause = envelope.to.length === 1 ? `\r\n\tfor <${envelope.to[0]}>` : "";
-  return `Received: from ${server.helo} (${remote})\r\n\tby ${hostname} (mailgate) with ${protocol} id ${id}${forClause}${tls};\r\n\t${rfc5322Date(new Date())}\r\n`;
-}
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */
 export function createStoringServer(
@@ -58,7 +35,7 @@ export function createStoringServer(
     onMessageDataStart(ctx) {
       sequence = (sequence + 1) % 0x100000000;
       const id = `${Date.now().toString(36)}${sequence.toString(36).padStart(7, "0")}`.toUpperCase();
-      ctx.message.write(receivedHeader(ctx, server.settings.hostname, id));
+      ctx.message.write(receivedHeader(ctx, { hostname: server.settings.hostname, id }));
     },
     async onMessageStream(ctx, stream) {
       const receipt = await store.deliver({ from: ctx.envelope.from, to: [...ctx.envelope.to] }, stream);

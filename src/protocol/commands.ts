@@ -176,14 +176,24 @@ function isValidLocalPart(localPart: string, allowUtf8: boolean): boolean {
 
 function isValidDomain(domain: string, allowUtf8: boolean): boolean {
   if (Buffer.byteLength(domain) > MAX_DOMAIN_OCTETS) return false;
-  if (domain.charCodeAt(0) === 0x5b /* [ */) {
-    if (domain.charCodeAt(domain.length - 1) !== 0x5d) return false;
-    const literal = domain.slice(1, -1);
-    if (literal.slice(0, 5).toUpperCase() === "IPV6:") return isIP(literal.slice(5)) === 6;
-    return isIP(literal) === 4;
-  }
+  if (domain.charCodeAt(0) === 0x5b /* [ */) return isAddressLiteral(domain);
   const label = allowUtf8 ? LABEL_UTF8 : LABEL;
   return domain.split(".").every((part) => label.test(part));
+}
+
+/**
+ * RFC 5321 4.1.3: "[192.0.2.1]" or "[IPv6:2001:db8::1]" (the tag in any case, as ABNF strings are). No
+ * General-address-literal: no other tag is registered. No zone index ("%eth0"): node:net's isIP allows
+ * one, the RFC's IPv6-addr does not.
+ */
+export function isAddressLiteral(text: string): boolean {
+  if (text.charCodeAt(0) !== 0x5b /* [ */ || text.charCodeAt(text.length - 1) !== 0x5d /* ] */) return false;
+  const literal = text.slice(1, -1);
+  if (literal.slice(0, 5).toUpperCase() === "IPV6:") {
+    const address = literal.slice(5);
+    return !address.includes("%") && isIP(address) === 6;
+  }
+  return isIP(literal) === 4;
 }
 
 /** True when every character is 7-bit (addresses need SMTPUTF8 otherwise). */

@@ -20,6 +20,7 @@ import {
 import { emptyEnvelope, type SessionContext, writeOutsideData } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
 import { SmtpError } from "./errors.js";
+import { heloArgument } from "./helo.js";
 import type { SessionHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
 import { MessageReceiver, type MessageResult } from "./message.js";
@@ -89,6 +90,8 @@ export interface SessionConfig {
   maxRecipients: number;
   /** Unknown, malformed or out-of-sequence commands allowed before 421 and close. */
   maxBadCommands: number;
+  /** HELO/EHLO/LHLO must name a domain or an address literal (RFC 5321 4.1.1.1); see helo.ts. */
+  heloStrict: boolean;
   /** Longest command line in octets including CRLF (RFC 5321 4.5.3.1.4: 512). */
   maxCommandLineLength: number;
   /** Bytes of one unterminated line after which the connection is dropped. */
@@ -653,10 +656,7 @@ export class SmtpSession {
         "5.5.1",
       );
     }
-    const heloData = line.args.trim();
-    if (heloData === "" || line.nonAscii) {
-      throw new SmtpError(501, `Syntax: ${line.verb} hostname`, "5.5.4");
-    }
+    const heloData = heloArgument(line, config.heloStrict);
     return thenCall(
       () => this.hooks.onHelo(this.ctx, heloData),
       () => this.greeted(line.verb, heloData),

@@ -41,6 +41,7 @@ export interface ServerSettings {
   maxMessageSize: number;
   maxRecipients: number;
   maxBadCommands: number;
+  heloStrict: boolean;
   maxCommandLineLength: number;
   lmtp: boolean;
   socketPath: string;
@@ -233,6 +234,13 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     min: 0,
     description:
       "Unknown, malformed or out-of-sequence commands a session may make; the next one gets 421 and close.",
+  },
+  {
+    name: "heloStrict",
+    kind: "boolean",
+    default: false,
+    description:
+      'HELO/EHLO/LHLO must name a domain or an address literal (RFC 5321 4.1.1.1: "bad_host" gets 501). Off: any one word of printable ASCII is accepted. Spaces and control characters get 501 either way.',
   },
   {
     name: "maxCommandLineLength",

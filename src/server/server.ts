@@ -177,6 +177,7 @@ export class SmtpServer implements SmtpServerHooks {
       maxMessageSize: s.maxMessageSize,
       maxRecipients: s.maxRecipients,
       maxBadCommands: s.maxBadCommands,
+      heloStrict: s.heloStrict,
       maxCommandLineLength: s.maxCommandLineLength,
       ioBufferMaxSize: s.ioBufferMaxSize,
       messageChunkSize: s.ioBufferChunkSize,

@@ -1,0 +1,147 @@
+/**
+ * The Received header a server adds to each message it accepts: the trace line of RFC 5321 4.4, with the
+ * protocol keywords of RFC 3848 and RFC 6531 3.7.3.
+ *
+ *   Received: from <HELO> (<reverse name> [<address>])
+ *   	by <hostname> (mailgate) with <protocol> id <id>
+ *   	for <recipient>
+ *   	(version=<TLS version> cipher=<cipher>);
+ *   	<RFC 5322 date-time>
+ *
+ * The HELO and the recipient are the client's text, the reverse name is the DNS's (or a trusted XCLIENT's):
+ * none of them may imitate the header's structure (a "(... [address])" comment naming another origin, a
+ * ";" before a false date, a quoted string, an angle address), carry control characters (RFC 5322 3.2.3
+ * forbids them; ESC, BS and DEL act on the terminal that shows the header), or make a line longer than
+ * RFC 5322 2.1.1 allows. The rules are below, where each part is written.
+ */
+import { isIP } from "node:net";
+import { isAddressLiteral, MAX_DOMAIN_OCTETS, MAX_PATH_OCTETS } from "./commands.js";
+import type { SessionContext } from "./context.js";
+
+export interface ReceivedOptions {
+  /** Our name, for the by clause: the server's `hostname` setting. */
+  hostname: string;
+  /** This server's id of the message, for the id clause (left out when not given). */
+  id?: string;
+  /** The time stamp after the ";" (default: now). */
+  date?: Date;
+}
+
+// A word the client (or the DNS) chose keeps only atext (RFC 5322 3.2.3) and dots: then it is a single
+// token that cannot open a comment "(", a domain literal "[", a quoted string or an angle address, cannot
+// end the clauses with ";" (the date follows the last one), and cannot fold the line. Every other
+// character (a special, a space, a control, anything non-ASCII) becomes "?". Postfix does the same to the
+// HELO name it records (smtpd.c: printable() with "?", then neuter() of " <>()\\\";@"); this keeps less:
+// "[", "]", ":" and "," too, brackets being kept only when the whole word is a valid address literal. The
+// replacement is lossy on purpose: the client's exact text is in ctx.server.helo and the logs, and a trace
+// header is read by people and filters that must not be misled, not by programs that need the bytes.
+const NOT_ATEXT_OR_DOT = /[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]/gu;
+
+/** `text` as one atom-like word (or an address literal), cut to the 255 octets a domain may have. */
+function word(text: string): string {
+  if (text === "") return "unknown";
+  if (isAddressLiteral(text)) return text;
+  const shown = text.replace(NOT_ATEXT_OR_DOT, "?");
+  return shown.length > MAX_DOMAIN_OCTETS ? `${shown.slice(0, MAX_DOMAIN_OCTETS - 3)}...` : shown;
+}
+
+/** RFC 5321 4.1.3 address literal of the client's address; a value that is no address becomes a word. */
+function addressLiteral(ip: string): string {
+  const version = isIP(ip);
+  return version === 6 ? `[IPv6:${ip}]` : version === 4 ? `[${ip}]` : word(ip);
+}
+
+// The for clause names a recipient only when its address is plain: a dot-atom local part (RFC 5322 3.2.3)
+// and a host name or address literal, non-ASCII allowed only in an SMTPUTF8 transaction and never a control,
+// format (bidi override), private-use, unassigned or separator character. Anything else, a quoted local part
+// above all, which may hold "(", ")", ";", "<", ">" and spaces, leaves the clause out: RFC 5321 4.4 makes it
+// optional, and Postfix writes it only for one recipient anyway. Rewriting the address would name a
+// recipient that does not exist.
+const PLAIN_LOCAL = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+$/;
+const PLAIN_LOCAL_UTF8 = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]|[^\p{ASCII}\p{C}\p{Z}])+$/u;
+const PLAIN_DOMAIN = /^[A-Za-z0-9._-]+$/;
+const PLAIN_DOMAIN_UTF8 = /^(?:[A-Za-z0-9._-]|[^\p{ASCII}\p{C}\p{Z}])+$/u;
+
+function isPlainAddress(address: string, utf8: boolean): boolean {
+  if (Buffer.byteLength(address) > MAX_PATH_OCTETS - 2) return false;
+  if (address.toLowerCase() === "postmaster") return true;
+  const at = address.lastIndexOf("@");
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (at <= 0 || domain === "") return false;
+  return (
+    (utf8 ? PLAIN_LOCAL_UTF8 : PLAIN_LOCAL).test(local) &&
+    (isAddressLiteral(domain) || (utf8 ? PLAIN_DOMAIN_UTF8 : PLAIN_DOMAIN).test(domain))
+  );
+}
+
+/** RFC 5322 3.3 date-time, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
+function rfc5322Date(date: Date): string {
+  return date.toUTCString().replace("GMT", "+0000");
+}
+
+// RFC 5322 2.1.1: lines SHOULD stay within 78 characters and MUST within 998. Each clause starts a line of
+// its own, as mailgate always wrote it; a clause longer than 78 characters is folded between its words,
+// never inside one (a word is at most 255 octets, an address 256, so no line nears 998).
+const FOLD_AT = 78;
+
+function fold(words: readonly string[]): string {
+  let text = "";
+  let line = "";
+  for (const piece of words) {
+    if (line === "") line = piece;
+    else if (line.length + 1 + piece.length <= FOLD_AT) line += ` ${piece}`;
+    else {
+      text += `${line}\r\n`;
+      line = `\t${piece}`;
+    }
+  }
+  return text + line;
+}
+
+/**
+ * The Received header for the message of `ctx`, folded and ending with CRLF: call it from
+ * onMessageDataStart and hand it to ctx.message.write(), so that it comes before the client's headers.
+ * The HELO, the reverse name, `hostname` and `id` are written as single atoms (characters other than atext
+ * and "." become "?"; an address literal stays as it is), and the recipient only when its address is plain,
+ * so no client text can imitate the header's structure or put a control character in it.
+ *
+ * @example
+ * onMessageDataStart(ctx) {
+ *   ctx.message.write(receivedHeader(ctx, { hostname: "mx.example.com", id: queueId }));
+ * }
+ */
+export function receivedHeader(ctx: SessionContext, options: ReceivedOptions): string {
+  const { server, envelope } = ctx;
+  const utf8 = envelope.encodingUtf8 === "utf8";
+  const base = server.heloCommand === "HELO" ? "SMTP" : server.heloCommand === "LHLO" ? "LMTP" : "ESMTP";
+  // RFC 3848: S for TLS, A for an authenticated client (ESMTPSA); RFC 6531 3.7.3: UTF8SMTP, UTF8LMTP...
+  const suffix = `${server.encrypted ? "S" : ""}${server.authenticated ? "A" : ""}`;
+  const protocol = `${utf8 ? (base === "LMTP" ? "UTF8LMTP" : "UTF8SMTP") : base}${suffix}`;
+
+  // TCP-info: "[address]" when the address is all we know, "name [address]" otherwise; a UNIX socket peer
+  // has no address and is named localhost.
+  const tcpInfo =
+    server.remoteIp === ""
+      ? [word(server.remoteHost)]
+      : server.remoteHost !== server.remoteIp && server.remoteHost !== ""
+        ? [word(server.remoteHost), addressLiteral(server.remoteIp)]
+        : [addressLiteral(server.remoteIp)];
+  tcpInfo[0] = `(${tcpInfo[0]}`;
+  tcpInfo[tcpInfo.length - 1] = `${tcpInfo[tcpInfo.length - 1]})`;
+
+  const clauses: string[][] = [
+    [`Received: from ${word(server.helo)}`, ...tcpInfo],
+    [`by ${word(options.hostname)}`, "(mailgate)", `with ${protocol}`],
+  ];
+  const by = clauses[1] as string[];
+  if (options.id) by.push(`id ${word(options.id)}`);
+  const recipient = envelope.to.length === 1 ? (envelope.to[0] as string) : "";
+  if (recipient !== "" && isPlainAddress(recipient, utf8)) clauses.push([`for <${recipient}>`]);
+  if (server.tls)
+    clauses.push([`(version=${word(server.tls.protocol)}`, `cipher=${word(server.tls.cipher)})`]);
+  const last = clauses[clauses.length - 1] as string[];
+  last[last.length - 1] += ";";
+  clauses.push([rfc5322Date(options.date ?? new Date())]);
+  return `${clauses.map(fold).join("\r\n\t")}\r\n`;
+}
