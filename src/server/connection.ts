@@ -8,6 +8,7 @@ import type { SessionHooks } from "../protocol/hooks.js";
 import { type SessionConfig, type SessionTransport, SmtpSession } from "../protocol/session.js";
 import type { TlsContextProvider } from "../tls/context.js";
 import { upgradeToTls } from "../tls/upgrade.js";
+import type { AdmissionTicket } from "./admission.js";
 import { type Deadline, DeadlineQueue } from "./deadlines.js";
 
 export interface ConnectionLimits {
@@ -78,6 +79,10 @@ export class Connection implements SessionTransport, Deadline {
   started = false;
   /** From its start until its session is over: it holds one of the server's processing slots. */
   holdsSlot = false;
+  /** Its session is over; its socket waits for the client to hang up. */
+  lingering = false;
+  /** The early-talker pause before it may have a processing slot (greetingDelay). */
+  greetingTimer: NodeJS.Timeout | undefined;
 
   /** The socket the session talks through: the TCP socket, or its TLS layer after STARTTLS. */
   socket: Socket;
@@ -95,12 +100,12 @@ export class Connection implements SessionTransport, Deadline {
     config: SessionConfig,
     hooks: SessionHooks,
     private readonly options: ConnectionOptions,
+    /** Its place in the server's connection counts, given back when its session ends. */
+    readonly ticket: AdmissionTicket,
     /** Present when STARTTLS is offered. */
     private readonly tls?: TlsContextProvider,
-    /** The peer may use XCLIENT and XFORWARD. */
+    /** The client may use XCLIENT and XFORWARD. */
     readonly xclientTrusted = false,
-    /** The address counted against maxConnectionsPerIp for this connection, or "". */
-    readonly countedPeer = "",
   ) {
     this.socket = socket;
     this.startTls = tls ? this.upgrade : undefined;
@@ -163,6 +168,13 @@ export class Connection implements SessionTransport, Deadline {
     if (!this.socket.destroyed) deadlines.schedule(this, this.deadline);
     // The client may take its time to hang up; it is no longer served meanwhile.
     this.options.sessionClosed(this);
+  }
+
+  /** Destroys the socket once what was written to it is handed to the system (after close()). */
+  destroyWhenWritten(): void {
+    const { socket } = this;
+    if (socket.writableFinished) socket.destroy();
+    else socket.once("finish", () => socket.destroy());
   }
 
   pauseInput(): void {

@@ -26,6 +26,7 @@ export interface ServerSettings {
   maxProcessings: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
+  greetingDelay: number;
   crlfMode: CrlfMode;
   doDnsReverseLookup: boolean;
   reverseLookupTimeout: number;
@@ -116,7 +117,8 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "integer",
     default: 1000,
     min: 1,
-    description: "Open connections at most (waiting ones included); one more is answered 421 and closed.",
+    description:
+      "Connections at most, counted from accept until their session ends (221 or 421 written): those waiting for a slot, in the greeting pause, in a PROXY header or TLS handshake included; one more is answered 421 and closed. A client that keeps its socket open after the end of its session no longer counts (it is closed after 5 s).",
   },
   {
     name: "maxConnectionsPerIp",
@@ -124,7 +126,15 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: 0,
     min: 0,
     description:
-      "Open connections from one client address at most (0 = no limit); one more is answered 421 4.7.0 and closed. Off by default because many clients share an address behind NAT or a relay; set it on public ports.",
+      "Connections from one client address at most, counted as maxConnections counts (0 = no limit); one more is answered 421 4.7.0 and closed. The address is the client a PROXY header names (not the proxy), an IPv6 address counts by its /64. Off by default because many clients share an address behind NAT or a relay; set it on public ports.",
+  },
+  {
+    name: "greetingDelay",
+    kind: "integer",
+    default: 0,
+    min: 0,
+    description:
+      "Milliseconds to wait before the greeting (0 = none), after the PROXY header and an implicit TLS handshake: a client that talks first is answered 554 5.5.0 and closed at once, as Postfix's postscreen_greet_wait does with spambots. A client in the pause holds no processing slot (it counts against maxConnections); the pause counts against ioCmdTimeout, so it must be shorter. A few seconds (Postfix: 6) suit a public MX port; leave it off on submission ports, whose clients are known.",
   },
   {
     name: "crlfMode",
@@ -428,6 +438,11 @@ export function resolveSettings(given: Partial<Record<keyof ServerSettings, unkn
         : check(spec, raw);
   }
   const result = settings as unknown as ServerSettings;
+  if (result.greetingDelay >= result.ioCmdTimeout) {
+    throw new RangeError(
+      `Invalid option greetingDelay: ${result.greetingDelay} is not shorter than ioCmdTimeout (${result.ioCmdTimeout}); the client would time out before its greeting.`,
+    );
+  }
   if (result.maxConnections < result.maxProcessings) {
     throw new RangeError(
       `Invalid option maxConnections: ${result.maxConnections} is lower than maxProcessings (${result.maxProcessings}); it must be at least as high.`,

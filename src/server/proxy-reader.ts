@@ -53,6 +53,7 @@ export function readProxyHeader(
       socket.off("data", onData);
       socket.off("end", onEnd);
       socket.off("error", onEnd);
+      socket.off("close", onEnd);
       socket.pause();
       outcome();
     };
@@ -73,6 +74,7 @@ export function readProxyHeader(
     socket.on("data", onData);
     socket.once("end", onEnd);
     socket.once("error", onEnd);
+    socket.once("close", onEnd); // destroyed by us (a stop)
   });
 }
 

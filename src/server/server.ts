@@ -33,6 +33,7 @@ import {
   parsePortSubset,
   resolveListenAddresses,
 } from "./addresses.js";
+import { Admission, type AdmissionTicket } from "./admission.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
@@ -85,6 +86,8 @@ export class SmtpServer implements SmtpServerHooks {
   /** The 220 greeting and the first line of the HELO/EHLO answer each context starts with. */
   private readonly greeting: string;
   private readonly heloGreeting: string;
+  /** The 421 for a connection accepted while the server stops. */
+  private readonly shuttingDownReply: string;
   private readonly listeners: Server[] = [];
   private bound: ListenAddress[] = [];
   private boundSocket = "";
@@ -99,10 +102,12 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly trustedProxies: BlockList;
   /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
   private readonly xclientClients: BlockList | null;
-  /** Connections in their implicit TLS handshake: counted against maxConnections. */
-  private handshaking = 0;
-  /** Open connections by peer address (the TCP peer, a proxy's own address behind PROXY). */
-  private readonly perIp = new Map<string, number>();
+  /** Connections counted against maxConnections and maxConnectionsPerIp. */
+  private readonly admission: Admission;
+  /** Sockets in their PROXY header or implicit TLS handshake: not yet connections. */
+  private readonly preparing = new Set<Socket>();
+  /** Connections whose session is over and whose socket waits for the client to hang up. */
+  private lingering = 0;
   /** TCP listeners are made unless only a UNIX socket was asked for. */
   private readonly listensOnTcp: boolean;
   private readonly open = new Set<Connection>();
@@ -195,9 +200,18 @@ export class SmtpServer implements SmtpServerHooks {
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
       minDataRate: s.minDataRate,
-      sessionClosed: (connection) => this.freeSlot(connection),
+      sessionClosed: (connection) => {
+        this.sessionEnded(connection);
+        this.linger(connection);
+      },
       closed: (connection) => this.release(connection),
     };
+    this.admission = new Admission(s.maxConnections, s.maxConnectionsPerIp);
+    this.shuttingDownReply = formatReply(
+      421,
+      "4.3.2",
+      `${s.hostname} Service shutting down, try again later`,
+    );
     this.greeting = `${s.hostname} ${s.lmtp ? "LMTP" : "ESMTP"} mailgate ready`;
     this.heloGreeting = `${s.hostname} at your service`;
   }
@@ -353,11 +367,19 @@ export class SmtpServer implements SmtpServerHooks {
     const listenersClosed = this.closeListeners();
     const allClosed = new Promise<void>((resolve) => {
       const check = () => {
-        if (this.open.size === 0) resolve();
+        if (this.open.size === 0 && this.preparing.size === 0) resolve();
       };
       this.onIdle = check;
       check();
     });
+    // Not yet in SMTP, they have no transaction to finish: a moment to complete their PROXY header or TLS
+    // handshake (then they get 421), and no more, so that a silent client cannot hold the stop.
+    const preparingCutoff = setTimeout(
+      () => {
+        for (const socket of this.preparing) socket.destroy();
+      },
+      gracefully ? Math.min(timeout, PREPARE_GRACE_MS) : 0,
+    );
     for (const connection of this.open) {
       if (!connection.started) connection.session.shutdownNow();
       else if (gracefully) connection.session.requestClose();
@@ -377,6 +399,7 @@ export class SmtpServer implements SmtpServerHooks {
       clearTimeout(cutoff);
     }
     clearTimeout(timer);
+    clearTimeout(preparingCutoff);
     await listenersClosed;
     this.onIdle = null;
     this.tlsProvider = null;
@@ -417,24 +440,17 @@ export class SmtpServer implements SmtpServerHooks {
     await Promise.all(closing);
   }
 
-  private accept(socket: Socket, { implicitTls, proxy }: ListenerKind): void {
+  private accept(socket: Socket, kind: ListenerKind): void {
+    socket.on("error", ignore); // until a connection owns the socket, a failure only closes it
     if (this.state !== "running") {
-      // Accepted just as the listener closes: tell the client, as RFC 5321 3.8 asks, rather than reset.
-      socket.on("error", () => {});
-      if (implicitTls) socket.destroy();
-      else
-        socket.end(
-          formatReply(421, "4.3.2", `${this.settings.hostname} Service shutting down, try again later`),
-        );
+      this.refuseShuttingDown(socket, kind.implicitTls);
       return;
     }
     const { settings } = this;
-    if (this.open.size + this.handshaking >= settings.maxConnections) {
+    const ticket = this.admission.enter();
+    if (!ticket) {
       // The seed's answer when max_connections is exceeded; the client should retry later.
-      socket.on("error", () => {});
-      socket.end(
-        formatReply(421, "4.7.0", `${settings.hostname} Service too busy or not available, try again later`),
-      );
+      this.refuse(socket, kind.implicitTls, "Service too busy or not available, try again later");
       this.log(
         null,
         "warn",
@@ -442,73 +458,108 @@ export class SmtpServer implements SmtpServerHooks {
       );
       return;
     }
-    const perIp = settings.maxConnectionsPerIp;
-    const peer = socket.remoteAddress ?? "";
-    if (perIp > 0 && peer !== "" && (this.perIp.get(peer) ?? 0) >= perIp) {
-      socket.on("error", () => {});
-      socket.end(
-        formatReply(
-          421,
-          "4.7.0",
-          `${settings.hostname} Too many connections from your address, try again later`,
-        ),
-      );
-      this.log(null, "warn", `Refused ${peer}: maxConnectionsPerIp (${perIp}) reached`);
+    // Given back when the session ends, or here when the socket closes first (whatever stage it reached).
+    socket.once("close", () => this.admission.leave(ticket));
+    if (!kind.proxy && !this.countClient(socket, kind.implicitTls, ticket, socket.remoteAddress ?? ""))
+      return;
+    if (!kind.implicitTls && !kind.proxy) {
+      this.admit(socket, null, undefined, socket, ticket, socket.remoteAddress ?? "");
       return;
     }
-    if (peer !== "") this.perIp.set(peer, (this.perIp.get(peer) ?? 0) + 1);
-    if (!implicitTls && !proxy) {
-      // The connection's own close listener gives the count back (see release).
-      this.admit(socket, null, undefined, socket, peer);
-      return;
-    }
-    if (peer !== "") socket.once("close", () => this.uncountPeer(peer));
-    if (proxy && !isTrusted(this.trustedProxies, socket.remoteAddress)) {
+    if (kind.proxy && !isTrusted(this.trustedProxies, socket.remoteAddress)) {
       this.log(null, "warn", `PROXY header expected from a trusted proxy, not from ${socket.remoteAddress}`);
       socket.destroy();
       return;
     }
-    this.handshaking++;
-    this.prepare(socket, implicitTls, proxy).then(
-      ([ready, proxied]) => {
-        this.handshaking--;
-        if (this.state !== "running") return ready.destroy();
-        this.admit(ready, proxied?.info ?? null, proxied?.rest, socket);
+    this.preparing.add(socket);
+    socket.once("close", () => {
+      if (this.preparing.delete(socket)) this.onIdle?.();
+    });
+    this.prepare(socket, kind, ticket).then(
+      (prepared) => {
+        this.preparing.delete(socket);
+        if (prepared && this.state === "running") {
+          const [ready, proxied, early, client] = prepared;
+          this.admit(ready, proxied, early, socket, ticket, client);
+        } else if (prepared) {
+          this.refuseShuttingDown(prepared[0], false); // in TLS already, if it is an implicit TLS port
+        }
+        this.onIdle?.();
       },
       (error: unknown) => {
-        this.handshaking--;
+        this.preparing.delete(socket);
         socket.destroy();
         this.log(null, "debug", `Connection from ${socket.remoteAddress} dropped: ${String(error)}`);
+        this.onIdle?.();
       },
     );
   }
 
-  /** Before SMTP: the PROXY header (closed without a reply when bad), then the implicit TLS handshake. */
-  private async prepare(
+  /** Counts the connection for its client; false (the client refused) when it has too many already. */
+  private countClient(
     socket: Socket,
     implicitTls: boolean,
-    proxy: boolean,
-  ): Promise<[Socket, { info: ProxyInfo; rest: Buffer } | null]> {
+    ticket: AdmissionTicket,
+    client: string,
+  ): boolean {
+    if (this.admission.countClient(ticket, client)) return true;
+    this.refuse(socket, implicitTls, "Too many connections from your address, try again later");
+    this.log(
+      null,
+      "warn",
+      `Refused ${client}: maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
+    );
+    return false;
+  }
+
+  /** 421 and close; on an implicit TLS port before the handshake only a close, as plaintext would be noise. */
+  private refuse(socket: Socket, implicitTls: boolean, text: string): void {
+    if (implicitTls) socket.destroy();
+    else socket.end(formatReply(421, "4.7.0", `${this.settings.hostname} ${text}`));
+  }
+
+  /** Accepted just as the server stops: tell the client, as RFC 5321 3.8 asks, rather than reset. */
+  private refuseShuttingDown(socket: Socket, implicitTls: boolean): void {
+    if (implicitTls) socket.destroy();
+    else socket.end(this.shuttingDownReply);
+  }
+
+  /**
+   * Before SMTP: the PROXY header (closed without a reply when bad), the client it names counted, then
+   * the implicit TLS handshake. Resolves with the socket to talk through, the header, the bytes that
+   * came after it (for the session: an early talker) and the client's address, or null when the client
+   * was refused.
+   */
+  private async prepare(
+    socket: Socket,
+    { implicitTls, proxy }: ListenerKind,
+    ticket: AdmissionTicket,
+  ): Promise<[Socket, ProxyInfo | null, Buffer | undefined, string] | null> {
     const timeout = this.settings.ioCmdTimeout;
     const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
-    if (!implicitTls) return [socket, proxied];
+    const peer = socket.remoteAddress ?? "";
+    const client = clientAddress(peer, proxied?.info ?? null);
+    // A client the proxy could not name is counted as the proxy: all such share one count.
+    if (proxied && !this.countClient(socket, implicitTls, ticket, client || peer)) return null;
+    if (!implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
     // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
     const early = proxied?.rest ?? Buffer.alloc(0);
     const transport = early.length > 0 ? replayingSocket(socket, early) : socket;
     const secured = await upgradeToTls(transport, this.tlsProvider as TlsContextProvider, {
       handshakeTimeout: timeout,
     });
-    return [secured, proxied && { info: proxied.info, rest: Buffer.alloc(0) }];
+    return [secured, proxied?.info ?? null, undefined, client];
   }
 
   /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
   private admit(
     socket: Socket,
     proxied: ProxyInfo | null,
-    early?: Buffer,
-    tcp: Socket = socket,
-    /** The peer address counted in perIp that this connection's release gives back, or "". */
-    countedPeer = "",
+    early: Buffer | undefined,
+    tcp: Socket,
+    ticket: AdmissionTicket,
+    /** The client's address: the TCP peer's, or the one a PROXY header named ("" when unknown). */
+    client: string,
   ): void {
     const { settings } = this;
     const ctx = this.newContext(tcp); // addresses from the TCP socket (a TLS layer over a stream has none)
@@ -534,13 +585,26 @@ export class SmtpServer implements SmtpServerHooks {
       this.sessionConfig,
       this.sessionHooks,
       this.connectionOptions, // its close listener calls release
+      ticket,
       settings.tlsMode !== "forbidden" ? (this.tlsProvider ?? undefined) : undefined,
-      this.xclientClients !== null && isTrusted(this.xclientClients, socket.remoteAddress),
-      countedPeer,
+      // Trust is judged on the client itself: behind a proxy, never on the proxy's own address.
+      this.xclientClients !== null && isTrusted(this.xclientClients, client),
     );
     this.open.add(connection);
     if (early && early.length > 0) connection.session.receive(early);
-    if (this.active < settings.maxProcessings) void this.begin(connection);
+    if (settings.greetingDelay === 0) {
+      this.enqueue(connection);
+    } else {
+      // The early-talker pause: a client that talks during it is answered 554 and closed by its session.
+      connection.greetingTimer = setTimeout(() => this.enqueue(connection), settings.greetingDelay);
+    }
+  }
+
+  /** The connection is ready for its greeting: it gets a processing slot, or waits for one. */
+  private enqueue(connection: Connection): void {
+    connection.greetingTimer = undefined;
+    if (connection.session.isClosed) return;
+    if (this.active < this.settings.maxProcessings) this.begin(connection);
     else this.waiting.push(connection);
   }
 
@@ -664,29 +728,41 @@ export class SmtpServer implements SmtpServerHooks {
     }
   }
 
-  private uncountPeer(peer: string): void {
-    const left = (this.perIp.get(peer) ?? 1) - 1;
-    if (left > 0) this.perIp.set(peer, left);
-    else this.perIp.delete(peer);
-  }
-
-  /** A session is over (or its socket closed first): its slot goes to the longest-waiting connection. */
-  private freeSlot(connection: Connection): void {
+  /**
+   * A session is over (its last reply written), or its socket closed first: its processing slot goes to
+   * the longest-waiting connection, and its place in the connection counts is given back.
+   */
+  private sessionEnded(connection: Connection): void {
+    this.admission.leave(connection.ticket);
+    if (connection.greetingTimer) clearTimeout(connection.greetingTimer);
+    connection.greetingTimer = undefined;
     if (!connection.holdsSlot) return;
     connection.holdsSlot = false;
     this.active--;
     let next = this.waiting.shift();
-    while (next?.socket.destroyed) next = this.waiting.shift();
+    while (next?.session.isClosed) next = this.waiting.shift();
     if (next && this.state === "running") void this.begin(next);
+  }
+
+  /**
+   * A closed session's socket waits a moment for the client to hang up (see Connection.close). Such
+   * sockets no longer count against maxConnections, so they are bounded here instead: beyond as many
+   * again, a socket is destroyed as soon as its last reply is written.
+   */
+  private linger(connection: Connection): void {
+    if (connection.socket.destroyed) return;
+    connection.lingering = true;
+    this.lingering++;
+    if (this.lingering > this.settings.maxConnections) connection.destroyWhenWritten();
   }
 
   /** A connection's socket closed. */
   private release(connection: Connection): void {
-    if (connection.countedPeer !== "") this.uncountPeer(connection.countedPeer);
     if (!this.open.delete(connection)) return;
+    if (connection.lingering) this.lingering--;
     connection.session.end();
+    this.sessionEnded(connection);
     if (connection.started) {
-      this.freeSlot(connection);
       Promise.resolve()
         .then(() => this.onDisconnect(connection.ctx))
         .catch((error) => this.log(connection.ctx, "error", `onDisconnect failed: ${String(error)}`, error));
@@ -766,6 +842,22 @@ interface ListenerKind {
 }
 
 const DONE = Promise.resolve();
+
+/** Milliseconds a stop gives connections still in their PROXY header or implicit TLS handshake. */
+const PREPARE_GRACE_MS = 1000;
+
+function ignore(): void {}
+
+/**
+ * The client the server talks to, on which trust is judged: the TCP peer, or behind a PROXY header the
+ * client it names. A v2 LOCAL header is the proxy speaking for itself (a health check): the peer. Under
+ * v1 UNKNOWN, or without addresses (UNSPEC, UNIX), the proxy could not say who the client is: "", nobody.
+ */
+function clientAddress(peer: string, proxied: ProxyInfo | null): string {
+  if (!proxied) return peer;
+  if (proxied.command === "LOCAL") return proxied.version === 2 ? peer : "";
+  return proxied.source && proxied.family !== "UNIX" ? proxied.source.address : "";
+}
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 

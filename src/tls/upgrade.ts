@@ -92,10 +92,14 @@ function upgradeShared(
     secured.once("secure", onSecure);
     secured.on("error", onError);
     secured.once("close", onClose);
+    // An orderly close (FIN) ends the input but, on a half-open socket, closes nothing: no handshake can
+    // follow it, so it fails the handshake at once instead of holding the connection until the timeout.
+    secured.once("end", onClose);
     outcome.onCleanup(() => {
       secured.off("secure", onSecure);
       secured.off("error", onError);
       secured.off("close", onClose);
+      secured.off("end", onClose);
     });
   });
 }
@@ -118,6 +122,8 @@ function upgradeWithClientCertificates(
     const outcome = settle(timeoutMs, () => (secured ?? socket).destroy(), resolve, reject);
     engine.once("secureConnection", (tlsSocket: tls.TLSSocket) => {
       secured = tlsSocket;
+      // Half-open again, as the raw socket was: a client that half-closes after QUIT still gets its replies.
+      tlsSocket.allowHalfOpen = halfOpen;
       if (provider.rejectUnauthorized && !tlsSocket.authorized) {
         const reason = tlsSocket.getPeerX509Certificate()
           ? String(tlsSocket.authorizationError ?? "not verified")
@@ -138,6 +144,11 @@ function upgradeWithClientCertificates(
       socket.off("close", onClose);
       engine.removeAllListeners();
     });
+    // The engine's TLS socket, which copies the raw socket's allowHalfOpen, is out of reach until the
+    // handshake ends. Not half-open, it closes itself on a FIN (see upgradeShared), which the engine then
+    // reports as a tlsClientError.
+    const halfOpen = socket.allowHalfOpen;
+    socket.allowHalfOpen = false;
     engine.emit("connection", socket);
   });
 }

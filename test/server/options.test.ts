@@ -168,6 +168,7 @@ test("the defaults are the documented ones", () => {
     maxProcessings: 100,
     maxConnections: 1000,
     maxConnectionsPerIp: 0,
+    greetingDelay: 0,
     crlfMode: "ensure",
     doDnsReverseLookup: false,
     reverseLookupTimeout: 1500,
