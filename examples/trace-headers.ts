@@ -1,22 +1,15 @@
 /**
  * The seed's "Adding and testing headers": a Received header written at data start comes before every
  * header of the message; a header written when the header block ends lands right before the empty line.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
+ * receivedHeader() writes the trace header of RFC 5321 4.4 so that no client text can imitate its
+ * structure. (In your project, import from "mailgate" instead of "../src/index.js".)
  */
-import { type SessionContext, SmtpServer } from "../src/index.js";
+import { receivedHeader, type SessionContext, SmtpServer } from "../src/index.js";
 import { runIfMain } from "./run-if-main.js";
-
-function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace("GMT", "+0000");
-}
 
 export class TracingSmtpd extends SmtpServer {
   override onMessageDataStart(ctx: SessionContext): void {
-    const { server } = ctx;
-    ctx.message.write(
-      `Received: from ${server.remoteHost} (${server.remoteIp}) by ${server.localHost} (${server.localIp}) ` +
-        `with MySmtpd Server; ${rfc5322Date(new Date())}${ctx.message.crlf}`,
-    );
+    ctx.message.write(receivedHeader(ctx, { hostname: this.settings.hostname }));
   }
 
   override onMessageDataHeaders(ctx: SessionContext): void {

@@ -79,7 +79,7 @@ describe("examples", () => {
     const data = seen[0]?.data ?? "";
     assert.match(
       data,
-      /^Received: from 127\.0\.0\.1 \(127\.0\.0\.1\) by 127\.0\.0\.1 .*with MySmtpd Server; .*\r\n/,
+      /^Received: from client\.test \(\[127\.0\.0\.1\]\)\r\n\tby \S+ \(mailgate\) with ESMTP\r\n\tfor <b@y\.test>;\r\n\t[A-Z][a-z]{2}, \d+ [A-Z][a-z]{2} \d{4} [\d:]{8} \+0000\r\n/,
     );
     assert.ok(data.endsWith("Subject: x\r\nFrom: a@x.test\r\nX-MyHeader: 1.0\r\n\r\nbody\r\n"), data);
     client.close();
