@@ -66,7 +66,9 @@ export class BdatReader {
   async handle(line: CommandLine): Promise<void> {
     const { session } = this;
     const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args.trimEnd());
-    if (!match) throw new SmtpError(501, "Syntax: BDAT size [LAST]", "5.5.4");
+    // Without a size, where this chunk ends is unknown: a front end that framed it otherwise now disagrees
+    // with us about what is a command (a smuggling desync). The session ends, as in Postfix.
+    if (!match) throw new SmtpError(521, "Syntax: BDAT size [LAST]", "5.5.4");
     const size = Number(match[1]);
     let reader = this.chunks;
     try {

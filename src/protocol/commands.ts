@@ -54,6 +54,10 @@ export function decodeCommandLine(line: Buffer): CommandLine {
   } else {
     throw new SmtpError(500, "Syntax error: invalid UTF-8 in command", "5.5.2");
   }
+  // RFC 5321 4.1.1: trailing white space (spaces and tabs) before the CRLF is tolerated.
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
+  if (end < text.length) text = text.slice(0, end);
   const space = text.indexOf(" ");
   const verb = (space === -1 ? text : text.slice(0, space)).toUpperCase();
   let argsStart = space === -1 ? text.length : space;

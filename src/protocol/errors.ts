@@ -39,9 +39,9 @@ export class SmtpError extends Error {
     return new SmtpError(code, undefined, undefined, logMessage);
   }
 
-  /** True for replies after which the server closes the connection (RFC 5321 3.8). */
+  /** True for replies after which the server closes the connection (RFC 5321 3.8, RFC 7504 for 521). */
   get closesConnection(): boolean {
-    return this.code === 421;
+    return this.code === 421 || this.code === 521;
   }
 
   /** The reply as sent on the wire. */

@@ -95,11 +95,12 @@ export function recipientDsn(params: EsmtpParams, dsnOffered: boolean): Recipien
     if (!dsnOffered || (keyword !== "NOTIFY" && keyword !== "ORCPT")) throw unsupportedParameter(keyword);
     if (typeof value !== "string") throw new SmtpError(501, `Error: ${keyword} needs a value`, "5.5.4");
     if (keyword === "NOTIFY") {
-      const notify = value.toUpperCase().split(",");
+      // RFC 3461 4.1: NEVER stands alone; the others may come in any order, a repeated one counting once.
+      const listed = value.toUpperCase().split(",");
+      const notify = [...new Set(listed)];
       const valid =
-        (notify.length === 1 && notify[0] === "NEVER") ||
-        (new Set(notify).size === notify.length &&
-          notify.every((n) => n === "SUCCESS" || n === "FAILURE" || n === "DELAY"));
+        (listed.length === 1 && listed[0] === "NEVER") ||
+        notify.every((n) => n === "SUCCESS" || n === "FAILURE" || n === "DELAY");
       if (!valid) throw new SmtpError(501, "Error: NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY", "5.5.4");
       dsn.notify = notify as RecipientDsn["notify"];
     } else {

@@ -183,8 +183,11 @@ const INPUT_HIGH_WATER = 256 * 1024;
 const OUTPUT_BATCH = 16 * 1024;
 const MAX_KEPT_ERRORS = 100;
 
-/** RFC 2920 3.1: commands whose reply the client must see before it sends anything else. */
-const GROUP_ENDERS = new Set(["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "TURN", "QUIT"]);
+/**
+ * RFC 2920 3.1: commands whose reply the client must see before it sends anything else. QUIT also ends a
+ * group, but RFC 5321 4.1.1.10 wants its 221 whatever follows: it is answered, and nothing after it runs.
+ */
+const GROUP_ENDERS = new Set(["EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "NOOP", "TURN"]);
 /** Known SMTP verbs we do not offer: 502 rather than the unknown-command path. */
 const NOT_IMPLEMENTED = new Set(["TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]);
 /** A web client talking to the SMTP port: no point in a dialogue. */

@@ -112,11 +112,12 @@ describe("BDAT", () => {
     assert.equal(t.closed, false);
   });
 
-  test("bad BDAT syntax: 501", async () => {
-    const t = await ready();
-    assert.equal(await t.send("BDAT\r\n"), "501 5.5.4 Syntax: BDAT size [LAST]\r\n");
-    assert.equal(await t.send("BDAT -1\r\n"), "501 5.5.4 Syntax: BDAT size [LAST]\r\n");
-    assert.equal(await t.send("BDAT 5 FIRST\r\n"), "501 5.5.4 Syntax: BDAT size [LAST]\r\n");
+  test("bad BDAT syntax: 521 and the session ends (where the chunk ends is unknown)", async () => {
+    for (const command of ["BDAT", "BDAT -1", "BDAT 5 FIRST"]) {
+      const t = await ready();
+      assert.equal(await t.send(`${command}\r\n`), "521 5.5.4 Syntax: BDAT size [LAST]\r\n");
+      assert.equal(t.closed, true);
+    }
   });
 
   test("BDAT with CHUNKING off: 502, and its octets are skipped", async () => {

@@ -1008,9 +1008,9 @@ describe("pipelining", () => {
     assert.equal(t.closed, true);
   });
 
-  test("on: QUIT or NOOP followed by more input get 554 and close", async () => {
+  test("on: QUIT followed by more input gets 221 (RFC 5321 4.1.1.10), NOOP gets 554; both close", async () => {
     const quit = await greeted();
-    assert.equal(await quit.send("QUIT\r\nNOOP\r\n"), SYNC_ERROR);
+    assert.equal(await quit.send("QUIT\r\nNOOP\r\n"), BYE);
     assert.equal(quit.closed, true);
     const noop = await greeted();
     assert.equal(
