@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -107,6 +107,36 @@ test("a generated certificate parses, names the CN and SANs (IP and DNS), is RSA
   assert.ok(from <= before && from > before - 2 * 60 * 60 * 1000, "valid from a little in the past");
   assert.ok(Math.abs(to - (before + 90 * DAY)) < 60 * 1000, "valid for 90 days");
   assert.match(key, /^-----BEGIN PRIVATE KEY-----\n/);
+});
+
+test("keyType ec: an ECDSA P-256 certificate signed with ecdsa-with-SHA256, verified by OpenSSL", async (t) => {
+  const { cert, key } = await generateSelfSignedCertificate({ cn: "mx.example.com", keyType: "ec" });
+  const x509 = new X509Certificate(cert);
+  assert.equal(x509.subjectAltName, "DNS:mx.example.com");
+  assert.ok(x509.verify(x509.publicKey), "self-signed: the signature verifies with its own key");
+  assert.ok(x509.checkPrivateKey(createPrivateKey(key)));
+  assert.equal(x509.publicKey.asymmetricKeyType, "ec");
+  assert.equal(x509.publicKey.asymmetricKeyDetails?.namedCurve, "prime256v1");
+  if (spawnSync("openssl", ["version"]).status !== 0) {
+    t.skip("openssl is not installed");
+    return;
+  }
+  const dir = await tempDir(t);
+  const files = await writeCertificate(dir, "ec", { cn: "mx.example.com", keyType: "ec" });
+  const verify = spawnSync(
+    "openssl",
+    ["verify", "-purpose", "sslserver", "-CAfile", files.certPath, files.certPath],
+    { encoding: "utf8" },
+  );
+  assert.equal(verify.status, 0, verify.stderr);
+  const text = spawnSync("openssl", ["x509", "-in", files.certPath, "-noout", "-text"], { encoding: "utf8" });
+  assert.match(text.stdout, /Signature Algorithm: ecdsa-with-SHA256/);
+  assert.match(text.stdout, /X509v3 Key Usage: critical\n\s+Digital Signature\n/);
+  // The subjectKeyIdentifier is the SHA-1 of the key's point: the last 65 bytes of a P-256 SPKI.
+  const spki = new X509Certificate(files.cert).publicKey.export({ type: "spki", format: "der" });
+  const point = spki.subarray(-65);
+  const expected = createHash("sha1").update(point).digest("hex").toUpperCase().match(/../g)?.join(":");
+  assert.match(text.stdout, new RegExp(`Subject Key Identifier: ?\\n\\s+${expected}\\n`));
 });
 
 test("a generated certificate has the requested validity window, and distinct serials", async () => {
