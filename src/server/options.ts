@@ -297,14 +297,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "path",
     default: "",
     description:
-      'Subject CN of a generated certificate; by default the first host or address ("localhost.local" for loopback).',
+      'Subject CN of a generated certificate; by default the first host or address ("localhost.local" for loopback), or hostname when hosts is "*".',
   },
   {
     name: "tlsCertSan",
     kind: "path",
     default: "",
     description:
-      "Comma-separated subjectAltNames of a generated certificate; by default the hosts and bound addresses.",
+      "Comma-separated subjectAltNames of a generated certificate; by default the hosts and hostname.",
   },
   {
     name: "tlsPreset",

@@ -572,6 +572,7 @@ export class SmtpServer implements SmtpServerHooks {
             .split(",")
             .map((n) => n.trim())
             .filter(Boolean),
+      s.hostname,
     );
     return TlsContextProvider.create({
       ...(s.tlsCertPath ? { certPath: s.tlsCertPath, keyPath: s.tlsKeyPath } : {}),

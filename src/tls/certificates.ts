@@ -72,7 +72,9 @@ function addressHost(address: string): string {
  * without "*"; if its first entry is loopback the CN is "localhost.local" and the list stays whole,
  * otherwise the first entry becomes the CN and leaves the list. (An empty list, which the seed does not
  * handle, also gives "localhost.local".)
- * With `cn`: it is used trimmed, and `san` as given with blanks removed and empty entries dropped.
+ * `hostname` (the server's name in its greeting, which an MX record points at) comes after them when
+ * it can be a certificate name, so that a sender checking the MX name finds it; the seed used the hosts
+ * only. With `cn`: it is used trimmed, and `san` as given with blanks removed and empty entries dropped.
  * The generator always adds the CN to the SAN list too, as the seed does, because clients check only
  * subjectAltName when it is present (RFC 6125).
  */
@@ -81,12 +83,17 @@ export function deriveCertificateNames(
   addresses: readonly string[],
   cn?: string,
   san?: readonly string[],
+  hostname?: string,
 ): { cn: string; san: string[] } {
   if (cn !== undefined && cn.trim() !== "") {
     const names = (san ?? []).map((name) => name.replace(/\s/g, "")).filter((name) => name !== "");
     return { cn: cn.trim(), san: [...new Set(names)] };
   }
-  const names = [...new Set([...hosts, ...addresses.map(addressHost)])].filter((name) => name !== "*");
+  const ownName = hostname?.trim().toLowerCase().replace(/\.$/, "");
+  const named = ownName !== undefined && isCertificateName(ownName) ? [ownName] : [];
+  const names = [...new Set([...hosts, ...addresses.map(addressHost), ...named])].filter(
+    (name) => name !== "*",
+  );
   const first = names[0];
   if (first === undefined || LOOPBACK.test(first)) return { cn: LOOPBACK_CN, san: names };
   return { cn: first, san: names.slice(1) };
@@ -127,6 +134,16 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 }
 
 const DNS_NAME = /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/;
+
+/** True when `name` can be a subjectAltName (a hostname, "*.domain" or an IP address). */
+function isCertificateName(name: string): boolean {
+  try {
+    generalName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function generalName(name: string): Buffer {
   const ip = ipAddressBytes(name);

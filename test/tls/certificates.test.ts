@@ -62,6 +62,35 @@ test("names: otherwise the first name is the CN and leaves the SAN list; '*' is 
   });
 });
 
+test("names: the hostname option comes after the hosts, when it can be a certificate name", () => {
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], undefined, undefined, "MX.Example.COM."), {
+    cn: "localhost.local",
+    san: ["127.0.0.1", "mx.example.com"],
+  });
+  assert.deepEqual(
+    deriveCertificateNames(["mail.example.com"], [], undefined, undefined, "mail.example.com"),
+    {
+      cn: "mail.example.com",
+      san: [],
+    },
+  );
+  // Listening on every address: the hostname is the CN.
+  assert.deepEqual(deriveCertificateNames(["*"], [], undefined, undefined, "mx.example.com"), {
+    cn: "mx.example.com",
+    san: [],
+  });
+  // A hostname that cannot be a subjectAltName is left out rather than failing start().
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], undefined, undefined, "my mail server"), {
+    cn: "localhost.local",
+    san: ["127.0.0.1"],
+  });
+  // An explicit CN keeps its SAN list as given.
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], "cn.example.com", undefined, "mx.example.com"), {
+    cn: "cn.example.com",
+    san: [],
+  });
+});
+
 test("names: an explicit CN is trimmed and the SAN list is used as given, blanks removed", () => {
   assert.deepEqual(deriveCertificateNames(["127.0.0.1"], ["127.0.0.1:25"], "  mx.example.com ", undefined), {
     cn: "mx.example.com",
