@@ -312,7 +312,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     values: TLS_PRESET_NAMES,
     default: "advancedPlus",
     description:
-      "Cipher and protocol preset after the seed's: advancedPlus (TLS 1.2+, OWASP A+ ciphers), advanced, broad, widest, legacy (TLS 1.1+). TLS 1.3 is always on.",
+      "Cipher and protocol preset after the seed's: advancedPlus (TLS 1.2+, OWASP A+ ciphers), advanced, broad, widest, legacy (TLS 1.1+, OpenSSL security level 0). ECDHE before DHE, RSA or ECDSA certificates; TLS 1.3 is always on.",
   },
   {
     name: "tlsCiphers",
