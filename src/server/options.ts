@@ -5,6 +5,7 @@
 import { hostname as osHostname } from "node:os";
 import { CRLF_MODES, type CrlfMode } from "../protocol/data.js";
 import type { Severity } from "../protocol/hooks.js";
+import { TICKET_KEY_ROTATION_RANGE } from "../tls/context.js";
 import { TLS_PRESET_NAMES, type TlsPresetName } from "../tls/presets.js";
 import { parseHostItems, parsePortItems } from "./addresses.js";
 
@@ -58,6 +59,7 @@ export interface ServerSettings {
   tlsCaPath: string;
   tlsSniCertificates: string;
   tlsRequestCert: boolean;
+  tlsTicketKeyRotation: number;
   proxyPorts: string;
   proxyTrusted: string;
   xclientTrusted: string;
@@ -78,6 +80,7 @@ export interface OptionSpec {
   description: string;
   values?: readonly string[];
   min?: number;
+  max?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -348,6 +351,15 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
       "Ask clients for a certificate without requiring it (recorded in ctx.server.tls.peerCertificate, for hooks that trust senders by certificate).",
   },
   {
+    name: "tlsTicketKeyRotation",
+    kind: "integer",
+    default: 12 * 60 * 60 * 1000,
+    min: TICKET_KEY_ROTATION_RANGE.min,
+    max: TICKET_KEY_ROTATION_RANGE.max,
+    description:
+      "Milliseconds between two session-ticket keys (default 12 hours). A TLS 1.2 ticket holds its session's master secret under this key, so a new key bounds what a leaked one exposes; tickets made before a new key no longer resume (one full handshake each).",
+  },
+  {
     name: "proxyPorts",
     kind: "path",
     default: "",
@@ -451,8 +463,9 @@ function check(spec: OptionSpec, value: unknown): unknown {
     }
     case "integer": {
       const min = spec.min ?? 0;
-      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-        fail(`an integer of at least ${min}`);
+      const max = spec.max ?? Number.MAX_SAFE_INTEGER;
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+        fail(spec.max === undefined ? `an integer of at least ${min}` : `an integer from ${min} to ${max}`);
       }
       return value;
     }

@@ -336,6 +336,7 @@ export class SmtpServer implements SmtpServerHooks {
       }
     } catch (error) {
       await this.closeListeners();
+      this.tlsProvider?.close();
       this.state = "new";
       throw error;
     }
@@ -378,6 +379,7 @@ export class SmtpServer implements SmtpServerHooks {
     clearTimeout(timer);
     await listenersClosed;
     this.onIdle = null;
+    this.tlsProvider?.close(); // stops the session-ticket key rotation
     this.tlsProvider = null;
     this.resolver?.cancel();
     this.resolver = null;
@@ -583,6 +585,7 @@ export class SmtpServer implements SmtpServerHooks {
       ...(s.tlsMinVersion ? { minVersion: s.tlsMinVersion } : {}),
       ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
       ...(s.tlsRequestCert ? { requestCert: true } : {}),
+      ticketKeyRotation: s.tlsTicketKeyRotation,
       sniCertificates: parseSniCertificates(s.tlsSniCertificates),
       logger: (severity, message) => this.log(null, severity, message),
     });

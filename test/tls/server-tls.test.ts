@@ -1,13 +1,16 @@
 /**
  * TLS hardening seen from outside a running SmtpServer, with openssl s_client over loopback on STARTTLS
  * and implicit TLS listeners (port 0): renegotiation refused, finite-field groups refused, an ECDSA
- * certificate for TLS 1.2, the DHE group, and the generated certificate's names.
+ * certificate for TLS 1.2, the DHE group of a custom cipher string, the generated certificate's names,
+ * and the session-ticket key rotation that stops with the server.
  */
 import assert from "node:assert/strict";
 import { getDiffieHellman } from "node:crypto";
 import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { type TestContext, test } from "node:test";
+import type tls from "node:tls";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import { runProgram, silentLogger } from "../helpers/clients.js";
 import { needProgram } from "../helpers/programs.js";
@@ -166,4 +169,66 @@ test("the generated certificate names the hostname option too (the name an MX po
     "mx.test",
   ]);
   assert.match(result.stdout, /Verify return code: 0 \(ok\)/, result.stdout);
+});
+
+test("the session-ticket key rotates every 12 hours while the server runs, and no more after stop()", async (t) => {
+  t.mock.timers.enable({ apis: ["setInterval"] });
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: "0",
+    tlsMode: "optional",
+    logger: silentLogger,
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const provider = server.tls;
+  assert.ok(provider);
+  const first: tls.SecureContext = provider.activeContext;
+  t.mock.timers.tick(12 * 60 * 60 * 1000 - 1);
+  assert.equal(provider.activeContext, first, "not before 12 hours");
+  t.mock.timers.tick(1);
+  const second = provider.activeContext;
+  assert.notEqual(second, first, "a new context with the new key after 12 hours");
+  await server.stop({ gracefully: false });
+  t.mock.timers.tick(48 * 60 * 60 * 1000);
+  assert.equal(provider.activeContext, second, "the rotation timer is cleared by stop()");
+});
+
+test("tlsTicketKeyRotation sets the interval; a value outside a minute to ~24.8 days fails at construction", async (t) => {
+  t.mock.timers.enable({ apis: ["setInterval"] });
+  const server = await startServer(t, "STARTTLS", { tlsTicketKeyRotation: 60_000 });
+  const provider = server.tls;
+  assert.ok(provider);
+  const first = provider.activeContext;
+  t.mock.timers.tick(59_999);
+  assert.equal(provider.activeContext, first);
+  t.mock.timers.tick(1);
+  assert.notEqual(provider.activeContext, first);
+  for (const bad of [43_200, 2 ** 31]) {
+    assert.throws(
+      () => new SmtpServer({ tlsMode: "optional", tlsTicketKeyRotation: bad }),
+      /^TypeError: Invalid option tlsTicketKeyRotation: \d+; it accepts an integer from 60000 to 2147483647\.$/,
+    );
+  }
+});
+
+test("a start() that fails after the TLS context was made stops its rotation timer too", async (t) => {
+  t.mock.timers.enable({ apis: ["setInterval"] });
+  const occupied = createServer();
+  await new Promise<void>((resolve) => occupied.listen(0, "127.0.0.1", resolve));
+  t.after(() => new Promise<void>((resolve) => occupied.close(() => resolve())));
+  const address = occupied.address();
+  assert.ok(address !== null && typeof address === "object");
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: address.port,
+    tlsMode: "optional",
+    logger: silentLogger,
+  });
+  await assert.rejects(server.start(), /Cannot listen on/);
+  const provider = server.tls;
+  assert.ok(provider, "the context was made before the listeners");
+  const context = provider.activeContext;
+  t.mock.timers.tick(48 * 60 * 60 * 1000);
+  assert.equal(provider.activeContext, context, "no rotation after the failed start");
 });
