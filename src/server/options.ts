@@ -5,6 +5,7 @@
 import { hostname as osHostname } from "node:os";
 import { CRLF_MODES, type CrlfMode } from "../protocol/data.js";
 import type { Severity } from "../protocol/hooks.js";
+import { TICKET_KEY_ROTATION_RANGE } from "../tls/context.js";
 import { TLS_PRESET_NAMES, type TlsPresetName } from "../tls/presets.js";
 import { parseHostItems, parsePortItems } from "./addresses.js";
 
@@ -60,6 +61,7 @@ export interface ServerSettings {
   tlsCaPath: string;
   tlsSniCertificates: string;
   tlsRequestCert: boolean;
+  tlsTicketKeyRotation: number;
   proxyPorts: string;
   proxyTrusted: string;
   xclientTrusted: string;
@@ -80,6 +82,7 @@ export interface OptionSpec {
   description: string;
   values?: readonly string[];
   min?: number;
+  max?: number;
 }
 
 const MiB = 1024 * 1024;
@@ -315,14 +318,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "path",
     default: "",
     description:
-      'Subject CN of a generated certificate; by default the first host or address ("localhost.local" for loopback).',
+      'Subject CN of a generated certificate; by default the first host or address ("localhost.local" for loopback), or hostname when hosts is "*".',
   },
   {
     name: "tlsCertSan",
     kind: "path",
     default: "",
     description:
-      "Comma-separated subjectAltNames of a generated certificate; by default the hosts and bound addresses.",
+      "Comma-separated subjectAltNames of a generated certificate; by default the hosts and hostname.",
   },
   {
     name: "tlsPreset",
@@ -330,7 +333,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     values: TLS_PRESET_NAMES,
     default: "advancedPlus",
     description:
-      "Cipher and protocol preset after the seed's: advancedPlus (TLS 1.2+, OWASP A+ ciphers), advanced, broad, widest, legacy (TLS 1.1+). TLS 1.3 is always on.",
+      "Cipher and protocol preset after the seed's: advancedPlus (TLS 1.2+, OWASP A+ ciphers), advanced, broad, widest, legacy (TLS 1.1+, OpenSSL security level 0). ECDHE before DHE, RSA or ECDSA certificates; TLS 1.3 is always on.",
   },
   {
     name: "tlsCiphers",
@@ -364,6 +367,15 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: false,
     description:
       "Ask clients for a certificate without requiring it (recorded in ctx.server.tls.peerCertificate, for hooks that trust senders by certificate).",
+  },
+  {
+    name: "tlsTicketKeyRotation",
+    kind: "integer",
+    default: 12 * 60 * 60 * 1000,
+    min: TICKET_KEY_ROTATION_RANGE.min,
+    max: TICKET_KEY_ROTATION_RANGE.max,
+    description:
+      "Milliseconds between two session-ticket keys (default 12 hours). A TLS 1.2 ticket holds its session's master secret under this key, so a new key bounds what a leaked one exposes; tickets made before a new key no longer resume (one full handshake each).",
   },
   {
     name: "proxyPorts",
@@ -474,8 +486,9 @@ function check(spec: OptionSpec, value: unknown): unknown {
     }
     case "integer": {
       const min = spec.min ?? 0;
-      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-        fail(`an integer of at least ${min}`);
+      const max = spec.max ?? Number.MAX_SAFE_INTEGER;
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+        fail(spec.max === undefined ? `an integer of at least ${min}` : `an integer from ${min} to ${max}`);
       }
       return value;
     }

@@ -351,6 +351,7 @@ export class SmtpServer implements SmtpServerHooks {
       }
     } catch (error) {
       await this.closeListeners();
+      this.tlsProvider?.close();
       this.state = "new";
       throw error;
     }
@@ -402,6 +403,7 @@ export class SmtpServer implements SmtpServerHooks {
     clearTimeout(preparingCutoff);
     await listenersClosed;
     this.onIdle = null;
+    this.tlsProvider?.close(); // stops the session-ticket key rotation
     this.tlsProvider = null;
     this.resolver?.cancel();
     this.resolver = null;
@@ -637,6 +639,7 @@ export class SmtpServer implements SmtpServerHooks {
             .split(",")
             .map((n) => n.trim())
             .filter(Boolean),
+      s.hostname,
     );
     return TlsContextProvider.create({
       ...(s.tlsCertPath ? { certPath: s.tlsCertPath, keyPath: s.tlsKeyPath } : {}),
@@ -647,6 +650,7 @@ export class SmtpServer implements SmtpServerHooks {
       ...(s.tlsMinVersion ? { minVersion: s.tlsMinVersion } : {}),
       ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
       ...(s.tlsRequestCert ? { requestCert: true } : {}),
+      ticketKeyRotation: s.tlsTicketKeyRotation,
       sniCertificates: parseSniCertificates(s.tlsSniCertificates),
       logger: (severity, message) => this.log(null, severity, message),
     });

@@ -17,9 +17,8 @@
  * the tests parse every generated certificate with crypto.X509Certificate, verify its signature and run
  * real TLS handshakes that verify the chain. So this module encodes DER itself and adds no dependency.
  *
- * Key: RSA 2048 with a SHA-256 signature. Every SMTP client accepts it, and the seed's cipher presets
- * for TLS 1.2 and older name only RSA-authenticated suites (ECDHE-RSA-*, DHE-RSA-*, RSA kx): an ECDSA
- * certificate would leave a TLS 1.2 client with no common cipher under every preset.
+ * Key: RSA 2048 with a SHA-256 signature by default, because every SMTP client accepts it; `keyType: "ec"`
+ * makes an ECDSA P-256 certificate instead (the default key of common ACME clients), mainly for tests.
  */
 import {
   createHash,
@@ -73,7 +72,9 @@ function addressHost(address: string): string {
  * without "*"; if its first entry is loopback the CN is "localhost.local" and the list stays whole,
  * otherwise the first entry becomes the CN and leaves the list. (An empty list, which the seed does not
  * handle, also gives "localhost.local".)
- * With `cn`: it is used trimmed, and `san` as given with blanks removed and empty entries dropped.
+ * `hostname` (the server's name in its greeting, which an MX record points at) comes after them when
+ * it can be a certificate name, so that a sender checking the MX name finds it; the seed used the hosts
+ * only. With `cn`: it is used trimmed, and `san` as given with blanks removed and empty entries dropped.
  * The generator always adds the CN to the SAN list too, as the seed does, because clients check only
  * subjectAltName when it is present (RFC 6125).
  */
@@ -82,12 +83,17 @@ export function deriveCertificateNames(
   addresses: readonly string[],
   cn?: string,
   san?: readonly string[],
+  hostname?: string,
 ): { cn: string; san: string[] } {
   if (cn !== undefined && cn.trim() !== "") {
     const names = (san ?? []).map((name) => name.replace(/\s/g, "")).filter((name) => name !== "");
     return { cn: cn.trim(), san: [...new Set(names)] };
   }
-  const names = [...new Set([...hosts, ...addresses.map(addressHost)])].filter((name) => name !== "*");
+  const ownName = hostname?.trim().toLowerCase().replace(/\.$/, "");
+  const named = ownName !== undefined && isCertificateName(ownName) ? [ownName] : [];
+  const names = [...new Set([...hosts, ...addresses.map(addressHost), ...named])].filter(
+    (name) => name !== "*",
+  );
   const first = names[0];
   if (first === undefined || LOOPBACK.test(first)) return { cn: LOOPBACK_CN, san: names };
   return { cn: first, san: names.slice(1) };
@@ -104,6 +110,8 @@ export interface SelfSignedOptions {
   notBefore?: Date;
   /** End of validity; default `days` from now. A past date makes an expired certificate, for tests. */
   notAfter?: Date;
+  /** "rsa" (default): RSA 2048 signed with SHA-256; "ec": ECDSA on P-256 signed with SHA-256. */
+  keyType?: "rsa" | "ec";
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -111,6 +119,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const OID = {
   commonName: "2.5.4.3",
   sha256WithRSAEncryption: "1.2.840.113549.1.1.11",
+  ecdsaWithSHA256: "1.2.840.10045.4.3.2",
   basicConstraints: "2.5.29.19",
   keyUsage: "2.5.29.15",
   extKeyUsage: "2.5.29.37",
@@ -126,6 +135,16 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 
 const DNS_NAME = /^[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/;
 
+/** True when `name` can be a subjectAltName (a hostname, "*.domain" or an IP address). */
+function isCertificateName(name: string): boolean {
+  try {
+    generalName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function generalName(name: string): Buffer {
   const ip = ipAddressBytes(name);
   if (ip) return tlv(Tag.ipAddress, ip);
@@ -140,10 +159,11 @@ function generalName(name: string): Buffer {
 }
 
 /**
- * A self-signed certificate and its private key (PEM, PKCS#8), made in memory: RSA 2048, SHA-256,
- * X.509 v3 with a random 128-bit serial, basicConstraints CA:FALSE, keyUsage digitalSignature and
- * keyEncipherment, extKeyUsage serverAuth and clientAuth, subjectKeyIdentifier, and subjectAltName
- * holding the CN and `san`. For testing only: no client can verify it unless told to trust it.
+ * A self-signed certificate and its private key (PEM, PKCS#8), made in memory: RSA 2048 (or ECDSA
+ * P-256 with `keyType: "ec"`), SHA-256, X.509 v3 with a random 128-bit serial, basicConstraints
+ * CA:FALSE, keyUsage digitalSignature (and keyEncipherment for RSA), extKeyUsage serverAuth and
+ * clientAuth, subjectKeyIdentifier, and subjectAltName holding the CN and `san`. For testing only: no
+ * client can verify it unless told to trust it.
  */
 export async function generateSelfSignedCertificate(
   options: SelfSignedOptions,
@@ -164,17 +184,29 @@ export async function generateSelfSignedCertificate(
   const names = [...new Set([cn, ...(options.san ?? [])].map((name) => name.trim()).filter((n) => n !== ""))];
   const altNames = names.map(generalName);
 
-  const { publicKey, privateKey } = await generateKeyPairAsync("rsa", { modulusLength: 2048 });
+  const ec = options.keyType === "ec";
+  const { publicKey, privateKey } = ec
+    ? await generateKeyPairAsync("ec", { namedCurve: "P-256" })
+    : await generateKeyPairAsync("rsa", { modulusLength: 2048 });
   const spki = publicKey.export({ type: "spki", format: "der" });
   // subjectKeyIdentifier, RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value,
-  // which for RSA is the PKCS#1 public key.
-  const keyId = createHash("sha1")
-    .update(publicKey.export({ type: "pkcs1", format: "der" }))
-    .digest();
+  // which for RSA is the PKCS#1 public key and for EC the uncompressed point (04 || x || y).
+  const jwk = ec ? publicKey.export({ format: "jwk" }) : undefined;
+  const keyBits = jwk
+    ? Buffer.concat([
+        Buffer.from([4]),
+        Buffer.from(jwk.x ?? "", "base64url"),
+        Buffer.from(jwk.y ?? "", "base64url"),
+      ])
+    : publicKey.export({ type: "pkcs1", format: "der" });
+  const keyId = createHash("sha1").update(keyBits).digest();
 
   const serial = randomBytes(16);
   serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40; // positive, and exactly 16 bytes long
-  const algorithm = sequence(oid(OID.sha256WithRSAEncryption), nullValue());
+  // RFC 5758 3.2: ecdsa-with-SHA256 has no parameters; RFC 4055: sha256WithRSAEncryption has NULL.
+  const algorithm = ec
+    ? sequence(oid(OID.ecdsaWithSHA256))
+    : sequence(oid(OID.sha256WithRSAEncryption), nullValue());
   const name = sequence(set(sequence(oid(OID.commonName), utf8String(cn))));
   const tbs = sequence(
     tlv(Tag.explicit0, smallInteger(2)), // version v3
@@ -188,8 +220,13 @@ export async function generateSelfSignedCertificate(
       Tag.explicit3,
       sequence(
         extension(OID.basicConstraints, true, sequence()),
-        // digitalSignature (bit 0) and keyEncipherment (bit 2): 1010 0000, five unused bits.
-        extension(OID.keyUsage, true, bitString(Buffer.from([0xa0]), 5)),
+        // RSA: digitalSignature (bit 0) and keyEncipherment (bit 2), 1010 0000, five unused bits.
+        // EC: digitalSignature alone, 1000 0000, seven unused bits (keyEncipherment is not for EC, RFC 5480 3).
+        extension(
+          OID.keyUsage,
+          true,
+          ec ? bitString(Buffer.from([0x80]), 7) : bitString(Buffer.from([0xa0]), 5),
+        ),
         extension(OID.extKeyUsage, false, sequence(oid(OID.serverAuth), oid(OID.clientAuth))),
         extension(OID.subjectKeyIdentifier, false, octetString(keyId)),
         extension(OID.subjectAltName, false, sequence(...altNames)),

@@ -1,15 +1,69 @@
 /**
  * The TLS context of a server: the certificate (from files, or generated in memory for testing), the
- * cipher preset, certificates per hostname by SNI, client certificates on request, and reloading
- * without a restart. The active context is exposed, as the seed exposes `ssl_context`.
+ * cipher preset, certificates per hostname by SNI, client certificates on request, reloading without
+ * a restart, and the session-ticket key that rotates. The active context is exposed, as the seed
+ * exposes `ssl_context`.
  */
-import { X509Certificate } from "node:crypto";
+import { constants, randomBytes, X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import tls from "node:tls";
 import { generateSelfSignedCertificate, LOOPBACK_CN, loadCertificate } from "./certificates.js";
-import { resolveTlsSettings, type TlsPreset } from "./presets.js";
+import { FFDHE2048, resolveTlsSettings, TLS_GROUPS, type TlsPreset } from "./presets.js";
 
 export type TlsLogger = (severity: "info" | "warn", message: string) => void;
+
+/** Milliseconds between two session-ticket keys by default: 12 hours. */
+export const DEFAULT_TICKET_KEY_ROTATION = 12 * 60 * 60 * 1000;
+
+/** The range a rotation interval may take: a minute (a value in seconds fails) to setInterval's limit. */
+export const TICKET_KEY_ROTATION_RANGE = { min: 60_000, max: 2_147_483_647 } as const;
+
+/** Node's session-ticket key: a 16-byte key name, a 16-byte HMAC secret and a 16-byte AES key. */
+const TICKET_KEY_BYTES = 48;
+
+/**
+ * Where the session-ticket key comes from. A TLS 1.2 ticket carries the session's master secret
+ * encrypted under this key, so whoever learns the key can decrypt every TLS 1.2 session whose ticket
+ * it made; replacing the key bounds that exposure. Node holds one key per context, so a new key
+ * makes the tickets issued before it unusable: their clients do one full handshake and get a new one.
+ *
+ * The default source (rotatingTicketKeys) is private to one provider. Processes that serve the same
+ * clients (workers sharing a listening socket) would give each provider a source that delivers the
+ * keys their primary hands out, so that a ticket from one worker resumes on another.
+ */
+export interface TicketKeySource {
+  /**
+   * Starts delivering keys: calls `use` with each 48-byte key, the first preferably at once (until
+   * then the provider uses a random key of its own). Returns the function that stops the source
+   * (clears its timers, unsubscribes); the provider calls it from close(). `use` throws a TypeError
+   * for a key that is not 48 bytes long.
+   */
+  start(use: (key: Buffer) => void): () => void;
+}
+
+/** Checks a rotation interval in milliseconds; otherwise throws one sentence naming the option. */
+export function validateTicketKeyRotation(value: unknown): number {
+  const { min, max } = TICKET_KEY_ROTATION_RANGE;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `Invalid tlsTicketKeyRotation ${JSON.stringify(value)}: give the milliseconds between two session-ticket keys, from ${min} (a minute) to ${max} (about 24.8 days).`,
+    );
+  }
+  return value;
+}
+
+/** The default source: a random key at once, and a new one every `intervalMs` (a timer that is unref()ed). */
+export function rotatingTicketKeys(intervalMs: number = DEFAULT_TICKET_KEY_ROTATION): TicketKeySource {
+  const interval = validateTicketKeyRotation(intervalMs);
+  return {
+    start(use) {
+      use(randomBytes(TICKET_KEY_BYTES));
+      const timer = setInterval(() => use(randomBytes(TICKET_KEY_BYTES)), interval);
+      timer.unref(); // a rotation due never keeps the process alive
+      return () => clearInterval(timer);
+    },
+  };
+}
 
 export interface TlsContextOptions {
   /** PEM certificate chain, server certificate first (tlsCertPath); give it with keyPath, or neither. */
@@ -42,6 +96,10 @@ export interface TlsContextOptions {
   rejectUnauthorized?: boolean;
   /** Certificates for other hostnames, chosen by SNI ("mail.example.com" or "*.example.com"). */
   sniCertificates?: readonly { hostname: string; certPath: string; keyPath: string }[];
+  /** Milliseconds between two session-ticket keys (tlsTicketKeyRotation), default 12 hours. */
+  ticketKeyRotation?: number;
+  /** Where session-ticket keys come from instead of a private rotating key (ticketKeyRotation is then unused). */
+  ticketKeySource?: TicketKeySource;
   /** Receives the "for testing only" warning and reload notices. */
   logger?: TlsLogger;
 }
@@ -83,6 +141,8 @@ interface Generation {
   main: CertificateState;
   sni: Map<string, SniEntry>;
   ca: string | undefined;
+  /** The session-ticket key every context of this generation holds. */
+  ticketKey: Buffer;
 }
 
 const SNI_PATTERN = /^(\*\.)?[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*$/;
@@ -97,27 +157,49 @@ function normalizeSniPattern(hostname: string): string {
   return pattern;
 }
 
+/** A copy of a key a TicketKeySource delivers, checked: Node takes exactly 48 bytes. */
+function checkTicketKey(key: Buffer): Buffer {
+  if (!Buffer.isBuffer(key) || key.length !== TICKET_KEY_BYTES) {
+    throw new TypeError(
+      `A session-ticket key must be a Buffer of ${TICKET_KEY_BYTES} bytes (got ${Buffer.isBuffer(key) ? `${key.length} bytes` : typeof key}).`,
+    );
+  }
+  return Buffer.from(key);
+}
+
 export class TlsContextProvider {
   readonly settings: Readonly<TlsPreset>;
   readonly requestCert: boolean;
   readonly rejectUnauthorized: boolean;
   private readonly options: TlsContextOptions;
   private generation: Generation;
+  /** The newest session-ticket key; the generation's contexts always hold it (see useTicketKey). */
+  private ticketKey: Buffer;
+  private stopTicketKeys: () => void;
   /** Serializes reload() and SNI changes, so a slower earlier one never overwrites a later one. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(options: TlsContextOptions, settings: TlsPreset, generation: Generation) {
+  private constructor(
+    options: TlsContextOptions,
+    settings: TlsPreset,
+    generation: Generation,
+    ticketKey: Buffer,
+    stopTicketKeys: () => void,
+  ) {
     this.options = options;
     this.settings = settings;
-    this.generation = generation;
+    this.ticketKey = ticketKey;
+    this.generation = this.rekeyed(generation); // a key delivered during build() is put in force
+    this.stopTicketKeys = stopTicketKeys;
     this.requestCert = options.requestCert ?? options.caPath !== undefined;
     this.rejectUnauthorized =
       this.requestCert && (options.rejectUnauthorized ?? options.caPath !== undefined);
   }
 
   /**
-   * Builds the contexts; throws one sentence for any invalid option or unusable file, so that the
-   * server's start() fails with it.
+   * Builds the contexts and starts the session-ticket key source (call close() when done with the
+   * provider); throws one sentence for any invalid option or unusable file, so that the server's
+   * start() fails with it.
    */
   static async create(options: TlsContextOptions = {}): Promise<TlsContextProvider> {
     const settings = resolveTlsSettings(options);
@@ -131,10 +213,38 @@ export class TlsContextProvider {
         "A CA file for client certificates (tlsCaPath) needs tlsRequestCert, which was set to false.",
       );
     }
-    const generation = await TlsContextProvider.build(options, settings, options.sniCertificates ?? []);
-    const provider = new TlsContextProvider(options, settings, generation);
+    const source = options.ticketKeySource ?? rotatingTicketKeys(options.ticketKeyRotation);
+    let provider: TlsContextProvider | undefined;
+    let ticketKey: Buffer = randomBytes(TICKET_KEY_BYTES); // until the source delivers one
+    const stop = source.start((key) => {
+      const checked = checkTicketKey(key);
+      if (provider === undefined) ticketKey = checked;
+      else provider.useTicketKey(checked);
+    });
+    try {
+      const generation = await TlsContextProvider.build(
+        options,
+        settings,
+        options.sniCertificates ?? [],
+        () => ticketKey,
+      );
+      provider = new TlsContextProvider(options, settings, generation, ticketKey, stop);
+    } catch (error) {
+      stop();
+      throw error;
+    }
     provider.warnIfGenerated();
     return provider;
+  }
+
+  /**
+   * Stops the session-ticket key source (the rotation timer); the server's stop() calls it. The
+   * contexts stay usable, with the last key.
+   */
+  close(): void {
+    const stop = this.stopTicketKeys;
+    this.stopTicketKeys = () => {};
+    stop();
   }
 
   /** The context new connections get when no SNI certificate matches (the seed's `ssl_context`). */
@@ -189,7 +299,8 @@ export class TlsContextProvider {
 
   /** The options for createSecureContext / tls.createServer that build the active context. */
   contextOptions(): tls.SecureContextOptions {
-    return TlsContextProvider.secureContextOptions(this.settings, this.generation.main, this.generation.ca);
+    const { main, ca, ticketKey } = this.generation;
+    return TlsContextProvider.secureContextOptions(this.settings, main, ca, ticketKey);
   }
 
   /**
@@ -224,7 +335,9 @@ export class TlsContextProvider {
   async addSniCertificate(hostname: string, certPath: string, keyPath: string): Promise<void> {
     const pattern = normalizeSniPattern(hostname);
     return this.serialize(async () => {
-      const state = await TlsContextProvider.loadState(certPath, keyPath, this.settings, this.generation.ca);
+      const loaded = await loadCertificate(certPath, keyPath);
+      const { ca, ticketKey } = this.generation; // read after the await: a rotation may have come
+      const state = TlsContextProvider.makeState(this.settings, loaded, loaded.x509, ca, false, ticketKey);
       const sni = new Map(this.generation.sni).set(pattern, { certPath, keyPath, state });
       this.generation = { ...this.generation, sni };
     });
@@ -251,7 +364,7 @@ export class TlsContextProvider {
       const sni = [...this.generation.sni].map(([hostname, entry]) => ({ hostname, ...entry }));
       let generation: Generation;
       try {
-        generation = await TlsContextProvider.build(this.options, this.settings, sni);
+        generation = await TlsContextProvider.build(this.options, this.settings, sni, () => this.ticketKey);
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new Error(
@@ -261,7 +374,7 @@ export class TlsContextProvider {
           },
         );
       }
-      this.generation = generation;
+      this.generation = this.rekeyed(generation);
       this.warnIfGenerated();
       const { x509 } = generation.main;
       this.options.logger?.(
@@ -304,6 +417,28 @@ export class TlsContextProvider {
     if (warning !== undefined) this.options.logger?.("warn", warning);
   }
 
+  /**
+   * Puts a new session-ticket key in force for the connections from now on: every context (main and
+   * SNI) is made again from the certificates in memory with that key. Open connections keep theirs.
+   */
+  private useTicketKey(key: Buffer): void {
+    this.ticketKey = key;
+    this.generation = this.rekeyed(this.generation);
+  }
+
+  /** `generation` with its contexts holding the newest ticket key (itself if they already do). */
+  private rekeyed(generation: Generation): Generation {
+    const ticketKey = this.ticketKey;
+    if (generation.ticketKey.equals(ticketKey)) return generation;
+    const { settings } = this;
+    const remake = (state: CertificateState) =>
+      TlsContextProvider.makeState(settings, state, state.x509, generation.ca, state.generated, ticketKey);
+    const sni = new Map(
+      [...generation.sni].map(([pattern, entry]) => [pattern, { ...entry, state: remake(entry.state) }]),
+    );
+    return { main: remake(generation.main), sni, ca: generation.ca, ticketKey };
+  }
+
   private serialize<T>(task: () => Promise<T>): Promise<T> {
     const run = this.queue.then(task, task);
     this.queue = run.catch(() => undefined);
@@ -314,6 +449,7 @@ export class TlsContextProvider {
     settings: TlsPreset,
     state: { cert: string; key: string },
     ca: string | undefined,
+    ticketKey: Buffer,
   ): tls.SecureContextOptions {
     return {
       cert: state.cert,
@@ -321,12 +457,20 @@ export class TlsContextProvider {
       ...(ca === undefined ? {} : { ca }),
       ciphers: settings.ciphers,
       minVersion: settings.minVersion,
-      // The OWASP table lists the ciphers by priority, so the server's order wins.
+      // The presets list the ciphers by priority, so the server's order wins.
       honorCipherOrder: true,
-      // Enables the DHE-RSA-* suites of the presets with RFC 7919 groups matching the key size.
-      dhparam: "auto",
+      // Elliptic-curve groups only, for TLS 1.3 as for ECDHE: see TLS_GROUPS.
+      ecdhCurve: TLS_GROUPS,
+      // The DHE suites (after every ECDHE suite in the presets) use RFC 7919 ffdhe2048.
+      dhparam: FFDHE2048,
+      // Client-initiated renegotiation (TLS 1.2 and older; TLS 1.3 has none) is refused with a
+      // no_renegotiation alert. Each one costs the server a full handshake, and node's own guard (an
+      // error event after 3 in 10 minutes) exists only on sockets of a tls.Server, not on the standalone
+      // TLSSocket that upgradeToTls uses without client certificates.
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
       // Needed for session resumption when client certificates are requested.
       sessionIdContext: "mailgate",
+      ticketKeys: ticketKey,
     };
   }
 
@@ -336,30 +480,28 @@ export class TlsContextProvider {
     x509: X509Certificate,
     ca: string | undefined,
     generated: boolean,
+    ticketKey: Buffer,
   ): CertificateState {
-    const context = tls.createSecureContext(TlsContextProvider.secureContextOptions(settings, pem, ca));
+    const context = tls.createSecureContext(
+      TlsContextProvider.secureContextOptions(settings, pem, ca, ticketKey),
+    );
     return { context, cert: pem.cert, key: pem.key, x509, generated };
   }
 
-  private static async loadState(
-    certPath: string,
-    keyPath: string,
-    settings: TlsPreset,
-    ca: string | undefined,
-  ): Promise<CertificateState> {
-    const loaded = await loadCertificate(certPath, keyPath);
-    return TlsContextProvider.makeState(settings, loaded, loaded.x509, ca, false);
-  }
-
+  /**
+   * Reads (or generates) every certificate first, then makes all the contexts at once with the ticket
+   * key in force at that moment, so that a rotation during the reads cannot leave them with two keys.
+   */
   private static async build(
     options: TlsContextOptions,
     settings: TlsPreset,
     sniList: readonly { hostname: string; certPath: string; keyPath: string }[],
+    ticketKey: () => Buffer,
   ): Promise<Generation> {
     const ca = options.caPath === undefined ? undefined : await TlsContextProvider.readCa(options.caPath);
-    let main: CertificateState;
+    let main: { cert: string; key: string; x509: X509Certificate; generated: boolean };
     if (options.certPath !== undefined && options.keyPath !== undefined) {
-      main = await TlsContextProvider.loadState(options.certPath, options.keyPath, settings, ca);
+      main = { ...(await loadCertificate(options.certPath, options.keyPath)), generated: false };
     } else {
       const cn = options.cn?.trim() || LOOPBACK_CN;
       const pem = await generateSelfSignedCertificate({
@@ -367,14 +509,21 @@ export class TlsContextProvider {
         san: options.san ?? [],
         days: options.days ?? 90,
       });
-      main = TlsContextProvider.makeState(settings, pem, new X509Certificate(pem.cert), ca, true);
+      main = { ...pem, x509: new X509Certificate(pem.cert), generated: true };
     }
-    const sni = new Map<string, SniEntry>();
+    const loaded = [];
     for (const { hostname, certPath, keyPath } of sniList) {
-      const state = await TlsContextProvider.loadState(certPath, keyPath, settings, ca);
-      sni.set(normalizeSniPattern(hostname), { certPath, keyPath, state });
+      const pattern = normalizeSniPattern(hostname);
+      loaded.push({ pattern, certPath, keyPath, pem: await loadCertificate(certPath, keyPath) });
     }
-    return { main, sni, ca };
+    const key = ticketKey();
+    const make = (pem: { cert: string; key: string; x509: X509Certificate }, generated: boolean) =>
+      TlsContextProvider.makeState(settings, pem, pem.x509, ca, generated, key);
+    const sni = new Map<string, SniEntry>();
+    for (const { pattern, certPath, keyPath, pem } of loaded) {
+      sni.set(pattern, { certPath, keyPath, state: make(pem, false) });
+    }
+    return { main: make(main, main.generated), sni, ca, ticketKey: key };
   }
 
   private static async readCa(caPath: string): Promise<string> {

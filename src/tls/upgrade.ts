@@ -108,7 +108,8 @@ function upgradeShared(
  * Client certificates requested: node sets `authorized` / `authorizationError` only on sockets of a
  * tls.Server, so the connection goes through a tls.Server that never listens (documented use: "this
  * event can also be explicitly emitted by users to inject connections into the TLS server"). It is
- * built per handshake from the provider's current options, so it always has the newest certificate.
+ * built per handshake from the provider's current options, so it always has the newest certificate and
+ * session-ticket key (its tickets resume on later connections like those of the shared context).
  */
 function upgradeWithClientCertificates(
   socket: Duplex,

@@ -202,6 +202,7 @@ test("the defaults are the documented ones", () => {
     tlsCaPath: "",
     tlsSniCertificates: "",
     tlsRequestCert: false,
+    tlsTicketKeyRotation: 12 * 60 * 60 * 1000,
     proxyPorts: "",
     proxyTrusted: "127.0.0.1, ::1",
     xclientTrusted: "",

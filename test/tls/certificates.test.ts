@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -62,6 +62,35 @@ test("names: otherwise the first name is the CN and leaves the SAN list; '*' is 
   });
 });
 
+test("names: the hostname option comes after the hosts, when it can be a certificate name", () => {
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], undefined, undefined, "MX.Example.COM."), {
+    cn: "localhost.local",
+    san: ["127.0.0.1", "mx.example.com"],
+  });
+  assert.deepEqual(
+    deriveCertificateNames(["mail.example.com"], [], undefined, undefined, "mail.example.com"),
+    {
+      cn: "mail.example.com",
+      san: [],
+    },
+  );
+  // Listening on every address: the hostname is the CN.
+  assert.deepEqual(deriveCertificateNames(["*"], [], undefined, undefined, "mx.example.com"), {
+    cn: "mx.example.com",
+    san: [],
+  });
+  // A hostname that cannot be a subjectAltName is left out rather than failing start().
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], undefined, undefined, "my mail server"), {
+    cn: "localhost.local",
+    san: ["127.0.0.1"],
+  });
+  // An explicit CN keeps its SAN list as given.
+  assert.deepEqual(deriveCertificateNames(["127.0.0.1"], [], "cn.example.com", undefined, "mx.example.com"), {
+    cn: "cn.example.com",
+    san: [],
+  });
+});
+
 test("names: an explicit CN is trimmed and the SAN list is used as given, blanks removed", () => {
   assert.deepEqual(deriveCertificateNames(["127.0.0.1"], ["127.0.0.1:25"], "  mx.example.com ", undefined), {
     cn: "mx.example.com",
@@ -107,6 +136,36 @@ test("a generated certificate parses, names the CN and SANs (IP and DNS), is RSA
   assert.ok(from <= before && from > before - 2 * 60 * 60 * 1000, "valid from a little in the past");
   assert.ok(Math.abs(to - (before + 90 * DAY)) < 60 * 1000, "valid for 90 days");
   assert.match(key, /^-----BEGIN PRIVATE KEY-----\n/);
+});
+
+test("keyType ec: an ECDSA P-256 certificate signed with ecdsa-with-SHA256, verified by OpenSSL", async (t) => {
+  const { cert, key } = await generateSelfSignedCertificate({ cn: "mx.example.com", keyType: "ec" });
+  const x509 = new X509Certificate(cert);
+  assert.equal(x509.subjectAltName, "DNS:mx.example.com");
+  assert.ok(x509.verify(x509.publicKey), "self-signed: the signature verifies with its own key");
+  assert.ok(x509.checkPrivateKey(createPrivateKey(key)));
+  assert.equal(x509.publicKey.asymmetricKeyType, "ec");
+  assert.equal(x509.publicKey.asymmetricKeyDetails?.namedCurve, "prime256v1");
+  if (spawnSync("openssl", ["version"]).status !== 0) {
+    t.skip("openssl is not installed");
+    return;
+  }
+  const dir = await tempDir(t);
+  const files = await writeCertificate(dir, "ec", { cn: "mx.example.com", keyType: "ec" });
+  const verify = spawnSync(
+    "openssl",
+    ["verify", "-purpose", "sslserver", "-CAfile", files.certPath, files.certPath],
+    { encoding: "utf8" },
+  );
+  assert.equal(verify.status, 0, verify.stderr);
+  const text = spawnSync("openssl", ["x509", "-in", files.certPath, "-noout", "-text"], { encoding: "utf8" });
+  assert.match(text.stdout, /Signature Algorithm: ecdsa-with-SHA256/);
+  assert.match(text.stdout, /X509v3 Key Usage: critical\n\s+Digital Signature\n/);
+  // The subjectKeyIdentifier is the SHA-1 of the key's point: the last 65 bytes of a P-256 SPKI.
+  const spki = new X509Certificate(files.cert).publicKey.export({ type: "spki", format: "der" });
+  const point = spki.subarray(-65);
+  const expected = createHash("sha1").update(point).digest("hex").toUpperCase().match(/../g)?.join(":");
+  assert.match(text.stdout, new RegExp(`Subject Key Identifier: ?\\n\\s+${expected}\\n`));
 });
 
 test("a generated certificate has the requested validity window, and distinct serials", async () => {

@@ -1,6 +1,7 @@
 /**
  * Cipher presets: each builds a secure context and handshakes; the default refuses TLS 1.1 and
- * accepts TLS 1.2 and 1.3; invalid custom values fail with one sentence naming the option.
+ * accepts TLS 1.2 and 1.3; invalid custom values fail with one sentence naming the option. (ECDHE
+ * preference, groups and ECDSA under every preset: hardening.test.ts.)
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -8,6 +9,7 @@ import tls from "node:tls";
 import { generateSelfSignedCertificate } from "../../src/tls/certificates.js";
 import {
   DEFAULT_TLS_PRESET,
+  FFDHE2048,
   resolveTlsSettings,
   TLS_PRESET_NAMES,
   TLS_PRESETS,
@@ -18,20 +20,40 @@ import { handshake, listen } from "./tls-helpers.js";
 
 const certificate = generateSelfSignedCertificate({ cn: "localhost.local" });
 
-test("the presets are the seed's cipher strings, advancedPlus (OWASP A+, TLS 1.2+) by default", () => {
+test("the presets: the seed's suites with ECDHE first and ECDSA twins; advancedPlus by default", () => {
   assert.deepEqual(TLS_PRESET_NAMES, ["advancedPlus", "advanced", "broad", "widest", "legacy"]);
   assert.equal(DEFAULT_TLS_PRESET, "advancedPlus");
   assert.deepEqual(resolveTlsSettings(), TLS_PRESETS.advancedPlus);
   assert.deepEqual(TLS_PRESETS.advancedPlus, {
     ciphers:
-      "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256",
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256",
     minVersion: "TLSv1.2",
   });
-  // Each preset extends the one before it, as in the seed.
-  assert.ok(TLS_PRESETS.advanced.ciphers.startsWith(`${TLS_PRESETS.advancedPlus.ciphers}:`));
-  assert.ok(TLS_PRESETS.broad.ciphers.startsWith(`${TLS_PRESETS.advanced.ciphers}:`));
-  assert.ok(TLS_PRESETS.widest.ciphers.startsWith(`${TLS_PRESETS.advanced.ciphers}:`));
-  assert.ok(TLS_PRESETS.legacy.ciphers.includes("DES-CBC3-SHA"));
+  // The seed's strings (lib/midi-smtp-server/tls-transport.rb): each preset has exactly their suites,
+  // plus an ECDHE-ECDSA twin for each ECDHE-RSA suite.
+  const seedAdvancedPlus =
+    "DHE-RSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256";
+  const seedAdvanced = `${seedAdvancedPlus}:DHE-RSA-AES256-SHA256:DHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA256`;
+  const seed = {
+    advancedPlus: seedAdvancedPlus,
+    advanced: seedAdvanced,
+    broad: `${seedAdvanced}:ECDHE-RSA-AES256-SHA:ECDHE-RSA-AES128-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA`,
+    widest: `${seedAdvanced}:ECDHE-RSA-AES256-SHA:ECDHE-RSA-AES128-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA`,
+    legacy: `${seedAdvanced}:ECDHE-RSA-AES256-SHA:ECDHE-RSA-AES128-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:AES256-SHA256:AES128-SHA256:AES256-SHA:AES128-SHA:DES-CBC3-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA`,
+  };
+  const order = (suite: string) =>
+    suite.startsWith("ECDHE-") ? 0 : suite.startsWith("DHE-") ? 1 : suite.includes("DES") ? 3 : 2;
+  for (const name of TLS_PRESET_NAMES) {
+    const suites = TLS_PRESETS[name].ciphers.replace(/:@SECLEVEL=0$/, "").split(":");
+    const twins = seed[name]
+      .split(":")
+      .flatMap((suite) =>
+        suite.startsWith("ECDHE-RSA-") ? [suite, suite.replace("-RSA-", "-ECDSA-")] : [suite],
+      );
+    assert.deepEqual([...suites].sort(), twins.sort(), `${name}: the seed's suites and the ECDSA twins`);
+    const classes = suites.map(order);
+    assert.deepEqual(classes, [...classes].sort(), `${name}: ECDHE, then DHE, then RSA kx, then 3DES`);
+  }
   assert.equal(TLS_PRESETS.broad.minVersion, "TLSv1.2");
   assert.equal(TLS_PRESETS.widest.minVersion, "TLSv1.1");
   assert.equal(TLS_PRESETS.legacy.minVersion, "TLSv1.1");
@@ -44,10 +66,10 @@ for (const name of TLS_PRESET_NAMES) {
   test(`preset ${name}: builds a secure context and handshakes with TLS 1.3 and TLS 1.2`, async (t) => {
     const { cert, key } = await certificate;
     const preset = TLS_PRESETS[name];
-    assert.ok(tls.createSecureContext({ cert, key, ...preset, dhparam: "auto" }));
+    assert.ok(tls.createSecureContext({ cert, key, ...preset }));
     const port = await listen(
       t,
-      tls.createServer({ cert, key, ...preset, dhparam: "auto" }, (socket) => socket.end()),
+      tls.createServer({ cert, key, ...preset }, (socket) => socket.end()),
     );
     const tls13 = await handshake(port, { ca: cert, servername: "localhost.local" });
     assert.ok(tls13.ok, JSON.stringify(tls13));
@@ -64,7 +86,7 @@ test("the default preset refuses TLS 1.1 and ciphers outside its list", async (t
   const { cert, key } = await certificate;
   const port = await listen(
     t,
-    tls.createServer({ cert, key, ...resolveTlsSettings(), dhparam: "auto" }, (socket) => socket.end()),
+    tls.createServer({ cert, key, ...resolveTlsSettings(), dhparam: FFDHE2048 }, (socket) => socket.end()),
   );
   const tls11 = await handshake(port, {
     ca: cert,
@@ -87,14 +109,14 @@ test("the default preset refuses TLS 1.1 and ciphers outside its list", async (t
     maxVersion: "TLSv1.2",
     ciphers: "DHE-RSA-AES128-GCM-SHA256",
   });
-  assert.ok(dhe.ok && dhe.cipher === "DHE-RSA-AES128-GCM-SHA256", "DHE suites work (dhparam auto)");
+  assert.ok(dhe.ok && dhe.cipher === "DHE-RSA-AES128-GCM-SHA256", "DHE suites work (ffdhe2048)");
 });
 
 test("the legacy presets really accept a TLS 1.1 client (security level 0)", async (t) => {
   const { cert, key } = await certificate;
   const port = await listen(
     t,
-    tls.createServer({ cert, key, ...TLS_PRESETS.widest, dhparam: "auto" }, (socket) => socket.end()),
+    tls.createServer({ cert, key, ...TLS_PRESETS.widest }, (socket) => socket.end()),
   );
   const tls11 = await handshake(port, {
     ca: cert,

@@ -1,4 +1,8 @@
-/** Shared by the TLS tests: temporary certificate files, loopback TLS servers and a probing client. */
+/**
+ * Shared by the TLS tests: temporary certificate files, loopback TLS servers, a probing client and an
+ * interactive openssl s_client.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
@@ -92,4 +96,68 @@ export function handshake(port: number, options: tls.ConnectionOptions = {}): Pr
 /** An identity check for connecting by IP literal: the certificate must name that IP. */
 export function checkIp(ip: string): tls.ConnectionOptions["checkServerIdentity"] {
   return (_host, cert) => tls.checkServerIdentity(ip, cert);
+}
+
+/**
+ * An interactive `openssl s_client` (for the R command, which needs a live stdin): output is collected
+ * as it comes, every wait is bounded, and the process is killed if it outlives the test.
+ */
+export class OpensslClient {
+  stdout = "";
+  stderr = "";
+  exitCode: number | null | undefined = undefined;
+  private readonly child: ChildProcessWithoutNullStreams;
+  private readonly exited: Promise<void>;
+
+  constructor(t: TestContext, openssl: string, args: readonly string[]) {
+    this.child = spawn(openssl, ["s_client", ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    this.child.stdout.setEncoding("utf8").on("data", (text: string) => {
+      this.stdout += text;
+    });
+    this.child.stderr.setEncoding("utf8").on("data", (text: string) => {
+      this.stderr += text;
+    });
+    this.child.stdin.on("error", () => {}); // writing to a client that has exited is not an error here
+    this.exited = new Promise((resolve) =>
+      this.child.once("close", (code) => {
+        this.exitCode = code;
+        resolve();
+      }),
+    );
+    t.after(() => this.close());
+  }
+
+  write(text: string): void {
+    if (this.exitCode === undefined) this.child.stdin.write(text);
+  }
+
+  /** Resolves true once `pattern` matches stdout + stderr, false if the client exits first or after `timeoutMs`. */
+  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.stdout + this.stderr)) {
+      if (this.exitCode !== undefined || Date.now() > deadline)
+        return pattern.test(this.stdout + this.stderr);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return true;
+  }
+
+  /** Resolves true if the client exits within `timeoutMs`. */
+  async waitForExit(timeoutMs = 10_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const result = await Promise.race([this.exited.then(() => true), expired]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  /** Ends stdin and waits for the exit, killing the client after 5 s. */
+  async close(): Promise<void> {
+    if (this.exitCode !== undefined) return;
+    this.child.stdin.end();
+    if (!(await this.waitForExit(5000))) this.child.kill("SIGKILL");
+    await this.exited;
+  }
 }
