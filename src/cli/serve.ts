@@ -9,7 +9,7 @@ import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import type { MessageStore } from "../store/store.js";
-import { Accounts } from "./accounts.js";
+import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
 
 /** RFC 5322 date-time for the Received header, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
@@ -48,9 +48,13 @@ export function createStoringServer(
       ? {
           async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
             // Only password mechanisms: hashed accounts cannot answer CRAM-MD5 or check XOAUTH2 tokens.
-            if ((mechanism !== "PLAIN" && mechanism !== "LOGIN") || !(await accounts.verify(user, secret))) {
-              throw SmtpError.code(535);
-            }
+            if (mechanism !== "PLAIN" && mechanism !== "LOGIN") throw SmtpError.code(535);
+            const valid = await accounts.verify(user, secret).catch((error: unknown) => {
+              // Too many checks waiting (an AUTH flood): a temporary failure now, never an unbounded queue.
+              if (error instanceof PasswordChecksBusy) throw SmtpError.code(454, error.message);
+              throw error;
+            });
+            if (!valid) throw SmtpError.code(535);
             return user;
           },
         }
