@@ -2,6 +2,19 @@
  * Accounts for `mailgate serve --auth-users FILE`: one "user:hash" line per account, where the hash is
  * scrypt (made by `mailgate hash-password`), never a plaintext password. Lines starting with # are
  * comments.
+ *
+ * A check costs 32 MiB and a CPU-bound 0.1-0.2 s on one of libuv's 4 threads, the pool that the Maildir
+ * store's file I/O runs on too. Unbounded, an AUTH flood queued checks ahead of every file operation and
+ * stalled deliveries for half a minute (issue 16). So checks run PASSWORD_CHECKS_AT_ONCE at a time, at
+ * most PASSWORD_CHECKS_WAITING wait behind them, and one more is refused at once with PasswordChecksBusy
+ * (AUTH answers 454 4.7.0, RFC 4954: the client tries again later) rather than queued without bound.
+ *
+ * One check at a time leaves 3 of the pool's threads to file I/O, so it cannot be starved of them, and on
+ * 2 cores one stays for the event loop. A dedicated worker thread (scryptSync there) would keep checks
+ * off the pool entirely; measured with bench/auth-flood.ts (--max-auth-failures-per-ip 0) it did no
+ * better (a 320 KB delivery under the flood took 0.03-0.13 s with it, 0.03-0.27 s on the pool, 3 runs of
+ * 5 each; 18-30 s unbounded), so the pool it is, without a second isolate's memory and a thread to
+ * restart when it dies.
  */
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -37,7 +50,48 @@ async function verifyHash(password: string, hash: string): Promise<boolean> {
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
+/** Password checks computed at once (each holds one thread of libuv's pool). */
+export const PASSWORD_CHECKS_AT_ONCE = 1;
+/** Checks that may wait for one (about 2 s of work at most); one more is refused at once. */
+export const PASSWORD_CHECKS_WAITING = 16;
+
+/** Thrown by verify() when PASSWORD_CHECKS_WAITING checks already wait: answer 454 4.7.0. */
+export class PasswordChecksBusy extends Error {
+  constructor() {
+    super(`${PASSWORD_CHECKS_WAITING} password checks are already waiting`);
+    this.name = "PasswordChecksBusy";
+  }
+}
+
+/** Runs tasks `atOnce` at a time; at most `waiting` wait for a turn, one more is refused at once. */
+class BoundedQueue {
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(
+    private readonly atOnce: number,
+    private readonly waiting: number,
+  ) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.running < this.atOnce) this.running++;
+    else if (this.queue.length < this.waiting) {
+      // The task that ends hands its turn over: `running` stays as it is.
+      await new Promise<void>((resolve) => this.queue.push(resolve));
+    } else throw new PasswordChecksBusy();
+    try {
+      return await task();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
 export class Accounts {
+  private readonly checks = new BoundedQueue(PASSWORD_CHECKS_AT_ONCE, PASSWORD_CHECKS_WAITING);
+
   private constructor(private readonly hashes: Map<string, string>) {}
 
   /** Reads the file; a bad line is reported with its number, the file with what to do. */
@@ -66,10 +120,13 @@ export class Accounts {
     return this.hashes.size;
   }
 
-  /** True when `user` exists and `password` matches (the same work is done for unknown users). */
+  /**
+   * True when `user` exists and `password` matches (the same work is done for unknown users). Rejects with
+   * PasswordChecksBusy, at once, when too many checks already wait.
+   */
   async verify(user: string, password: string): Promise<boolean> {
     const hash = this.hashes.get(user);
-    const matches = await verifyHash(password, hash ?? DUMMY_HASH);
+    const matches = await this.checks.run(() => verifyHash(password, hash ?? DUMMY_HASH));
     return hash !== undefined && matches;
   }
 }

@@ -9,7 +9,7 @@ import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import type { MessageStore } from "../store/store.js";
-import { Accounts } from "./accounts.js";
+import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */
@@ -25,9 +25,13 @@ export function createStoringServer(
       ? {
           async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
             // Only password mechanisms: hashed accounts cannot answer CRAM-MD5 or check XOAUTH2 tokens.
-            if ((mechanism !== "PLAIN" && mechanism !== "LOGIN") || !(await accounts.verify(user, secret))) {
-              throw SmtpError.code(535);
-            }
+            if (mechanism !== "PLAIN" && mechanism !== "LOGIN") throw SmtpError.code(535);
+            const valid = await accounts.verify(user, secret).catch((error: unknown) => {
+              // Too many checks waiting (an AUTH flood): a temporary failure now, never an unbounded queue.
+              if (error instanceof PasswordChecksBusy) throw SmtpError.code(454, error.message);
+              throw error;
+            });
+            if (!valid) throw SmtpError.code(535);
             return user;
           },
         }

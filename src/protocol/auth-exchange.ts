@@ -1,7 +1,8 @@
 /**
  * The AUTH command and the SASL exchange after it (RFC 4954): the mechanism's challenges and the client's
- * response lines, the onAuth hook's verdict, and the count of failures that ends a session. The session
- * decides when AUTH may be given at all (after EHLO, outside a transaction, once); this owns what follows.
+ * response lines, the onAuth hook's verdict, and the count of failures that ends a session, and the
+ * client's failures across sessions (config.auth.addressLimit). The session decides when AUTH may be given
+ * at all (after EHLO, outside a transaction, once); this owns what follows.
  */
 import {
   createExchange,
@@ -12,7 +13,9 @@ import {
   type SaslStep,
   unrecognizedMechanismError,
 } from "../sasl/mechanism.js";
+import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
+import type { Awaitable } from "./maybe-async.js";
 import { formatReply } from "./replies.js";
 import type { SessionView } from "./session.js";
 
@@ -36,6 +39,17 @@ export type AuthSession = Pick<
   | "expectSaslResponses"
 >;
 
+/**
+ * AUTH failures counted per client across sessions (the server keys them by client address: see
+ * src/server/address-limiter.ts). Either method may answer with a promise (a shared store).
+ */
+export interface AuthFailureLimit {
+  /** True while the session's client may not try AUTH: it reached the limit, its penalty is running. */
+  isBlocked(ctx: SessionContext): Awaitable<boolean>;
+  /** Counts a failure of the session's client; true when the client has now reached the limit. */
+  record(ctx: SessionContext): Awaitable<boolean>;
+}
+
 export class AuthExchange {
   /** The mechanism's side of the exchange under way; null between AUTH commands. */
   private sasl: SaslExchange | null = null;
@@ -50,6 +64,9 @@ export class AuthExchange {
   async start(args: string, moreInput: boolean): Promise<void> {
     const { session } = this;
     const { auth, hostname } = session.config;
+    if (auth.addressLimit && (await this.clientBlocked(auth.addressLimit))) {
+      return this.refuseAddress();
+    }
     if (!session.ctx.server.encrypted && !auth.overPlaintext) {
       throw new SmtpError(538, "Error: authentication needs an encrypted connection (STARTTLS)", "5.7.11");
     }
@@ -143,9 +160,15 @@ export class AuthExchange {
     session.reply(formatReply(235, "2.7.0", "Authentication successful"));
   }
 
-  /** A failed AUTH: logged without the secret, counted; too many end the connection. */
-  private failed(error: SmtpError, user: string, cause?: unknown): void {
+  /**
+   * A failed AUTH: logged without the secret, counted in this session and, when it is the client's fault
+   * (a 5xx: wrong credentials, a malformed or cancelled exchange), for its address; too many of either
+   * end the connection. A 4xx (454: the hook failed, the password checks are busy) is ours, not counted
+   * against the address.
+   */
+  private async failed(error: SmtpError, user: string, cause?: unknown): Promise<void> {
     const { session } = this;
+    const { auth, hostname } = session.config;
     this.failures++;
     const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
     session.hooks.log(
@@ -155,11 +178,69 @@ export class AuthExchange {
       cause,
     );
     session.answerError(error);
-    if (!session.isClosed && this.failures >= session.config.auth.maxFailures) {
-      session.reply(
-        formatReply(421, "4.7.0", `${session.config.hostname} Error: too many authentication failures`),
+    if (session.isClosed) return;
+    if (auth.addressLimit && error.code >= 500 && (await this.recordFailure(auth.addressLimit))) {
+      if (session.isClosed) return;
+      session.hooks.log(
+        session.ctx,
+        "warn",
+        "Authentication refused from now on: too many failures from this address",
       );
+      return this.refuseAddress();
+    }
+    if (!session.isClosed && this.failures >= auth.maxFailures) {
+      session.reply(formatReply(421, "4.7.0", `${hostname} Error: too many authentication failures`));
       session.close();
     }
   }
+
+  /** The client's address reached the limit: 421 and close (RFC 4954 4 lets a server limit failures). */
+  private refuseAddress(): void {
+    const { session } = this;
+    session.reply(
+      formatReply(
+        421,
+        "4.7.0",
+        `${session.config.hostname} Error: too many authentication failures from your address, try again later`,
+      ),
+    );
+    session.close();
+  }
+
+  /**
+   * Whether the client is held back. A limit that cannot answer (its store unreachable) refuses AUTH for
+   * now (454): failing open would lift the limit exactly when an attacker can make it fail.
+   */
+  private async clientBlocked(limit: AuthFailureLimit): Promise<boolean> {
+    try {
+      return await limit.isBlocked(this.session.ctx);
+    } catch (error) {
+      this.session.hooks.log(
+        this.session.ctx,
+        "error",
+        `The AUTH failure limit cannot be checked: ${describe(error)}`,
+        error,
+      );
+      throw new SmtpError(454, "Temporary authentication failure", "4.7.0");
+    }
+  }
+
+  /** Counts a failure for the client; one that cannot be counted is logged, and the session goes on. */
+  private async recordFailure(limit: AuthFailureLimit): Promise<boolean> {
+    try {
+      return await limit.record(this.session.ctx);
+    } catch (error) {
+      this.session.hooks.log(
+        this.session.ctx,
+        "error",
+        `An AUTH failure cannot be counted: ${describe(error)}`,
+        error,
+      );
+      return false;
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -8,7 +8,7 @@
  * RFCs or safety demand it.
  */
 import { MAX_SASL_LINE_OCTETS, type SaslMechanismName } from "../sasl/mechanism.js";
-import { AuthExchange } from "./auth-exchange.js";
+import { AuthExchange, type AuthFailureLimit } from "./auth-exchange.js";
 import { BdatReader } from "./bdat.js";
 import {
   type CommandLine,
@@ -84,6 +84,8 @@ export interface SessionConfig {
     overPlaintext: boolean;
     /** Failed attempts before 421 and close. */
     maxFailures: number;
+    /** Failures counted per client across sessions; reaching the limit also ends in 421. */
+    addressLimit?: AuthFailureLimit;
   };
   /** Largest message in bytes (0 = unlimited); advertised as SIZE and enforced. */
   maxMessageSize: number;

@@ -69,6 +69,8 @@ export interface ServerSettings {
   authMechanisms: string;
   authOverPlaintext: boolean;
   maxAuthFailures: number;
+  maxAuthFailuresPerIp: number;
+  authFailureWindow: number;
   loggerSeverity: Severity;
 }
 
@@ -427,6 +429,22 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     min: 1,
     description:
       "Failed AUTH attempts per connection before 421 and close; every failure is logged without the secret.",
+  },
+  {
+    name: "maxAuthFailuresPerIp",
+    kind: "integer",
+    default: 10,
+    min: 0,
+    description:
+      "Failed AUTH attempts from one client address (an IPv4 address, an IPv6 /64) across all its connections within authFailureWindow; once an address reaches it, that session and every AUTH from the address for the next authFailureWindow get 421 4.7.0 and close. Counted by address, never by account name. 0 = no limit.",
+  },
+  {
+    name: "authFailureWindow",
+    kind: "integer",
+    default: 600_000,
+    min: 1,
+    description:
+      "Milliseconds over which maxAuthFailuresPerIp counts (a fixed window from an address's first failure), and that an address which reached it is refused AUTH.",
   },
   {
     name: "loggerSeverity",

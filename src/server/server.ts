@@ -25,6 +25,7 @@ import { deriveCertificateNames } from "../tls/certificates.js";
 import { TlsContextProvider } from "../tls/context.js";
 import { resolveTlsSettings } from "../tls/presets.js";
 import { upgradeToTls } from "../tls/upgrade.js";
+import { authFailuresByAddress, MemoryAddressLimiter } from "./address-limiter.js";
 import {
   formatAddress,
   type ListenAddress,
@@ -194,6 +195,11 @@ export class SmtpServer implements SmtpServerHooks {
         mechanisms: this.authMechanisms,
         overPlaintext: s.authOverPlaintext,
         maxFailures: s.maxAuthFailures,
+        ...(s.maxAuthFailuresPerIp > 0 && {
+          addressLimit: authFailuresByAddress(
+            new MemoryAddressLimiter({ limit: s.maxAuthFailuresPerIp, windowMs: s.authFailureWindow }),
+          ),
+        }),
       },
     };
     this.sessionHooks = this.bindHooks();

@@ -113,11 +113,16 @@ export class RawClient {
     });
   }
 
-  /** Connects over TCP to `port`, or to the UNIX domain socket `port` when it is a path. */
-  static connect(port: number | string, host = "127.0.0.1"): Promise<RawClient> {
+  /**
+   * Connects over TCP to `port`, or to the UNIX domain socket `port` when it is a path; from `localAddress`
+   * when given (any 127.x.y.z is a loopback address of its own on Linux: a second client address).
+   */
+  static connect(port: number | string, host = "127.0.0.1", localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const socket =
-        typeof port === "string" ? connect({ path: port }) : connect({ port, host, noDelay: true });
+        typeof port === "string"
+          ? connect({ path: port })
+          : connect({ port, host, noDelay: true, ...(localAddress ? { localAddress } : {}) });
       socket.once("error", reject);
       socket.once("connect", () => {
         socket.off("error", reject);
@@ -127,8 +132,8 @@ export class RawClient {
   }
 
   /** Connects and reads the greeting, which must be a 220. */
-  static async greeted(port: number, host = "127.0.0.1"): Promise<RawClient> {
-    const client = await RawClient.connect(port, host);
+  static async greeted(port: number, host = "127.0.0.1", localAddress?: string): Promise<RawClient> {
+    const client = await RawClient.connect(port, host, localAddress);
     const greeting = await client.reply();
     if (!greeting.startsWith("220 ")) throw new Error(`unexpected greeting ${JSON.stringify(greeting)}`);
     return client;

@@ -210,6 +210,8 @@ test("the defaults are the documented ones", () => {
     authMechanisms: "PLAIN LOGIN",
     authOverPlaintext: false,
     maxAuthFailures: 5,
+    maxAuthFailuresPerIp: 10,
+    authFailureWindow: 600_000,
     loggerSeverity: "info",
   };
   assert.deepEqual({ ...server.settings }, expected);

@@ -1,0 +1,131 @@
+/**
+ * `mailgate serve --auth-users` under an AUTH flood (issue 16): the password checks (scrypt, on libuv's
+ * thread pool, which the Maildir's file I/O shares) run a bounded number at once behind a bounded queue,
+ * so a flood can neither occupy the pool nor pile up work; the attempts beyond the queue get 454 at once.
+ *
+ * crypto.scrypt is wrapped before the accounts module loads it, to count the computations running at once
+ * and to hold them while the test looks (no timing involved).
+ */
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { syncBuiltinESMExports } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { RawClient, silentLogger, waitFor } from "../helpers/clients.js";
+
+type Callback = (error: Error | null, key: Buffer) => void;
+const originalScrypt = crypto.scrypt as (...args: unknown[]) => void;
+let running = 0;
+let mostAtOnce = 0;
+let holding = false;
+const held: (() => void)[] = [];
+(crypto as { scrypt: unknown }).scrypt = (...args: unknown[]) => {
+  const callback = args.pop() as Callback;
+  const compute = () => {
+    running++;
+    mostAtOnce = Math.max(mostAtOnce, running);
+    originalScrypt(...args, (error: Error | null, key: Buffer) => {
+      running--;
+      callback(error, key);
+    });
+  };
+  if (holding) held.push(compute);
+  else compute();
+};
+syncBuiltinESMExports();
+const accountsModule = await import("../../src/cli/accounts.js");
+const { Accounts, hashPassword } = accountsModule;
+const { createStoringServer } = await import("../../src/cli/serve.js");
+const { MaildirStore } = await import("../../src/store/maildir.js");
+const { PASSWORD_CHECKS_AT_ONCE, PASSWORD_CHECKS_WAITING } = accountsModule as unknown as Record<
+  string,
+  number
+>;
+
+const FLOOD = 40;
+const plain = (user: string, password: string) => Buffer.from(`\0${user}\0${password}`).toString("base64");
+
+test("an AUTH flood: at most a few password checks at once, a bounded queue, 454 at once beyond it; a delivery meanwhile is stored", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "mailgate-auth-flood-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, "users"), `alice:${await hashPassword("right")}\n`);
+  const store = await MaildirStore.open(join(dir, "mail"));
+  t.after(() => store.close());
+  const accounts = await Accounts.load(join(dir, "users"));
+  const server = createStoringServer(
+    {
+      hosts: "127.0.0.1",
+      ports: "0",
+      hostname: "mx.test",
+      authMode: "optional",
+      authOverPlaintext: true,
+      logger: silentLogger,
+      loggerSeverity: "fatal",
+    } as Parameters<typeof createStoringServer>[0],
+    store,
+    accounts,
+  );
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = server.ports[0] as number;
+
+  const flood = await Promise.all(
+    Array.from({ length: FLOOD }, async () => {
+      const client = await RawClient.greeted(port);
+      assert.match(await client.command("EHLO flood.test"), /^250 /m);
+      return client;
+    }),
+  );
+  holding = true;
+  const answered: string[] = [];
+  const answers = flood.map((client) => {
+    client.write(`AUTH PLAIN ${plain("alice", "wrong")}\r\n`);
+    return client.reply(60_000).then((reply) => {
+      answered.push(reply);
+      return reply;
+    });
+  });
+  try {
+    // Every attempt was read: it is computing (held here), waiting in the queue, or already answered.
+    await waitFor(
+      () =>
+        held.length >= FLOOD || answered.length >= FLOOD - PASSWORD_CHECKS_AT_ONCE - PASSWORD_CHECKS_WAITING,
+      "the flood's AUTH commands to be read",
+      10_000,
+    );
+    assert.equal(held.length, PASSWORD_CHECKS_AT_ONCE, `${held.length} password checks started at once`);
+    assert.equal(answered.length, FLOOD - PASSWORD_CHECKS_AT_ONCE - PASSWORD_CHECKS_WAITING);
+    for (const reply of answered) assert.match(reply, /^454 4\.7\.0 Temporary authentication failure/);
+
+    // While the checks are held and the queue is full: a delivery is stored at once, and a legitimate
+    // AUTH is answered at once too (454: the client tries again later), not queued without bound.
+    const mail = await RawClient.greeted(port);
+    assert.match(await mail.command("EHLO legit.test"), /^250 /m);
+    assert.match(await mail.command("MAIL FROM:<a@x.test>"), /^250 /);
+    assert.match(await mail.command("RCPT TO:<b@y.test>"), /^250 /);
+    assert.match(await mail.command("DATA"), /^354 /);
+    const body = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!?\r\n".repeat(4900);
+    assert.match(await mail.command(`Subject: legit\r\n\r\n${body}.`), /^250 2\.0\.0 Ok: stored as /);
+    assert.equal((await readdir(join(dir, "mail", "new"))).length, 1);
+    assert.match(await mail.command(`AUTH PLAIN ${plain("alice", "right")}`), /^454 4\.7\.0 /);
+    mail.close();
+  } finally {
+    holding = false;
+    for (const compute of held.splice(0)) compute();
+  }
+  // Released: the checks that were admitted run, still no more than the bound at once, and fail.
+  const replies = await Promise.all(answers);
+  const refused = replies.filter((reply) => reply.startsWith("454 ")).length;
+  assert.equal(refused, FLOOD - PASSWORD_CHECKS_AT_ONCE - PASSWORD_CHECKS_WAITING);
+  for (const reply of replies) assert.match(reply, /^(454 4\.7\.0|535 5\.7\.8) /);
+  assert.equal(mostAtOnce, PASSWORD_CHECKS_AT_ONCE);
+  for (const client of flood) client.close();
+
+  // The flood's address is now blocked (maxAuthFailuresPerIp); alice from another address logs in.
+  const alice = await RawClient.greeted(port, "127.0.0.1", "127.0.0.2");
+  assert.match(await alice.command("EHLO alice.test"), /^250 /m);
+  assert.match(await alice.command(`AUTH PLAIN ${plain("alice", "right")}`), /^235 /);
+  alice.close();
+});
