@@ -128,6 +128,8 @@ function stripSourceRoute(path: string, badSyntax: string): string {
   return path.slice(colon + 1);
 }
 
+/** Characters refused in SMTPUTF8 addresses: controls (C0 and C1), line/paragraph separators, bidi controls. */
+const HAZARDOUS_IN_ADDRESS = /[\p{Cc}\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
 const ATEXT_UTF8 = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10ffff}]+$/u;
 const QUOTED = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"$/;
@@ -150,6 +152,12 @@ function parseMailbox(mailbox: string, isReversePath: boolean, allowUtf8: boolea
   if (!allowUtf8 && !isAsciiText(mailbox)) {
     // RFC 6531 3.5: an internationalized address needs SMTPUTF8 on MAIL FROM.
     throw new SmtpError(553, "Non-ASCII address requires the SMTPUTF8 parameter", "5.6.7");
+  }
+  if (allowUtf8 && HAZARDOUS_IN_ADDRESS.test(mailbox)) {
+    // Valid UTF-8 but never part of a real address, and dangerous wherever the address is written: a C1
+    // control (U+009B is a terminal's CSI, U+0085 a line break to some readers), a line or paragraph
+    // separator (a header line break to JavaScript and Python), a bidirectional control (hides text).
+    throw new SmtpError(501, "Syntax error: control or separator character in the address", badSyntax);
   }
   // RFC 5321 4.1.1.3: "Postmaster" without a domain is a valid recipient.
   if (!isReversePath && mailbox.toLowerCase() === "postmaster") return mailbox;

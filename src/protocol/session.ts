@@ -407,6 +407,7 @@ export class SmtpSession {
    */
   private pump(): Promise<void> | undefined {
     if (this.pumping) return this.running ?? undefined;
+    if (this.outputBlocked) return undefined; // outputDrained() pumps again
     this.pumping = true;
     try {
       for (;;) {
@@ -768,6 +769,10 @@ export class SmtpSession {
       return;
     }
     if (this.isClosed) return;
+    // The handshake shows the client read the 220 and everything before it: output that was backed up
+    // before it is not now (the transport's TLS layer is a new output).
+    this.outputBlocked = false;
+    this.releaseOutputWaiter();
     // RFC 3207 4.2: the session starts over; nothing learnt in plaintext is kept.
     this.resetTransaction();
     this.tx = TxState.NeedHelo;

@@ -142,6 +142,9 @@ export class Connection implements SessionTransport, Deadline {
     this.socket = secured;
     this.ctx.server.encrypted = new Date();
     this.ctx.server.tls = (this.tls as TlsContextProvider).describe(secured);
+    // The client read every plaintext reply (the 220 came before its handshake): whatever held the output
+    // back was on the plaintext socket, whose 'drain' is no longer listened to.
+    this.writePaused = false;
     this.listen(secured);
     this.updateFlow();
   }

@@ -107,6 +107,8 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly admission: Admission;
   /** Sockets in their PROXY header or implicit TLS handshake: not yet connections. */
   private readonly preparing = new Set<Socket>();
+  /** Sockets refused with a 421, waiting briefly for their client to hang up (see endRefused). */
+  private readonly refused = new Set<Socket>();
   /** Connections whose session is over and whose socket waits for the client to hang up. */
   private lingering = 0;
   /** TCP listeners are made unless only a UNIX socket was asked for. */
@@ -372,13 +374,20 @@ export class SmtpServer implements SmtpServerHooks {
     if (this.state !== "running") return;
     this.state = "stopping";
     const listenersClosed = this.closeListeners();
-    const allClosed = new Promise<void>((resolve) => {
-      const check = () => {
-        if (this.open.size === 0 && this.preparing.size === 0) resolve();
-      };
-      this.onIdle = check;
-      check();
+    // Every session over (its 221 or 421 written) and nobody left in a PROXY header or TLS handshake.
+    let sessionsOver = () => {};
+    let socketsClosed = () => {};
+    const allSessionsOver = new Promise<void>((resolve) => {
+      sessionsOver = resolve;
     });
+    const allSocketsClosed = new Promise<void>((resolve) => {
+      socketsClosed = resolve;
+    });
+    this.onIdle = () => {
+      if (this.admission.count === 0) sessionsOver();
+      if (this.open.size === 0 && this.preparing.size === 0 && this.refused.size === 0) socketsClosed();
+    };
+    this.onIdle();
     // Not yet in SMTP, they have no transaction to finish: a moment to complete their PROXY header or TLS
     // handshake (then they get 421), and no more, so that a silent client cannot hold the stop.
     const preparingCutoff = setTimeout(
@@ -396,15 +405,17 @@ export class SmtpServer implements SmtpServerHooks {
     const expired = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(true), gracefully ? timeout : 0);
     });
-    if (await Promise.race([allClosed.then(() => false), expired])) {
+    if (await Promise.race([allSessionsOver.then(() => false), expired])) {
       for (const connection of this.open) connection.session.shutdownNow();
-      // A client that does not hang up after the 421 is cut off.
-      const cutoff = setTimeout(() => {
-        for (const connection of this.open) connection.socket.destroy();
-      }, 1000);
-      await allClosed;
-      clearTimeout(cutoff);
     }
+    // Every client has its last reply: a moment to hang up (a lingering or refused socket would otherwise
+    // hold the stop for its own linger), then whoever has not is cut off.
+    const cutoff = setTimeout(() => {
+      for (const connection of this.open) connection.socket.destroy();
+      for (const socket of [...this.preparing, ...this.refused]) socket.destroy();
+    }, PREPARE_GRACE_MS);
+    await allSocketsClosed;
+    clearTimeout(cutoff);
     clearTimeout(timer);
     clearTimeout(preparingCutoff);
     await listenersClosed;
@@ -490,6 +501,7 @@ export class SmtpServer implements SmtpServerHooks {
           const [ready, proxied, early, client] = prepared;
           this.admit(ready, proxied, early, socket, ticket, client);
         } else if (prepared) {
+          this.admission.leave(ticket);
           this.refuseShuttingDown(prepared[0], false); // in TLS already, if it is an implicit TLS port
         }
         this.onIdle?.();
@@ -511,6 +523,7 @@ export class SmtpServer implements SmtpServerHooks {
     client: string,
   ): boolean {
     if (this.admission.countClient(ticket, client)) return true;
+    this.admission.leave(ticket); // refused: it no longer counts, whenever its socket closes
     this.refuse(socket, implicitTls, "Too many connections from your address, try again later");
     this.log(
       null,
@@ -523,13 +536,34 @@ export class SmtpServer implements SmtpServerHooks {
   /** 421 and close; on an implicit TLS port before the handshake only a close, as plaintext would be noise. */
   private refuse(socket: Socket, implicitTls: boolean, text: string): void {
     if (implicitTls) socket.destroy();
-    else socket.end(formatReply(421, "4.7.0", `${this.settings.hostname} ${text}`));
+    else this.endRefused(socket, formatReply(421, "4.7.0", `${this.settings.hostname} ${text}`));
   }
 
   /** Accepted just as the server stops: tell the client, as RFC 5321 3.8 asks, rather than reset. */
   private refuseShuttingDown(socket: Socket, implicitTls: boolean): void {
     if (implicitTls) socket.destroy();
-    else socket.end(this.shuttingDownReply);
+    else this.endRefused(socket, this.shuttingDownReply);
+  }
+
+  /**
+   * Writes a refusal and ends the socket, which closes once the client hangs up too (what it sends
+   * meanwhile is read and dropped, so that its FIN is seen), or after REFUSED_LINGER_MS, whichever comes
+   * first. A refused socket counts against no limit, so no more than maxConnections of them wait at once:
+   * beyond, one is destroyed as soon as its reply is written.
+   */
+  private endRefused(socket: Socket, reply: string): void {
+    socket.end(reply);
+    socket.resume();
+    this.refused.add(socket);
+    const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      this.refused.delete(socket);
+      this.onIdle?.();
+    });
+    if (this.refused.size > this.settings.maxConnections) {
+      socket.once("finish", () => socket.destroy());
+    }
   }
 
   /**
@@ -547,8 +581,11 @@ export class SmtpServer implements SmtpServerHooks {
     const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
     const peer = socket.remoteAddress ?? "";
     const client = clientAddress(peer, proxied?.info ?? null);
-    // A client the proxy could not name is counted as the proxy: all such share one count.
-    if (proxied && !this.countClient(socket, implicitTls, ticket, client || peer)) return null;
+    // A client the proxy could not name is counted as the proxy: all such share one count. The proxy's own
+    // health checks (v2 LOCAL) are not counted: the proxy is trusted, and must not be refused its checks.
+    const healthCheck = proxied?.info.command === "LOCAL" && proxied.info.version === 2;
+    if (proxied && !healthCheck && !this.countClient(socket, implicitTls, ticket, client || peer))
+      return null;
     if (!implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
     // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
     const early = proxied?.rest ?? Buffer.alloc(0);
@@ -744,6 +781,7 @@ export class SmtpServer implements SmtpServerHooks {
    */
   private sessionEnded(connection: Connection): void {
     this.admission.leave(connection.ticket);
+    this.onIdle?.();
     if (connection.greetingTimer) clearTimeout(connection.greetingTimer);
     connection.greetingTimer = undefined;
     if (!connection.holdsSlot) return;
@@ -853,8 +891,14 @@ interface ListenerKind {
 
 const DONE = Promise.resolve();
 
-/** Milliseconds a stop gives connections still in their PROXY header or implicit TLS handshake. */
+/**
+ * Milliseconds a stop gives connections still in their PROXY header or implicit TLS handshake, and
+ * clients that have their last reply, before it closes their sockets.
+ */
 const PREPARE_GRACE_MS = 1000;
+
+/** Milliseconds a refused socket (421 at accept) waits for its client to hang up before it is closed. */
+const REFUSED_LINGER_MS = 2000;
 
 function ignore(): void {}
 

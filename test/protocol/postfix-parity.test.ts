@@ -94,3 +94,20 @@ describe("a BDAT whose size cannot be read (RFC 3030 2)", () => {
     assert.equal(t.closed, false);
   });
 });
+
+describe("SMTPUTF8 addresses (RFC 6531) carry no control, separator or bidi character", () => {
+  test("C1 controls, U+2028/U+2029 and bidi overrides are refused; other non-ASCII is accepted", async () => {
+    const t = await greeted();
+    const refusedFrom = "501 5.1.7 Syntax error: control or separator character in the address\r\n";
+    const refusedTo = "501 5.1.3 Syntax error: control or separator character in the address\r\n";
+    const mail = (local: string) => Buffer.from(`MAIL FROM:<"${local}"@ex.example> SMTPUTF8\r\n`);
+    assert.equal(await t.send(mail("x\u2028X-Injected: yes")), refusedFrom);
+    assert.equal(await t.send(mail("x\u0085y")), refusedFrom);
+    assert.equal(await t.send(mail("x\u009b2J")), refusedFrom);
+    assert.equal(await t.send(Buffer.from("MAIL FROM:<josé@ex.example> SMTPUTF8\r\n")), "250 2.1.0 Ok\r\n");
+    const rcpt = (address: string) => Buffer.from(`RCPT TO:<${address}>\r\n`);
+    assert.equal(await t.send(rcpt('"\u202egnp.exe\u2029Bcc: victim@evil"@ex.example')), refusedTo);
+    assert.equal(await t.send(rcpt("a\u2066b@ex.example")), refusedTo);
+    assert.equal(await t.send(rcpt("用户@例子.广告")), "250 2.1.5 Ok\r\n");
+  });
+});

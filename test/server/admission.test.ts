@@ -4,7 +4,8 @@
  * slot after the client has gone nor delay a stop; a connection slot frees when its session ends.
  */
 import assert from "node:assert/strict";
-import { connect as tcpConnect } from "node:net";
+import { once } from "node:events";
+import { type Socket, connect as tcpConnect } from "node:net";
 import { type TestContext, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
@@ -278,4 +279,74 @@ test("sockets kept open after the session ended do not pile up: beyond maxConnec
   await waitFor(() => server.connections === 2, "three sockets closed by the server", 2000);
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(server.connections, 2);
+});
+
+/** A client from `localAddress` that never hangs up: it reads the server's FIN and keeps its socket open. */
+async function stubbornClient(
+  port: number,
+  localAddress: string,
+): Promise<{ socket: Socket; first: string }> {
+  const socket = tcpConnect({ port, host: "127.0.0.1", localAddress, allowHalfOpen: true });
+  socket.on("error", () => {});
+  const [chunk] = (await once(socket, "data")) as [Buffer];
+  return { socket, first: chunk.toString("latin1") };
+}
+
+test("a client refused for maxConnectionsPerIp that keeps its sockets open takes no slot from others", async (t) => {
+  const server = await started(t, { maxConnections: 5, maxProcessings: 5, maxConnectionsPerIp: 2 });
+  const port = portOf(server);
+  const held: Socket[] = [];
+  t.after(() => {
+    for (const socket of held) socket.destroy();
+  });
+  const replies: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const { socket, first } = await stubbornClient(port, "127.0.0.2");
+    held.push(socket);
+    replies.push(first.slice(0, 3));
+  }
+  assert.deepEqual(replies, ["220", "220", "421", "421", "421"]);
+  const other = await RawClient.connect(port, "127.0.0.1");
+  t.after(() => other.close());
+  assert.match(await other.reply(), /^220 /, "another address is served");
+  // The refused sockets are closed by the server after a short wait, though their client never hangs up.
+  const refused = (server as unknown as { refused: Set<Socket> }).refused;
+  await waitFor(() => refused.size === 0, "the server to close the refused sockets", 5000);
+});
+
+test("stop() ends within its grace though refused and finished clients never hang up", async (t) => {
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: "0",
+    hostname: "mx.test",
+    logger: silentLogger,
+    loggerSeverity: "fatal",
+    maxConnections: 2,
+    maxProcessings: 2,
+    maxConnectionsPerIp: 1,
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = portOf(server);
+  const held: Socket[] = [];
+  t.after(() => {
+    for (const socket of held) socket.destroy();
+  });
+  const session = await stubbornClient(port, "127.0.0.2"); // served, and will get the stop's 421
+  const refusedPerIp = await stubbornClient(port, "127.0.0.2");
+  const finished = await stubbornClient(port, "127.0.0.3");
+  finished.socket.write("QUIT\r\n"); // gets 221, then keeps its socket open
+  await once(finished.socket, "end");
+  const second = await stubbornClient(port, "127.0.0.5");
+  const refusedBusy = await stubbornClient(port, "127.0.0.4");
+  const all = [session, refusedPerIp, finished, second, refusedBusy];
+  held.push(...all.map((client) => client.socket));
+  assert.deepEqual(
+    all.map((client) => client.first.slice(0, 3)),
+    ["220", "421", "220", "220", "421"],
+  );
+  const startedAt = Date.now();
+  await server.stop();
+  const took = Date.now() - startedAt;
+  assert.ok(took < 4000, `stop() took ${took} ms`);
 });
