@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import { kebab } from "../src/cli/flags.js";
+import { HOOK_NAMES } from "../src/server/hook-binding.js";
 import { OPTION_SPECS } from "../src/server/options.js";
 
 const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
@@ -26,9 +27,6 @@ test("every option is in the README with its flag and default", () => {
   }
 });
 
-test("every hook is in the README", async () => {
-  const source = await readFile(new URL("../../src/server/server.ts", import.meta.url), "utf8");
-  const hooks = [...source.matchAll(/^\s+"(on[A-Z]\w+)",$/gm)].map((m) => m[1]);
-  assert.ok(hooks.length >= 14);
-  for (const hook of hooks) assert.ok(readme.includes(`\`${hook}(`), `hook ${hook}`);
+test("every hook is in the README", () => {
+  for (const hook of HOOK_NAMES) assert.ok(readme.includes(`\`${hook}(`), `hook ${hook}`);
 });

@@ -15,17 +15,11 @@ import type { Awaitable } from "../protocol/maybe-async.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig } from "../protocol/session.js";
-import {
-  isSaslMechanismName,
-  SASL_MECHANISMS,
-  type SaslCredentials,
-  type SaslMechanismName,
-} from "../sasl/mechanism.js";
+import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
 import { deriveCertificateNames } from "../tls/certificates.js";
 import { TlsContextProvider } from "../tls/context.js";
 import { resolveTlsSettings } from "../tls/presets.js";
 import { upgradeToTls } from "../tls/upgrade.js";
-import { authFailuresByAddress, MemoryAddressLimiter } from "./address-limiter.js";
 import {
   formatAddress,
   type ListenAddress,
@@ -35,10 +29,13 @@ import {
   resolveListenAddresses,
 } from "./addresses.js";
 import { Admission, type AdmissionTicket } from "./admission.js";
+import { compileSessionConfig, parseSniCertificates, rejectUnknownOptions } from "./compiled-settings.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
+import { bindHooks, HOOK_NAMES } from "./hook-binding.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
-import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "./options.js";
+import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
+import { boundedLookup } from "./reverse-dns.js";
 import { prepareSocketPath } from "./unix-socket.js";
 
 export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts"> &
@@ -57,24 +54,6 @@ export interface StopOptions {
   timeout?: number;
 }
 
-const HOOK_NAMES = [
-  "onConnect",
-  "onDisconnect",
-  "onHelo",
-  "onMailFrom",
-  "onRcptTo",
-  "onVrfy",
-  "onExpn",
-  "onMessageDataStart",
-  "onMessageDataReceiving",
-  "onMessageDataHeaders",
-  "onMessageStream",
-  "onMessageData",
-  "onProcessLineUnknown",
-  "onAuth",
-  "onLogging",
-] as const satisfies readonly (keyof SmtpServerHooks)[];
-
 export class SmtpServer implements SmtpServerHooks {
   readonly settings: Readonly<ServerSettings>;
   readonly logger: Logger;
@@ -92,7 +71,6 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly listeners: Server[] = [];
   private bound: ListenAddress[] = [];
   private boundSocket = "";
-  private readonly authMechanisms: SaslMechanismName[];
   /** Ports whose listeners speak TLS from the first byte (SMTPS, RFC 8314). */
   private readonly implicitTlsPorts: Set<number>;
   private tlsProvider: TlsContextProvider | null = null;
@@ -124,7 +102,6 @@ export class SmtpServer implements SmtpServerHooks {
     rejectUnknownOptions(given);
     this.settings = Object.freeze(resolveSettings(options));
     const s0 = this.settings;
-    this.authMechanisms = parseMechanisms(s0.authMechanisms);
     parseSniCertificates(s0.tlsSniCertificates);
     this.configuredPorts = new Set(parsePortItems(s0.ports).flat());
     this.implicitTlsPorts = parsePortSubset("tlsPorts", s0.tlsPorts, this.configuredPorts);
@@ -172,39 +149,10 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.logger = options.logger ?? defaultLogger;
     const s = this.settings;
-    this.sessionConfig = {
-      hostname: s.hostname,
-      lmtp: s.lmtp,
-      crlfMode: s.crlfMode,
-      // RFC 2033 5: LMTP always offers PIPELINING.
-      pipelining: s.pipeliningExtension || s.lmtp,
-      internationalization: s.internationalizationExtensions,
-      chunking: s.chunkingExtension,
-      dsn: s.dsnExtension,
-      requireTls: s.requireTlsExtension,
-      maxMessageSize: s.maxMessageSize,
-      maxRecipients: s.maxRecipients,
-      maxBadCommands: s.maxBadCommands,
-      heloStrict: s.heloStrict,
-      maxCommandLineLength: s.maxCommandLineLength,
-      ioBufferMaxSize: s.ioBufferMaxSize,
-      messageChunkSize: s.ioBufferChunkSize,
-      logDialog: severityEnabled("debug", s.loggerSeverity),
-      tls: s.tlsMode !== "forbidden",
-      tlsRequired: s.tlsMode === "required",
-      auth: {
-        mode: s.authMode,
-        mechanisms: this.authMechanisms,
-        overPlaintext: s.authOverPlaintext,
-        maxFailures: s.maxAuthFailures,
-        ...(s.maxAuthFailuresPerIp > 0 && {
-          addressLimit: authFailuresByAddress(
-            new MemoryAddressLimiter({ limit: s.maxAuthFailuresPerIp, windowMs: s.authFailureWindow }),
-          ),
-        }),
-      },
-    };
-    this.sessionHooks = this.bindHooks();
+    this.sessionConfig = compileSessionConfig(s);
+    this.sessionHooks = bindHooks(this, (ctx, severity, message, error) =>
+      this.log(ctx, severity, message, error),
+    );
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
       minDataRate: s.minDataRate,
@@ -711,9 +659,12 @@ export class SmtpServer implements SmtpServerHooks {
 
   private async lookupAndGreet(connection: Connection): Promise<void> {
     const { server } = connection.ctx;
+    // Through the (overridable) lookupHostname, bounded by reverseLookupTimeout either way.
+    const lookup = (ip: string) => this.lookupHostname(ip);
+    const timeout = this.settings.reverseLookupTimeout;
     [server.remoteHost, server.localHost] = await Promise.all([
-      this.boundedLookup(server.remoteIp),
-      this.boundedLookup(server.localIp),
+      boundedLookup(lookup, server.remoteIp, timeout),
+      boundedLookup(lookup, server.localIp, timeout),
     ]);
     await this.greet(connection);
   }
@@ -753,26 +704,6 @@ export class SmtpServer implements SmtpServerHooks {
     }
     const names = await this.resolver.reverse(ip);
     return names[0] ?? ip;
-  }
-
-  /** lookupHostname within the deadline: a slow or failing lookup leaves the address as the name. */
-  private async boundedLookup(ip: string): Promise<string> {
-    if (ip === "") return ip;
-    let timer: NodeJS.Timeout | undefined;
-    const fallback = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(ip), this.settings.reverseLookupTimeout);
-    });
-    const lookup = Promise.resolve()
-      .then(() => this.lookupHostname(ip))
-      .then(
-        (name) => (typeof name === "string" && name !== "" ? name : ip),
-        () => ip,
-      );
-    try {
-      return await Promise.race([lookup, fallback]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /**
@@ -821,67 +752,6 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.onIdle?.();
   }
-
-  /** The adapter the sessions call: built once per server, so hooks added by subclasses are seen. */
-  private bindHooks(): SessionHooks {
-    const server = this;
-    return {
-      onConnect: (ctx) => this.onConnect(ctx),
-      onHelo: (ctx, helo) => this.onHelo(ctx, helo),
-      onMailFrom: (ctx, address, params) => this.onMailFrom(ctx, address, params),
-      onRcptTo: (ctx, address, params) => this.onRcptTo(ctx, address, params),
-      // The optional hooks are looked up at each use, so one set later (a class field) is seen too.
-      get onVrfy() {
-        const hook = server.onVrfy;
-        return hook ? (ctx: SessionContext, argument: string) => hook.call(server, ctx, argument) : undefined;
-      },
-      get onExpn() {
-        const hook = server.onExpn;
-        return hook ? (ctx: SessionContext, argument: string) => hook.call(server, ctx, argument) : undefined;
-      },
-      onMessageDataStart: (ctx) => this.onMessageDataStart(ctx),
-      onMessageDataReceiving: (ctx) => this.onMessageDataReceiving(ctx),
-      onMessageDataHeaders: (ctx) => this.onMessageDataHeaders(ctx),
-      get onMessageStream() {
-        const hook = server.onMessageStream;
-        return hook ? (ctx: SessionContext, stream: Readable) => hook.call(server, ctx, stream) : undefined;
-      },
-      onMessageData: (ctx) => this.onMessageData(ctx),
-      onProcessLineUnknown: (ctx, line) => this.onProcessLineUnknown(ctx, line),
-      onAuth: (ctx, authorizationId, authenticationId, secret, mechanism, credentials) =>
-        this.onAuth(ctx, authorizationId, authenticationId, secret, mechanism, credentials),
-      log: (ctx, severity, message, error) => this.log(ctx, severity, message, error),
-    };
-  }
-}
-
-/** A misspelt option would otherwise be ignored in silence: name it, and the closest known one. */
-function rejectUnknownOptions(given: Record<string, unknown>): void {
-  const known = [...OPTION_SPECS.map((spec) => spec.name as string), ...HOOK_NAMES, "logger"];
-  for (const name of Object.keys(given)) {
-    if (known.includes(name) || given[name] === undefined) continue;
-    const close = known.find((candidate) =>
-      candidate.toLowerCase().startsWith(name.toLowerCase().slice(0, 6)),
-    );
-    throw new TypeError(`Unknown option ${name}${close ? `; did you mean ${close}?` : "."}`);
-  }
-}
-
-/** "host=cert.pem:key.pem, *.example.org=c.pem:k.pem" (tlsSniCertificates). */
-function parseSniCertificates(text: string): { hostname: string; certPath: string; keyPath: string }[] {
-  return text
-    .split(",")
-    .map((item) => item.trim())
-    .filter(Boolean)
-    .map((item) => {
-      const match = /^([^=\s]+)=([^:]+):(.+)$/.exec(item);
-      if (!match) {
-        throw new TypeError(
-          `Invalid option tlsSniCertificates: "${item}"; each item is hostname=certificate.pem:key.pem.`,
-        );
-      }
-      return { hostname: match[1] as string, certPath: match[2] as string, keyPath: match[3] as string };
-    });
 }
 
 interface ListenerKind {
@@ -914,21 +784,6 @@ function clientAddress(peer: string, proxied: ProxyInfo | null): string {
 }
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
-
-function parseMechanisms(text: string): SaslMechanismName[] {
-  const names = text
-    .toUpperCase()
-    .split(/[\s,]+/)
-    .filter(Boolean);
-  for (const name of names) {
-    if (!isSaslMechanismName(name)) {
-      throw new TypeError(
-        `Invalid option authMechanisms: "${name}" is not one of ${SASL_MECHANISMS.join(", ")}.`,
-      );
-    }
-  }
-  return names as SaslMechanismName[];
-}
 
 function explainListenError(error: NodeJS.ErrnoException): string {
   switch (error.code) {

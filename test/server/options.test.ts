@@ -10,6 +10,7 @@ import { type TestContext, test } from "node:test";
 import type { EsmtpParams } from "../../src/protocol/commands.js";
 import type { SessionContext } from "../../src/protocol/context.js";
 import type { Severity, SmtpServerHooks } from "../../src/protocol/hooks.js";
+import { HOOK_NAMES } from "../../src/server/hook-binding.js";
 import { defaultLogger } from "../../src/server/logger.js";
 import { type Logger, OPTION_SPECS, type ServerSettings } from "../../src/server/options.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
@@ -95,23 +96,6 @@ for (const [options, ...patterns] of INVALID) {
     assertRejected(options, ...patterns);
   });
 }
-
-const HOOK_NAMES = [
-  "onConnect",
-  "onDisconnect",
-  "onHelo",
-  "onMailFrom",
-  "onRcptTo",
-  "onVrfy",
-  "onExpn",
-  "onMessageDataStart",
-  "onMessageDataReceiving",
-  "onMessageDataHeaders",
-  "onMessageStream",
-  "onMessageData",
-  "onProcessLineUnknown",
-  "onLogging",
-] as const satisfies readonly (keyof SmtpServerHooks)[];
 
 test("a hook option that is not a function throws naming the hook", () => {
   for (const name of HOOK_NAMES) {
