@@ -49,3 +49,29 @@ export class SmtpError extends Error {
     return formatReply(this.code, enhancedStatusCodes ? this.enhancedCode : undefined, this.replyText);
   }
 }
+
+/**
+ * smtp-server's convention: an Error with a numeric `responseCode` (4xx or 5xx) asks for that reply. It
+ * becomes an SmtpError with the standard text for the code: the error's own message may hold internals,
+ * so it is logged, never sent. Anything else is returned as it is.
+ */
+export function adoptResponseCode(error: unknown): unknown {
+  if (error instanceof SmtpError || !(error instanceof Error)) return error;
+  const code = (error as { responseCode?: unknown }).responseCode;
+  if (typeof code !== "number" || !Number.isInteger(code) || code < 400 || code > 599) return error;
+  return SmtpError.code(code, `${code} asked by a hook's ${error.name} (responseCode): ${error.message}`);
+}
+
+/**
+ * aiosmtpd's habit: a hook returns the whole reply ("250 Message accepted", "550 5.1.1 No such user").
+ * A 4xx or 5xx one becomes that refusal (accepting a message its hook refused would be the worst
+ * reading); a 2xx one gives its text to the 250. Any other text is returned as it is.
+ */
+export function replyFromHookText(text: string): SmtpError | string {
+  const match = /^([245][0-9][0-9])(?: (?:([245]\.[0-9]{1,3}\.[0-9]{1,3}) )?(.*))?$/s.exec(text);
+  if (!match) return text;
+  const code = Number(match[1]);
+  const rest = match[3] === undefined || match[3] === "" ? undefined : match[3];
+  if (code >= 400) return new SmtpError(code, rest, match[2]);
+  return rest ?? "Ok";
+}

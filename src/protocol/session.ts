@@ -19,7 +19,7 @@ import {
 } from "./commands.js";
 import { emptyEnvelope, type SessionContext, writeOutsideData } from "./context.js";
 import { type CrlfMode, DataDecoder, DecodeStop } from "./data.js";
-import { SmtpError } from "./errors.js";
+import { adoptResponseCode, replyFromHookText, SmtpError } from "./errors.js";
 import { heloArgument } from "./helo.js";
 import type { SessionHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
@@ -274,7 +274,8 @@ export class SmtpSession {
     return thenCall(
       () => this.hooks.onConnect(this.ctx),
       () => this.greet(),
-      (error) => {
+      (thrown) => {
+        const error = this.adopt(thrown);
         this.recordError(error);
         this.reply(this.errorReply(error, 421));
         this.close();
@@ -1015,9 +1016,11 @@ export class SmtpSession {
       (outcome !== undefined && outcome !== null && typeof outcome !== "string")
     ) {
       this.answerError(outcome, 451);
-    } else {
-      this.reply(formatReply(250, "2.0.0", typeof outcome === "string" ? outcome : acceptedText));
+      return;
     }
+    const text = replyFromHookText(typeof outcome === "string" ? outcome : acceptedText);
+    if (text instanceof SmtpError) this.answerError(text);
+    else this.reply(formatReply(250, "2.0.0", text));
   }
 
   private abandonMessage(reason: unknown): void {
@@ -1054,7 +1057,8 @@ export class SmtpSession {
    * Answers an error: SmtpErrors carry their reply; anything else is a hook's failure, logged and
    * answered with the default (500, or 451 during DATA) without leaking its text.
    */
-  private answerError(error: unknown, defaultCode = 500): void {
+  private answerError(thrown: unknown, defaultCode = 500): void {
+    const error = this.adopt(thrown);
     this.recordError(error);
     const reply = this.errorReply(error, defaultCode);
     this.reply(reply);
@@ -1069,6 +1073,13 @@ export class SmtpSession {
         this.close();
       }
     }
+  }
+
+  /** An error a hook threw in smtp-server's way (with a responseCode) as the SmtpError it asks for. */
+  private adopt(error: unknown): unknown {
+    const adopted = adoptResponseCode(error);
+    if (adopted !== error) this.hooks.log(this.ctx, "info", `hook failed: ${describe(error)}`);
+    return adopted;
   }
 
   private errorReply(error: unknown, defaultCode: number): string {

@@ -283,7 +283,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     kind: "mode",
     default: null,
     description:
-      'Permissions of the socket file, e.g. 0o660 (or "660" on the command line); not set = the umask decides.',
+      'Permissions of the socket file, e.g. 0o660 (or "660" on the command line); not set = the umask decides. A number above 0o777 is refused: 666 written in decimal (0666 is a syntax error in ESM) would be mode 1232.',
   },
   {
     name: "socketReplaceStale",
@@ -499,6 +499,12 @@ function check(spec: OptionSpec, value: unknown): unknown {
       const mode = octal ? Number.parseInt(value.replace(/^0o?/, ""), 8) : value;
       if (typeof mode !== "number" || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
         fail('a file mode such as 0o660 (or the octal string "660")');
+      }
+      if (typeof value === "number" && value > 0o777) {
+        // 666 (decimal, since 0666 is a syntax error in ESM) would be mode 1232: sticky bit, odd rights.
+        throw new RangeError(
+          `Invalid option ${spec.name}: ${value} is decimal (octal ${value.toString(8)}); write the mode in octal, 0o${value} or the string "${value}".`,
+        );
       }
       return mode;
     }

@@ -286,7 +286,6 @@ export class SmtpServer implements SmtpServerHooks {
       if (this.listensOnTcp && targets.length === 0)
         throw new Error(`No address to listen on for hosts "${this.settings.hosts}".`);
       for (const target of targets) {
-        this.log(null, "info", `Starting service on ${formatAddress(target)}`);
         const server = await this.listen(
           { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
           formatAddress(target),
@@ -294,16 +293,19 @@ export class SmtpServer implements SmtpServerHooks {
         );
         this.listeners.push(server);
         const address = server.address();
-        if (address && typeof address === "object")
+        if (address && typeof address === "object") {
+          // After the bind: with port 0 only now is the real port known.
           this.bound.push({ host: target.host, port: address.port });
+          this.log(null, "info", `Listening on ${formatAddress({ host: target.host, port: address.port })}`);
+        }
       }
       if (socketPath !== "") {
-        this.log(null, "info", `Starting service on UNIX socket ${socketPath}`);
         await prepareSocketPath(socketPath, socketReplaceStale);
         const server = await this.listen({ path: socketPath }, `UNIX socket ${socketPath}`);
         this.listeners.push(server);
         if (socketMode !== null) await chmod(socketPath, socketMode);
         this.boundSocket = socketPath;
+        this.log(null, "info", `Listening on UNIX socket ${socketPath}`);
       }
     } catch (error) {
       await this.closeListeners();

@@ -339,7 +339,7 @@ class SubclassedServer extends SmtpServer {
     return this.hooks.onProcessLineUnknown(ctx, line);
   }
   override onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown) {
-    if (message.startsWith("Starting service")) this.events.push("log start");
+    if (message.startsWith("Listening on")) this.events.push("log start");
     super.onLogging(ctx, severity, message, error);
   }
 }
@@ -423,7 +423,7 @@ test("hooks given as options fire with the seed's semantics", async (t) => {
     ...HOOK_SERVER_OPTIONS,
     ...recordingHooks(events),
     onLogging(_ctx, _severity, message) {
-      if (message.startsWith("Starting service")) events.push("log start");
+      if (message.startsWith("Listening on")) events.push("log start");
     },
   });
   await runHookServer(t, server, events);
@@ -492,11 +492,11 @@ test("onLogging receives every event, with the session's context when there is o
   assert.match(await client.reply(), /^421 /);
   await client.untilEnd();
 
-  const start = events.find((event) => event.message.startsWith("Starting service on"));
+  const start = events.find((event) => event.message.startsWith("Listening on"));
   assert.ok(start, JSON.stringify(events));
   assert.equal(start.ctx, null);
   assert.equal(start.severity, "info");
-  assert.match(start.message, /127\.0\.0\.1:0/);
+  assert.equal(start.message, `Listening on 127.0.0.1:${port}`, "the real port, not 0");
   const connect = events.find((event) => event.message.startsWith("Client connect"));
   assert.ok(connect);
   assert.equal(connect.severity, "debug");
@@ -554,7 +554,7 @@ test("a logger receives lines at or above loggerSeverity only", async (t) => {
   const info = await logWithSeverity(t, "info");
   const levels = new Set(info.map((entry) => entry.level));
   assert.deepEqual([...levels].sort(), ["error", "info", "warn"]);
-  assert.ok(info.some((entry) => /^Starting service on 127\.0\.0\.1:0$/.test(entry.line)));
+  assert.ok(info.some((entry) => /^Listening on 127\.0\.0\.1:[1-9][0-9]*$/.test(entry.line)));
 
   const debug = await logWithSeverity(t, "debug");
   assert.ok(
