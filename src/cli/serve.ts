@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
+import { lineLogger } from "../server/logger.js";
 import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
@@ -20,6 +21,7 @@ export function createStoringServer(
 ): SmtpServer {
   let sequence = 0;
   const server = new SmtpServer({
+    logger: lineLogger(process.stdout), // a server program's log is its output
     ...settings,
     ...(accounts
       ? {

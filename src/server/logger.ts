@@ -12,18 +12,27 @@ export function severityEnabled(severity: Severity, threshold: Severity): boolea
   return RANK[severity] >= RANK[threshold];
 }
 
-/** Writes "YYYY-MM-DD HH:MM:SS: [LEVEL] message" lines to stdout, as the seed's default logger does. */
-export const defaultLogger: Logger = {
-  debug: (message) => writeLine("DEBUG", message),
-  info: (message) => writeLine("INFO", message),
-  warn: (message) => writeLine("WARN", message),
-  error: (message) => writeLine("ERROR", message),
-};
-
-function writeLine(level: string, message: string): void {
-  const stamp = new Date().toISOString().replace("T", " ").slice(0, 19);
-  process.stdout.write(`${stamp}: [${level}] ${message}\n`);
+/**
+ * A logger writing "YYYY-MM-DD HH:MM:SS: [LEVEL] message" lines (the seed's format, UTC) to `stream`.
+ */
+export function lineLogger(stream: NodeJS.WritableStream): Logger {
+  const writeLine = (level: string, message: string) => {
+    const stamp = new Date().toISOString().replace("T", " ").slice(0, 19);
+    stream.write(`${stamp}: [${level}] ${message}\n`);
+  };
+  return {
+    debug: (message) => writeLine("DEBUG", message),
+    info: (message) => writeLine("INFO", message),
+    warn: (message) => writeLine("WARN", message),
+    error: (message) => writeLine("ERROR", message),
+  };
 }
+
+/**
+ * The library's default: the seed's lines, on stderr. A library must not write to its program's stdout
+ * unasked (the program may use it for its own output); `mailgate serve` logs to stdout itself.
+ */
+export const defaultLogger: Logger = lineLogger(process.stderr);
 
 /** Sends one event to a logger, prefixed with the client's address when it comes from a session. */
 export function writeLog(

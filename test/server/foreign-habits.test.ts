@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { stat } from "node:fs/promises";
 import { test } from "node:test";
 import { SmtpServer } from "../../src/server/server.js";
-import { RawClient, startRecordingServer } from "../helpers/clients.js";
+import { RawClient, runProgram, startRecordingServer } from "../helpers/clients.js";
 
 async function transaction(port: number, rcpt = "b@mx.test"): Promise<string[]> {
   const client = await RawClient.greeted(port);
@@ -70,4 +70,18 @@ test("socketMode given as a decimal number that reads as octal is refused with t
 test("the build keeps the mailgate command executable (npx mailgate after npm run build)", async () => {
   const main = new URL("../../src/cli/main.js", import.meta.url);
   assert.equal((await stat(main)).mode & 0o111, 0o111);
+});
+
+test("the library never writes to its program's stdout unasked: the default log lines go to stderr", async () => {
+  const index = new URL("../../src/index.js", import.meta.url).href;
+  const program = `
+    const { SmtpServer } = await import(${JSON.stringify(index)});
+    const server = new SmtpServer({ ports: 0 });
+    await server.start();
+    await server.stop();
+  `;
+  const result = await runProgram(process.execPath, ["--input-type=module", "-e", program]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(result.stdout, "");
+  assert.match(result.stderr, /\[INFO\] Listening on 127\.0\.0\.1:[1-9]/);
 });
