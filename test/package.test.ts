@@ -1,0 +1,43 @@
+/** What `npm pack` ships: the built code and its types, the README, CHANGELOG and LICENSE, nothing dangling. */
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { test } from "node:test";
+import { runProgram } from "./helpers/clients.js";
+
+const root = new URL("../../", import.meta.url);
+
+test("npm pack ships the code, types, LICENSE and docs, and source maps that carry their sources", async () => {
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+  const packed = await runProgram(
+    npm,
+    ["pack", "--dry-run", "--ignore-scripts", "--json", "--prefix", root.pathname],
+    {
+      timeoutMs: 60_000,
+    },
+  );
+  assert.equal(packed.code, 0, packed.stderr);
+  const [manifest] = JSON.parse(packed.stdout) as [{ files: { path: string }[] }];
+  const files = manifest.files.map((file) => file.path);
+  for (const required of [
+    "LICENSE",
+    "README.md",
+    "CHANGELOG.md",
+    "build/src/index.js",
+    "build/src/index.d.ts",
+    "build/src/cli/main.js",
+  ]) {
+    assert.ok(files.includes(required), `${required} is packed`);
+  }
+  assert.ok(
+    !files.some((file) => file.startsWith("build/test/") || file.startsWith("src/")),
+    "no tests or sources",
+  );
+  // The maps point at src/*.ts, which is not shipped: they must carry the sources themselves.
+  for (const map of files.filter((file) => file.endsWith(".js.map"))) {
+    const parsed = JSON.parse(await readFile(new URL(map, root), "utf8")) as { sourcesContent?: unknown[] };
+    assert.ok(
+      Array.isArray(parsed.sourcesContent) && parsed.sourcesContent.length > 0,
+      `${map} has its sources`,
+    );
+  }
+});
