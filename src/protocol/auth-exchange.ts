@@ -9,6 +9,7 @@ import {
   isSaslMechanismName,
   MAX_SASL_LINE_OCTETS,
   parseAuthCommand,
+  type SaslCredentials,
   type SaslExchange,
   type SaslStep,
   unrecognizedMechanismError,
@@ -48,6 +49,8 @@ export interface AuthFailureLimit {
   isBlocked(ctx: SessionContext): Awaitable<boolean>;
   /** Counts a failure of the session's client; true when the client has now reached the limit. */
   record(ctx: SessionContext): Awaitable<boolean>;
+  /** Runs `check` when no other check of the same client runs (in this process): one at a time. */
+  exclusive<T>(ctx: SessionContext, check: () => Promise<T>): Promise<T>;
 }
 
 export class AuthExchange {
@@ -126,6 +129,18 @@ export class AuthExchange {
     this.sasl = null;
     if (step.kind === "error") return this.failed(step.error, "");
     const { credentials } = step;
+    const limit = session.config.auth.addressLimit;
+    // One check at a time per client address, each counted before the next starts: connections racing
+    // each other would otherwise all pass the limit's check before any failure is counted.
+    if (limit) await limit.exclusive(session.ctx, () => this.check(credentials, limit));
+    else await this.check(credentials, undefined);
+  }
+
+  /** The onAuth hook's verdict on the credentials, and its reply. */
+  private async check(credentials: SaslCredentials, limit: AuthFailureLimit | undefined): Promise<void> {
+    const { session } = this;
+    // The client may have reached the limit while this attempt waited for its turn.
+    if (limit && (await this.clientBlocked(limit))) return this.refuseAddress();
     let value: unknown;
     try {
       value = await session.hooks.onAuth(
@@ -178,7 +193,7 @@ export class AuthExchange {
       cause,
     );
     session.answerError(error);
-    if (session.isClosed) return;
+    // Counted even when the client has gone: a reset right after the guess must not make it free.
     if (auth.addressLimit && error.code >= 500 && (await this.recordFailure(auth.addressLimit))) {
       if (session.isClosed) return;
       session.hooks.log(

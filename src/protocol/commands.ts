@@ -58,7 +58,9 @@ export function decodeCommandLine(line: Buffer): CommandLine {
   let end = text.length;
   while (end > 0 && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
   if (end < text.length) text = text.slice(0, end);
-  const space = text.indexOf(" ");
+  // The verb ends at a space or a tab: "BDAT<TAB>59" must be a BDAT whose size cannot be read (closing
+  // the session), not an unknown command whose chunk then runs as commands.
+  const space = text.search(/[ \t]/);
   const verb = (space === -1 ? text : text.slice(0, space)).toUpperCase();
   let argsStart = space === -1 ? text.length : space;
   while (text.charCodeAt(argsStart) === 32) argsStart++;

@@ -265,7 +265,14 @@ export class SmtpSession {
 
   /** True while a mail transaction or message is under way (graceful shutdown waits for these). */
   get inTransaction(): boolean {
-    return this.phase !== Phase.Command || this.tx === TxState.Mail || this.tx === TxState.Rcpt;
+    return (
+      this.tx === TxState.Mail ||
+      this.tx === TxState.Rcpt ||
+      this.phase === Phase.Data ||
+      this.phase === Phase.Chunk ||
+      this.phase === Phase.SkipChunk ||
+      this.committing
+    );
   }
 
   /** Runs the connect hook and sends the greeting (or the hook's refusal). */
@@ -357,12 +364,19 @@ export class SmtpSession {
    */
   requestClose(): void {
     this.closeRequested = true;
-    if (!this.pumping && !this.inTransaction) this.closeForShutdown();
+    // Neither an AUTH exchange, a TLS handshake nor a greeting still to come is a transaction to finish.
+    if (this.phase === Phase.Tls) this.close();
+    else if (!this.pumping && !this.inTransaction) this.closeForShutdown();
   }
 
   /** Immediate close with 421 (forced shutdown, internal failure). */
   shutdownNow(reply = this.shutdownReply()): void {
     if (this.phase === Phase.Closed) return;
+    if (this.phase === Phase.Tls) {
+      // In the middle of the TLS handshake a plaintext reply would only corrupt it.
+      this.close();
+      return;
+    }
     if (this.committing) {
       // The message is complete and being handed over: its 250 (or refusal) goes out first, then 421.
       this.closeRequested = true;

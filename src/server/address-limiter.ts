@@ -9,6 +9,7 @@
  * it; the in-memory limiter answers at once, which the session uses without a trip through a promise.
  */
 import type { AuthFailureLimit } from "../protocol/auth-exchange.js";
+import type { SessionContext } from "../protocol/context.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
 import { clientKey } from "./client-key.js";
 
@@ -128,8 +129,23 @@ export class MemoryAddressLimiter implements AddressLimiter {
  * back (local clients would otherwise all share one count).
  */
 export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit {
+  /** The last check queued per client key; a key leaves the map when its last check is done. */
+  const turns = new Map<string, Promise<unknown>>();
   return {
     isBlocked: (ctx) => ctx.server.remoteIp !== "" && limiter.isBlocked(clientKey(ctx.server.remoteIp)),
     record: (ctx) => ctx.server.remoteIp !== "" && limiter.record(clientKey(ctx.server.remoteIp)),
+    exclusive<T>(ctx: SessionContext, check: () => Promise<T>): Promise<T> {
+      if (ctx.server.remoteIp === "") return check();
+      const key = clientKey(ctx.server.remoteIp);
+      const run = (turns.get(key) ?? Promise.resolve()).then(check, check);
+      const done = run.then(ignore, ignore);
+      turns.set(key, done);
+      void done.then(() => {
+        if (turns.get(key) === done) turns.delete(key);
+      });
+      return run;
+    },
   };
 }
+
+function ignore(): void {}

@@ -139,6 +139,11 @@ export class Connection implements SessionTransport, Deadline {
     const secured = await upgradeToTls(plain, this.tls as TlsContextProvider, {
       handshakeTimeout: this.options.commandTimeout,
     });
+    if (this.closing) {
+      // Closed while it shook hands (a stop): nothing more is said.
+      secured.destroy();
+      return;
+    }
     this.socket = secured;
     this.ctx.server.encrypted = new Date();
     this.ctx.server.tls = (this.tls as TlsContextProvider).describe(secured);

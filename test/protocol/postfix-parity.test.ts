@@ -73,6 +73,8 @@ describe("a BDAT whose size cannot be read (RFC 3030 2)", () => {
     "BDAT +59 LAST",
     "BDAT 5 LAST junk",
     `BDAT ${"9".repeat(20)}`,
+    "BDAT\t59",
+    "BDAT\t59 LAST",
   ];
   for (const command of unreadable) {
     test(`${JSON.stringify(command)}: 521 and the session ends, so the chunk's octets never run as commands`, async () => {

@@ -350,3 +350,41 @@ test("stop() ends within its grace though refused and finished clients never han
   const took = Date.now() - startedAt;
   assert.ok(took < 4000, `stop() took ${took} ms`);
 });
+
+test("stop() does not wait for a client in an AUTH exchange, in a STARTTLS handshake, or not yet greeted", async (t) => {
+  let slowConnects = 0;
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: "0",
+    hostname: "mx.test",
+    logger: silentLogger,
+    loggerSeverity: "fatal",
+    tlsMode: "optional",
+    authMode: "optional",
+    authOverPlaintext: true,
+    async onConnect() {
+      if (slowConnects++ === 2) await new Promise((resolve) => setTimeout(resolve, 1500));
+    },
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = portOf(server);
+  const inAuth = await RawClient.greeted(port);
+  await inAuth.command("EHLO client.test");
+  assert.match(await inAuth.command("AUTH LOGIN"), /^334 /);
+  const inTls = await RawClient.greeted(port);
+  await inTls.command("EHLO client.test");
+  assert.match(await inTls.command("STARTTLS"), /^220 /); // and no handshake follows
+  const notGreeted = await RawClient.connect(port); // its onConnect takes 1.5 s
+  t.after(() => {
+    for (const client of [inAuth, inTls, notGreeted]) client.close();
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const startedAt = Date.now();
+  await server.stop(); // graceful, 10 s for transactions: none of these is one
+  const took = Date.now() - startedAt;
+  assert.ok(took < 3000, `stop() took ${took} ms`);
+  assert.match(await inAuth.untilEnd(), /^421 4\.3\.2 /);
+  assert.equal(await inTls.untilEnd(), "", "no plaintext inside the handshake");
+  assert.match(await notGreeted.untilEnd(), /^421 4\.3\.2 /, "a 421, not a greeting, once the stop began");
+});

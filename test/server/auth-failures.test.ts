@@ -101,35 +101,63 @@ describe("maxAuthFailuresPerIp", () => {
     many.close();
   });
 
-  test("the failure that reaches the limit closes connections whose AUTH was already under way", async (t) => {
+  test("AUTHs racing from one address are checked one at a time: no guess beyond the limit is checked", async (t) => {
     let release = () => {};
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
     let checking = 0;
+    let checked = 0;
     const s = await startServer(t, {
       maxAuthFailuresPerIp: 3,
       async onAuth() {
         checking++;
         await released;
+        checked++;
         throw SmtpError.code(535);
       },
     });
-    const clients = await Promise.all([1, 2, 3, 4].map(() => ehlo(s.port)));
+    const clients = await Promise.all([1, 2, 3, 4, 5, 6].map(() => ehlo(s.port)));
     const answers = clients.map((client) => client.command(WRONG));
-    await waitFor(() => checking === 4, "four AUTH checks under way");
+    await waitFor(() => checking === 1, "the first AUTH check under way");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(checking, 1, "the others wait for their turn");
     release();
-    for (const answer of await Promise.all(answers)) assert.match(answer, /^535 /);
-    // The third and fourth failures found the address at its limit: 421 after their 535, and close; the
-    // first two sessions go on.
-    const next = await Promise.all(clients.map((client) => client.command("NOOP")));
-    assert.deepEqual(next.map((reply) => (BLOCKED.test(reply) ? "421" : reply.slice(0, 3))).sort(), [
-      "250",
-      "250",
+    const replies = await Promise.all(answers);
+    // Three guesses were checked (the third reached the limit: 535, then 421); the rest were refused
+    // unchecked, whenever they arrived.
+    assert.equal(checked, 3);
+    assert.deepEqual(replies.map((reply) => reply.slice(0, 3)).sort(), [
       "421",
       "421",
+      "421",
+      "535",
+      "535",
+      "535",
     ]);
     for (const client of clients) client.close();
+  });
+
+  test("a guess counts though the client resets right after sending it", async (t) => {
+    let checked = 0;
+    const s = await startServer(t, {
+      maxAuthFailuresPerIp: 3,
+      async onAuth() {
+        checked++;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw SmtpError.code(535);
+      },
+    });
+    for (let i = 0; i < 3; i++) {
+      const client = await ehlo(s.port);
+      client.write(`${WRONG}\r\n`);
+      await waitFor(() => checked === i + 1, "the guess being checked");
+      client.drop(true);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 150)); // the last check ends
+    const next = await ehlo(s.port);
+    assert.match(await next.command(RIGHT), BLOCKED);
+    assert.equal(checked, 3);
   });
 });
 
@@ -141,6 +169,7 @@ describe("the session with an address limit that answers later (as a shared stor
         recorded.push(ctx.server.remoteIp);
         return recorded.length >= 2;
       },
+      exclusive: (_ctx, check) => check(),
     };
   }
   const config = (addressLimit: AuthFailureLimit) => ({
@@ -192,7 +221,10 @@ describe("the session with an address limit that answers later (as a shared stor
     const unreachable = async () => {
       throw new Error("connection refused");
     };
-    const h = await openSession({ config: config({ isBlocked: unreachable, record: () => false }), hooks });
+    const h = await openSession({
+      config: config({ isBlocked: unreachable, record: () => false, exclusive: (_ctx, check) => check() }),
+      hooks,
+    });
     await h.send("EHLO c\r\n");
     assert.match(await h.send(`${RIGHT}\r\n`), /^454 4\.7\.0 /);
     assert.equal(h.ctx.server.authenticated, null);
@@ -202,7 +234,10 @@ describe("the session with an address limit that answers later (as a shared stor
       ),
       h.logs.join("\n"),
     );
-    const g = await openSession({ config: config({ isBlocked: () => false, record: unreachable }), hooks });
+    const g = await openSession({
+      config: config({ isBlocked: () => false, record: unreachable, exclusive: (_ctx, check) => check() }),
+      hooks,
+    });
     await g.send("EHLO c\r\n");
     assert.equal(await g.send(`${WRONG}\r\n`), "535 5.7.8 Authentication credentials invalid\r\n");
     assert.equal(g.closed, false);
