@@ -236,37 +236,28 @@ export class HttpSink implements MessageStore {
       // The agent's idle timeout is for free connections; a request in use is bounded by the deadline
       // (a streamed body may pause while its SMTP client is slow). The agent sets it again when freed.
       req.once("socket", (socket) => socket.setTimeout(0));
-      const answer = new Promise<IncomingMessage>((resolve, reject) => {
-        req.once("response", resolve);
-        req.once("error", reject);
-      });
-      /** Settles when the endpoint answered or the request failed, whichever the body is doing. */
-      const ended = answer.then(
-        (response) => ({ response }),
-        (error: unknown) => ({ error }),
-      );
+      const ended = new RequestEnding(req);
 
       let bodySent = false;
-      let early: { response: IncomingMessage } | { error: unknown } | undefined;
       if (!rest) {
         phase = "sending the message";
         req.end(Buffer.concat(head, size));
         bodySent = true;
       } else {
         phase = "sending the message";
+        /** Writes a chunk; false when the request ended (answered or failed) before it could take more. */
         const write = async (chunk: Buffer): Promise<boolean> => {
           if (req.write(chunk)) return true;
           // The endpoint takes no more for now: that wait is bounded, the SMTP client's is not ours.
           deadline.arm();
           let onDrain: (() => void) | undefined;
-          const drained = new Promise<undefined>((resolve) => {
-            onDrain = () => resolve(undefined);
+          const drained = new Promise<boolean>((resolve) => {
+            onDrain = () => resolve(true);
             req.once("drain", onDrain);
           });
-          const outcome = await Promise.race([drained, ended]);
+          const outcome = await ended.race(drained);
           if (onDrain) req.off("drain", onDrain);
-          if (outcome) early = outcome;
-          return !outcome;
+          return outcome === true;
         };
         let writing = true;
         for (const chunk of head) {
@@ -278,16 +269,15 @@ export class HttpSink implements MessageStore {
           deadline.disarm();
           phase = "waiting for the SMTP client";
           const next = rest.next();
-          const outcome = await Promise.race([next, ended]).catch((error: unknown) => {
+          const outcome = await ended.race(next).catch((error: unknown) => {
             // The message failed (the session aborted it): abort the request, nothing is accepted.
             deadline.abort(error);
             req.destroy(error instanceof Error ? error : new Error(String(error)));
             throw error;
           });
           phase = "sending the message";
-          if ("response" in outcome || "error" in outcome) {
+          if (outcome === undefined) {
             next.catch(() => {});
-            early = outcome;
             break;
           }
           if (outcome.done) {
@@ -303,7 +293,7 @@ export class HttpSink implements MessageStore {
       }
       deadline.arm();
       phase = bodySent ? "waiting for the answer" : phase;
-      const outcome = early ?? (await ended);
+      const outcome = await ended.outcome;
       if ("error" in outcome) {
         const reason = deadline.expired ? (deadline.signal.reason as Error).message : describe(outcome.error);
         throw this.#temporary(reason);
@@ -353,6 +343,54 @@ export class HttpSink implements MessageStore {
 
   #temporary(reason: string): SmtpError {
     return new SmtpError(451, TEMPORARY_TEXT, "4.3.0", `${this.#where()}: ${reason}`);
+  }
+}
+
+/**
+ * How a request ended: the endpoint's answer or the request's error. race() waits for something else
+ * unless the request ends first. (Promise.race against the long-lived ending would keep every raced
+ * value, each chunk of the message, until the request ends: a listener set does not.)
+ */
+class RequestEnding {
+  readonly outcome: Promise<{ response: IncomingMessage } | { error: unknown }>;
+  #ended = false;
+  readonly #waiting = new Set<() => void>();
+
+  constructor(req: ReturnType<typeof request>) {
+    this.outcome = new Promise((resolve) => {
+      const end = (outcome: { response: IncomingMessage } | { error: unknown }) => {
+        if (this.#ended) return;
+        this.#ended = true;
+        resolve(outcome);
+        for (const wake of this.#waiting) wake();
+        this.#waiting.clear();
+      };
+      req.once("response", (response) => end({ response }));
+      // on(), not once(): an error after the answer (the request destroyed) must not go uncaught.
+      req.on("error", (error) => end({ error }));
+    });
+  }
+
+  /** `waited`'s value, or undefined as soon as the request has ended. */
+  race<T>(waited: Promise<T>): Promise<T | undefined> {
+    if (this.#ended) {
+      waited.catch(() => {});
+      return Promise.resolve(undefined);
+    }
+    return new Promise((resolve, reject) => {
+      const wake = () => resolve(undefined);
+      this.#waiting.add(wake);
+      waited.then(
+        (value) => {
+          this.#waiting.delete(wake);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#waiting.delete(wake);
+          reject(error);
+        },
+      );
+    });
   }
 }
 
