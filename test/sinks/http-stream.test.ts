@@ -74,9 +74,10 @@ test("40 MB through BDAT: the receiver stores its first megabytes before the cli
   }
   // Half the message is sent, and the receiver is already writing it to its Maildir.
   const deadline = Date.now() + 10_000;
-  let early = 0;
-  while ((early = await bytesInTmp(receiver.directory)) < 2 * CHUNK && Date.now() < deadline) {
+  let early = await bytesInTmp(receiver.directory);
+  while (early < 2 * CHUNK && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 10));
+    early = await bytesInTmp(receiver.directory);
   }
   assert.ok(early >= 2 * CHUNK, `the receiver had ${early} bytes before the client sent the second half`);
   for (let i = CHUNKS / 2; i < CHUNKS; i++) {
