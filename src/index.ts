@@ -23,10 +23,23 @@ export {
   type SmtpServerOptions,
   type StopOptions,
 } from "./server/server.js";
+/**
+ * The HTTP webhook sink (README, "Sinks: HTTP webhook"), and what a receiver written in Node needs to
+ * check its requests: the signature and the envelope header.
+ */
+export { HttpSink, type HttpSinkOptions, refusalFrom } from "./sinks/http.js";
+export {
+  decodeHttpSinkEnvelope,
+  httpSinkSignature,
+  type SignedParts,
+  verifyHttpSinkSignature,
+  type WireEnvelope,
+} from "./sinks/http-signature.js";
 export {
   type MaildirFlush,
   MaildirStore,
   type MaildirStoreOptions,
   parseEnvelopeHeaders,
 } from "./store/maildir.js";
-export type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store/store.js";
+export { sessionFacts } from "./store/session-facts.js";
+export type { DeliveryReceipt, MessageStore, SessionFacts, StoreEnvelope } from "./store/store.js";
