@@ -64,8 +64,15 @@ export async function serve({
 }: Omit<ServeFlags, "help">): Promise<void> {
   const directory = resolve(maildir);
   const store = await MaildirStore.open(directory, { flush: maildirFlush });
-  const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
-  const server = createStoringServer(settings, store, accounts);
+  let server: SmtpServer;
+  try {
+    const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
+    server = createStoringServer(settings, store, accounts);
+  } catch (error) {
+    // A bad option or accounts file: the store opened for nothing is closed before the error is told.
+    await store.close();
+    throw error;
+  }
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
   // sends SIGTERM must get a graceful stop, not the default death.
   let stopRequested: (signal: string) => void = () => {};
@@ -89,7 +96,10 @@ export async function serve({
     );
   });
 
-  await server.start();
+  await server.start().catch(async (error: unknown) => {
+    await store.close(); // the port is in use, say: nothing was served
+    throw error;
+  });
   server.onLogging(
     null,
     "info",
