@@ -284,8 +284,7 @@ export class AmqpSink implements MessageStore {
     this.#link = undefined;
     if (link && !link.lost) {
       link.lost = true;
-      await link.channel.close().catch(() => {});
-      await link.model.close().catch(() => {});
+      await closeLink(link, this.#closeTimeout);
     }
     this.#logger.info(`AMQP sink closed (${this.#redactedUrl})`);
   }
@@ -492,7 +491,7 @@ export class AmqpSink implements MessageStore {
       for (const pending of [...list]) pending.settle(unavailable("the broker connection was lost"));
     }
     link.byMessageId.clear();
-    void link.model.close().catch(() => {});
+    void closeLink(link, this.#connectTimeout);
     if (this.#state === "closed") return;
     this.#state = "disconnected";
     this.#logger.warn(`AMQP sink lost ${this.#redactedUrl} (${why}); answering 451 until it reconnects`);
@@ -519,6 +518,27 @@ export class AmqpSink implements MessageStore {
     }, delay);
     this.#reconnectTimer.unref();
   }
+}
+
+/**
+ * Closes the connection (and its channels), waiting at most `timeoutMs` for the broker's close-ok: a
+ * broker that no longer answers, or a socket already reset, must not hold close() forever. Past the bound,
+ * the socket is destroyed.
+ */
+async function closeLink(link: Link, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    link.model.close().then(
+      () => true,
+      () => false,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  // amqplib exposes no abort: its Connection keeps the socket as `stream`.
+  if (!closed) (link.model.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy();
 }
 
 /** A basic.return: the first unconfirmed publish with that message id was not routed. */
