@@ -23,6 +23,16 @@ export {
   type SmtpServerOptions,
   type StopOptions,
 } from "./server/server.js";
+/** RabbitMQ: publishes each message with confirms; see the README, "Sinks: RabbitMQ". */
+export {
+  AMQP_HEADERS,
+  type AmqpDeclareOptions,
+  AmqpSink,
+  type AmqpSinkOptions,
+  type AmqpSinkState,
+  envelopeFromAmqpHeaders,
+  RABBITMQ_MAX_MESSAGE_SIZE,
+} from "./sinks/amqp.js";
 /**
  * The HTTP webhook sink (README, "Sinks: HTTP webhook"), and what a receiver written in Node needs to
  * check its requests: the signature and the envelope header.
@@ -41,5 +51,9 @@ export {
   type MaildirStoreOptions,
   parseEnvelopeHeaders,
 } from "./store/maildir.js";
+/**
+ * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,
+ * BODY), for StoreEnvelope.session: `store.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)`.
+ */
 export { sessionFacts } from "./store/session-facts.js";
 export type { DeliveryReceipt, MessageStore, SessionFacts, StoreEnvelope } from "./store/store.js";

@@ -1,0 +1,212 @@
+/**
+ * AmqpSink under faults, with load running: 20 SMTP clients send 2 KB messages through a sink whose
+ * connection to RabbitMQ passes through a TcpProxy that the test cuts, stalls and restores. Afterwards every
+ * message that got 250 is in the queue (at least once, byte-exact), nothing refused counts as accepted, and
+ * no session waited past its deadline. Then the window: a stalled broker and 500 deliveries hold at most
+ * the window's messages.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { AmqpSink, SmtpError } from "../../src/index.js";
+import { silentLogger, waitFor } from "../helpers/clients.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import {
+  BROKER_PORT,
+  brokerOrSkip,
+  cleanUpAfter,
+  drainQueue,
+  ehloClient,
+  queuedId,
+  sendOne,
+  startSinkServer,
+  uniqueName,
+} from "./amqp-broker.js";
+
+const PUBLISH_TIMEOUT = 1000;
+/** A reply must come within this: a wait for a slot and one for the confirm, plus slack for a busy machine. */
+const SESSION_DEADLINE = 2 * PUBLISH_TIMEOUT + 6000;
+
+/** A 2 KB message whose Subject names it. */
+function message(name: string): Buffer {
+  const head = `From: load@example.org\r\nTo: rcpt@example.com\r\nSubject: ${name}\r\n\r\n`;
+  const line = `${"x".repeat(76)}\r\n`;
+  return Buffer.from(head + line.repeat(Math.ceil((2048 - head.length) / line.length)));
+}
+
+interface Load {
+  accepted: Map<string, Buffer>;
+  refused: number;
+  other: string[];
+  hung: string[];
+  stop(): Promise<void>;
+}
+
+/** `clients` sessions sending until stop() (or `maxAttempts` in all); a refused client retries after 20 ms. */
+function runLoad(port: number, clients: number, maxAttempts: number): Load {
+  const load: Load = { accepted: new Map(), refused: 0, other: [], hung: [], stop: async () => {} };
+  let stopped = false;
+  let attempts = 0;
+  const sessions = Array.from({ length: clients }, async (_, index) => {
+    const client = await ehloClient(port);
+    try {
+      while (!stopped && attempts < maxAttempts) {
+        attempts += 1;
+        const body = message(`client ${index} attempt ${attempts}`);
+        let reply: string;
+        try {
+          reply = await sendOne(client, "load@example.org", ["rcpt@example.com"], body, {
+            timeoutMs: SESSION_DEADLINE,
+          });
+        } catch (error) {
+          load.hung.push((error as Error).message);
+          return;
+        }
+        const id = queuedId(reply);
+        if (id) load.accepted.set(id, body);
+        else if (reply.startsWith("451 4.3.0")) {
+          load.refused += 1;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        } else load.other.push(reply);
+      }
+    } finally {
+      client.close();
+    }
+  });
+  load.stop = async () => {
+    stopped = true;
+    await Promise.all(sessions);
+  };
+  return load;
+}
+
+async function* chunks(buffer: Buffer, onRead: () => void): AsyncGenerator<Buffer> {
+  onRead();
+  yield buffer;
+}
+
+describe("AmqpSink faults", () => {
+  test("cut, stall and restore under load: every 250 is in the queue, no session hangs", async (t) => {
+    const broker = await brokerOrSkip(t);
+    if (!broker) return;
+    const exchange = uniqueName("faults");
+    const queue = `${exchange}-q`;
+    cleanUpAfter(t, { queue, exchange });
+    const proxy = await TcpProxy.start(BROKER_PORT);
+    t.after(() => proxy.close());
+    const sink = await AmqpSink.open({
+      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      exchange,
+      declare: { queue },
+      publishTimeout: PUBLISH_TIMEOUT,
+      window: 64,
+      reconnectDelay: { min: 50, max: 300 },
+      logger: silentLogger,
+    });
+    t.after(() => sink.close());
+    const port = await startSinkServer(t, sink);
+    const load = runLoad(port, 20, 20_000);
+    t.after(() => load.stop());
+    const accepted = (more: number) => {
+      const target = load.accepted.size + more;
+      return () => load.accepted.size >= target;
+    };
+    const refused = (more: number) => {
+      const target = load.refused + more;
+      return () => load.refused >= target;
+    };
+
+    await waitFor(accepted(50), "50 messages accepted before any fault", 15_000);
+
+    // Cut: the sink sees the connection go, answers 451 at once while it cannot reconnect.
+    proxy.cut();
+    await waitFor(() => sink.state !== "connected", "the sink to notice the cut", 5000);
+    await waitFor(refused(20), "451s while the broker is cut off", 10_000);
+    await assert.rejects(
+      sink.deliver(
+        { from: "", to: ["x@example.com"] },
+        chunks(message("direct"), () => {}),
+      ),
+      (error: unknown) =>
+        error instanceof SmtpError && error.code === 451 && /not connected/.test(error.message),
+    );
+    proxy.restore();
+    await waitFor(() => sink.state === "connected", "the sink to reconnect", 10_000);
+    await waitFor(accepted(50), "50 more accepted after the cut", 15_000);
+
+    // Stall: the connection stays open but nothing moves; confirms do not come, deliveries get 451 after
+    // publishTimeout, and the window stays bounded.
+    proxy.stall();
+    await waitFor(refused(20), "451s while the broker is stalled", 15_000);
+    assert.ok(sink.peakInFlight <= 64, `at most the window in flight, saw ${sink.peakInFlight}`);
+    proxy.restore();
+    await waitFor(accepted(50), "50 more accepted after the stall", 15_000);
+    await load.stop();
+
+    assert.deepEqual(load.hung, [], "no session waited past its deadline");
+    assert.deepEqual(load.other, [], "every reply was 250 or 451 4.3.0");
+    const queued = await drainQueue(broker.channel, queue);
+    const copies = new Map<string, number>();
+    for (const received of queued) {
+      const id = String(received.properties.messageId);
+      copies.set(id, (copies.get(id) ?? 0) + 1);
+      const sent = load.accepted.get(id);
+      if (sent) assert.deepEqual(received.content, sent, `message ${id} byte-exact`);
+    }
+    const missing = [...load.accepted.keys()].filter((id) => !copies.has(id));
+    assert.deepEqual(missing, [], "every message that got 250 is in the queue");
+    t.diagnostic(
+      `accepted ${load.accepted.size}, refused ${load.refused}, queued ${queued.length} (${queued.length - copies.size} duplicates by id, ${copies.size - load.accepted.size} ids that got 451 but reached the broker)`,
+    );
+  });
+
+  test("a stalled broker and 500 deliveries: at most the window is read or held, all get 451", async (t) => {
+    const broker = await brokerOrSkip(t);
+    if (!broker) return;
+    const exchange = uniqueName("window");
+    const queue = `${exchange}-q`;
+    cleanUpAfter(t, { queue, exchange });
+    const proxy = await TcpProxy.start(BROKER_PORT);
+    t.after(() => proxy.close());
+    const window = 16;
+    const sink = await AmqpSink.open({
+      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      exchange,
+      declare: { queue },
+      publishTimeout: 500,
+      window,
+      logger: silentLogger,
+    });
+    t.after(() => sink.close());
+
+    proxy.stall();
+    let read = 0;
+    const body = message("window");
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 500 }, (_, index) =>
+        sink.deliver(
+          { from: "a@example.org", to: ["b@example.com"], id: `window-${index}` },
+          chunks(body, () => {
+            read += 1;
+          }),
+        ),
+      ),
+    );
+    const rejected = outcomes.filter(
+      (outcome) =>
+        outcome.status === "rejected" && outcome.reason instanceof SmtpError && outcome.reason.code === 451,
+    );
+    assert.equal(rejected.length, 500, "every delivery got 451 (publish timeout or no slot)");
+    assert.equal(read, window, "only the deliveries in the window read their message");
+    assert.equal(sink.peakInFlight, window);
+    // The timed-out publishes keep their slots (their bytes may sit in the socket) until the broker answers.
+    assert.equal(sink.inFlight, window);
+    assert.equal(sink.heldBytes, window * body.length);
+
+    proxy.restore();
+    await waitFor(() => sink.inFlight === 0, "the stalled publishes to be confirmed", 10_000);
+    assert.equal(sink.heldBytes, 0);
+    // They got 451, yet reached the broker: at-least-once, recognisable by id.
+    const queued = await drainQueue(broker.channel, queue);
+    assert.equal(queued.length, window);
+  });
+});
