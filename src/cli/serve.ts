@@ -2,16 +2,22 @@
  * `mailgate serve`: a ready server that stores every accepted message durably in a Maildir before it
  * answers 250, prints what it does, and stops gracefully on SIGINT/SIGTERM.
  */
+import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
+import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
 import type { ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
+import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
+
+/** Tells this process's message ids from another instance's, made in the same millisecond. */
+const INSTANCE = randomBytes(3).toString("hex");
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */
 export function createStoringServer(
@@ -20,6 +26,8 @@ export function createStoringServer(
   accounts?: Accounts,
 ): SmtpServer {
   let sequence = 0;
+  /** The id of each session's message under way, from its Received header to the store. */
+  const messageIds = new WeakMap<SessionContext, string>();
   const server = new SmtpServer({
     logger: lineLogger(process.stdout), // a server program's log is its output
     ...settings,
@@ -40,11 +48,21 @@ export function createStoringServer(
       : {}),
     onMessageDataStart(ctx) {
       sequence = (sequence + 1) % 0x100000000;
-      const id = `${Date.now().toString(36)}${sequence.toString(36).padStart(7, "0")}`.toUpperCase();
+      // Unique across instances too (the instance part), so that a store or broker may use it as the
+      // message's id: a retried delivery of the same message is then recognisable downstream.
+      const id =
+        `${Date.now().toString(36)}${sequence.toString(36).padStart(7, "0")}${INSTANCE}`.toUpperCase();
+      messageIds.set(ctx, id);
       ctx.message.write(receivedHeader(ctx, { hostname: server.settings.hostname, id }));
     },
     async onMessageStream(ctx, stream) {
-      const receipt = await store.deliver({ from: ctx.envelope.from, to: [...ctx.envelope.to] }, stream);
+      const envelope = {
+        from: ctx.envelope.from,
+        to: [...ctx.envelope.to],
+        id: messageIds.get(ctx),
+        session: sessionFacts(ctx),
+      };
+      const receipt = await store.deliver(envelope, stream);
       server.onLogging(
         ctx,
         "info",

@@ -10,8 +10,10 @@
  *   clients), and under `advancedPlus` (GCM only) DHE is then its only suite. In `widest` and `legacy`
  *   DHE also stays, before RSA key exchange: a client without ECDHE then keeps forward secrecy. The
  *   group is always RFC 7919's ffdhe2048 (FFDHE2048), fixed by the server, so DHE costs a bounded
- *   amount (measured here: about 2 to 3 ms of server CPU more per TLS 1.2 handshake than ECDHE with
- *   X25519, against about 110 ms more for a TLS 1.3 client choosing ffdhe8192; see TLS_GROUPS).
+ *   amount: measured here 5.4 ms of server CPU per TLS 1.2 DHE handshake against 1.5 ms with ECDHE
+ *   (about 3.5 times, under a flood of one or the other), against about 110 ms more for a TLS 1.3
+ *   client choosing ffdhe8192 (see TLS_GROUPS). A client that offers only DHE can make handshakes cost
+ *   that much more; maxConnectionsPerIp and the TLS handshake's own timeout bound how many at once.
  * - Every ECDHE-RSA-* suite has its ECDHE-ECDSA-* twin, so that an ECDSA certificate (the default key
  *   type of common ACME clients) serves TLS 1.2 clients; OpenSSL picks the twin that matches the key.
  *
