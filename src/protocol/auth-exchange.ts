@@ -132,14 +132,21 @@ export class AuthExchange {
     const limit = session.config.auth.addressLimit;
     // One check at a time per client address, each counted before the next starts: connections racing
     // each other would otherwise all pass the limit's check before any failure is counted.
-    if (limit) await limit.exclusive(session.ctx, () => this.check(credentials, limit));
-    else await this.check(credentials, undefined);
+    if (!limit) return this.check(credentials, undefined);
+    try {
+      await limit.exclusive(session.ctx, () => this.check(credentials, limit));
+    } catch (error) {
+      // Refused a turn (too many of this client's checks queued): temporary, not counted.
+      const refusal = error instanceof SmtpError ? error : new SmtpError(454, undefined, "4.7.0");
+      return this.failed(refusal, credentials.authenticationId);
+    }
   }
 
   /** The onAuth hook's verdict on the credentials, and its reply. */
   private async check(credentials: SaslCredentials, limit: AuthFailureLimit | undefined): Promise<void> {
     const { session } = this;
-    // The client may have reached the limit while this attempt waited for its turn.
+    // The client may have gone, or reached the limit, while this attempt waited for its turn.
+    if (session.isClosed) return;
     if (limit && (await this.clientBlocked(limit))) return this.refuseAddress();
     let value: unknown;
     try {

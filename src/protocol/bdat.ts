@@ -65,7 +65,9 @@ export class BdatReader {
    */
   async handle(line: CommandLine): Promise<void> {
     const { session } = this;
-    const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args.trimEnd());
+    // Exactly: the command line's trailing white space is gone already, and nothing else may differ from
+    // what any front end would frame (no trimEnd(), which also drops NBSP or U+2028).
+    const match = /^([0-9]{1,15})(?: +(LAST))?$/i.exec(line.args);
     // Without a size, where this chunk ends is unknown: a front end that framed it otherwise now disagrees
     // with us about what is a command (a smuggling desync). The session ends, as in Postfix.
     if (!match) throw new SmtpError(521, "Syntax: BDAT size [LAST]", "5.5.4");

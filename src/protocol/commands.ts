@@ -54,17 +54,24 @@ export function decodeCommandLine(line: Buffer): CommandLine {
   } else {
     throw new SmtpError(500, "Syntax error: invalid UTF-8 in command", "5.5.2");
   }
-  // RFC 5321 4.1.1: trailing white space (spaces and tabs) before the CRLF is tolerated.
+  // RFC 5321 4.1.1: trailing white space before the CRLF is tolerated; VT and FF count as white space,
+  // as in Postfix's tokenizer (isspace), so that "DATA<VT>" is DATA to both of us.
   let end = text.length;
-  while (end > 0 && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
+  while (end > 0 && isWhiteSpace(text.charCodeAt(end - 1))) end--;
   if (end < text.length) text = text.slice(0, end);
-  // The verb ends at a space or a tab: "BDAT<TAB>59" must be a BDAT whose size cannot be read (closing
-  // the session), not an unknown command whose chunk then runs as commands.
-  const space = text.search(/[ \t]/);
+  // The verb ends at white space, as in Postfix: "BDAT<TAB>59" must be a BDAT whose size cannot be read
+  // (its arguments are separated by spaces only: the session closes), not an unknown command whose chunk
+  // then runs as commands.
+  const space = text.search(/[ \t\v\f]/);
   const verb = (space === -1 ? text : text.slice(0, space)).toUpperCase();
   let argsStart = space === -1 ? text.length : space;
   while (text.charCodeAt(argsStart) === 32) argsStart++;
   return { verb, args: text.slice(argsStart), text, nonAscii };
+}
+
+/** SP, HTAB, VT, FF: ASCII white space within a line. */
+function isWhiteSpace(code: number): boolean {
+  return code === 32 || code === 9 || code === 11 || code === 12;
 }
 
 /** Parses the arguments of MAIL ("FROM:<path> params") or RCPT ("TO:<path> params"). */

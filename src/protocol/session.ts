@@ -561,7 +561,9 @@ export class SmtpSession {
     try {
       line = decodeCommandLine(input.subarray(start, end));
     } catch (error) {
-      this.answerError(error);
+      // A BDAT line that cannot even be decoded (NUL, CR, invalid UTF-8) still announced a chunk whose end
+      // is unknown: the session ends, as for any BDAT whose size cannot be read.
+      this.answerError(looksLikeBdat(input, start) ? unreadableBdat() : error);
       return true;
     }
     if (!config.pipelining && more && line.verb !== "BDAT") {
@@ -1200,6 +1202,25 @@ export class SmtpSession {
     this.releaseOutputWaiter();
     this.transport.close();
   }
+}
+
+/** "BDAT" (any case) then white space or the end of the line. */
+function looksLikeBdat(input: Buffer, start: number): boolean {
+  if (input.toString("latin1", start, start + 4).toUpperCase() !== "BDAT") return false;
+  const next = input[start + 4];
+  return (
+    next === undefined ||
+    next === 32 ||
+    next === 9 ||
+    next === 11 ||
+    next === 12 ||
+    next === 13 ||
+    next === 10
+  );
+}
+
+function unreadableBdat(): SmtpError {
+  return new SmtpError(521, "Syntax: BDAT size [LAST]", "5.5.4");
 }
 
 function describe(error: unknown): string {

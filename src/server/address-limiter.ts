@@ -10,6 +10,7 @@
  */
 import type { AuthFailureLimit } from "../protocol/auth-exchange.js";
 import type { SessionContext } from "../protocol/context.js";
+import { SmtpError } from "../protocol/errors.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
 import { clientKey } from "./client-key.js";
 
@@ -131,17 +132,30 @@ export class MemoryAddressLimiter implements AddressLimiter {
 export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit {
   /** The last check queued per client key; a key leaves the map when its last check is done. */
   const turns = new Map<string, Promise<unknown>>();
+  /** Checks queued or running per client key: a client may not queue more than a few. */
+  const queued = new Map<string, number>();
   return {
     isBlocked: (ctx) => ctx.server.remoteIp !== "" && limiter.isBlocked(clientKey(ctx.server.remoteIp)),
     record: (ctx) => ctx.server.remoteIp !== "" && limiter.record(clientKey(ctx.server.remoteIp)),
     exclusive<T>(ctx: SessionContext, check: () => Promise<T>): Promise<T> {
       if (ctx.server.remoteIp === "") return check();
       const key = clientKey(ctx.server.remoteIp);
+      const count = queued.get(key) ?? 0;
+      if (count >= CHECKS_QUEUED_PER_CLIENT) {
+        // Not counted as a failure (the client may be a busy NAT): a temporary refusal, at once.
+        return Promise.reject(
+          new SmtpError(454, "Too many authentication attempts at once from your address", "4.7.0"),
+        );
+      }
+      queued.set(key, count + 1);
       const run = (turns.get(key) ?? Promise.resolve()).then(check, check);
       const done = run.then(ignore, ignore);
       turns.set(key, done);
       void done.then(() => {
         if (turns.get(key) === done) turns.delete(key);
+        const left = (queued.get(key) ?? 1) - 1;
+        if (left > 0) queued.set(key, left);
+        else queued.delete(key);
       });
       return run;
     },
@@ -149,3 +163,10 @@ export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit
 }
 
 function ignore(): void {}
+
+/**
+ * AUTH checks one client address may have queued or running at once. One at a time runs; a few more may
+ * wait (a NAT's users, a webmail front end's pool); beyond, 454 at once, so that a flood from one address
+ * neither builds a backlog nor holds a stop.
+ */
+const CHECKS_QUEUED_PER_CLIENT = 4;

@@ -75,6 +75,11 @@ describe("a BDAT whose size cannot be read (RFC 3030 2)", () => {
     `BDAT ${"9".repeat(20)}`,
     "BDAT\t59",
     "BDAT\t59 LAST",
+    "BDAT\v59",
+    "BDAT\f59",
+    "BDAT 59\u00a0",
+    "BDAT 59 LAST\u2028",
+    "BDAT 59\u0000",
   ];
   for (const command of unreadable) {
     test(`${JSON.stringify(command)}: 521 and the session ends, so the chunk's octets never run as commands`, async () => {
@@ -111,5 +116,20 @@ describe("SMTPUTF8 addresses (RFC 6531) carry no control, separator or bidi char
     assert.equal(await t.send(rcpt('"\u202egnp.exe\u2029Bcc: victim@evil"@ex.example')), refusedTo);
     assert.equal(await t.send(rcpt("a\u2066b@ex.example")), refusedTo);
     assert.equal(await t.send(rcpt("用户@例子.广告")), "250 2.1.5 Ok\r\n");
+  });
+});
+
+describe("VT and FF are white space, as in Postfix's tokenizer", () => {
+  test("DATA<VT> and DATA<FF> are DATA: the message that follows is never run as commands", async () => {
+    for (const white of ["\v", "\f"]) {
+      const t = await greeted();
+      await t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+      assert.equal(
+        await t.send(`DATA${white}\r\n`),
+        '354 Enter message, ending with "." on a line by itself\r\n',
+      );
+      assert.equal(await t.send("RSET\r\nNOOP\r\n.\r\n"), "250 2.0.0 Ok: message accepted\r\n");
+      assert.equal(t.messages[0]?.data.toString(), "RSET\r\nNOOP\r\n");
+    }
   });
 });

@@ -124,18 +124,56 @@ describe("maxAuthFailuresPerIp", () => {
     assert.equal(checking, 1, "the others wait for their turn");
     release();
     const replies = await Promise.all(answers);
-    // Three guesses were checked (the third reached the limit: 535, then 421); the rest were refused
-    // unchecked, whenever they arrived.
+    // Three guesses were checked (the third reached the limit: 535, then 421); the fourth found the
+    // address blocked when its turn came (421, unchecked); the last two found 4 checks queued (454).
     assert.equal(checked, 3);
     assert.deepEqual(replies.map((reply) => reply.slice(0, 3)).sort(), [
       "421",
-      "421",
-      "421",
+      "454",
+      "454",
       "535",
       "535",
       "535",
     ]);
     for (const client of clients) client.close();
+  });
+
+  test("one address queues at most 4 checks (454 beyond, not counted), and a client gone while waiting is never checked", async (t) => {
+    let calls = 0;
+    const s = await startServer(t, {
+      async onAuth(_ctx: SessionContext, _authz: string, user: string, secret: string) {
+        calls++;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        if (user === "alice" && secret === "right") return user;
+        throw SmtpError.code(535);
+      },
+    });
+    const clients = await Promise.all(Array.from({ length: 8 }, () => ehlo(s.port)));
+    const replies = await Promise.all(clients.map((client) => client.command(RIGHT)));
+    assert.deepEqual(replies.map((reply) => reply.slice(0, 3)).sort(), [
+      "235",
+      "235",
+      "235",
+      "235",
+      "454",
+      "454",
+      "454",
+      "454",
+    ]);
+    assert.equal(calls, 4);
+    for (const client of clients) client.close();
+
+    // Four clients that send their AUTH and reset at once: at most the first is checked.
+    calls = 0;
+    const gone = await Promise.all(Array.from({ length: 4 }, () => ehlo(s.port)));
+    for (const client of gone) client.write(`${RIGHT}\r\n`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    for (const client of gone) client.drop(true);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.ok(calls <= 1, `${calls} checks for clients that had gone`);
+    const after = await ehlo(s.port);
+    assert.match(await after.command(RIGHT), /^235 /, "none of it counted against the address");
+    after.close();
   });
 
   test("a guess counts though the client resets right after sending it", async (t) => {
