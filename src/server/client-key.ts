@@ -4,6 +4,7 @@
  * client take 2^64 slots). An IPv4-mapped IPv6 address ("::ffff:192.0.2.1") counts as its IPv4 address.
  */
 import { isIPv6 } from "node:net";
+import type { ProxyInfo } from "../protocol/proxy.js";
 
 export function clientKey(address: string): string {
   if (!isIPv6(address)) return address;
@@ -21,4 +22,23 @@ function expandIpv6(address: string): string[] {
   const rightGroups = right.length + (right.at(-1)?.includes(".") ? 1 : 0);
   const zeros = tail === undefined ? [] : Array<string>(8 - left.length - rightGroups).fill("0");
   return [...left, ...zeros, ...right].slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16));
+}
+
+/**
+ * The client the server talks to, on which trust is judged: the TCP peer, or behind a PROXY header the
+ * client it names. A v2 LOCAL header is the proxy speaking for itself (a health check): the peer. Under
+ * v1 UNKNOWN, or without addresses (UNSPEC, UNIX), the proxy could not say who the client is: "", nobody.
+ */
+export function clientAddress(peer: string, proxied: ProxyInfo | null): string {
+  if (!proxied) return peer;
+  if (proxied.command === "LOCAL") return proxied.version === 2 ? peer : "";
+  return proxied.source && proxied.family !== "UNIX" ? proxied.source.address : "";
+}
+
+/**
+ * The key clients a proxy at `proxyAddress` could not name are counted under: one for all of them, apart
+ * from the proxy's own address, so that they cannot lock out the clients that connect from it directly.
+ */
+export function unnamedClientKey(proxyAddress: string): string {
+  return `unnamed behind ${clientKey(proxyAddress)}`;
 }

@@ -29,6 +29,7 @@ import {
   resolveListenAddresses,
 } from "./addresses.js";
 import { Admission, type AdmissionTicket } from "./admission.js";
+import { clientAddress, unnamedClientKey } from "./client-key.js";
 import { compileSessionConfig, parseSniCertificates, rejectUnknownOptions } from "./compiled-settings.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { bindHooks, HOOK_NAMES } from "./hook-binding.js";
@@ -531,11 +532,12 @@ export class SmtpServer implements SmtpServerHooks {
     const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
     const peer = socket.remoteAddress ?? "";
     const client = clientAddress(peer, proxied?.info ?? null);
-    // A client the proxy could not name is counted as the proxy: all such share one count. The proxy's own
-    // health checks (v2 LOCAL) are not counted: the proxy is trusted, and must not be refused its checks.
+    // Clients the proxy could not name share one count, apart from the proxy's own direct clients. The
+    // proxy's own health checks (v2 LOCAL) are not counted: the proxy is trusted, and must not be refused
+    // its checks.
     const healthCheck = proxied?.info.command === "LOCAL" && proxied.info.version === 2;
-    if (proxied && !healthCheck && !this.countClient(socket, implicitTls, ticket, client || peer))
-      return null;
+    const counted = client || unnamedClientKey(peer);
+    if (proxied && !healthCheck && !this.countClient(socket, implicitTls, ticket, counted)) return null;
     if (!implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
     // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
     const early = proxied?.rest ?? Buffer.alloc(0);
@@ -773,17 +775,6 @@ const PREPARE_GRACE_MS = 1000;
 const REFUSED_LINGER_MS = 2000;
 
 function ignore(): void {}
-
-/**
- * The client the server talks to, on which trust is judged: the TCP peer, or behind a PROXY header the
- * client it names. A v2 LOCAL header is the proxy speaking for itself (a health check): the peer. Under
- * v1 UNKNOWN, or without addresses (UNSPEC, UNIX), the proxy could not say who the client is: "", nobody.
- */
-function clientAddress(peer: string, proxied: ProxyInfo | null): string {
-  if (!proxied) return peer;
-  if (proxied.command === "LOCAL") return proxied.version === 2 ? peer : "";
-  return proxied.source && proxied.family !== "UNIX" ? proxied.source.address : "";
-}
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 

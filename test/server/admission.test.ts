@@ -8,6 +8,7 @@ import { once } from "node:events";
 import { type Socket, connect as tcpConnect } from "node:net";
 import { type TestContext, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
+import { SmtpError } from "../../src/protocol/errors.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import { freePort, RawClient, silentLogger, waitFor } from "../helpers/clients.js";
 
@@ -387,4 +388,56 @@ test("stop() does not wait for a client in an AUTH exchange, in a STARTTLS hands
   assert.match(await inAuth.untilEnd(), /^421 4\.3\.2 /);
   assert.equal(await inTls.untilEnd(), "", "no plaintext inside the handshake");
   assert.match(await notGreeted.untilEnd(), /^421 4\.3\.2 /, "a 421, not a greeting, once the stop began");
+});
+
+test("clients a proxy cannot name (PROXY UNKNOWN) are counted apart from the proxy's own direct clients", async (t) => {
+  const direct = await freePort();
+  const proxied = await freePort();
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: `${direct}:${proxied}`,
+    proxyPorts: String(proxied),
+    hostname: "mx.test",
+    logger: silentLogger,
+    loggerSeverity: "fatal",
+    maxConnectionsPerIp: 1,
+    maxAuthFailuresPerIp: 2,
+    authMode: "optional",
+    authOverPlaintext: true,
+    onAuth(_ctx, _authz, user, secret) {
+      if (secret === "right") return user;
+      throw new SmtpError(535, "Authentication credentials invalid", "5.7.8");
+    },
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const open: RawClient[] = [];
+  t.after(() => {
+    for (const client of open) client.close();
+  });
+  const unnamed = async () => {
+    const client = await RawClient.connect(proxied);
+    open.push(client);
+    client.write("PROXY UNKNOWN\r\n");
+    return client;
+  };
+  const first = await unnamed();
+  assert.match(await first.reply(), /^220 /);
+  const directClient = await RawClient.connect(direct);
+  open.push(directClient);
+  assert.match(
+    await directClient.reply(),
+    /^220 /,
+    "the proxy's own address is not the unnamed clients' count",
+  );
+  const second = await unnamed();
+  assert.match(await second.reply(), /^421 4\.7\.0 /, "the unnamed clients share one count");
+  // Their AUTH failures are counted apart too: the direct client can still authenticate.
+  await first.command("EHLO unnamed.test");
+  const wrong = `AUTH PLAIN ${Buffer.from("\0alice\0wrong").toString("base64")}`;
+  assert.match(await first.command(wrong), /^535 /);
+  assert.match(await first.command(wrong), /^535 /);
+  await directClient.command("EHLO direct.test");
+  const right = `AUTH PLAIN ${Buffer.from("\0alice\0right").toString("base64")}`;
+  assert.match(await directClient.command(right), /^235 /);
 });
