@@ -56,9 +56,13 @@ export function decodeCommandLine(line: Buffer): CommandLine {
   }
   // RFC 5321 4.1.1: trailing white space before the CRLF is tolerated; VT and FF count as white space,
   // as in Postfix's tokenizer (isspace), so that "DATA<VT>" is DATA to both of us.
+  // White space before the verb is skipped too, as Postfix's tokenizer does: " BDAT 6" must be BDAT to
+  // both of us, or a front end framing it as a chunk would have us run the chunk as commands.
+  let begin = 0;
   let end = text.length;
   while (end > 0 && isWhiteSpace(text.charCodeAt(end - 1))) end--;
-  if (end < text.length) text = text.slice(0, end);
+  while (begin < end && isWhiteSpace(text.charCodeAt(begin))) begin++;
+  if (begin > 0 || end < text.length) text = text.slice(begin, end);
   // The verb ends at white space, as in Postfix: "BDAT<TAB>59" must be a BDAT whose size cannot be read
   // (its arguments are separated by spaces only: the session closes), not an unknown command whose chunk
   // then runs as commands.

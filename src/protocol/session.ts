@@ -561,9 +561,11 @@ export class SmtpSession {
     try {
       line = decodeCommandLine(input.subarray(start, end));
     } catch (error) {
-      // A BDAT line that cannot even be decoded (NUL, CR, invalid UTF-8) still announced a chunk whose end
-      // is unknown: the session ends, as for any BDAT whose size cannot be read.
-      this.answerError(looksLikeBdat(input, start) ? unreadableBdat() : error);
+      // A BDAT or DATA line that cannot even be decoded (NUL, CR, invalid UTF-8) still announced message
+      // octets whose framing a front end may read otherwise (Postfix takes CR for white space): the
+      // session ends, as for any BDAT whose size cannot be read.
+      const verb = dataVerbOf(input, start, end);
+      this.answerError(verb === "" ? error : unreadable(verb));
       return true;
     }
     if (!config.pipelining && more && line.verb !== "BDAT") {
@@ -1204,23 +1206,27 @@ export class SmtpSession {
   }
 }
 
-/** "BDAT" (any case) then white space or the end of the line. */
-function looksLikeBdat(input: Buffer, start: number): boolean {
-  if (input.toString("latin1", start, start + 4).toUpperCase() !== "BDAT") return false;
-  const next = input[start + 4];
-  return (
-    next === undefined ||
-    next === 32 ||
-    next === 9 ||
-    next === 11 ||
-    next === 12 ||
-    next === 13 ||
-    next === 10
-  );
+/**
+ * "BDAT" or "DATA" (any case) when the line (up to `end`) starts with one of them as a word, after white
+ * space or CR; "" otherwise.
+ */
+function dataVerbOf(input: Buffer, start: number, end: number): "BDAT" | "DATA" | "" {
+  const isSpace = (byte: number | undefined) =>
+    byte === 32 || byte === 9 || byte === 11 || byte === 12 || byte === 13;
+  let at = start;
+  while (at < end && isSpace(input[at])) at++;
+  const word = input.toString("latin1", at, at + 4).toUpperCase();
+  const whole = at + 4 >= end || isSpace(input[at + 4]);
+  return (word === "BDAT" || word === "DATA") && whole ? word : "";
 }
 
-function unreadableBdat(): SmtpError {
-  return new SmtpError(521, "Syntax: BDAT size [LAST]", "5.5.4");
+/** The reply that ends a session whose DATA or BDAT line cannot be read. */
+function unreadable(verb: "BDAT" | "DATA"): SmtpError {
+  return new SmtpError(
+    521,
+    verb === "BDAT" ? "Syntax: BDAT size [LAST]" : "Syntax error: unreadable DATA command",
+    "5.5.4",
+  );
 }
 
 function describe(error: unknown): string {

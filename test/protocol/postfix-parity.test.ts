@@ -133,3 +133,26 @@ describe("VT and FF are white space, as in Postfix's tokenizer", () => {
     }
   });
 });
+
+describe("white space before the verb is skipped, as Postfix's tokenizer does", () => {
+  test("' BDAT 6 LAST' and '<TAB>DATA' frame their message as Postfix would", async () => {
+    const t = await greeted({ config: { chunking: true } });
+    await t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+    assert.equal(await t.send(" BDAT 6 LAST\r\nHELP\r\n"), "250 2.0.0 Ok: message accepted\r\n");
+    assert.equal(t.messages[0]?.data.toString(), "HELP\r\n");
+    await t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+    assert.equal(await t.send("\tDATA\r\n"), '354 Enter message, ending with "." on a line by itself\r\n');
+  });
+
+  for (const line of ["\rBDAT 6 LAST", "DATA\r", "\r\tDATA", "BDAT 6\r"]) {
+    test(`${JSON.stringify(line)}: a DATA or BDAT line with a CR in it gets 521 and the session ends`, async () => {
+      const t = await greeted({ config: { chunking: true } });
+      await t.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n");
+      const reply = line.includes("BDAT")
+        ? "521 5.5.4 Syntax: BDAT size [LAST]\r\n"
+        : "521 5.5.4 Syntax error: unreadable DATA command\r\n";
+      assert.equal(await t.send(`${line}\r\nHELP\r\nNOOP\r\n`), reply);
+      assert.equal(t.closed, true);
+    });
+  }
+});
