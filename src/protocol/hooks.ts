@@ -75,7 +75,7 @@ export interface SmtpServerHooks {
 }
 
 /** The hooks that are always there for the session (the server supplies a default for each). */
-type AlwaysPresent =
+export type AlwaysPresent =
   | "onConnect"
   | "onHelo"
   | "onMailFrom"

@@ -4,7 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import type { SessionContext } from "../protocol/context.js";
-import type { SessionHooks, SmtpServerHooks } from "../protocol/hooks.js";
+import type { AlwaysPresent, SessionHooks, SmtpServerHooks } from "../protocol/hooks.js";
 
 /** Every hook a server may be given, by name: options, subclasses, docs and tests use this one list. */
 export const HOOK_NAMES = [
@@ -59,17 +59,5 @@ export function bindHooks(server: HookedServer, log: SessionHooks["log"]): Sessi
   };
 }
 
-/** A server: every hook optional but these, which SmtpServer implements with the seed's defaults. */
-type HookedServer = SmtpServerHooks & Required<Pick<SmtpServerHooks, RequiredHook>>;
-
-type RequiredHook =
-  | "onConnect"
-  | "onHelo"
-  | "onMailFrom"
-  | "onRcptTo"
-  | "onMessageDataStart"
-  | "onMessageDataReceiving"
-  | "onMessageDataHeaders"
-  | "onMessageData"
-  | "onProcessLineUnknown"
-  | "onAuth";
+/** A server: every hook optional but those the session always calls, which SmtpServer implements. */
+type HookedServer = SmtpServerHooks & Required<Pick<SmtpServerHooks, AlwaysPresent>>;

@@ -9,21 +9,12 @@ import { type Socket, connect as tcpConnect } from "node:net";
 import { type TestContext, test } from "node:test";
 import { connect as tlsConnect } from "node:tls";
 import { SmtpError } from "../../src/protocol/errors.js";
-import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
-import { freePort, RawClient, silentLogger, waitFor } from "../helpers/clients.js";
+import type { SmtpServer, SmtpServerOptions } from "../../src/server/server.js";
+import { freePort, RawClient, startRecordingServer, waitFor } from "../helpers/clients.js";
 
+/** A server on 127.0.0.1, port 0 unless `options` say otherwise, stopped when the test ends. */
 async function started(t: TestContext, options: SmtpServerOptions): Promise<SmtpServer> {
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
-    ...options,
-  });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  return server;
+  return (await startRecordingServer(t, options)).server;
 }
 
 function portOf(server: SmtpServer, index = 0): number {
@@ -198,18 +189,12 @@ test("clients that close during a STARTTLS handshake give their connection slots
 test("stop() does not wait for connections still in their PROXY header or TLS handshake", async (t) => {
   const proxyPort = await freePort();
   const tlsPort = await freePort();
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
+  const server = await started(t, {
     ports: `${proxyPort}:${tlsPort}`,
     proxyPorts: String(proxyPort),
     tlsPorts: String(tlsPort),
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
     ioCmdTimeout: 30_000,
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
   const silent: RawClient[] = [await RawClient.connect(proxyPort), await RawClient.connect(tlsPort)];
   t.after(() => {
     for (const client of silent) client.close();
@@ -316,18 +301,11 @@ test("a client refused for maxConnectionsPerIp that keeps its sockets open takes
 });
 
 test("stop() ends within its grace though refused and finished clients never hang up", async (t) => {
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  const server = await started(t, {
     maxConnections: 2,
     maxProcessings: 2,
     maxConnectionsPerIp: 1,
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
   const port = portOf(server);
   const held: Socket[] = [];
   t.after(() => {
@@ -354,12 +332,7 @@ test("stop() ends within its grace though refused and finished clients never han
 
 test("stop() does not wait for a client in an AUTH exchange, in a STARTTLS handshake, or not yet greeted", async (t) => {
   let slowConnects = 0;
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  const server = await started(t, {
     tlsMode: "optional",
     authMode: "optional",
     authOverPlaintext: true,
@@ -367,8 +340,6 @@ test("stop() does not wait for a client in an AUTH exchange, in a STARTTLS hands
       if (slowConnects++ === 2) await new Promise((resolve) => setTimeout(resolve, 1500));
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
   const port = portOf(server);
   const inAuth = await RawClient.greeted(port);
   await inAuth.command("EHLO client.test");
@@ -393,13 +364,9 @@ test("stop() does not wait for a client in an AUTH exchange, in a STARTTLS hands
 test("clients a proxy cannot name (PROXY UNKNOWN) are counted apart from the proxy's own direct clients", async (t) => {
   const direct = await freePort();
   const proxied = await freePort();
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
+  await started(t, {
     ports: `${direct}:${proxied}`,
     proxyPorts: String(proxied),
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
     maxConnectionsPerIp: 1,
     maxAuthFailuresPerIp: 2,
     authMode: "optional",
@@ -409,8 +376,6 @@ test("clients a proxy cannot name (PROXY UNKNOWN) are counted apart from the pro
       throw new SmtpError(535, "Authentication credentials invalid", "5.7.8");
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
   const open: RawClient[] = [];
   t.after(() => {
     for (const client of open) client.close();
