@@ -45,6 +45,8 @@ export {
   verifyHttpSinkSignature,
   type WireEnvelope,
 } from "./sinks/http-signature.js";
+/** A sink's failure that a spool may take over (the broker said nothing about the message). */
+export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export {
   type MaildirFlush,
   MaildirStore,

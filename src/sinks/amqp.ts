@@ -23,6 +23,7 @@ import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { readWholeMessage } from "./collect.js";
+import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
 
 type ChannelModel = amqplib.ChannelModel;
 type ConfirmChannel = amqplib.ConfirmChannel;
@@ -304,12 +305,7 @@ export class AmqpSink implements MessageStore {
     const domain = at < 0 ? "" : first.slice(at + 1).toLowerCase();
     const key = this.#routingKey.replaceAll("{domain}", domain);
     if (Buffer.byteLength(key) > SHORTSTR_MAX) {
-      throw new SmtpError(
-        451,
-        "Temporary failure: cannot route the message",
-        "4.3.0",
-        "routing key too long",
-      );
+      throw refused(`routing key too long (${Buffer.byteLength(key)} bytes)`);
     }
     return key;
   }
@@ -406,10 +402,10 @@ export class AmqpSink implements MessageStore {
         (error: unknown) => {
           if (error) {
             pending.settle(
-              unavailable(link.lost ? "the broker connection was lost" : "the broker nacked it"),
+              link.lost ? unavailable("the broker connection was lost") : refused("the broker nacked it"),
             );
           } else if (pending.returned !== null) {
-            pending.settle(unavailable(`the broker could not route it (${pending.returned})`));
+            pending.settle(refused(`the broker could not route it (${pending.returned})`));
           } else {
             pending.settle(null);
           }
@@ -602,13 +598,14 @@ export function envelopeFromAmqpHeaders(
   return { from, to: to as string[], ...(messageId ? { id: messageId } : {}) };
 }
 
-function unavailable(why: string): SmtpError {
-  return new SmtpError(
-    451,
-    "Temporary failure: the message queue is unavailable, try again later",
-    "4.3.0",
-    `451 4.3.0 AMQP sink: ${why}`,
-  );
+/** The broker cannot take the message now: a spool may. */
+function unavailable(why: string): SinkUnavailable {
+  return new SinkUnavailable("AMQP sink", why);
+}
+
+/** The broker answered and did not take this message: 451, never spooled. */
+function refused(why: string): SmtpError {
+  return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `451 4.3.0 AMQP sink: ${why}`);
 }
 
 function describe(error: unknown): string {

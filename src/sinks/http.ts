@@ -29,6 +29,7 @@ import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { encodeHttpSinkEnvelope, httpSinkSignature } from "./http-signature.js";
+import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
 import { Deadline, InFlightWindow } from "./window.js";
 
 export interface HttpSinkOptions {
@@ -71,8 +72,6 @@ export interface HttpSinkOptions {
   tls?: Pick<ConnectionOptions, "ca" | "cert" | "key" | "servername" | "rejectUnauthorized">;
 }
 
-/** What a 451 from this sink tells the SMTP client; the log message says why. */
-const TEMPORARY_TEXT = "Temporary failure in the mail system; try again later";
 /** A refusal body is read up to this many bytes. */
 const MAX_ANSWER_BYTES = 4096;
 /** A message id is sent as a header value: visible ASCII only. */
@@ -147,7 +146,7 @@ export class HttpSink implements MessageStore {
    * error if `message` fails (the request is then aborted: the endpoint sees an incomplete request).
    */
   deliver(envelope: StoreEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
-    if (this.#closing) return Promise.reject(this.#temporary("the sink is closing"));
+    if (this.#closing) return Promise.reject(this.#unavailable("the sink is closing"));
     if (envelope.to.length === 0)
       return Promise.reject(new TypeError("Cannot send a message without recipients."));
     const id = envelope.id ?? randomUUID();
@@ -202,9 +201,9 @@ export class HttpSink implements MessageStore {
     let leave: (() => void) | undefined;
     try {
       leave = await this.#window.enter(deadline.signal).catch((error: unknown) => {
-        throw this.#temporary(error instanceof Error ? error.message : String(error));
+        throw this.#unavailable(error instanceof Error ? error.message : String(error));
       });
-      if (this.#closing) throw this.#temporary("the sink is closing");
+      if (this.#closing) throw this.#unavailable("the sink is closing");
       const timestamp = Math.floor(Date.now() / 1000).toString();
       const headers: OutgoingHttpHeaders = {
         ...this.#headers,
@@ -296,7 +295,7 @@ export class HttpSink implements MessageStore {
       const outcome = await ended.outcome;
       if ("error" in outcome) {
         const reason = deadline.expired ? (deadline.signal.reason as Error).message : describe(outcome.error);
-        throw this.#temporary(reason);
+        throw this.#unavailable(reason);
       }
       const { response } = outcome;
       const status = response.statusCode ?? 0;
@@ -307,13 +306,13 @@ export class HttpSink implements MessageStore {
       }
       if (!bodySent) req.destroy(); // the connection is mid-body: it cannot be reused
       if (status >= 200 && status < 300) {
-        throw this.#temporary(`answered ${status} before the whole message was sent`);
+        throw this.#refused(`answered ${status} before the whole message was sent`);
       }
       phase = `reading the ${status} answer`;
       const text = await readAnswer(response).catch(() => "");
       throw (
         refusalFrom(status, response.headers["content-type"], text, this.#where()) ??
-        this.#temporary(`answered ${status} ${response.statusMessage ?? ""}`.trimEnd())
+        this.#refused(`answered ${status} ${response.statusMessage ?? ""}`.trimEnd())
       );
     } catch (error) {
       deadline.abort(error);
@@ -341,8 +340,14 @@ export class HttpSink implements MessageStore {
     return `HTTP sink ${this.url.origin}${this.url.pathname}`;
   }
 
-  #temporary(reason: string): SmtpError {
-    return new SmtpError(451, TEMPORARY_TEXT, "4.3.0", `${this.#where()}: ${reason}`);
+  /** The endpoint cannot take the message now (unreachable, too slow, closing): a spool may. */
+  #unavailable(reason: string): SinkUnavailable {
+    return new SinkUnavailable(this.#where(), reason);
+  }
+
+  /** The endpoint answered and did not take this message: 451, never spooled. */
+  #refused(reason: string): SmtpError {
+    return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `${this.#where()}: ${reason}`);
   }
 }
 
