@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import { kebab } from "../src/cli/flags.js";
+import { SINK_FLAG_SPECS } from "../src/cli/sink-flags.js";
 import { HOOK_NAMES } from "../src/server/hook-binding.js";
 import { OPTION_SPECS } from "../src/server/options.js";
 
@@ -30,6 +31,12 @@ test("every option is in the README with its flag and default", () => {
     );
     if (typeof spec.default !== "function")
       assert.ok(row.includes(JSON.stringify(spec.default)), `${spec.name} default`);
+  }
+});
+
+test("every sink flag is in the README's serve table", () => {
+  for (const spec of SINK_FLAG_SPECS) {
+    assert.ok(readme.includes(`| \`--${spec.flag} ${spec.value}\` |`), `--${spec.flag} has a row`);
   }
 });
 

@@ -5,8 +5,8 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { OPTION_SPECS, type OptionSpec, type ServerSettings } from "../server/options.js";
 import { MAILDIR_FLUSHES, type MaildirFlush } from "../store/maildir.js";
-
-export class UsageError extends Error {}
+import { UsageError, wholeNumber } from "./flag-values.js";
+import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
 
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
@@ -15,6 +15,8 @@ export interface ServeFlags {
   maildirFlush: MaildirFlush;
   /** --auth-users FILE: accounts for AUTH. */
   authUsers: string | undefined;
+  /** --sink URL and its flags: the broker or endpoint that stores instead of the Maildir. */
+  sink: SinkFlags | undefined;
   help: boolean;
 }
 
@@ -35,11 +37,12 @@ function flagNames(spec: OptionSpec): string[] {
   return [kebab(spec.name), ...aliases];
 }
 
-export function parseServeFlags(argv: readonly string[]): ServeFlags {
+export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeFlags {
   const options: NonNullable<ParseArgsConfig["options"]> = {
     maildir: { type: "string" },
     "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
+    ...sinkParseArgsOptions(),
     help: { type: "boolean", short: "h" },
   };
   for (const spec of OPTION_SPECS) {
@@ -76,7 +79,7 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
         if (value) settings[spec.name] = true;
         if (values[`no-${flag}`]) settings[spec.name] = false;
       } else if (typeof value === "string") {
-        settings[spec.name] = spec.kind === "integer" ? parseInteger(flag, value) : value;
+        settings[spec.name] = spec.kind === "integer" ? wholeNumber(flag, value) : value;
       }
     }
   }
@@ -89,19 +92,37 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
     );
   }
   const authUsers = values["auth-users"];
-  const authMode = settings.authMode ?? OPTION_SPECS.find((spec) => spec.name === "authMode")?.default;
+  const authMode = settings.authMode ?? defaultOf("authMode");
   if (typeof authUsers === "string" && authMode === "forbidden") {
     throw new UsageError(
       "--auth-users needs --auth-mode optional or required: without it AUTH is not offered.",
     );
+  }
+  const sink = parseSinkFlags(values, env);
+  if (sink) {
+    const maildirFlag = ["maildir", "maildir-flush"].find((flag) => values[flag] !== undefined);
+    if (maildirFlag)
+      throw new UsageError(`--${maildirFlag} does not apply with --sink: the sink stores the messages.`);
+    const ioCmdTimeout =
+      (settings.ioCmdTimeout as number | undefined) ?? (defaultOf("ioCmdTimeout") as number);
+    if ((sink.publishTimeout ?? 0) >= ioCmdTimeout) {
+      throw new UsageError(
+        `--sink-publish-timeout (${sink.publishTimeout}) must be lower than --io-cmd-timeout (${ioCmdTimeout}), which bounds the whole hook.`,
+      );
+    }
   }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
     maildirFlush: flush as MaildirFlush,
     authUsers: typeof authUsers === "string" ? authUsers : undefined,
+    sink,
     help: values.help === true,
   };
+}
+
+function defaultOf(name: keyof ServerSettings): unknown {
+  return OPTION_SPECS.find((spec) => spec.name === name)?.default;
 }
 
 /**
@@ -125,13 +146,6 @@ const CAMEL_CASE_OPTION = new RegExp(
   "g",
 );
 
-function parseInteger(flag: string, value: string): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new UsageError(`Invalid value for --${flag}: "${value}"; it accepts a whole number.`);
-  }
-  return Number(value);
-}
-
 /** The --help text: every flag with its default and meaning. */
 export function serveHelp(): string {
   const lines = [
@@ -147,6 +161,7 @@ export function serveHelp(): string {
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];
+  lines.push(...sinkHelpLines());
   for (const spec of OPTION_SPECS) {
     const names = flagNames(spec);
     const shown =

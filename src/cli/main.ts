@@ -5,7 +5,8 @@
  */
 import { readFileSync } from "node:fs";
 import { hashPassword } from "./accounts.js";
-import { inFlagTerms, parseServeFlags, serveHelp, UsageError } from "./flags.js";
+import { UsageError } from "./flag-values.js";
+import { inFlagTerms, parseServeFlags, serveHelp } from "./flags.js";
 import { serve } from "./serve.js";
 
 const USAGE =

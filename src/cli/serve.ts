@@ -1,6 +1,7 @@
 /**
- * `mailgate serve`: a ready server that stores every accepted message durably in a Maildir before it
- * answers 250, prints what it does, and stops gracefully on SIGINT/SIGTERM.
+ * `mailgate serve`: a ready server that stores every accepted message durably (in a Maildir, or in the
+ * broker or endpoint of --sink) before it answers 250, prints what it does, and stops gracefully on
+ * SIGINT/SIGTERM.
  */
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
@@ -8,20 +9,21 @@ import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
-import type { ServerSettings } from "../server/options.js";
+import { type Logger, OPTION_SPECS, type ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
+import { openSink } from "./open-sink.js";
 
 /** Tells this process's message ids from another instance's, made in the same millisecond. */
 const INSTANCE = randomBytes(3).toString("hex");
 
 /** Builds the server that stores into `store`; exported so tests can run it in-process. */
 export function createStoringServer(
-  settings: Partial<ServerSettings>,
+  settings: Partial<ServerSettings> & { logger?: Logger },
   store: MessageStore,
   accounts?: Accounts,
 ): SmtpServer {
@@ -31,6 +33,7 @@ export function createStoringServer(
   const server = new SmtpServer({
     logger: lineLogger(process.stdout), // a server program's log is its output
     ...settings,
+    maxMessageSize: sizeLimit(settings.maxMessageSize, store.maxMessageSize),
     ...(accounts
       ? {
           async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
@@ -74,21 +77,45 @@ export function createStoringServer(
   return server;
 }
 
+/**
+ * SIZE advertises the smaller of maxMessageSize and what the store can take (a broker's maximum message
+ * size); 0 (unlimited) yields to the store's limit.
+ */
+function sizeLimit(configured: number | undefined, storeLimit: number | undefined): number {
+  const limit =
+    configured ?? (OPTION_SPECS.find((spec) => spec.name === "maxMessageSize")?.default as number);
+  if (storeLimit === undefined) return limit;
+  return limit === 0 ? storeLimit : Math.min(limit, storeLimit);
+}
+
+/** The store the flags ask for: the sink, or else the Maildir; and how the start line names it. */
+async function openStore(
+  flags: Pick<ServeFlags, "maildir" | "maildirFlush" | "sink">,
+  logger: Logger,
+): Promise<{ store: MessageStore; description: string }> {
+  if (flags.sink) return openSink(flags.sink, process.env, logger);
+  const directory = resolve(flags.maildir);
+  const store = await MaildirStore.open(directory, { flush: flags.maildirFlush });
+  const flush = store.flush === "syncfs" ? "syncfs, shared by concurrent deliveries" : "fsync, per file";
+  return { store, description: `Maildir ${directory} (flushed with ${flush})` };
+}
+
 export async function serve({
   settings,
   maildir,
   maildirFlush,
   authUsers,
+  sink,
 }: Omit<ServeFlags, "help">): Promise<void> {
-  const directory = resolve(maildir);
-  const store = await MaildirStore.open(directory, { flush: maildirFlush });
+  const logger = lineLogger(process.stdout); // a server program's log is its output
+  const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
   let server: SmtpServer;
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
-    server = createStoringServer(settings, store, accounts);
+    server = createStoringServer({ logger, ...settings }, store, accounts);
   } catch (error) {
     // A bad option or accounts file: the store opened for nothing is closed before the error is told.
-    await store.close();
+    await store.close?.();
     throw error;
   }
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
@@ -115,17 +142,17 @@ export async function serve({
   });
 
   await server.start().catch(async (error: unknown) => {
-    await store.close(); // the port is in use, say: nothing was served
+    await store.close?.(); // the port is in use, say: nothing was served
     throw error;
   });
   server.onLogging(
     null,
     "info",
-    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into Maildir ${directory} (flushed with ${store.flush === "syncfs" ? "syncfs, shared by concurrent deliveries" : "fsync, per file"})`,
+    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${description}`,
   );
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
-  await store.close();
+  await store.close?.();
   server.onLogging(null, "info", "mailgate stopped");
 }

@@ -1,0 +1,13 @@
+/** What every flag parser of the CLI shares: the error for a user's mistake, and whole-number values. */
+
+/** A mistake in the command line: printed as one sentence with the usage line, exit status 2. */
+export class UsageError extends Error {}
+
+/** `value` as a whole number of at least `min`, or a UsageError naming --`flag`. */
+export function wholeNumber(flag: string, value: string, min = 0): number {
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) < min) {
+    const least = min > 0 ? ` of at least ${min}` : "";
+    throw new UsageError(`Invalid value for --${flag}: "${value}"; it accepts a whole number${least}.`);
+  }
+  return Number(value);
+}

@@ -1,0 +1,50 @@
+/** `mailgate serve` as a child process, the way a user runs it: the built CLI, its output, its exit. */
+import { type ChildProcess, spawn } from "node:child_process";
+
+export const MAIN = new URL("../../src/cli/main.js", import.meta.url).pathname;
+
+export interface Served {
+  child: ChildProcess;
+  port: number;
+  /** Everything it printed so far, stdout and stderr. */
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts `mailgate serve --ports 0 ARGS` in `cwd` and resolves with the port from its start line; rejects
+ * (with its output) if it exits first or prints no start line within 10 s.
+ */
+export async function startServe(
+  cwd: string,
+  args: readonly string[] = [],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<Served> {
+  const child = spawn(process.execPath, [MAIN, "serve", "--ports", "0", ...args], {
+    cwd,
+    env,
+    stdio: "pipe",
+  });
+  let output = "";
+  child.stdout.on("data", (d) => {
+    output += d;
+  });
+  child.stderr.on("data", (d) => {
+    output += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${output}`)), 10_000);
+    const check = () => {
+      const match = /serving [LS]MTP on 127\.0\.0\.1:(\d+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        child.stdout.off("data", check);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout.on("data", check);
+    child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
+  });
+  return { child, port, output: () => output, exited };
+}
