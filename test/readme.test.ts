@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
-import { kebab } from "../src/cli/flags.js";
+import { kebab } from "../src/cli/flag-values.js";
 import { SINK_FLAG_SPECS } from "../src/cli/sink-flags.js";
 import { HOOK_NAMES } from "../src/server/hook-binding.js";
 import { OPTION_SPECS } from "../src/server/options.js";

@@ -1,4 +1,4 @@
-/** What every flag parser of the CLI shares: the error for a user's mistake, and whole-number values. */
+/** What every flag parser of the CLI shares: the error for a user's mistake, flag names, whole-number values. */
 
 /** A mistake in the command line: printed as one sentence with the usage line, exit status 2. */
 export class UsageError extends Error {}
@@ -10,4 +10,9 @@ export function wholeNumber(flag: string, value: string, min = 0): number {
     throw new UsageError(`Invalid value for --${flag}: "${value}"; it accepts a whole number${least}.`);
   }
   return Number(value);
+}
+
+/** An option's name as a flag: maxConnections → max-connections. */
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }

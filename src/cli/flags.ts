@@ -3,9 +3,17 @@
  * table that validates the options (src/server/options.ts), so the two cannot drift apart.
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
-import { OPTION_SPECS, type OptionSpec, type ServerSettings } from "../server/options.js";
+import { OPTION_SPECS, type OptionSpec, resolveSettings, type ServerSettings } from "../server/options.js";
 import { MAILDIR_FLUSHES, type MaildirFlush } from "../store/maildir.js";
-import { UsageError, wholeNumber } from "./flag-values.js";
+import {
+  ConfigError,
+  type FlagTypes,
+  type FlagValues,
+  inConfigTerms,
+  mergeOverConfig,
+  readConfigValues,
+} from "./config-file.js";
+import { kebab, UsageError, wholeNumber } from "./flag-values.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
 
 export interface ServeFlags {
@@ -28,17 +36,15 @@ const ALIASES: Record<string, keyof ServerSettings> = {
   internationalization: "internationalizationExtensions",
 };
 
-export function kebab(name: string): string {
-  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-}
-
 function flagNames(spec: OptionSpec): string[] {
   const aliases = Object.keys(ALIASES).filter((alias) => ALIASES[alias] === spec.name);
   return [kebab(spec.name), ...aliases];
 }
 
-export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeFlags {
+/** Every flag of `mailgate serve`, as util.parseArgs takes them (the config file's keys come from here too). */
+function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
   const options: NonNullable<ParseArgsConfig["options"]> = {
+    config: { type: "string" },
     maildir: { type: "string" },
     "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
@@ -55,10 +61,16 @@ export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv 
       }
     }
   }
-  let values: Record<string, string | boolean | undefined>;
+  return options;
+}
+
+function parseCommandLine(
+  argv: readonly string[],
+  options: NonNullable<ParseArgsConfig["options"]>,
+): FlagValues {
   try {
     const parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
-    values = parsed.values as Record<string, string | boolean | undefined>;
+    return parsed.values as FlagValues;
   } catch (error) {
     const first = error instanceof Error ? (error.message.split("\n")[0] ?? "") : String(error);
     // "--max-connections -5": the value looks like a flag of its own.
@@ -70,7 +82,36 @@ export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv 
     }
     throw new UsageError(first.endsWith(".") ? first : `${first}.`);
   }
+}
 
+/**
+ * The flags of `mailgate serve ARGV`, over the config file's keys when --config is given, checked as far as
+ * they can be without opening anything (every option value, and the rules between options). A mistake in
+ * a value that came from the file names the file and the key instead of the flag.
+ */
+export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeFlags {
+  const options = serveFlagOptions();
+  const commandLine = parseCommandLine(argv, options);
+  const configPath = commandLine.config;
+  if (typeof configPath !== "string") return serveFlagsFrom(commandLine, env);
+  if (configPath === "") throw new UsageError("Invalid value for --config: it needs a file path.");
+  const fromFile = readConfigValues(configPath, options as FlagTypes);
+  const merged = mergeOverConfig(fromFile, commandLine);
+  const keysFromFile = new Set(
+    Object.keys(fromFile)
+      .filter((flag) => merged[flag] === fromFile[flag])
+      .map((flag) => flag.replace(/^no-/, "")),
+  );
+  try {
+    return serveFlagsFrom(merged, env);
+  } catch (error) {
+    if (!(error instanceof Error) || error instanceof ConfigError) throw error;
+    const message = inConfigTerms(inFlagTerms(error.message), configPath, keysFromFile);
+    throw message.includes(` in ${configPath}`) ? new ConfigError(message) : new UsageError(message);
+  }
+}
+
+function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags {
   const settings: Record<string, unknown> = {};
   for (const spec of OPTION_SPECS) {
     for (const flag of flagNames(spec)) {
@@ -111,6 +152,7 @@ export function parseServeFlags(argv: readonly string[], env: NodeJS.ProcessEnv 
       );
     }
   }
+  resolveSettings(settings); // every value and the rules between options, before anything is opened
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
@@ -155,6 +197,7 @@ export function serveHelp(): string {
     "Times are in milliseconds, sizes in bytes.",
     "",
     "Options:",
+    "  --config FILE   Read settings from a TOML file whose keys are these flags without their dashes (max-connections = 100); flags on the command line win (default: none).",
     `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
     "  --maildir-flush MODE",
     "      How a message is made durable before its 250: fsync (each file on its own), syncfs (one flush of the file system shared by concurrent deliveries; Linux 5.8+) or auto (syncfs where available, else fsync) (default: auto).",

@@ -219,7 +219,7 @@ describe("mailgate serve faults and signals", () => {
     assert.equal(result.code, 2);
     assert.equal(
       result.stderr,
-      'mailgate: Invalid value for --crlf-mode: "sloppy"; it accepts one of ensure, leave, strict.\nUsage: mailgate serve [options]   (mailgate serve --help lists them)\n       mailgate hash-password < password-file\n',
+      'mailgate: Invalid value for --crlf-mode: "sloppy"; it accepts one of ensure, leave, strict.\nUsage: mailgate serve [--config FILE] [options]   (mailgate serve --help lists them)\n       mailgate config check FILE\n       mailgate hash-password < password-file\n',
     );
   });
 
