@@ -14,6 +14,7 @@ import {
   readConfigValues,
 } from "./config-file.js";
 import { kebab, UsageError, wholeNumber } from "./flag-values.js";
+import { parseAcceptDomains } from "./recipient-policy.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
 
 export interface ServeFlags {
@@ -23,6 +24,10 @@ export interface ServeFlags {
   maildirFlush: MaildirFlush;
   /** --auth-users FILE: accounts for AUTH. */
   authUsers: string | undefined;
+  /** --accept-domains: domains whose every address is accepted (ASCII form); [] = no such rule. */
+  acceptDomains: string[];
+  /** --recipients FILE: accepted addresses and @domains, one a line. */
+  recipients: string | undefined;
   /** --sink URL and its flags: the broker or endpoint that stores instead of the Maildir. */
   sink: SinkFlags | undefined;
   help: boolean;
@@ -48,6 +53,8 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     maildir: { type: "string" },
     "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
+    "accept-domains": { type: "string" },
+    recipients: { type: "string" },
     ...sinkParseArgsOptions(),
     help: { type: "boolean", short: "h" },
   };
@@ -139,6 +146,8 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
       "--auth-users needs --auth-mode optional or required: without it AUTH is not offered.",
     );
   }
+  const { "accept-domains": acceptDomains, recipients } = values;
+  if (recipients === "") throw new UsageError("Invalid value for --recipients: it needs a file path.");
   const sink = parseSinkFlags(values, env);
   if (sink) {
     const maildirFlag = ["maildir", "maildir-flush"].find((flag) => values[flag] !== undefined);
@@ -158,6 +167,8 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
     maildirFlush: flush as MaildirFlush,
     authUsers: typeof authUsers === "string" ? authUsers : undefined,
+    acceptDomains: typeof acceptDomains === "string" ? parseAcceptDomains(acceptDomains) : [],
+    recipients: typeof recipients === "string" ? recipients : undefined,
     sink,
     help: values.help === true,
   };
@@ -201,6 +212,10 @@ export function serveHelp(): string {
     `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
     "  --maildir-flush MODE",
     "      How a message is made durable before its 250: fsync (each file on its own), syncfs (one flush of the file system shared by concurrent deliveries; Linux 5.8+) or auto (syncfs where available, else fsync) (default: auto).",
+    "  --accept-domains LIST",
+    "      Accept recipients at these domains only (comma- or space-separated), with --recipients; others get 550 5.1.1 (default: every recipient is accepted).",
+    "  --recipients FILE",
+    "      Accept only these recipients: one address or @domain a line (# comments), re-read on SIGHUP; with --accept-domains either one accepts (default: every recipient is accepted).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];

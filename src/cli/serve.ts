@@ -17,6 +17,7 @@ import type { MessageStore } from "../store/store.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
 import { openSink } from "./open-sink.js";
+import { RecipientPolicy } from "./recipient-policy.js";
 
 /** Tells this process's message ids from another instance's, made in the same millisecond. */
 const INSTANCE = randomBytes(3).toString("hex");
@@ -26,6 +27,7 @@ export function createStoringServer(
   settings: Partial<ServerSettings> & { logger?: Logger },
   store: MessageStore,
   accounts?: Accounts,
+  recipients?: RecipientPolicy,
 ): SmtpServer {
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
@@ -46,6 +48,13 @@ export function createStoringServer(
             });
             if (!valid) throw SmtpError.code(535);
             return user;
+          },
+        }
+      : {}),
+    ...(recipients
+      ? {
+          onRcptTo(_ctx, address) {
+            recipients.check(address);
           },
         }
       : {}),
@@ -105,14 +114,18 @@ export async function serve({
   maildir,
   maildirFlush,
   authUsers,
+  acceptDomains,
+  recipients,
   sink,
 }: Omit<ServeFlags, "help">): Promise<void> {
   const logger = lineLogger(process.stdout); // a server program's log is its output
   const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
   let server: SmtpServer;
+  let policy: RecipientPolicy | undefined;
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
-    server = createStoringServer({ logger, ...settings }, store, accounts);
+    policy = await RecipientPolicy.open(acceptDomains, recipients);
+    server = createStoringServer({ logger, ...settings }, store, accounts, policy);
   } catch (error) {
     // A bad option or accounts file: the store opened for nothing is closed before the error is told.
     await store.close?.();
@@ -133,12 +146,19 @@ export async function serve({
   };
   process.on("SIGINT", onStopSignal);
   process.on("SIGTERM", onStopSignal);
-  // SIGHUP re-reads the TLS certificate files (renewed by ACME); a failed reload keeps the old ones.
+  // SIGHUP re-reads the TLS certificate files (renewed by ACME) and the recipients file; a failed reload
+  // keeps what was in force.
   process.on("SIGHUP", () => {
     server.tls?.reload().then(
       () => server.onLogging(null, "info", "TLS certificates reloaded"),
       (error: Error) => server.onLogging(null, "error", error.message),
     );
+    if (recipients !== undefined) {
+      policy?.reload().then(
+        () => server.onLogging(null, "info", `Recipients reloaded from ${recipients}`),
+        (error: Error) => server.onLogging(null, "error", `${error.message} The previous recipients stay.`),
+      );
+    }
   });
 
   await server.start().catch(async (error: unknown) => {
