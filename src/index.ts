@@ -17,7 +17,19 @@ export type {
  */
 export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
+/** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (README, "Rate limits"). */
+export {
+  type AddressLimiter,
+  MemoryAddressLimiter,
+  type MemoryAddressLimiterOptions,
+} from "./server/address-limiter.js";
 export type { Logger, ServerSettings } from "./server/options.js";
+export { type ClientRateLimitOptions, clientRateLimits, type RateLimitName } from "./server/rate-limits.js";
+export {
+  connectRedis,
+  RedisAddressLimiter,
+  type RedisAddressLimiterOptions,
+} from "./server/redis-address-limiter.js";
 export {
   SmtpServer,
   type SmtpServerOptions,

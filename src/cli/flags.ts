@@ -14,6 +14,7 @@ import {
   readConfigValues,
 } from "./config-file.js";
 import { kebab, UsageError, wholeNumber } from "./flag-values.js";
+import type { LimitFlags } from "./limits.js";
 import { parseAcceptDomains } from "./recipient-policy.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
 
@@ -28,6 +29,8 @@ export interface ServeFlags {
   acceptDomains: string[];
   /** --recipients FILE: accepted addresses and @domains, one a line. */
   recipients: string | undefined;
+  /** --connections-per-minute, --messages-per-minute, --redis: limits per client address. */
+  limits: LimitFlags;
   /** --sink URL and its flags: the broker or endpoint that stores instead of the Maildir. */
   sink: SinkFlags | undefined;
   help: boolean;
@@ -54,6 +57,10 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
     "accept-domains": { type: "string" },
+    "connections-per-minute": { type: "string" },
+    "messages-per-minute": { type: "string" },
+    redis: { type: "string" },
+    "redis-prefix": { type: "string" },
     recipients: { type: "string" },
     ...sinkParseArgsOptions(),
     help: { type: "boolean", short: "h" },
@@ -169,8 +176,35 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     authUsers: typeof authUsers === "string" ? authUsers : undefined,
     acceptDomains: typeof acceptDomains === "string" ? parseAcceptDomains(acceptDomains) : [],
     recipients: typeof recipients === "string" ? recipients : undefined,
+    limits: limitFlagsFrom(values, env),
     sink,
     help: values.help === true,
+  };
+}
+
+/** Environment variable read for --redis when the flag is not given. */
+export const REDIS_ENV = "MAILGATE_REDIS";
+
+function limitFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): LimitFlags {
+  const count = (flag: string) => {
+    const value = values[flag];
+    return typeof value === "string" ? wholeNumber(flag, value) : 0;
+  };
+  const redis = typeof values.redis === "string" ? values.redis : env[REDIS_ENV] || undefined;
+  if (redis !== undefined && !/^rediss?:\/\//.test(redis)) {
+    throw new UsageError(
+      `Invalid value for ${typeof values.redis === "string" ? "--redis" : REDIS_ENV}: use redis://[user:password@]host:port[/db] or rediss://... .`,
+    );
+  }
+  const prefix = typeof values["redis-prefix"] === "string" ? values["redis-prefix"] : "mailgate:";
+  if (typeof values["redis-prefix"] === "string" && redis === undefined) {
+    throw new UsageError(`--redis-prefix needs --redis URL (or ${REDIS_ENV}).`);
+  }
+  return {
+    connectionsPerMinute: count("connections-per-minute"),
+    messagesPerMinute: count("messages-per-minute"),
+    redis,
+    redisPrefix: prefix,
   };
 }
 
@@ -216,6 +250,14 @@ export function serveHelp(): string {
     "      Accept recipients at these domains only (comma- or space-separated), with --recipients; others get 550 5.1.1 (default: every recipient is accepted).",
     "  --recipients FILE",
     "      Accept only these recipients: one address or @domain a line (# comments), re-read on SIGHUP; with --accept-domains either one accepts (default: every recipient is accepted).",
+    "  --connections-per-minute N",
+    "      Connections one client address (IPv6: its /64; behind PROXY, the address the header names) may open per minute; the next gets 421 4.7.0 and the address is held back for a minute (default: 0, no limit).",
+    "  --messages-per-minute N",
+    "      Transactions (MAIL FROM) one client address may start per minute; the next gets 421 4.7.0, as above (default: 0, no limit).",
+    "  --redis URL",
+    "      Keep the per-address limits (these two and --max-auth-failures-per-ip) in Redis, shared by every instance that uses it; if Redis fails, the limits fail open and mail keeps flowing. Also read from MAILGATE_REDIS (default: none, in memory).",
+    "  --redis-prefix PREFIX",
+    "      The start of every Redis key; instances that share limits use the same (default: mailgate:).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];

@@ -9,13 +9,14 @@ import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
-import { type Logger, OPTION_SPECS, type ServerSettings } from "../server/options.js";
+import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "../server/options.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
+import { type OpenedLimits, openLimits } from "./limits.js";
 import { openSink } from "./open-sink.js";
 import { RecipientPolicy } from "./recipient-policy.js";
 
@@ -28,6 +29,7 @@ export function createStoringServer(
   store: MessageStore,
   accounts?: Accounts,
   recipients?: RecipientPolicy,
+  limits?: Omit<OpenedLimits, "close">,
 ): SmtpServer {
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
@@ -36,6 +38,8 @@ export function createStoringServer(
     logger: lineLogger(process.stdout), // a server program's log is its output
     ...settings,
     maxMessageSize: sizeLimit(settings.maxMessageSize, store.maxMessageSize),
+    ...limits?.hooks,
+    ...(limits?.authFailureLimiter && { authFailureLimiter: limits.authFailureLimiter }),
     ...(accounts
       ? {
           async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
@@ -116,18 +120,24 @@ export async function serve({
   authUsers,
   acceptDomains,
   recipients,
+  limits: limitFlags,
   sink,
 }: Omit<ServeFlags, "help">): Promise<void> {
   const logger = lineLogger(process.stdout); // a server program's log is its output
   const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
+  let limits: OpenedLimits | undefined;
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
-    server = createStoringServer({ logger, ...settings }, store, accounts, policy);
+    limits = await openLimits(limitFlags, resolveSettings(settings), logger, (ctx, name) =>
+      server.onLogging(ctx, "info", `Refused: over the ${name}-per-minute limit (421 4.7.0)`),
+    );
+    server = createStoringServer({ logger, ...settings }, store, accounts, policy, limits);
   } catch (error) {
-    // A bad option or accounts file: the store opened for nothing is closed before the error is told.
+    // A bad option or accounts file: what was opened for nothing is closed before the error is told.
+    await limits?.close();
     await store.close?.();
     throw error;
   }
@@ -162,6 +172,7 @@ export async function serve({
   });
 
   await server.start().catch(async (error: unknown) => {
+    await limits.close();
     await store.close?.(); // the port is in use, say: nothing was served
     throw error;
   });
@@ -173,6 +184,7 @@ export async function serve({
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
+  await limits.close();
   await store.close?.();
   server.onLogging(null, "info", "mailgate stopped");
 }

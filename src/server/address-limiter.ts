@@ -12,7 +12,7 @@ import type { AuthFailureLimit } from "../protocol/auth-exchange.js";
 import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
-import { clientAddress, clientKey, unnamedClientKey } from "./client-key.js";
+import { sessionClientKey } from "./client-key.js";
 
 export interface AddressLimiter {
   /** True while `key` is held back: it reached the limit and its penalty has not run out. */
@@ -135,11 +135,11 @@ export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit
   /** Checks queued or running per client key: a client may not queue more than a few. */
   const queued = new Map<string, number>();
   return {
-    isBlocked: (ctx) => ctx.server.remoteIp !== "" && limiter.isBlocked(failureKey(ctx)),
-    record: (ctx) => ctx.server.remoteIp !== "" && limiter.record(failureKey(ctx)),
+    isBlocked: (ctx) => ctx.server.remoteIp !== "" && limiter.isBlocked(sessionClientKey(ctx)),
+    record: (ctx) => ctx.server.remoteIp !== "" && limiter.record(sessionClientKey(ctx)),
     exclusive<T>(ctx: SessionContext, check: () => Promise<T>): Promise<T> {
       if (ctx.server.remoteIp === "") return check();
-      const key = failureKey(ctx);
+      const key = sessionClientKey(ctx);
       const count = queued.get(key) ?? 0;
       if (count >= CHECKS_QUEUED_PER_CLIENT) {
         // Not counted as a failure (the client may be a busy NAT): a temporary refusal, at once.
@@ -163,16 +163,6 @@ export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit
 }
 
 function ignore(): void {}
-
-/**
- * The key a session's client is counted under: its address's clientKey; a client a PROXY header could not
- * name (ctx.server.remoteIp is then the proxy's) is counted apart from the proxy's own direct clients.
- */
-function failureKey(ctx: SessionContext): string {
-  const { remoteIp, proxy } = ctx.server;
-  const unnamed = proxy !== null && clientAddress(remoteIp, proxy) === "";
-  return unnamed ? unnamedClientKey(remoteIp) : clientKey(remoteIp);
-}
 
 /**
  * AUTH checks one client address may have queued or running at once. One at a time runs; a few more may

@@ -4,6 +4,7 @@
  * client take 2^64 slots). An IPv4-mapped IPv6 address ("::ffff:192.0.2.1") counts as its IPv4 address.
  */
 import { isIPv6 } from "node:net";
+import type { SessionContext } from "../protocol/context.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 
 export function clientKey(address: string): string {
@@ -41,4 +42,16 @@ export function clientAddress(peer: string, proxied: ProxyInfo | null): string {
  */
 export function unnamedClientKey(proxyAddress: string): string {
   return `unnamed behind ${clientKey(proxyAddress)}`;
+}
+
+/**
+ * The key a session's client is counted under by per-address limits: its address's clientKey; a client a
+ * PROXY header could not name (ctx.server.remoteIp is then the proxy's) is counted apart from the proxy's
+ * own direct clients. "" for a UNIX socket peer, which has no address and is never counted.
+ */
+export function sessionClientKey(ctx: SessionContext): string {
+  const { remoteIp, proxy } = ctx.server;
+  if (remoteIp === "") return "";
+  const unnamed = proxy !== null && clientAddress(remoteIp, proxy) === "";
+  return unnamed ? unnamedClientKey(remoteIp) : clientKey(remoteIp);
 }

@@ -4,13 +4,16 @@
  */
 import type { SessionConfig } from "../protocol/session.js";
 import { isSaslMechanismName, SASL_MECHANISMS, type SaslMechanismName } from "../sasl/mechanism.js";
-import { authFailuresByAddress, MemoryAddressLimiter } from "./address-limiter.js";
+import { type AddressLimiter, authFailuresByAddress, MemoryAddressLimiter } from "./address-limiter.js";
 import { HOOK_NAMES } from "./hook-binding.js";
 import { severityEnabled } from "./logger.js";
 import { OPTION_SPECS, type ServerSettings } from "./options.js";
 
-/** What every session of the server is configured with. */
-export function compileSessionConfig(s: ServerSettings): SessionConfig {
+/**
+ * What every session of the server is configured with.
+ * @param authFailureLimiter where AUTH failures per address are counted (default: in memory)
+ */
+export function compileSessionConfig(s: ServerSettings, authFailureLimiter?: AddressLimiter): SessionConfig {
   return {
     hostname: s.hostname,
     lmtp: s.lmtp,
@@ -38,7 +41,8 @@ export function compileSessionConfig(s: ServerSettings): SessionConfig {
       maxFailures: s.maxAuthFailures,
       ...(s.maxAuthFailuresPerIp > 0 && {
         addressLimit: authFailuresByAddress(
-          new MemoryAddressLimiter({ limit: s.maxAuthFailuresPerIp, windowMs: s.authFailureWindow }),
+          authFailureLimiter ??
+            new MemoryAddressLimiter({ limit: s.maxAuthFailuresPerIp, windowMs: s.authFailureWindow }),
         ),
       }),
     },
@@ -47,7 +51,12 @@ export function compileSessionConfig(s: ServerSettings): SessionConfig {
 
 /** A misspelt option would otherwise be ignored in silence: name it, and the closest known one. */
 export function rejectUnknownOptions(given: Record<string, unknown>): void {
-  const known = [...OPTION_SPECS.map((spec) => spec.name as string), ...HOOK_NAMES, "logger"];
+  const known = [
+    ...OPTION_SPECS.map((spec) => spec.name as string),
+    ...HOOK_NAMES,
+    "logger",
+    "authFailureLimiter",
+  ];
   for (const name of Object.keys(given)) {
     if (known.includes(name) || given[name] === undefined) continue;
     const close = known.find((candidate) =>

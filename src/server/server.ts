@@ -20,6 +20,7 @@ import { deriveCertificateNames } from "../tls/certificates.js";
 import { TlsContextProvider } from "../tls/context.js";
 import { resolveTlsSettings } from "../tls/presets.js";
 import { upgradeToTls } from "../tls/upgrade.js";
+import type { AddressLimiter } from "./address-limiter.js";
 import {
   formatAddress,
   type ListenAddress,
@@ -46,6 +47,11 @@ export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts">
     /** "127.0.0.1, ::1", "*" or a list of hosts. */
     hosts?: string | readonly string[];
     logger?: Logger;
+    /**
+     * Where AUTH failures per client address are counted (maxAuthFailuresPerIp, authFailureWindow): by
+     * default in this process's memory; a RedisAddressLimiter shares the counts among instances.
+     */
+    authFailureLimiter?: AddressLimiter;
   };
 
 export interface StopOptions {
@@ -150,7 +156,13 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.logger = options.logger ?? defaultLogger;
     const s = this.settings;
-    this.sessionConfig = compileSessionConfig(s);
+    if (
+      options.authFailureLimiter !== undefined &&
+      typeof options.authFailureLimiter?.record !== "function"
+    ) {
+      throw new TypeError("Invalid option authFailureLimiter: it needs isBlocked and record methods.");
+    }
+    this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
     this.sessionHooks = bindHooks(this, (ctx, severity, message, error) =>
       this.log(ctx, severity, message, error),
     );
