@@ -39,12 +39,16 @@ export {
  */
 export { HttpSink, type HttpSinkOptions, refusalFrom } from "./sinks/http.js";
 export {
-  decodeHttpSinkEnvelope,
   httpSinkSignature,
   type SignedParts,
   verifyHttpSinkSignature,
-  type WireEnvelope,
 } from "./sinks/http-signature.js";
+/** The Mailgate-Envelope header of the HTTP and NATS sinks: the envelope and session facts, SMTPUTF8-safe. */
+export {
+  decodeMailgateEnvelope,
+  encodeMailgateEnvelope,
+  type WireEnvelope,
+} from "./sinks/mailgate-envelope.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export {

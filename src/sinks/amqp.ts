@@ -23,6 +23,7 @@ import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { readWholeMessage } from "./collect.js";
+import { domainTemplate } from "./domain-template.js";
 import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
 
 type ChannelModel = amqplib.ChannelModel;
@@ -128,7 +129,7 @@ export class AmqpSink implements MessageStore {
   readonly exchange: string;
   readonly #url: string;
   readonly #redactedUrl: string;
-  readonly #routingKey: string;
+  readonly #routingKey: (envelope: StoreEnvelope) => string;
   readonly #declare: AmqpDeclareOptions | undefined;
   readonly #publishTimeout: number;
   readonly #window: number;
@@ -156,14 +157,7 @@ export class AmqpSink implements MessageStore {
       throw new TypeError('Invalid option exchange: give an exchange name ("" for the default exchange).');
     }
     this.exchange = options.exchange;
-    this.#routingKey = options.routingKey ?? DEFAULTS.routingKey;
-    for (const [placeholder] of this.#routingKey.matchAll(/\{[^}]*\}/g)) {
-      if (placeholder !== "{domain}") {
-        throw new TypeError(
-          `Invalid option routingKey: unknown placeholder ${placeholder}; the template knows {domain}.`,
-        );
-      }
-    }
+    this.#routingKey = domainTemplate("routingKey", options.routingKey ?? DEFAULTS.routingKey);
     this.#declare = options.declare;
     this.#publishTimeout = positiveInteger("publishTimeout", options.publishTimeout, DEFAULTS.publishTimeout);
     this.#window = positiveInteger("window", options.window, DEFAULTS.window);
@@ -300,10 +294,7 @@ export class AmqpSink implements MessageStore {
   }
 
   #routingKeyFor(envelope: StoreEnvelope): string {
-    const first = envelope.to[0] as string;
-    const at = first.lastIndexOf("@");
-    const domain = at < 0 ? "" : first.slice(at + 1).toLowerCase();
-    const key = this.#routingKey.replaceAll("{domain}", domain);
+    const key = this.#routingKey(envelope);
     if (Buffer.byteLength(key) > SHORTSTR_MAX) {
       throw refused(`routing key too long (${Buffer.byteLength(key)} bytes)`);
     }

@@ -28,7 +28,8 @@ import { Agent as HttpsAgent } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
-import { encodeHttpSinkEnvelope, httpSinkSignature } from "./http-signature.js";
+import { httpSinkSignature } from "./http-signature.js";
+import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
 import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
 import { Deadline, InFlightWindow } from "./window.js";
 
@@ -155,7 +156,7 @@ export class HttpSink implements MessageStore {
         new TypeError(`Cannot send message id ${JSON.stringify(id)}: not visible ASCII.`),
       );
     }
-    const delivery = this.#deliver(id, encodeHttpSinkEnvelope(envelope), message);
+    const delivery = this.#deliver(id, encodeMailgateEnvelope(envelope), message);
     this.#active.add(delivery);
     const forget = () => this.#active.delete(delivery);
     delivery.then(forget, forget);
