@@ -49,6 +49,20 @@ export {
   encodeMailgateEnvelope,
   type WireEnvelope,
 } from "./sinks/mailgate-envelope.js";
+/** NATS JetStream: publishes each message and awaits its PubAck; see the README, "Sinks: NATS JetStream". */
+export {
+  type NatsDeclareOptions,
+  NatsSink,
+  type NatsSinkOptions,
+  type NatsSinkState,
+  type NatsTlsOptions,
+} from "./sinks/nats.js";
+export {
+  type ClaimCheck,
+  NATS_HEADERS,
+  type NatsMailHeaders,
+  readNatsMailHeaders,
+} from "./sinks/nats-headers.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export {

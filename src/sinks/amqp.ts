@@ -18,13 +18,13 @@
  */
 import { randomUUID } from "node:crypto";
 import amqplib from "amqplib";
-import { SmtpError } from "../protocol/errors.js";
 import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { readWholeMessage } from "./collect.js";
 import { domainTemplate } from "./domain-template.js";
-import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
+import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
+import { positiveInteger } from "./sink-options.js";
 
 type ChannelModel = amqplib.ChannelModel;
 type ConfirmChannel = amqplib.ConfirmChannel;
@@ -199,7 +199,7 @@ export class AmqpSink implements MessageStore {
       await this.#connect();
     } catch (error) {
       this.#state = "closed";
-      throw new Error(`Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describe(error)}.`);
+      throw new Error(`Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describeError(error)}.`);
     }
   }
 
@@ -296,7 +296,7 @@ export class AmqpSink implements MessageStore {
   #routingKeyFor(envelope: StoreEnvelope): string {
     const key = this.#routingKey(envelope);
     if (Buffer.byteLength(key) > SHORTSTR_MAX) {
-      throw refused(`routing key too long (${Buffer.byteLength(key)} bytes)`);
+      throw sinkRefusal("AMQP sink", `routing key too long (${Buffer.byteLength(key)} bytes)`);
     }
     return key;
   }
@@ -393,17 +393,19 @@ export class AmqpSink implements MessageStore {
         (error: unknown) => {
           if (error) {
             pending.settle(
-              link.lost ? unavailable("the broker connection was lost") : refused("the broker nacked it"),
+              link.lost
+                ? unavailable("the broker connection was lost")
+                : sinkRefusal("AMQP sink", "the broker nacked it"),
             );
           } else if (pending.returned !== null) {
-            pending.settle(refused(`the broker could not route it (${pending.returned})`));
+            pending.settle(sinkRefusal("AMQP sink", `the broker could not route it (${pending.returned})`));
           } else {
             pending.settle(null);
           }
         },
       );
     } catch (error) {
-      pending.settle(unavailable(`publish failed: ${describe(error)}`));
+      pending.settle(unavailable(`publish failed: ${describeError(error)}`));
     }
     return { outcome, settled };
   }
@@ -417,7 +419,9 @@ export class AmqpSink implements MessageStore {
     });
     let channel: ConfirmChannel;
     try {
-      model.on("error", (error: Error) => this.#logger.warn(`AMQP connection error: ${describe(error)}`));
+      model.on("error", (error: Error) =>
+        this.#logger.warn(`AMQP connection error: ${describeError(error)}`),
+      );
       channel = await model.createConfirmChannel();
       if (this.#declare) await this.#declareTopology(model);
     } catch (error) {
@@ -426,7 +430,7 @@ export class AmqpSink implements MessageStore {
     }
     const link: Link = { model, channel, byMessageId: new Map(), lost: false };
     channel.on("return", (message: Message) => onReturn(link, message));
-    channel.on("error", (error: Error) => this.#logger.warn(`AMQP channel error: ${describe(error)}`));
+    channel.on("error", (error: Error) => this.#logger.warn(`AMQP channel error: ${describeError(error)}`));
     channel.on("close", () => this.#lose(link, "channel closed"));
     model.on("close", () => this.#lose(link, "connection closed"));
     model.on("blocked", (reason: string) => {
@@ -499,7 +503,7 @@ export class AmqpSink implements MessageStore {
       this.#connect().catch((error: unknown) => {
         if (this.#state === "closed") return;
         this.#state = "disconnected";
-        this.#logger.warn(`AMQP reconnect to ${this.#redactedUrl} failed: ${describe(error)}`);
+        this.#logger.warn(`AMQP reconnect to ${this.#redactedUrl} failed: ${describeError(error)}`);
         this.#scheduleReconnect();
       });
     }, delay);
@@ -592,23 +596,6 @@ export function envelopeFromAmqpHeaders(
 /** The broker cannot take the message now: a spool may. */
 function unavailable(why: string): SinkUnavailable {
   return new SinkUnavailable("AMQP sink", why);
-}
-
-/** The broker answered and did not take this message: 451, never spooled. */
-function refused(why: string): SmtpError {
-  return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `451 4.3.0 AMQP sink: ${why}`);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) {
-    throw new TypeError(`Invalid option ${name}: ${value} is not a positive integer.`);
-  }
-  return value;
 }
 
 /** Checks the URL and returns it for amqplib (with the heartbeat) and without its password (for logs). */
