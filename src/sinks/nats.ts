@@ -126,7 +126,8 @@ export interface NatsSinkOptions {
   logger?: Logger;
 }
 
-export type NatsSinkState = "idle" | "connecting" | "connected" | "disconnected" | "closed";
+/** "stalled": connected, but a publish timed out and the server has not answered a PING since. */
+export type NatsSinkState = "idle" | "connecting" | "connected" | "stalled" | "disconnected" | "closed";
 
 /** The largest message by default, as the AMQP sink's (RabbitMQ's default limit). */
 const DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024;
@@ -162,7 +163,7 @@ export class NatsSink implements MessageStore {
   readonly #tls: NatsTlsOptions | undefined;
   readonly #closing = new AbortController();
 
-  #state: NatsSinkState = "idle";
+  #state: Exclude<NatsSinkState, "stalled"> = "idle";
   #nc: NatsConnection | undefined;
   #js: JetStreamClient | undefined;
   #objects: ObjectStore | undefined;
@@ -255,7 +256,7 @@ export class NatsSink implements MessageStore {
 
   /** "connected" while deliveries can be published; otherwise they get 451 at once. */
   get state(): NatsSinkState {
-    return this.#state;
+    return this.#state === "connected" && this.#unanswered ? "stalled" : this.#state;
   }
 
   /** Window slots taken now: deliveries reading, publishing or awaiting their PubAck. */
@@ -285,6 +286,12 @@ export class NatsSink implements MessageStore {
     const subject = this.#subjectFor(envelope);
     this.#ensureUsable(); // 451 at once: never read a message the sink cannot publish now
     const leave = await this.#enterWindow();
+    try {
+      this.#ensureUsable(); // again: the connection may have gone, or a publish timed out, while it waited
+    } catch (error) {
+      leave();
+      throw error;
+    }
     let release: () => void = () => {};
     const active = new Promise<void>((resolve) => {
       release = () => {
@@ -368,6 +375,7 @@ export class NatsSink implements MessageStore {
     const inline = this.#inlineLimit(plain);
     const head = await readUpTo(message, Math.min(inline, this.maxMessageSize));
     if (head.rest === null) {
+      this.#ensureUsable(); // the connection may have gone while the message was read
       const body = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks);
       this.#heldBytes += body.length;
       const published = this.#publish(subject, body, plain);
@@ -388,6 +396,7 @@ export class NatsSink implements MessageStore {
       throw messageTooBig(inline, "what one NATS message carries (no claim-check bucket)");
     }
     const claim = await this.#putObject(this.#objects, this.bucket, id, head);
+    this.#ensureUsable();
     const published = this.#publish(subject, Buffer.alloc(0), natsMailHeaders(id, envelope, claim));
     const ack = await published.ack.catch(async (reason: Error) => {
       // Refused: the stream message will never exist, so nobody would fetch the object. Uncertain (no
