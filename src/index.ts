@@ -63,6 +63,7 @@ export {
   type NatsMailHeaders,
   readNatsMailHeaders,
 } from "./sinks/nats-headers.js";
+export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export {
