@@ -348,7 +348,11 @@ export class NatsSink implements MessageStore {
 
   /** A window slot within publishTimeout, or SinkUnavailable. */
   async #enterWindow(): Promise<() => void> {
-    const signal = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#publishTimeout)]);
+    // A free slot is taken at once: the timer (a cost per message) only for a delivery that must wait.
+    const free = this.#window.inFlight < this.#window.size && this.#window.waiting === 0;
+    const signal = free
+      ? this.#closing.signal
+      : AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#publishTimeout)]);
     let leave: () => void;
     try {
       leave = await this.#window.enter(signal);
