@@ -20,7 +20,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pathToFileURL } from "node:url";
 import {
-  decodeHttpSinkEnvelope,
+  decodeMailgateEnvelope,
   MaildirStore,
   type MessageStore,
   verifyHttpSinkSignature,
@@ -64,7 +64,7 @@ export function createHttpReceiver(options: HttpReceiverOptions): HttpReceiver {
     let envelope: WireEnvelope;
     try {
       if (!/^[\x21-\x7e]{1,256}$/.test(id) || !/^\d{1,12}$/.test(timestamp)) throw new TypeError("no id");
-      envelope = decodeHttpSinkEnvelope(envelopeValue);
+      envelope = decodeMailgateEnvelope(envelopeValue);
     } catch {
       return reply(res, 400, { error: "not a mailgate request" });
     }

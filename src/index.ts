@@ -51,12 +51,31 @@ export {
  */
 export { HttpSink, type HttpSinkOptions, refusalFrom } from "./sinks/http.js";
 export {
-  decodeHttpSinkEnvelope,
   httpSinkSignature,
   type SignedParts,
   verifyHttpSinkSignature,
-  type WireEnvelope,
 } from "./sinks/http-signature.js";
+/** The Mailgate-Envelope header of the HTTP and NATS sinks: the envelope and session facts, SMTPUTF8-safe. */
+export {
+  decodeMailgateEnvelope,
+  encodeMailgateEnvelope,
+  type WireEnvelope,
+} from "./sinks/mailgate-envelope.js";
+/** NATS JetStream: publishes each message and awaits its PubAck; see the README, "Sinks: NATS JetStream". */
+export {
+  type NatsDeclareOptions,
+  NatsSink,
+  type NatsSinkOptions,
+  type NatsSinkState,
+  type NatsTlsOptions,
+} from "./sinks/nats.js";
+export {
+  type ClaimCheck,
+  NATS_HEADERS,
+  type NatsMailHeaders,
+  readNatsMailHeaders,
+} from "./sinks/nats-headers.js";
+export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export {

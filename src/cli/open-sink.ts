@@ -9,6 +9,8 @@ import { connect as tlsConnect } from "node:tls";
 import type { Logger } from "../server/options.js";
 import { AmqpSink } from "../sinks/amqp.js";
 import { HttpSink } from "../sinks/http.js";
+import { NatsSink } from "../sinks/nats.js";
+import { natsSinkOptionsFromUrl } from "../sinks/nats-url.js";
 import type { MessageStore } from "../store/store.js";
 import { redactedSinkUrl, type SinkFlags } from "./sink-flags.js";
 
@@ -28,6 +30,7 @@ export async function openSink(
 ): Promise<OpenedSink> {
   const secret = await readSecret(flags, env);
   const ca = flags.caFile === undefined ? undefined : await readFileNamed(flags.caFile, "--sink-ca-file");
+  // (NATS reads its CA file itself; reading it here too tells a missing file in the same words.)
   const where = redactedSinkUrl(flags.url);
   if (flags.passwordOnCommandLine) {
     logger.warn(
@@ -48,6 +51,21 @@ export async function openSink(
       ...(ca ? { tls: { ca } } : {}),
     });
     return { store: sink, description: `RabbitMQ ${sink.redactedUrl}, exchange "${sink.exchange}"` };
+  }
+  if (flags.kind === "nats") {
+    const url = new URL(flags.url.href);
+    if (secret !== undefined && url.username !== "")
+      url.password = encodeURIComponent(secret.toString("utf8"));
+    const options = natsSinkOptionsFromUrl(url.href);
+    const sink = await NatsSink.open({
+      ...options,
+      logger,
+      ...(secret !== undefined && url.username === "" ? { token: secret.toString("utf8") } : {}),
+      ...(flags.publishTimeout !== undefined ? { publishTimeout: flags.publishTimeout } : {}),
+      ...(flags.window !== undefined ? { window: flags.window } : {}),
+      ...(flags.caFile !== undefined ? { tls: { ...options.tls, caFile: flags.caFile } } : {}),
+    });
+    return { store: sink, description: `NATS JetStream ${sink.redactedServers}, subject "${sink.subject}"` };
   }
   const sink = new HttpSink({
     url: flags.url,

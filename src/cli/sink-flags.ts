@@ -6,17 +6,22 @@
  * environment (MAILGATE_SINK) and the password, token or signing secret from a file (--sink-secret-file)
  * or the environment (MAILGATE_SINK_SECRET).
  */
+import { natsSinkOptionsFromUrl } from "../sinks/nats-url.js";
 import { UsageError, wholeNumber } from "./flag-values.js";
 
 /** The sink families, by URL scheme. */
-export type SinkKind = "amqp" | "http";
+export type SinkKind = "amqp" | "http" | "nats";
 
 const KIND_BY_SCHEME: Record<string, SinkKind> = {
   "amqp:": "amqp",
   "amqps:": "amqp",
   "http:": "http",
   "https:": "http",
+  "nats:": "nats",
+  "tls:": "nats",
 };
+
+const ALL_KINDS: readonly SinkKind[] = ["amqp", "http", "nats"];
 
 export interface SinkFlags {
   kind: SinkKind;
@@ -48,37 +53,37 @@ export const SINK_FLAG_SPECS: readonly SinkFlagSpec[] = [
   {
     flag: "sink",
     kind: "string",
-    kinds: ["amqp", "http"],
+    kinds: ALL_KINDS,
     value: "URL",
-    help: "Hand every message to this sink instead of the Maildir, and answer 250 only once it holds it: amqp://user@host/vhost or amqps://... (RabbitMQ), http://... or https://... (a webhook). Also read from MAILGATE_SINK (default: none, the Maildir).",
+    help: "Hand every message to this sink instead of the Maildir, and answer 250 only once it holds it: amqp://user@host/vhost or amqps://... (RabbitMQ), nats://host:4222?stream=MAIL&subject=mail.{domain} or tls://... (NATS JetStream, options as query parameters), http://... or https://... (a webhook). Also read from MAILGATE_SINK (default: none, the Maildir).",
   },
   {
     flag: "sink-secret-file",
     kind: "string",
-    kinds: ["amqp", "http"],
+    kinds: ALL_KINDS,
     value: "FILE",
-    help: "The sink's secret, read from FILE (one final newline is dropped): the AMQP password, or the HTTP signing secret (at least 16 bytes; required for http). Also read from MAILGATE_SINK_SECRET (default: none).",
+    help: "The sink's secret, read from FILE (one final newline is dropped): the password of the URL's user (amqp, nats), the NATS token when the URL names no user, or the HTTP signing secret (at least 16 bytes; required for http). Also read from MAILGATE_SINK_SECRET (default: none).",
   },
   {
     flag: "sink-ca-file",
     kind: "string",
-    kinds: ["amqp", "http"],
+    kinds: ALL_KINDS,
     value: "FILE",
-    help: "PEM CA certificates that the sink's TLS server certificate must chain to, for amqps:// and https:// (default: Node's CA list).",
+    help: "PEM CA certificates that the sink's TLS server certificate must chain to, for amqps://, tls:// (NATS) and https:// (default: Node's CA list).",
   },
   {
     flag: "sink-publish-timeout",
     kind: "integer",
-    kinds: ["amqp", "http"],
+    kinds: ALL_KINDS,
     value: "MS",
     help: "Milliseconds a message waits for the broker's confirm or the endpoint's answer (and for a place in the window) before 451; lower than --io-cmd-timeout (default: 10000).",
   },
   {
     flag: "sink-window",
     kind: "integer",
-    kinds: ["amqp", "http"],
+    kinds: ALL_KINDS,
     value: "N",
-    help: "Messages in flight to the sink at most; further sessions wait (default: 256 for amqp, 16 for http).",
+    help: "Messages in flight to the sink at most; further sessions wait (default: 256 for amqp and nats, 16 for http).",
   },
   {
     flag: "sink-exchange",
@@ -134,19 +139,28 @@ export function parseSinkFlags(
   } catch {
     // The text may hold a password: never repeat it.
     throw new UsageError(
-      `Invalid value for ${where}: not a URL; use amqp://user@host/vhost, amqps://..., http://... or https://....`,
+      `Invalid value for ${where}: not a URL; use amqp://user@host/vhost, amqps://..., nats://host:port?stream=..., tls://..., http://... or https://....`,
     );
   }
   const kind = KIND_BY_SCHEME[url.protocol];
   if (!kind) {
     throw new UsageError(
-      `Invalid value for ${where}: the scheme ${url.protocol} is not one mailgate can hand mail to; use amqp:, amqps:, http: or https:.`,
+      `Invalid value for ${where}: the scheme ${url.protocol} is not one mailgate can hand mail to; use amqp:, amqps:, nats:, tls:, http: or https:.`,
     );
   }
   if (kind === "http" && (url.username || url.password)) {
     throw new UsageError(
       `Invalid value for ${where}: an http(s) sink URL cannot hold credentials; the requests are signed with --sink-secret-file.`,
     );
+  }
+  if (kind === "nats") {
+    try {
+      natsSinkOptionsFromUrl(url.href); // its query parameters, checked now
+    } catch (error) {
+      throw new UsageError(
+        `${(error as Error).message.replace(/^Invalid NATS URL/, `Invalid value for ${where}`)}`,
+      );
+    }
   }
   for (const spec of SINK_FLAG_SPECS) {
     if (given(spec.flag) !== undefined && !spec.kinds.includes(kind)) {

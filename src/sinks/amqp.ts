@@ -18,12 +18,13 @@
  */
 import { randomUUID } from "node:crypto";
 import amqplib from "amqplib";
-import { SmtpError } from "../protocol/errors.js";
 import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { readWholeMessage } from "./collect.js";
-import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
+import { domainTemplate } from "./domain-template.js";
+import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
+import { positiveInteger } from "./sink-options.js";
 
 type ChannelModel = amqplib.ChannelModel;
 type ConfirmChannel = amqplib.ConfirmChannel;
@@ -128,7 +129,7 @@ export class AmqpSink implements MessageStore {
   readonly exchange: string;
   readonly #url: string;
   readonly #redactedUrl: string;
-  readonly #routingKey: string;
+  readonly #routingKey: (envelope: StoreEnvelope) => string;
   readonly #declare: AmqpDeclareOptions | undefined;
   readonly #publishTimeout: number;
   readonly #window: number;
@@ -156,14 +157,7 @@ export class AmqpSink implements MessageStore {
       throw new TypeError('Invalid option exchange: give an exchange name ("" for the default exchange).');
     }
     this.exchange = options.exchange;
-    this.#routingKey = options.routingKey ?? DEFAULTS.routingKey;
-    for (const [placeholder] of this.#routingKey.matchAll(/\{[^}]*\}/g)) {
-      if (placeholder !== "{domain}") {
-        throw new TypeError(
-          `Invalid option routingKey: unknown placeholder ${placeholder}; the template knows {domain}.`,
-        );
-      }
-    }
+    this.#routingKey = domainTemplate("routingKey", options.routingKey ?? DEFAULTS.routingKey);
     this.#declare = options.declare;
     this.#publishTimeout = positiveInteger("publishTimeout", options.publishTimeout, DEFAULTS.publishTimeout);
     this.#window = positiveInteger("window", options.window, DEFAULTS.window);
@@ -205,7 +199,7 @@ export class AmqpSink implements MessageStore {
       await this.#connect();
     } catch (error) {
       this.#state = "closed";
-      throw new Error(`Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describe(error)}.`);
+      throw new Error(`Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describeError(error)}.`);
     }
   }
 
@@ -300,12 +294,9 @@ export class AmqpSink implements MessageStore {
   }
 
   #routingKeyFor(envelope: StoreEnvelope): string {
-    const first = envelope.to[0] as string;
-    const at = first.lastIndexOf("@");
-    const domain = at < 0 ? "" : first.slice(at + 1).toLowerCase();
-    const key = this.#routingKey.replaceAll("{domain}", domain);
+    const key = this.#routingKey(envelope);
     if (Buffer.byteLength(key) > SHORTSTR_MAX) {
-      throw refused(`routing key too long (${Buffer.byteLength(key)} bytes)`);
+      throw sinkRefusal("AMQP sink", `routing key too long (${Buffer.byteLength(key)} bytes)`);
     }
     return key;
   }
@@ -402,17 +393,19 @@ export class AmqpSink implements MessageStore {
         (error: unknown) => {
           if (error) {
             pending.settle(
-              link.lost ? unavailable("the broker connection was lost") : refused("the broker nacked it"),
+              link.lost
+                ? unavailable("the broker connection was lost")
+                : sinkRefusal("AMQP sink", "the broker nacked it"),
             );
           } else if (pending.returned !== null) {
-            pending.settle(refused(`the broker could not route it (${pending.returned})`));
+            pending.settle(sinkRefusal("AMQP sink", `the broker could not route it (${pending.returned})`));
           } else {
             pending.settle(null);
           }
         },
       );
     } catch (error) {
-      pending.settle(unavailable(`publish failed: ${describe(error)}`));
+      pending.settle(unavailable(`publish failed: ${describeError(error)}`));
     }
     return { outcome, settled };
   }
@@ -426,7 +419,9 @@ export class AmqpSink implements MessageStore {
     });
     let channel: ConfirmChannel;
     try {
-      model.on("error", (error: Error) => this.#logger.warn(`AMQP connection error: ${describe(error)}`));
+      model.on("error", (error: Error) =>
+        this.#logger.warn(`AMQP connection error: ${describeError(error)}`),
+      );
       channel = await model.createConfirmChannel();
       if (this.#declare) await this.#declareTopology(model);
     } catch (error) {
@@ -435,7 +430,7 @@ export class AmqpSink implements MessageStore {
     }
     const link: Link = { model, channel, byMessageId: new Map(), lost: false };
     channel.on("return", (message: Message) => onReturn(link, message));
-    channel.on("error", (error: Error) => this.#logger.warn(`AMQP channel error: ${describe(error)}`));
+    channel.on("error", (error: Error) => this.#logger.warn(`AMQP channel error: ${describeError(error)}`));
     channel.on("close", () => this.#lose(link, "channel closed"));
     model.on("close", () => this.#lose(link, "connection closed"));
     model.on("blocked", (reason: string) => {
@@ -508,7 +503,7 @@ export class AmqpSink implements MessageStore {
       this.#connect().catch((error: unknown) => {
         if (this.#state === "closed") return;
         this.#state = "disconnected";
-        this.#logger.warn(`AMQP reconnect to ${this.#redactedUrl} failed: ${describe(error)}`);
+        this.#logger.warn(`AMQP reconnect to ${this.#redactedUrl} failed: ${describeError(error)}`);
         this.#scheduleReconnect();
       });
     }, delay);
@@ -601,23 +596,6 @@ export function envelopeFromAmqpHeaders(
 /** The broker cannot take the message now: a spool may. */
 function unavailable(why: string): SinkUnavailable {
   return new SinkUnavailable("AMQP sink", why);
-}
-
-/** The broker answered and did not take this message: 451, never spooled. */
-function refused(why: string): SmtpError {
-  return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `451 4.3.0 AMQP sink: ${why}`);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) {
-    throw new TypeError(`Invalid option ${name}: ${value} is not a positive integer.`);
-  }
-  return value;
 }
 
 /** Checks the URL and returns it for amqplib (with the heartbeat) and without its password (for logs). */

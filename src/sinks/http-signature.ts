@@ -1,10 +1,8 @@
 /**
  * The HTTP sink's wire format, shared by the sink and by receivers written in Node: the envelope header
- * and the request signature (both described in the README, "Sinks: HTTP webhook").
+ * and the request signature (described in the README, "Sinks: HTTP webhook").
  *
- * The envelope travels as one header, `Mailgate-Envelope`, holding base64url (RFC 4648 5, no padding) of
- * a UTF-8 JSON object `{"from", "to", "session"}`: header values are Latin-1 at best, and SMTPUTF8
- * addresses are UTF-8, so the JSON is never put into a header as it is.
+ * The envelope travels as one header, `Mailgate-Envelope` (see mailgate-envelope.ts).
  *
  * The signature is `Mailgate-Signature: v1=<hex HMAC-SHA256>` over these lines, joined by "\n":
  *
@@ -20,7 +18,6 @@
  * header. A receiver hashes the body as it reads it and checks the signature at its end, wherever it was.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { SessionFacts, StoreEnvelope } from "../store/store.js";
 
 export const SIGNATURE_VERSION = "v1";
 
@@ -69,44 +66,4 @@ export function verifyHttpSinkSignature(
     if (expected.length === given.length && timingSafeEqual(expected, given)) valid = true;
   }
   return valid;
-}
-
-/** The envelope as it travels in Mailgate-Envelope (the id has its own header). */
-export interface WireEnvelope {
-  from: string;
-  to: string[];
-  session: SessionFacts | null;
-}
-
-/** The Mailgate-Envelope value: base64url of the UTF-8 JSON of {from, to, session}. */
-export function encodeHttpSinkEnvelope(envelope: StoreEnvelope): string {
-  const wire: WireEnvelope = { from: envelope.from, to: envelope.to, session: envelope.session ?? null };
-  return Buffer.from(JSON.stringify(wire), "utf8").toString("base64url");
-}
-
-/** Reads a Mailgate-Envelope value back; throws a TypeError when it is not one. */
-export function decodeHttpSinkEnvelope(value: string | undefined): WireEnvelope {
-  if (typeof value !== "string" || !/^[A-Za-z0-9_-]+$/.test(value)) {
-    throw new TypeError("Mailgate-Envelope is missing or not base64url.");
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(value, "base64url").toString("utf8"));
-  } catch {
-    throw new TypeError("Mailgate-Envelope is not base64url of a JSON object.");
-  }
-  const wire = parsed as Partial<WireEnvelope> | null;
-  const isString = (item: unknown): item is string => typeof item === "string";
-  if (
-    typeof wire !== "object" ||
-    wire === null ||
-    !isString(wire.from) ||
-    !Array.isArray(wire.to) ||
-    wire.to.length === 0 ||
-    !wire.to.every(isString) ||
-    (wire.session !== null && typeof wire.session !== "object")
-  ) {
-    throw new TypeError("Mailgate-Envelope lacks from, to or session.");
-  }
-  return { from: wire.from, to: wire.to, session: wire.session ?? null };
 }

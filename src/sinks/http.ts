@@ -28,8 +28,9 @@ import { Agent as HttpsAgent } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
-import { encodeHttpSinkEnvelope, httpSinkSignature } from "./http-signature.js";
-import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
+import { httpSinkSignature } from "./http-signature.js";
+import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
+import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
 import { Deadline, InFlightWindow } from "./window.js";
 
 export interface HttpSinkOptions {
@@ -155,7 +156,7 @@ export class HttpSink implements MessageStore {
         new TypeError(`Cannot send message id ${JSON.stringify(id)}: not visible ASCII.`),
       );
     }
-    const delivery = this.#deliver(id, encodeHttpSinkEnvelope(envelope), message);
+    const delivery = this.#deliver(id, encodeMailgateEnvelope(envelope), message);
     this.#active.add(delivery);
     const forget = () => this.#active.delete(delivery);
     delivery.then(forget, forget);
@@ -294,7 +295,9 @@ export class HttpSink implements MessageStore {
       phase = bodySent ? "waiting for the answer" : phase;
       const outcome = await ended.outcome;
       if ("error" in outcome) {
-        const reason = deadline.expired ? (deadline.signal.reason as Error).message : describe(outcome.error);
+        const reason = deadline.expired
+          ? (deadline.signal.reason as Error).message
+          : describeError(outcome.error);
         throw this.#unavailable(reason);
       }
       const { response } = outcome;
@@ -347,7 +350,7 @@ export class HttpSink implements MessageStore {
 
   /** The endpoint answered and did not take this message: 451, never spooled. */
   #refused(reason: string): SmtpError {
-    return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `${this.#where()}: ${reason}`);
+    return sinkRefusal(this.#where(), reason);
   }
 }
 
@@ -397,14 +400,6 @@ class RequestEnding {
       );
     });
   }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    return code ? `${error.message} (${code})` : error.message;
-  }
-  return String(error);
 }
 
 /** The answer's body as text, up to MAX_ANSWER_BYTES (a longer one is cut, and its connection closed). */

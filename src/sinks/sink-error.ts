@@ -21,3 +21,17 @@ export class SinkUnavailable extends SmtpError {
     this.name = "SinkUnavailable";
   }
 }
+
+/** The broker or endpoint answered and refused this message: 451 4.3.0, never spooled. */
+export function sinkRefusal(sink: string, why: string): SmtpError {
+  return new SmtpError(451, SINK_TEMPORARY_TEXT, "4.3.0", `451 4.3.0 ${sink}: ${why}`);
+}
+
+/** An error as one phrase for a log line (with its errno code when it has one). */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}

@@ -11,11 +11,13 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import nodemailer from "nodemailer";
-import { AMQP_HEADERS } from "../../src/index.js";
+import { AMQP_HEADERS, readNatsMailHeaders } from "../../src/index.js";
 import { freePort, waitFor } from "../helpers/clients.js";
 import { MAIN, startServe } from "../helpers/serve-process.js";
-import { brokerOrSkip, cleanUpAfter, drainQueue, uniqueName } from "../sinks/amqp-broker.js";
+import { brokerOrSkip, cleanUpAfter, drainQueue } from "../sinks/amqp-broker.js";
 import { SECRET, startReceiver } from "../sinks/http-helpers.js";
+import { NATS_URL, natsOrSkip, readStream, uniqueStream } from "../sinks/nats-broker.js";
+import { uniqueName } from "../sinks/sink-server.js";
 
 const run = promisify(execFile);
 
@@ -125,6 +127,29 @@ describe("mailgate serve --sink", () => {
     assert.equal(stdout.trim(), String(128 * 1024 * 1024), "RabbitMQ's 128 MiB, not unlimited");
   });
 
+  test("nats: every message is published to a JetStream stream created from the URL's parameters", async (t) => {
+    const nats = await natsOrSkip(t);
+    if (!nats) return;
+    const { stream, bucket, subject } = uniqueStream(t, "cli");
+    const url = `${NATS_URL}?stream=${stream}&subject=${encodeURIComponent(subject)}&bucket=${bucket}`;
+    const served = await startServe(dir, ["--sink", url, "--sink-publish-timeout", "5000"]);
+    t.after(() => served.child.kill("SIGKILL"));
+    assert.match(
+      served.output(),
+      /into NATS JetStream 127\.0\.0\.1:4222, subject "mailgate-test-cli-/,
+    );
+    assert.match(await send(served.port, RAW, ["bob@example.com", "erin@example.com"]), /^250 /);
+    const [message, ...others] = await readStream(nats.jsm, stream);
+    assert.ok(message, "the message is in the stream");
+    assert.equal(others.length, 0);
+    assert.equal(message.subject, subject.replace("{domain}", "example.com"));
+    const headers = readNatsMailHeaders((name) => message.header.get(name) || undefined);
+    assert.deepEqual(headers.envelope.to, ["bob@example.com", "erin@example.com"]);
+    assert.deepEqual(afterReceived(Buffer.from(message.data)), Buffer.from(RAW, "utf8"));
+    served.child.kill("SIGTERM");
+    assert.equal(await served.exited, 0);
+  });
+
   test("http: every message is POSTed, signed with the secret from the environment", async (t) => {
     const receiver = await startReceiver(t);
     const served = await startServe(dir, ["--sink", receiver.url], {
@@ -166,6 +191,10 @@ describe("mailgate serve --sink", () => {
     const cases: [string[], RegExp, NodeJS.ProcessEnv?][] = [
       [["--sink", "not a url"], /Invalid value for --sink: not a URL/],
       [["--sink", "ftp://127.0.0.1/"], /the scheme ftp: is not one mailgate can hand mail to/],
+      [
+        ["--sink", "nats://127.0.0.1:4222?stream=S&colour=red"],
+        /Invalid value for --sink: unknown parameter colour/,
+      ],
       [["--sink", "http://127.0.0.1:1/in"], /An http\(s\) sink signs its requests/],
       [["--sink", "http://u:p@127.0.0.1:1/in", "--sink-secret-file", "x"], /cannot hold credentials/],
       [["--sink", "amqp://127.0.0.1/"], /An amqp sink needs --sink-exchange NAME/],

@@ -7,16 +7,8 @@ import { test } from "node:test";
 import { consumeIntoStore } from "../../examples/amqp-consumer.js";
 import { AmqpSink, MaildirStore, parseEnvelopeHeaders } from "../../src/index.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
-import {
-  BROKER_URL,
-  brokerOrSkip,
-  cleanUpAfter,
-  ehloClient,
-  queuedId,
-  sendOne,
-  startSinkServer,
-  uniqueName,
-} from "./amqp-broker.js";
+import { BROKER_URL, brokerOrSkip, cleanUpAfter } from "./amqp-broker.js";
+import { ehloClient, queuedId, sendOne, startSinkServer, uniqueName } from "./sink-server.js";
 
 test("examples/amqp-consumer stores every published message in a Maildir with its envelope", async (t) => {
   const broker = await brokerOrSkip(t);

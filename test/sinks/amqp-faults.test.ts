@@ -10,74 +10,13 @@ import { describe, test } from "node:test";
 import { AmqpSink, SmtpError } from "../../src/index.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
-import {
-  BROKER_PORT,
-  brokerOrSkip,
-  cleanUpAfter,
-  drainQueue,
-  ehloClient,
-  queuedId,
-  sendOne,
-  startSinkServer,
-  uniqueName,
-} from "./amqp-broker.js";
+import { BROKER_PORT, brokerOrSkip, cleanUpAfter, drainQueue } from "./amqp-broker.js";
+import { message, runLoad } from "./sink-load.js";
+import { startSinkServer, uniqueName } from "./sink-server.js";
 
 const PUBLISH_TIMEOUT = 1000;
 /** A reply must come within this: a wait for a slot and one for the confirm, plus slack for a busy machine. */
 const SESSION_DEADLINE = 2 * PUBLISH_TIMEOUT + 6000;
-
-/** A 2 KB message whose Subject names it. */
-function message(name: string): Buffer {
-  const head = `From: load@example.org\r\nTo: rcpt@example.com\r\nSubject: ${name}\r\n\r\n`;
-  const line = `${"x".repeat(76)}\r\n`;
-  return Buffer.from(head + line.repeat(Math.ceil((2048 - head.length) / line.length)));
-}
-
-interface Load {
-  accepted: Map<string, Buffer>;
-  refused: number;
-  other: string[];
-  hung: string[];
-  stop(): Promise<void>;
-}
-
-/** `clients` sessions sending until stop() (or `maxAttempts` in all); a refused client retries after 20 ms. */
-function runLoad(port: number, clients: number, maxAttempts: number): Load {
-  const load: Load = { accepted: new Map(), refused: 0, other: [], hung: [], stop: async () => {} };
-  let stopped = false;
-  let attempts = 0;
-  const sessions = Array.from({ length: clients }, async (_, index) => {
-    const client = await ehloClient(port);
-    try {
-      while (!stopped && attempts < maxAttempts) {
-        attempts += 1;
-        const body = message(`client ${index} attempt ${attempts}`);
-        let reply: string;
-        try {
-          reply = await sendOne(client, "load@example.org", ["rcpt@example.com"], body, {
-            timeoutMs: SESSION_DEADLINE,
-          });
-        } catch (error) {
-          load.hung.push((error as Error).message);
-          return;
-        }
-        const id = queuedId(reply);
-        if (id) load.accepted.set(id, body);
-        else if (reply.startsWith("451 4.3.0")) {
-          load.refused += 1;
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        } else load.other.push(reply);
-      }
-    } finally {
-      client.close();
-    }
-  });
-  load.stop = async () => {
-    stopped = true;
-    await Promise.all(sessions);
-  };
-  return load;
-}
 
 async function* chunks(buffer: Buffer, onRead: () => void): AsyncGenerator<Buffer> {
   onRead();
@@ -104,7 +43,7 @@ describe("AmqpSink faults", () => {
     });
     t.after(() => sink.close());
     const port = await startSinkServer(t, sink);
-    const load = runLoad(port, 20, 20_000);
+    const load = runLoad(port, 20, 20_000, SESSION_DEADLINE);
     t.after(() => load.stop());
     const accepted = (more: number) => {
       const target = load.accepted.size + more;

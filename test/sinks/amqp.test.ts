@@ -3,17 +3,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AMQP_HEADERS, AmqpSink, envelopeFromAmqpHeaders, SmtpError } from "../../src/index.js";
 import { silentLogger } from "../helpers/clients.js";
-import {
-  BROKER_URL,
-  brokerOrSkip,
-  cleanUpAfter,
-  drainQueue,
-  ehloClient,
-  queuedId,
-  sendOne,
-  startSinkServer,
-  uniqueName,
-} from "./amqp-broker.js";
+import { BROKER_URL, brokerOrSkip, cleanUpAfter, drainQueue } from "./amqp-broker.js";
+import { ehloClient, queuedId, sendOne, startSinkServer, uniqueName } from "./sink-server.js";
 
 async function* chunks(...buffers: Buffer[]): AsyncGenerator<Buffer> {
   yield* buffers;

@@ -11,7 +11,7 @@ import {
 } from "../../examples/http-receiver.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import type { HttpSink, HttpSinkOptions } from "../../src/sinks/http.js";
-import type { WireEnvelope } from "../../src/sinks/http-signature.js";
+import type { WireEnvelope } from "../../src/sinks/mailgate-envelope.js";
 import { MaildirStore, parseEnvelopeHeaders } from "../../src/store/maildir.js";
 import { sessionFacts } from "../../src/store/session-facts.js";
 import { silentLogger } from "../helpers/clients.js";

@@ -9,11 +9,11 @@ import { inspect } from "node:util";
 import { SmtpError } from "../../src/protocol/errors.js";
 import { HttpSink } from "../../src/sinks/http.js";
 import {
-  encodeHttpSinkEnvelope,
   httpSinkSignature,
   type SignedParts,
   verifyHttpSinkSignature,
 } from "../../src/sinks/http-signature.js";
+import { encodeMailgateEnvelope } from "../../src/sinks/mailgate-envelope.js";
 import { RawClient } from "../helpers/clients.js";
 import { SECRET, startReceiver, startSmtp } from "./http-helpers.js";
 
@@ -99,7 +99,7 @@ describe("HttpSink", () => {
     const parts: SignedParts = {
       timestamp: String(Math.floor(now / 1000)),
       id: "1F2E3D",
-      envelope: encodeHttpSinkEnvelope({ from: "a@x.test", to: ["ü@y.test"] }),
+      envelope: encodeMailgateEnvelope({ from: "a@x.test", to: ["ü@y.test"] }),
       bodySha256: "ab".repeat(32),
     };
     const signature = httpSinkSignature(SECRET, parts);
@@ -112,7 +112,7 @@ describe("HttpSink", () => {
     for (const changed of [
       { timestamp: String(Number(parts.timestamp) + 1) },
       { id: "1F2E3E" },
-      { envelope: encodeHttpSinkEnvelope({ from: "a@x.test", to: ["u@y.test"] }) },
+      { envelope: encodeMailgateEnvelope({ from: "a@x.test", to: ["u@y.test"] }) },
       { bodySha256: `${"ab".repeat(31)}ac` },
     ]) {
       assert.equal(verifyHttpSinkSignature(SECRET, { ...parts, ...changed }, signature, { now }), false);
