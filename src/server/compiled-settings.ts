@@ -47,7 +47,7 @@ export function compileSessionConfig(s: ServerSettings): SessionConfig {
 
 /** A misspelt option would otherwise be ignored in silence: name it, and the closest known one. */
 export function rejectUnknownOptions(given: Record<string, unknown>): void {
-  const known = [...OPTION_SPECS.map((spec) => spec.name as string), ...HOOK_NAMES, "logger"];
+  const known = [...OPTION_SPECS.map((spec) => spec.name as string), ...HOOK_NAMES, "logger", "observer"];
   for (const name of Object.keys(given)) {
     if (known.includes(name) || given[name] === undefined) continue;
     const close = known.find((candidate) =>
