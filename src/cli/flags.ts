@@ -5,8 +5,15 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { OPTION_SPECS, type OptionSpec, type ServerSettings } from "../server/options.js";
 import { MAILDIR_FLUSHES, type MaildirFlush } from "../store/maildir.js";
+import {
+  OPERATIONS_HELP,
+  OPERATIONS_OPTIONS,
+  type OperationsFlags,
+  parseOperationsFlags,
+} from "./operations-flags.js";
+import { UsageError } from "./usage-error.js";
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
@@ -15,6 +22,8 @@ export interface ServeFlags {
   maildirFlush: MaildirFlush;
   /** --auth-users FILE: accounts for AUTH. */
   authUsers: string | undefined;
+  /** --metrics-listen, --log-format. */
+  operations: OperationsFlags;
   help: boolean;
 }
 
@@ -41,6 +50,7 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
     "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
     help: { type: "boolean", short: "h" },
+    ...OPERATIONS_OPTIONS,
   };
   for (const spec of OPTION_SPECS) {
     for (const flag of flagNames(spec)) {
@@ -100,6 +110,7 @@ export function parseServeFlags(argv: readonly string[]): ServeFlags {
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
     maildirFlush: flush as MaildirFlush,
     authUsers: typeof authUsers === "string" ? authUsers : undefined,
+    operations: parseOperationsFlags(values),
     help: values.help === true,
   };
 }
@@ -146,6 +157,7 @@ export function serveHelp(): string {
     "      How a message is made durable before its 250: fsync (each file on its own), syncfs (one flush of the file system shared by concurrent deliveries; Linux 5.8+) or auto (syncfs where available, else fsync) (default: auto).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
+    ...OPERATIONS_HELP,
   ];
   for (const spec of OPTION_SPECS) {
     const names = flagNames(spec);

@@ -9,12 +9,13 @@ import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
 import type { ServerSettings } from "../server/options.js";
-import { SmtpServer } from "../server/server.js";
+import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
+import { ServeOperations } from "./operations.js";
 
 /** Tells this process's message ids from another instance's, made in the same millisecond. */
 const INSTANCE = randomBytes(3).toString("hex");
@@ -24,6 +25,8 @@ export function createStoringServer(
   settings: Partial<ServerSettings>,
   store: MessageStore,
   accounts?: Accounts,
+  /** More options: the observer and logging of --metrics-listen and --log-format (ServeOperations). */
+  options: SmtpServerOptions = {},
 ): SmtpServer {
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
@@ -31,6 +34,7 @@ export function createStoringServer(
   const server = new SmtpServer({
     logger: lineLogger(process.stdout), // a server program's log is its output
     ...settings,
+    ...options,
     ...(accounts
       ? {
           async onAuth(_ctx, _authorizationId, user, secret, mechanism) {
@@ -79,13 +83,15 @@ export async function serve({
   maildir,
   maildirFlush,
   authUsers,
+  operations: operationsFlags,
 }: Omit<ServeFlags, "help">): Promise<void> {
   const directory = resolve(maildir);
   const store = await MaildirStore.open(directory, { flush: maildirFlush });
+  const operations = new ServeOperations(operationsFlags, store);
   let server: SmtpServer;
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
-    server = createStoringServer(settings, store, accounts);
+    server = createStoringServer(settings, operations.store, accounts, operations.serverOptions);
   } catch (error) {
     // A bad option or accounts file: the store opened for nothing is closed before the error is told.
     await store.close();
@@ -118,6 +124,11 @@ export async function serve({
     await store.close(); // the port is in use, say: nothing was served
     throw error;
   });
+  await operations.start(server).catch(async (error: unknown) => {
+    await server.stop(); // the metrics port is in use, say: nothing is served without it
+    await store.close();
+    throw error;
+  });
   server.onLogging(
     null,
     "info",
@@ -126,6 +137,7 @@ export async function serve({
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
+  await operations.close();
   await store.close();
   server.onLogging(null, "info", "mailgate stopped");
 }

@@ -795,7 +795,8 @@ function ignore(): void {}
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 
-function explainListenError(error: NodeJS.ErrnoException): string {
+/** Why a listen failed, and what to do about it, as the end of a sentence. */
+export function explainListenError(error: NodeJS.ErrnoException): string {
   switch (error.code) {
     case "EADDRINUSE":
       return "the address is already in use; stop the other server or choose another port.";

@@ -3,7 +3,7 @@
  * loopback, real files in a Maildir.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -13,42 +13,9 @@ import { promisify } from "node:util";
 import { parseEnvelopeHeaders } from "../../src/store/maildir.js";
 import { RawClient, waitFor } from "../helpers/clients.js";
 import { requireProgram } from "../helpers/programs.js";
+import { MAIN, type Served, startServe } from "../helpers/serve-process.js";
 
 const run = promisify(execFile);
-const MAIN = new URL("../../src/cli/main.js", import.meta.url).pathname;
-
-interface Served {
-  child: ChildProcess;
-  port: number;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-async function startServe(cwd: string, ...args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, "serve", "--ports", "0", ...args], { cwd, stdio: "pipe" });
-  let output = "";
-  child.stdout.on("data", (d) => {
-    output += d;
-  });
-  child.stderr.on("data", (d) => {
-    output += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${output}`)), 10_000);
-    const check = () => {
-      const match = /serving SMTP on 127\.0\.0\.1:(\d+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        child.stdout.off("data", check);
-        resolve(Number(match[1]));
-      }
-    };
-    child.stdout.on("data", check);
-    child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
-  });
-  return { child, port, output: () => output, exited };
-}
 
 async function storedMessages(maildir: string): Promise<Buffer[]> {
   const names = (await readdir(join(maildir, "new"))).sort();
