@@ -65,6 +65,11 @@ export class ServeOperations {
     );
   }
 
+  /** The endpoint's "http://host:port" once started (the real port when 0 was asked for). */
+  get endpointUrl(): string | undefined {
+    return this.endpoint?.url;
+  }
+
   async close(): Promise<void> {
     await this.endpoint?.close();
     this.endpoint = undefined;

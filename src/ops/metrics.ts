@@ -128,7 +128,7 @@ export class ServeMetrics implements Observer {
     );
     counter(
       "mailgate_hook_errors_total",
-      "Hook failures other than a deliberate SMTP refusal (answered 451 or 500), the store's failures included.",
+      "Hooks that threw something other than an SmtpError (answered 451 or 500, and logged), a Maildir that cannot be written included.",
       [],
       single(() => this.hookFailures),
     );
