@@ -15,6 +15,8 @@ export type {
  * HELO and recipient and the reverse DNS name are written so that they cannot imitate the header's
  * structure or carry control characters (see src/protocol/received.ts).
  */
+/** The `observer` option: what the server reports for metrics (see the README, "Operations"). */
+export type { RefusalReason, ServerObserver } from "./protocol/observer.js";
 export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
 /** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (README, "Rate limits"). */
@@ -89,4 +91,10 @@ export {
  * BODY), for StoreEnvelope.session: `store.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)`.
  */
 export { sessionFacts } from "./store/session-facts.js";
-export type { DeliveryReceipt, MessageStore, SessionFacts, StoreEnvelope } from "./store/store.js";
+export type {
+  DeliveryReceipt,
+  MessageStore,
+  SessionFacts,
+  StoreEnvelope,
+  StoreStatus,
+} from "./store/store.js";

@@ -15,6 +15,12 @@ import {
 } from "./config-file.js";
 import { kebab, UsageError, wholeNumber } from "./flag-values.js";
 import type { LimitFlags } from "./limits.js";
+import {
+  OPERATIONS_HELP,
+  OPERATIONS_OPTIONS,
+  type OperationsFlags,
+  parseOperationsFlags,
+} from "./operations-flags.js";
 import { parseAcceptDomains } from "./recipient-policy.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
 
@@ -33,6 +39,8 @@ export interface ServeFlags {
   limits: LimitFlags;
   /** --sink URL and its flags: the broker or endpoint that stores instead of the Maildir. */
   sink: SinkFlags | undefined;
+  /** --metrics-listen, --log-format. */
+  operations: OperationsFlags;
   help: boolean;
 }
 
@@ -64,6 +72,7 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     recipients: { type: "string" },
     ...sinkParseArgsOptions(),
     help: { type: "boolean", short: "h" },
+    ...OPERATIONS_OPTIONS,
   };
   for (const spec of OPTION_SPECS) {
     for (const flag of flagNames(spec)) {
@@ -178,6 +187,7 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     recipients: typeof recipients === "string" ? recipients : undefined,
     limits: limitFlagsFrom(values, env),
     sink,
+    operations: parseOperationsFlags(values),
     help: values.help === true,
   };
 }
@@ -260,6 +270,7 @@ export function serveHelp(): string {
     "      The start of every Redis key; instances that share limits use the same (default: mailgate:).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
+    ...OPERATIONS_HELP,
   ];
   lines.push(...sinkHelpLines());
   for (const spec of OPTION_SPECS) {

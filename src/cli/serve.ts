@@ -9,8 +9,8 @@ import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
-import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "../server/options.js";
-import { SmtpServer } from "../server/server.js";
+import { type Logger, OPTION_SPECS, resolveSettings } from "../server/options.js";
+import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
@@ -18,26 +18,33 @@ import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
 import { type OpenedLimits, openLimits } from "./limits.js";
 import { openSink } from "./open-sink.js";
+import { ServeOperations } from "./operations.js";
 import { RecipientPolicy } from "./recipient-policy.js";
 
 /** Tells this process's message ids from another instance's, made in the same millisecond. */
 const INSTANCE = randomBytes(3).toString("hex");
 
-/** Builds the server that stores into `store`; exported so tests can run it in-process. */
+/**
+ * Builds the server that stores into `store`; exported so tests can run it in-process.
+ * @param options the server's options (settings, logger, observer...)
+ * @param extras AUTH accounts, the recipient policy, the per-address rate limits
+ */
 export function createStoringServer(
-  settings: Partial<ServerSettings> & { logger?: Logger },
+  options: SmtpServerOptions,
   store: MessageStore,
-  accounts?: Accounts,
-  recipients?: RecipientPolicy,
-  limits?: Omit<OpenedLimits, "close">,
+  {
+    accounts,
+    recipients,
+    limits,
+  }: { accounts?: Accounts; recipients?: RecipientPolicy; limits?: Omit<OpenedLimits, "close"> } = {},
 ): SmtpServer {
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
   const messageIds = new WeakMap<SessionContext, string>();
   const server = new SmtpServer({
     logger: lineLogger(process.stdout), // a server program's log is its output
-    ...settings,
-    maxMessageSize: sizeLimit(settings.maxMessageSize, store.maxMessageSize),
+    ...options,
+    maxMessageSize: sizeLimit(options.maxMessageSize, store.maxMessageSize),
     ...limits?.hooks,
     ...(limits?.authFailureLimiter && { authFailureLimiter: limits.authFailureLimiter }),
     ...(accounts
@@ -122,19 +129,28 @@ export async function serve({
   recipients,
   limits: limitFlags,
   sink,
+  operations: operationsFlags,
 }: Omit<ServeFlags, "help">): Promise<void> {
-  const logger = lineLogger(process.stdout); // a server program's log is its output
-  const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
+  const operations = new ServeOperations(operationsFlags);
+  const logger = operations.logger;
+  const opened = await openStore({ maildir, maildirFlush, sink }, logger);
+  const store = operations.watch(opened.store);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
   let limits: OpenedLimits | undefined;
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
-    limits = await openLimits(limitFlags, resolveSettings(settings), logger, (ctx, name) =>
-      server.onLogging(ctx, "info", `Refused: over the ${name}-per-minute limit (421 4.7.0)`),
-    );
-    server = createStoringServer({ logger, ...settings }, store, accounts, policy, limits);
+    limits = await openLimits(limitFlags, resolveSettings(settings), logger, (ctx, name) => {
+      server.onLogging(ctx, "info", `Refused: over the ${name}-per-minute limit (421 4.7.0)`);
+      const reason = name === "connections" ? "connection-rate" : "message-rate";
+      operations.serverOptions.observer?.connectionRefused?.(reason, ctx.server.remoteIp);
+    });
+    server = createStoringServer({ logger, ...settings, ...operations.serverOptions }, store, {
+      accounts,
+      recipients: policy,
+      limits,
+    });
   } catch (error) {
     // A bad option or accounts file: what was opened for nothing is closed before the error is told.
     await limits?.close();
@@ -176,14 +192,21 @@ export async function serve({
     await store.close?.(); // the port is in use, say: nothing was served
     throw error;
   });
+  await operations.start(server).catch(async (error: unknown) => {
+    await server.stop(); // the metrics port is in use, say: nothing is served without it
+    await limits.close();
+    await store.close?.();
+    throw error;
+  });
   server.onLogging(
     null,
     "info",
-    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${description}`,
+    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${opened.description}`,
   );
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
+  await operations.close();
   await limits.close();
   await store.close?.();
   server.onLogging(null, "info", "mailgate stopped");

@@ -192,6 +192,7 @@ export class AuthExchange {
     const { session } = this;
     const { auth, hostname } = session.config;
     this.failures++;
+    session.hooks.observer?.authFailed(session.ctx);
     const who = user === "" ? "" : ` for ${JSON.stringify(user)}`;
     session.hooks.log(
       session.ctx,
@@ -219,6 +220,7 @@ export class AuthExchange {
   /** The client's address reached the limit: 421 and close (RFC 4954 4 lets a server limit failures). */
   private refuseAddress(): void {
     const { session } = this;
+    session.hooks.observer?.connectionRefused("auth-failures-per-ip", session.ctx.server.remoteIp);
     session.reply(
       formatReply(
         421,

@@ -8,6 +8,7 @@ import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
 import type { EsmtpParams } from "./commands.js";
 import type { SessionContext } from "./context.js";
 import type { Awaitable } from "./maybe-async.js";
+import type { Observer } from "./observer.js";
 
 export type Severity = "debug" | "info" | "warn" | "error" | "fatal";
 
@@ -92,6 +93,8 @@ export type SessionHooks = Required<Pick<SmtpServerHooks, AlwaysPresent>> &
   Pick<SmtpServerHooks, "onVrfy" | "onExpn" | "onMessageStream"> & {
     /** Every log event, through the server's guard (a failing logger never breaks a session). */
     log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void;
+    /** Told of every event when the server has an observer (see observer.ts); absent otherwise. */
+    observer?: Observer;
   };
 
 /** The hooks a message uses. */

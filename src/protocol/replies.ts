@@ -30,6 +30,11 @@ export const STANDARD_REPLIES: Readonly<Record<number, readonly [enhanced: strin
   555: ["5.5.4", "MAIL FROM/RCPT TO parameters not recognised or not implemented"],
 };
 
+/** The code of a rendered reply ("250 2.0.0 Ok\r\n" is 250): its first three digits. */
+export function replyCode(reply: string): number {
+  return reply.charCodeAt(0) * 100 + reply.charCodeAt(1) * 10 + reply.charCodeAt(2) - 48 * 111;
+}
+
 /** Reply texts come from hooks too: a CR or LF in them would split the reply and desynchronise the client. */
 function sanitizeLine(text: string): string {
   return text.replace(/[\r\n\0]+/g, " ");

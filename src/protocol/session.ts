@@ -25,7 +25,7 @@ import type { SessionHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
 import { MessageReceiver, type MessageResult } from "./message.js";
 import { recipientDsn, recordMailParameters } from "./parameters.js";
-import { formatReply } from "./replies.js";
+import { formatReply, replyCode } from "./replies.js";
 import {
   applyXclient,
   type Forwarded,
@@ -196,7 +196,7 @@ const NOT_IMPLEMENTED = new Set(["TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"]
 const HTTP_VERBS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "CONNECT", "PATCH"]);
 
 /** The verbs dispatch() handles itself. */
-const KNOWN_VERBS = new Set([
+export const KNOWN_VERBS: ReadonlySet<string> = new Set([
   "XCLIENT",
   "XFORWARD",
   "AUTH",
@@ -302,10 +302,12 @@ export class SmtpSession {
   /** Feeds bytes from the client. */
   receive(chunk: Buffer): void {
     if (this.phase === Phase.Closed) return;
+    this.hooks.observer?.bytesReceived(this.ctx, chunk.length);
     if (this.phase === Phase.Greeting) {
       // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit. It is
       // dropped at once, so that it holds nothing while it waits for a slot or the greeting pause.
       this.hooks.log(this.ctx, "info", `Early talker ${this.ctx.server.remoteIp}: data before the greeting`);
+      this.hooks.observer?.connectionRefused("early-talker", this.ctx.server.remoteIp);
       this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
       this.close();
       return;
@@ -574,6 +576,7 @@ export class SmtpSession {
       this.answerError(new SmtpError(500, "Bad input: PIPELINING is not enabled", "5.5.0"));
       return true;
     }
+    this.hooks.observer?.command(this.ctx, line.verb);
     if (config.logDialog) {
       // An AUTH initial response is a secret: only the mechanism is logged.
       const shown = line.verb === "AUTH" ? `AUTH ${line.args.split(" ")[0]} ***` : line.text;
@@ -1034,11 +1037,17 @@ export class SmtpSession {
       (outcome !== undefined && outcome !== null && typeof outcome !== "string")
     ) {
       this.answerError(outcome, 451);
+      this.hooks.observer?.messageRefused(this.ctx);
       return;
     }
     const text = replyFromHookText(typeof outcome === "string" ? outcome : acceptedText);
-    if (text instanceof SmtpError) this.answerError(text);
-    else this.reply(formatReply(250, "2.0.0", text));
+    if (text instanceof SmtpError) {
+      this.answerError(text);
+      this.hooks.observer?.messageRefused(this.ctx);
+    } else {
+      this.reply(formatReply(250, "2.0.0", text));
+      this.hooks.observer?.messageAccepted(this.ctx);
+    }
   }
 
   private abandonMessage(reason: unknown): void {
@@ -1103,6 +1112,7 @@ export class SmtpSession {
   private errorReply(error: unknown, defaultCode: number): string {
     if (error instanceof SmtpError) return error.render();
     this.hooks.log(this.ctx, "error", `hook failed: ${describe(error)}`, error);
+    this.hooks.observer?.hookFailed(this.ctx, error);
     return SmtpError.code(defaultCode).render();
   }
 
@@ -1173,6 +1183,7 @@ export class SmtpSession {
   private reply(text: string): void {
     if (this.phase === Phase.Closed) return;
     if (this.config.logDialog) this.logReply(text);
+    this.hooks.observer?.reply(this.ctx, replyCode(text));
     this.out += text;
   }
 

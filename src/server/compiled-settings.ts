@@ -56,6 +56,7 @@ export function rejectUnknownOptions(given: Record<string, unknown>): void {
     ...HOOK_NAMES,
     "logger",
     "authFailureLimiter",
+    "observer",
   ];
   for (const name of Object.keys(given)) {
     if (known.includes(name) || given[name] === undefined) continue;

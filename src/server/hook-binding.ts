@@ -29,7 +29,11 @@ export const HOOK_NAMES = [
  * The adapter the sessions call: built once per server, and calling the server's hooks at each use, so
  * that hooks added by subclasses (or set later, as class fields) are seen.
  */
-export function bindHooks(server: HookedServer, log: SessionHooks["log"]): SessionHooks {
+export function bindHooks(
+  server: HookedServer,
+  log: SessionHooks["log"],
+  observer: SessionHooks["observer"],
+): SessionHooks {
   return {
     onConnect: (ctx) => server.onConnect(ctx),
     onHelo: (ctx, helo) => server.onHelo(ctx, helo),
@@ -56,6 +60,7 @@ export function bindHooks(server: HookedServer, log: SessionHooks["log"]): Sessi
     onAuth: (ctx, authorizationId, authenticationId, secret, mechanism, credentials) =>
       server.onAuth(ctx, authorizationId, authenticationId, secret, mechanism, credentials),
     log,
+    observer,
   };
 }
 

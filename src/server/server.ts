@@ -12,6 +12,7 @@ import { createContext, type SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import type { MessageOutcome, SessionHooks, Severity, SmtpServerHooks } from "../protocol/hooks.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
+import type { Observer, ServerObserver } from "../protocol/observer.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig } from "../protocol/session.js";
@@ -35,6 +36,7 @@ import { compileSessionConfig, parseSniCertificates, rejectUnknownOptions } from
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { bindHooks, HOOK_NAMES } from "./hook-binding.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
+import { completeObserver } from "./observer.js";
 import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
 import { boundedLookup } from "./reverse-dns.js";
@@ -52,6 +54,8 @@ export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts">
      * default in this process's memory; a RedisAddressLimiter shares the counts among instances.
      */
     authFailureLimiter?: AddressLimiter;
+    /** Told of connections, commands, replies, messages and failures (metrics); see ServerObserver. */
+    observer?: ServerObserver;
   };
 
 export interface StopOptions {
@@ -68,6 +72,8 @@ export class SmtpServer implements SmtpServerHooks {
   private loggingFailed = false;
   private readonly sessionConfig: SessionConfig;
   private readonly sessionHooks: SessionHooks;
+  /** The `observer` option, completed; undefined without one (then no event costs more than a check). */
+  private readonly observer: Observer | undefined;
   /** Shared by every connection: built once, not per connection. */
   private readonly connectionOptions: ConnectionOptions;
   /** The 220 greeting and the first line of the HELO/EHLO answer each context starts with. */
@@ -163,8 +169,15 @@ export class SmtpServer implements SmtpServerHooks {
       throw new TypeError("Invalid option authFailureLimiter: it needs isBlocked and record methods.");
     }
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
-    this.sessionHooks = bindHooks(this, (ctx, severity, message, error) =>
-      this.log(ctx, severity, message, error),
+    this.observer = completeObserver(options.observer, (method, error) =>
+      process.emitWarning(
+        `mailgate: the observer's ${method} threw (${error instanceof Error ? error.message : String(error)}); events it fails to take are dropped.`,
+      ),
+    );
+    this.sessionHooks = bindHooks(
+      this,
+      (ctx, severity, message, error) => this.log(ctx, severity, message, error),
+      this.observer,
     );
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
@@ -433,6 +446,7 @@ export class SmtpServer implements SmtpServerHooks {
     if (!ticket) {
       // The seed's answer when max_connections is exceeded; the client should retry later.
       this.refuse(socket, kind.implicitTls, "Service too busy or not available, try again later");
+      this.observer?.connectionRefused("max-connections", socket.remoteAddress ?? "");
       this.log(
         null,
         "warn",
@@ -488,6 +502,7 @@ export class SmtpServer implements SmtpServerHooks {
     if (this.admission.countClient(ticket, client)) return true;
     this.admission.leave(ticket); // refused: it no longer counts, whenever its socket closes
     this.refuse(socket, implicitTls, "Too many connections from your address, try again later");
+    this.observer?.connectionRefused("max-connections-per-ip", client);
     this.log(
       null,
       "warn",
@@ -600,6 +615,7 @@ export class SmtpServer implements SmtpServerHooks {
       this.xclientClients !== null && isTrusted(this.xclientClients, client),
     );
     this.open.add(connection);
+    this.observer?.connectionOpened(ctx);
     if (early && early.length > 0) connection.session.receive(early);
     if (settings.greetingDelay === 0) {
       this.enqueue(connection);
@@ -754,6 +770,7 @@ export class SmtpServer implements SmtpServerHooks {
   /** A connection's socket closed. */
   private release(connection: Connection): void {
     if (!this.open.delete(connection)) return;
+    this.observer?.connectionClosed(connection.ctx);
     if (connection.lingering) this.lingering--;
     connection.session.end();
     this.sessionEnded(connection);
@@ -790,7 +807,8 @@ function ignore(): void {}
 
 const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
 
-function explainListenError(error: NodeJS.ErrnoException): string {
+/** Why a listen failed, and what to do about it, as the end of a sentence. */
+export function explainListenError(error: NodeJS.ErrnoException): string {
   switch (error.code) {
     case "EADDRINUSE":
       return "the address is already in use; stop the other server or choose another port.";

@@ -17,8 +17,26 @@ const STALE_TMP_MS = 36 * 60 * 60 * 1000;
 export async function prepareMaildir(directory: string): Promise<void> {
   try {
     for (const sub of ["tmp", "new", "cur"]) await makeDirectory(join(directory, sub), 0o700);
-    // Writable directories, tested by doing what a delivery does in tmp/ (root passes access() anyway).
-    const probe = join(directory, "tmp", `mailgate-probe.${process.pid}`);
+  } catch (error) {
+    throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
+  }
+  await checkMaildirWritable(directory);
+  await removeStaleTemporaryFiles(join(directory, "tmp"));
+}
+
+/** Probes told apart, so that two checks at once cannot collide on one name. */
+let probes = 0;
+
+/**
+ * Throws "Cannot use Maildir ..." naming the cause unless this process can deliver into `directory` now:
+ * a file created in tmp/, and new/ and cur/ writable. Catches what a delivery would meet: a read-only
+ * mount, the Maildir deleted or replaced by a file, a permission taken away.
+ */
+export async function checkMaildirWritable(directory: string): Promise<void> {
+  try {
+    // Tested by doing what a delivery does in tmp/ (root passes access() anyway).
+    probes = (probes + 1) % 0x100000000;
+    const probe = join(directory, "tmp", `mailgate-probe.${process.pid}.${probes}`);
     await (await open(probe, "wx", 0o600)).close();
     await unlink(probe);
     await access(join(directory, "new"), constants.W_OK | constants.X_OK);
@@ -26,7 +44,6 @@ export async function prepareMaildir(directory: string): Promise<void> {
   } catch (error) {
     throw new Error(`Cannot use Maildir "${directory}": ${(error as Error).message}.`, { cause: error });
   }
-  await removeStaleTemporaryFiles(join(directory, "tmp"));
 }
 
 /**

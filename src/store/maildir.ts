@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { BatchWriter } from "./batch-writer.js";
 import { fsyncDirectory, GroupCommit } from "./group-commit.js";
 import { FollowedDirectory, type Held, maildirReplaced } from "./held-directory.js";
-import { prepareMaildir } from "./maildir-setup.js";
+import { checkMaildirWritable, prepareMaildir } from "./maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
 import { loadSyncfs } from "./syncfs.js";
 
@@ -130,6 +130,11 @@ export class MaildirStore implements MessageStore {
     store.#root = root;
     store.#writer = new BatchWriter({ directory });
     return store;
+  }
+
+  /** Resolves when a message can be delivered now; rejects naming the cause (see StoreStatus). */
+  checkReady(): Promise<void> {
+    return checkMaildirWritable(this.directory);
   }
 
   /**

@@ -44,8 +44,27 @@ export interface DeliveryReceipt {
   size: number;
 }
 
+/**
+ * What a store or sink may tell its operators; `mailgate serve` reads it for /metrics and /readyz. Every
+ * member is optional: a store without them is taken as always ready.
+ */
+export interface StoreStatus {
+  /**
+   * A sink's connection state ("connected", "connecting", "disconnected", "closed", ...): the store is
+   * ready only while it is "connected" (unless checkReady says otherwise).
+   */
+  readonly state?: string;
+  /** Messages held for later delivery (a spool's depth). */
+  readonly depth?: number;
+  /**
+   * Resolves when the store can take a message now, rejects with the reason otherwise (the Maildir creates
+   * a file in tmp/). When present, it alone decides readiness.
+   */
+  checkReady?(): Promise<void>;
+}
+
 /** Where the server puts the messages it accepts. */
-export interface MessageStore {
+export interface MessageStore extends StoreStatus {
   /** Stores one message. `message` yields the message bytes as received (Buffers). Resolves only when the
    *  message is durable. If `message` errors (the SMTP session aborted the message: too big, client gone,
    *  bare LF in strict mode...) or anything fails, nothing is left behind and the promise rejects. */

@@ -68,7 +68,7 @@ test("an AUTH flood: at most a few password checks at once, a bounded queue, 454
       loggerSeverity: "fatal",
     } as Parameters<typeof createStoringServer>[0],
     store,
-    accounts,
+    { accounts },
   );
   await server.start();
   t.after(() => server.stop({ gracefully: false }));

@@ -7,21 +7,7 @@ import assert from "node:assert/strict";
 import { type TestContext, test } from "node:test";
 import type { SmtpServerOptions } from "../../src/server/server.js";
 import { RawClient, startRecordingServer } from "../helpers/clients.js";
-
-/** Records the process warnings and unhandled rejections seen until the test ends. */
-function watchProcess(t: TestContext): { warnings: string[]; rejections: unknown[] } {
-  const warnings: string[] = [];
-  const rejections: unknown[] = [];
-  const onWarning = (warning: Error) => warnings.push(warning.message);
-  const onRejection = (reason: unknown) => rejections.push(reason);
-  process.on("warning", onWarning);
-  process.on("unhandledRejection", onRejection);
-  t.after(() => {
-    process.off("warning", onWarning);
-    process.off("unhandledRejection", onRejection);
-  });
-  return { warnings, rejections };
-}
+import { watchProcess } from "../helpers/process-watch.js";
 
 /** Two sessions, each with a failing hook (logged as an error) and a delivered message. */
 async function serveThroughFailingLogs(t: TestContext, options: SmtpServerOptions): Promise<void> {

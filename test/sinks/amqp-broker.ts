@@ -4,7 +4,11 @@
  */
 import type { TestContext } from "node:test";
 import amqplib from "amqplib";
+import { AmqpSink, type AmqpSinkOptions } from "../../src/index.js";
+import { silentLogger } from "../helpers/clients.js";
 import { serviceOrSkip } from "../helpers/services.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
+import { uniqueName } from "./sink-server.js";
 
 export const BROKER_PORT = 5672;
 export const BROKER_URL = `amqp://guest:guest@127.0.0.1:${BROKER_PORT}`;
@@ -48,4 +52,32 @@ export async function drainQueue(channel: amqplib.Channel, queue: string): Promi
     channel.ack(message);
   }
   return messages;
+}
+
+/**
+ * An AmqpSink of the test's own (its exchange and quorum queue, deleted afterwards) whose connection to the
+ * broker passes through a TcpProxy the test can cut, stall and restore; null when the test skips. Both are
+ * closed after the test.
+ */
+export async function proxiedSinkOrSkip(
+  t: TestContext,
+  what: string,
+  options: Partial<AmqpSinkOptions> = {},
+): Promise<{ sink: AmqpSink; proxy: TcpProxy; channel: amqplib.Channel; queue: string } | null> {
+  const broker = await brokerOrSkip(t);
+  if (!broker) return null;
+  const exchange = uniqueName(what);
+  const queue = `${exchange}-q`;
+  cleanUpAfter(t, { queue, exchange });
+  const proxy = await TcpProxy.start(BROKER_PORT);
+  t.after(() => proxy.close());
+  const sink = await AmqpSink.open({
+    url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+    exchange,
+    declare: { queue },
+    logger: silentLogger,
+    ...options,
+  });
+  t.after(() => sink.close());
+  return { sink, proxy, channel: broker.channel, queue };
 }

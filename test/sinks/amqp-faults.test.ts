@@ -7,12 +7,11 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { AmqpSink, SmtpError } from "../../src/index.js";
-import { silentLogger, waitFor } from "../helpers/clients.js";
-import { TcpProxy } from "../helpers/tcp-proxy.js";
-import { BROKER_PORT, brokerOrSkip, cleanUpAfter, drainQueue } from "./amqp-broker.js";
+import { SmtpError } from "../../src/index.js";
+import { waitFor } from "../helpers/clients.js";
+import { drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
 import { message, runLoad } from "./sink-load.js";
-import { startSinkServer, uniqueName } from "./sink-server.js";
+import { startSinkServer } from "./sink-server.js";
 
 const PUBLISH_TIMEOUT = 1000;
 /** A reply must come within this: a wait for a slot and one for the confirm, plus slack for a busy machine. */
@@ -25,23 +24,13 @@ async function* chunks(buffer: Buffer, onRead: () => void): AsyncGenerator<Buffe
 
 describe("AmqpSink faults", () => {
   test("cut, stall and restore under load: every 250 is in the queue, no session hangs", async (t) => {
-    const broker = await brokerOrSkip(t);
-    if (!broker) return;
-    const exchange = uniqueName("faults");
-    const queue = `${exchange}-q`;
-    cleanUpAfter(t, { queue, exchange });
-    const proxy = await TcpProxy.start(BROKER_PORT);
-    t.after(() => proxy.close());
-    const sink = await AmqpSink.open({
-      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
-      exchange,
-      declare: { queue },
+    const proxied = await proxiedSinkOrSkip(t, "faults", {
       publishTimeout: PUBLISH_TIMEOUT,
       window: 64,
       reconnectDelay: { min: 50, max: 300 },
-      logger: silentLogger,
     });
-    t.after(() => sink.close());
+    if (!proxied) return;
+    const { sink, proxy, channel, queue } = proxied;
     const port = await startSinkServer(t, sink);
     const load = runLoad(port, 20, 20_000, SESSION_DEADLINE);
     t.after(() => load.stop());
@@ -83,7 +72,7 @@ describe("AmqpSink faults", () => {
 
     assert.deepEqual(load.hung, [], "no session waited past its deadline");
     assert.deepEqual(load.other, [], "every reply was 250 or 451 4.3.0");
-    const queued = await drainQueue(broker.channel, queue);
+    const queued = await drainQueue(channel, queue);
     const copies = new Map<string, number>();
     for (const received of queued) {
       const id = String(received.properties.messageId);
@@ -99,23 +88,10 @@ describe("AmqpSink faults", () => {
   });
 
   test("a stalled broker and 500 deliveries: at most the window is read or held, all get 451", async (t) => {
-    const broker = await brokerOrSkip(t);
-    if (!broker) return;
-    const exchange = uniqueName("window");
-    const queue = `${exchange}-q`;
-    cleanUpAfter(t, { queue, exchange });
-    const proxy = await TcpProxy.start(BROKER_PORT);
-    t.after(() => proxy.close());
     const window = 16;
-    const sink = await AmqpSink.open({
-      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
-      exchange,
-      declare: { queue },
-      publishTimeout: 500,
-      window,
-      logger: silentLogger,
-    });
-    t.after(() => sink.close());
+    const proxied = await proxiedSinkOrSkip(t, "window", { publishTimeout: 500, window });
+    if (!proxied) return;
+    const { sink, proxy, channel, queue } = proxied;
 
     proxy.stall();
     let read = 0;
@@ -145,7 +121,7 @@ describe("AmqpSink faults", () => {
     await waitFor(() => sink.inFlight === 0, "the stalled publishes to be confirmed", 10_000);
     assert.equal(sink.heldBytes, 0);
     // They got 451, yet reached the broker: at-least-once, recognisable by id.
-    const queued = await drainQueue(broker.channel, queue);
+    const queued = await drainQueue(channel, queue);
     assert.equal(queued.length, window);
   });
 });

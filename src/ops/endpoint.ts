@@ -1,0 +1,95 @@
+/**
+ * The operations endpoint of `mailgate serve --metrics-listen`: GET /metrics (Prometheus text), /healthz
+ * (200 while the process runs) and /readyz (200 when ready, 503 with the reason otherwise). Plain HTTP and
+ * no authentication: it belongs on loopback or a private network, as Prometheus exporters usually are.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { explainListenError } from "../server/server.js";
+
+export interface EndpointHandlers {
+  /** The Prometheus text and its content type. */
+  metrics(): Promise<{ text: string; contentType: string }>;
+  /** Null when ready, else why not. */
+  readiness(): Promise<string | null>;
+}
+
+/** Scrapers and probes need few connections; more are refused by the kernel's backlog, not queued here. */
+const MAX_CONNECTIONS = 64;
+
+export class OperationsEndpoint {
+  private constructor(
+    private readonly server: Server,
+    /** "http://host:port", with the real port when 0 was asked for. */
+    readonly url: string,
+  ) {}
+
+  /** Listens on host:port; rejects with one sentence when it cannot (the port in use, say). */
+  static async listen(host: string, port: number, handlers: EndpointHandlers): Promise<OperationsEndpoint> {
+    const server = createServer((request, response) => {
+      respond(request, response, handlers).catch((error: unknown) => {
+        send(response, 500, `error: ${error instanceof Error ? error.message : String(error)}\n`);
+      });
+    });
+    server.maxConnections = MAX_CONNECTIONS;
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(new Error(`Cannot listen for metrics on ${host}:${port}: ${explainListenError(error)}`)),
+      );
+      server.listen({ host, port }, resolve);
+    });
+    const address = server.address();
+    const bound = address && typeof address === "object" ? address.port : port;
+    const shown = host.includes(":") ? `[${host}]` : host;
+    return new OperationsEndpoint(server, `http://${shown}:${bound}`);
+  }
+
+  /** Stops listening and closes its connections (a scrape under way is cut). */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+async function respond(
+  request: IncomingMessage,
+  response: ServerResponse,
+  handlers: EndpointHandlers,
+): Promise<void> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    response.setHeader("Allow", "GET, HEAD");
+    return send(response, 405, "only GET and HEAD\n");
+  }
+  const path = (request.url ?? "/").split("?")[0];
+  switch (path) {
+    case "/metrics": {
+      const { text, contentType } = await handlers.metrics();
+      return send(response, 200, text, contentType);
+    }
+    case "/healthz":
+      return send(response, 200, "ok\n");
+    case "/readyz": {
+      const reason = await handlers.readiness();
+      return reason === null ? send(response, 200, "ready\n") : send(response, 503, `not ready: ${reason}\n`);
+    }
+    default:
+      return send(response, 404, "not found: /metrics, /healthz and /readyz are served here\n");
+  }
+}
+
+function send(
+  response: ServerResponse,
+  status: number,
+  body: string,
+  contentType = "text/plain; charset=utf-8",
+): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  response.writeHead(status, { "Content-Type": contentType, "Cache-Control": "no-store" });
+  response.end(response.req.method === "HEAD" ? undefined : body);
+}
