@@ -1,6 +1,12 @@
 /** mailgate's public face: the server, its error value, the types hooks see, and the stores. */
 export type { EsmtpParams } from "./protocol/commands.js";
-export type { Envelope, MessageInfo, ServerInfo, SessionContext } from "./protocol/context.js";
+export type {
+  Envelope,
+  MessageInfo,
+  RecipientDsn,
+  ServerInfo,
+  SessionContext,
+} from "./protocol/context.js";
 export type { CrlfMode } from "./protocol/data.js";
 export { SmtpError } from "./protocol/errors.js";
 export type {
@@ -9,6 +15,8 @@ export type {
   Severity,
   SmtpServerHooks,
 } from "./protocol/hooks.js";
+export type { Awaitable } from "./protocol/maybe-async.js";
+export type { ProxyAddress, ProxyInfo, ProxySslInfo, ProxyTlvs } from "./protocol/proxy.js";
 /**
  * `receivedHeader(ctx, { hostname, id?, date? })`: the RFC 5321 4.4 Received header for the message of
  * `ctx`, as `mailgate serve` writes it, for an onMessageDataStart hook to ctx.message.write(). The client's
@@ -17,6 +25,9 @@ export type {
  */
 export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
+export type { Forwarded } from "./protocol/xclient.js";
+/** What onAuth receives: the mechanism's name and the client's credentials. */
+export type { SaslCredentials, SaslMechanismName } from "./sasl/mechanism.js";
 /** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (README, "Rate limits"). */
 export {
   type AddressLimiter,
@@ -90,3 +101,9 @@ export {
  */
 export { sessionFacts } from "./store/session-facts.js";
 export type { DeliveryReceipt, MessageStore, SessionFacts, StoreEnvelope } from "./store/store.js";
+/**
+ * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
+ * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
+ */
+export type { TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+export type { TlsPreset, TlsPresetName } from "./tls/presets.js";
