@@ -3,11 +3,9 @@
  * after the end of the data), and a "teergrube" that slows down clients that look like spammers.
  * The receiving hook runs once per chunk received (not per line) and may be async: awaiting a timer
  * delays only this session, and reading from the client pauses meanwhile.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { type SessionContext, SmtpError, SmtpServer, type SmtpServerOptions } from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+import { type SessionContext, SmtpError, SmtpServer, type SmtpServerOptions } from "mailgate";
 
 export class LimitingSmtpd extends SmtpServer {
   constructor(
@@ -25,4 +23,5 @@ export class LimitingSmtpd extends SmtpServer {
   }
 }
 
-await runIfMain(import.meta.url, () => new LimitingSmtpd({ ports: 2525 }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename) await new LimitingSmtpd({ ports: 2525 }).start();
