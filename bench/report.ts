@@ -351,6 +351,48 @@ function serveVersusDiskCeiling(results: ScenarioResult[]): string {
   );
 }
 
+/** The messages/s of each run of a server, in run order. */
+function rates(result: ScenarioResult, server: ServerId): number[] {
+  return ((result.samples[server] ?? []) as MessageSample[]).map((sample) => sample.messagesPerSecond);
+}
+
+/** Median with the lowest and highest run: "7,120 (6,900-7,400)". */
+function spread(values: number[]): string {
+  if (values.length === 0) return "n/a";
+  return `${int(median(values))} (${int(Math.min(...values))}-${int(Math.max(...values))})`;
+}
+
+/**
+ * `mailgate serve` with its default flush (syncfs where available) against `--maildir-flush fsync`, per
+ * 2 KB scenario that ran both: medians with their range, and the ratio of each run's pair (the two ran
+ * back to back in every run, in an order that rotates, so a noisy period weighs on both).
+ */
+function flushComparison(results: ScenarioResult[]): string {
+  const body: string[][] = [];
+  for (const r of results2k(results)) {
+    const auto = rates(r, "mailgate-serve");
+    const fsync = rates(r, "mailgate-serve-fsync");
+    if (auto.length === 0 || fsync.length === 0) continue;
+    const pairs = auto.slice(0, fsync.length).map((rate, i) => rate / (fsync[i] as number));
+    body.push([
+      ...describe2k(r.scenario as MessageScenario),
+      spread(auto),
+      spread(fsync),
+      `${ratio(median(pairs))} (${ratio(Math.min(...pairs))}-${ratio(Math.max(...pairs))})`,
+    ]);
+  }
+  if (body.length === 0) return "";
+  return table(
+    [
+      ...HEADER_2K,
+      "default flush msg/s, median (range)",
+      "`--maildir-flush fsync` msg/s, median (range)",
+      "default ÷ fsync, median of the runs' pairs (range)",
+    ],
+    body,
+  );
+}
+
 function summary2k(results: ScenarioResult[]): string {
   const rows = results2k(results);
   if (rows.length === 0) return "";
@@ -692,6 +734,17 @@ export function renderReport(report: BenchReport): string {
       "The ceiling is what the disk allows for one fsync per file (open, write, fsync, close, rename: `--maildir-flush fsync`'s sequence, see Method), measured right before each `mailgate-serve` run with as many writers as the scenario has sessions; `mailgate serve`'s default shares one syncfs among concurrent deliveries where it can, and can go past it.",
       "",
       ceilings,
+      "",
+    );
+  }
+  const flushes = flushComparison(report.results);
+  if (flushes) {
+    out.push(
+      "## `mailgate serve`: the default flush against one fsync per file",
+      "",
+      `The default \`--maildir-flush auto\` flushes with ${machine.maildirFlush} on this machine; \`mailgate-serve-fsync\` runs the same CLI with \`--maildir-flush fsync\`. Both ran in every run, one after the other in a rotating order.`,
+      "",
+      flushes,
       "",
     );
   }
