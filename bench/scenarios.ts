@@ -66,14 +66,7 @@ export interface ScenarioConfig {
 }
 
 /** node-floor is a reference for the 2 KB scenarios only (see bench/node-floor.ts). */
-const SMALL_SERVERS: ServerId[] = [
-  "mailgate",
-  "mailgate-serve",
-  "mailgate-serve-fsync",
-  "smtp-server",
-  "smtp-sink",
-  "node-floor",
-];
+const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
 
 export function buildScenarios(config: ScenarioConfig): Scenario[] {
   const scenarios: Scenario[] = [];

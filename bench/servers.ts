@@ -15,7 +15,6 @@ import {
 } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import type { MaildirFlush } from "../src/store/maildir.js";
 import type { SinkKind } from "./sink.js";
 import {
   BENCH_TMP,
@@ -36,7 +35,6 @@ export type ServerId =
   | "mailgate"
   | "mailgate-stream"
   | "mailgate-serve"
-  | "mailgate-serve-fsync"
   | "smtp-server"
   | "smtp-sink"
   | "node-floor";
@@ -64,13 +62,7 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     id: "mailgate-serve",
     ours: true,
     description:
-      "`mailgate serve`, the real CLI, storing every message in a durable Maildir with its default `--maildir-flush auto` (syncfs where available, see the machine table; default logging)",
-  },
-  "mailgate-serve-fsync": {
-    id: "mailgate-serve-fsync",
-    ours: true,
-    description:
-      "`mailgate serve --maildir-flush fsync`: the same, with one fsync per file, to weigh syncfs against it in the same runs",
+      "`mailgate serve`, the real CLI, storing every message in a fsynced Maildir (default logging)",
   },
   "smtp-server": {
     id: "smtp-server",
@@ -211,9 +203,7 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
     case "node-floor":
       return startSink(id, options);
     case "mailgate-serve":
-      return startServe(id, options, "auto");
-    case "mailgate-serve-fsync":
-      return startServe(id, options, "fsync");
+      return startServe(options);
     case "smtp-sink":
       return startSmtpSink(options);
   }
@@ -286,11 +276,7 @@ async function startSink(kind: SinkKind, options: StartOptions): Promise<Running
   };
 }
 
-async function startServe(
-  id: "mailgate-serve" | "mailgate-serve-fsync",
-  options: StartOptions,
-  flush: MaildirFlush,
-): Promise<RunningServer> {
+async function startServe(options: StartOptions): Promise<RunningServer> {
   const logPath = join(logDirectory(), `${options.tag}.log`);
   const maildir = maildirFor(options.tag);
   rmSync(maildir, { recursive: true, force: true });
@@ -310,10 +296,8 @@ async function startServe(
     limit,
     "--max-message-size",
     "0",
-    "--maildir-flush",
-    flush,
   ];
-  const args = [...profileArgs(id, options), CLI_SCRIPT, ...flags];
+  const args = [...profileArgs("mailgate-serve", options), CLI_SCRIPT, ...flags];
   // stdout (one line per stored message) goes to a file: nothing in the benchmark has to read it live.
   const child = track(
     spawnWithFiles(process.execPath, args, filesFor(options), { stdio: ["ignore", log, log] }),
@@ -329,7 +313,7 @@ async function startServe(
   let port: number;
   try {
     port = await withTimeout(
-      Promise.race([ready, failOnExit(child, id, logPath)]),
+      Promise.race([ready, failOnExit(child, "mailgate-serve", logPath)]),
       READY_TIMEOUT_MS,
       "starting mailgate serve",
     );
@@ -342,7 +326,7 @@ async function startServe(
     .map((a) => (a === CLI_SCRIPT ? "build/src/cli/main.js" : a === maildir ? ".bench-tmp/maildir/<run>" : a))
     .join(" ");
   return {
-    id,
+    id: "mailgate-serve",
     pid,
     port,
     command: `node ${shown}`,

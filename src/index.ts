@@ -89,12 +89,7 @@ export {
 export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
-export {
-  type MaildirFlush,
-  MaildirStore,
-  type MaildirStoreOptions,
-  parseEnvelopeHeaders,
-} from "./store/maildir.js";
+export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
 /**
  * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,
  * BODY), for StoreEnvelope.session: `store.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)`.

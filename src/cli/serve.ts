@@ -103,20 +103,18 @@ function sizeLimit(configured: number | undefined, storeLimit: number | undefine
 
 /** The store the flags ask for: the sink, or else the Maildir; and how the start line names it. */
 async function openStore(
-  flags: Pick<ServeFlags, "maildir" | "maildirFlush" | "sink">,
+  flags: Pick<ServeFlags, "maildir" | "sink">,
   logger: Logger,
 ): Promise<{ store: MessageStore; description: string }> {
   if (flags.sink) return openSink(flags.sink, process.env, logger);
   const directory = resolve(flags.maildir);
-  const store = await MaildirStore.open(directory, { flush: flags.maildirFlush });
-  const flush = store.flush === "syncfs" ? "syncfs, shared by concurrent deliveries" : "fsync, per file";
-  return { store, description: `Maildir ${directory} (flushed with ${flush})` };
+  const store = await MaildirStore.open(directory);
+  return { store, description: `Maildir ${directory}` };
 }
 
 export async function serve({
   settings,
   maildir,
-  maildirFlush,
   authUsers,
   acceptDomains,
   recipients,
@@ -124,7 +122,7 @@ export async function serve({
   sink,
 }: Omit<ServeFlags, "help">): Promise<void> {
   const logger = lineLogger(process.stdout); // a server program's log is its output
-  const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
+  const { store, description } = await openStore({ maildir, sink }, logger);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
   let limits: OpenedLimits | undefined;
