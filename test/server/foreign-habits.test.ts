@@ -75,6 +75,18 @@ test("aiosmtpd's habit: a hook returning a whole reply gets that reply, not 250 
   assert.match((await transaction(port)).at(-1) ?? "", /^451 4\.[0-9.]+ Try later\r\n$/);
 });
 
+test("smtp-server's option names are refused with mailgate's name for the same thing", () => {
+  assert.throws(
+    () => new SmtpServer({ size: 1000 } as never),
+    /^TypeError: Unknown option size \(smtp-server's\); mailgate's is maxMessageSize /,
+  );
+  assert.throws(
+    () => new SmtpServer({ onData() {} } as never),
+    /mailgate's is onMessageStream\(ctx, stream\)/,
+  );
+  assert.throws(() => new SmtpServer({ authOptional: true } as never), /authMode: "optional"/);
+});
+
 test("socketMode given as a decimal number that reads as octal is refused with the octal spelling", () => {
   assert.throws(() => new SmtpServer({ socketMode: 666 }), /socketMode: 666 is decimal .*0o666/);
   assert.equal(new SmtpServer({ socketMode: 0o666 }).settings.socketMode, 0o666);
