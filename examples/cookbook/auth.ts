@@ -24,7 +24,7 @@ export class SubmissionSmtpd extends SmtpServer {
     private readonly passwords: ReadonlyMap<string, string>,
     private readonly localDomain = "example.com",
   ) {
-    super({ tlsMode: "optional", authMode: "optional", authMechanisms: "PLAIN, LOGIN", ...options });
+    super({ tlsMode: "optional", authMode: "optional", authMechanisms: "PLAIN LOGIN", ...options });
   }
 
   override onAuth(

@@ -18,7 +18,7 @@ export const SMTP_SERVER_OPTIONS: Readonly<Record<string, string>> = {
   hidePIPELINING: "pipeliningExtension: false",
   hide8BITMIME: "internationalizationExtensions: false (8BITMIME and SMTPUTF8 together)",
   hideSMTPUTF8: "internationalizationExtensions: false (8BITMIME and SMTPUTF8 together)",
-  authMethods: 'authMechanisms (a string: "PLAIN, LOGIN")',
+  authMethods: 'authMechanisms (a string: "PLAIN LOGIN")',
   allowInsecureAuth: "authOverPlaintext",
   useProxy: "proxyPorts and proxyTrusted",
   useXClient: "xclientTrusted",
