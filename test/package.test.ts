@@ -15,6 +15,10 @@ test("npm pack ships the code, types, LICENSE and docs, and source maps that car
     "build/src/index.js",
     "build/src/index.d.ts",
     "build/src/cli/main.js",
+    "docs/README.md",
+    "docs/cookbook.md",
+    "docs/options.md",
+    "examples/cookbook/subclassing.ts",
   ]) {
     assert.ok(files.includes(required), `${required} is packed`);
   }
