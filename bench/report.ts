@@ -41,8 +41,6 @@ export interface Machine {
   postfix: string;
   smtpServer: string;
   mailgate: string;
-  /** How `mailgate serve` flushes its Maildir here by default: "syncfs", or "fsync (why not syncfs)". */
-  maildirFlush: string;
 }
 
 export interface BenchSettings {
@@ -75,7 +73,7 @@ function quiet(command: string, args: string[]): string {
   }
 }
 
-export function describeMachine(maildirFlush: string): Machine {
+export function describeMachine(): Machine {
   const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? cpus()[0]?.model ?? "unknown";
   const pkg = (path: string) => {
@@ -95,7 +93,6 @@ export function describeMachine(maildirFlush: string): Machine {
     kernel: release(),
     postfix: quiet("dpkg-query", ["-W", "postfix"]).split("\t")[1] ?? "unknown",
     smtpServer: pkg("node_modules/smtp-server/package.json"),
-    maildirFlush,
     mailgate: `${pkg("package.json")} (commit ${commit}${dirty ? ", with uncommitted changes in src/" : ""})`,
   };
 }
@@ -604,15 +601,11 @@ const METHOD = `## Method
   thousands of connections (not for a quick run's few hundred). A run breaks if the server closed any of the
   connections before the end of the window.
 - **Disk ceiling** (next to \`mailgate serve\`): right before each \`mailgate-serve\` run of a 2 KB scenario, a
-  child (\`bench/fsync-ceiling.ts\`) stores files as \`src/store/maildir.ts\` does with \`--maildir-flush
-  fsync\`, with the same \`node:fs/promises\` calls (open in \`tmp/\` with "wx", write the message as the
+  child (\`bench/fsync-ceiling.ts\`) stores files as \`src/store/maildir.ts\` does, with the same \`node:fs/promises\` calls (open in \`tmp/\` with "wx", write the message as the
   generator sends it, fsync, close, rename into \`new/\`; the files of \`mailgate serve\` are some 190 bytes larger, with its Received and
   envelope headers), with as many concurrent writers as the scenario has sessions, in a fresh directory
   beside the run's Maildir (same file system; removed with the Maildirs at the end). It leaves out the shared
-  (group-commit) fsync of \`new/\` that \`mailgate serve\` adds after the renames. With its default
-  \`--maildir-flush auto\`, \`mailgate serve\` flushes the files' bytes with a syncfs shared by concurrent
-  deliveries where Linux and koffi allow it (its start line, in the run's log, says which), so it can go past
-  this one-fsync-per-file ceiling: the ceiling then shows what the group commit saves. files/s = files ÷ wall time
+  (group-commit) fsync of \`new/\` that \`mailgate serve\` adds after the renames. files/s = files ÷ wall time
   from the first open to the last rename; the figure is the median of as many probes as runs. Both figures
   depend on what the file system did in the minutes before: on ext4 without a journal (the project's benchmark
   machine has one), for some minutes after many files were deleted, each file created costs
@@ -658,7 +651,6 @@ export function renderReport(report: BenchReport): string {
     `| mailgate | ${machine.mailgate} |`,
     `| smtp-server | ${machine.smtpServer} |`,
     `| Postfix (smtp-source, smtp-sink) | ${machine.postfix} |`,
-    `| \`mailgate serve\`'s Maildir flush (\`--maildir-flush auto\`) | ${machine.maildirFlush} |`,
     `| load average before / after | ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")} |`,
     `| runs per figure; 2 KB messages per run; warm-up; time cap per run | ${settings.runs}; ${int(settings.messages)}; ${int(settings.warmup)} messages at most; ${settings.maxRunSeconds > 0 ? `${settings.maxRunSeconds} s` : "none"} |`,
     "",
@@ -689,7 +681,7 @@ export function renderReport(report: BenchReport): string {
     out.push(
       "## `mailgate serve` and the disk's fsync ceiling (medians)",
       "",
-      "The ceiling is what the disk allows for one fsync per file (open, write, fsync, close, rename: `--maildir-flush fsync`'s sequence, see Method), measured right before each `mailgate-serve` run with as many writers as the scenario has sessions; `mailgate serve`'s default shares one syncfs among concurrent deliveries where it can, and can go past it.",
+      "The ceiling is what the disk allows for one fsync per file (open, write, fsync, close, rename: the store's sequence, see Method), measured right before each `mailgate-serve` run with as many writers as the scenario has sessions.",
       "",
       ceilings,
       "",

@@ -12,7 +12,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isAbsolute, join, relative } from "node:path";
 import { parseArgs } from "node:util";
-import { loadSyncfs } from "../src/store/syncfs.js";
 import {
   type BenchReport,
   type BenchSettings,
@@ -42,14 +41,6 @@ import {
   setAsideLeftoverMaildirs,
 } from "./servers.js";
 import { BENCH_TMP, formatBytes, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
-
-/** What `mailgate serve --maildir-flush auto` chooses on this machine (as MaildirStore.open does). */
-async function defaultMaildirFlush(): Promise<string> {
-  const syncfs = await loadSyncfs();
-  return typeof syncfs === "string"
-    ? `fsync per file (no syncfs: ${syncfs})`
-    : "syncfs, shared by concurrent deliveries";
-}
 
 /** The idle scenario's window must end well before the servers' session timeout could close its connections. */
 const MAX_IDLE_SETTLE_SECONDS = SESSION_TIMEOUT_SECONDS - 60;
@@ -315,7 +306,7 @@ async function main(): Promise<number> {
   };
   const report: BenchReport = {
     settings,
-    machine: describeMachine(await defaultMaildirFlush()),
+    machine: describeMachine(),
     started,
     finished: new Date(),
     loadBefore,

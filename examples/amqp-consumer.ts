@@ -9,11 +9,10 @@
  *
  *   AMQP_URL=amqp://user:password@host/vhost AMQP_QUEUE=mail MAILDIR=./Maildir node build/examples/amqp-consumer.js
  *
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
 import { pathToFileURL } from "node:url";
 import amqplib from "amqplib";
-import { envelopeFromAmqpHeaders, MaildirStore, type MessageStore } from "../src/index.js";
+import { envelopeFromAmqpHeaders, MaildirStore, type MessageStore } from "mailgate";
 
 export interface AmqpConsumer {
   /** Messages stored and acknowledged so far. */

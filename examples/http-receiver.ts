@@ -13,7 +13,6 @@
  * Run it: MAILGATE_SINK_SECRET_FILE=secret.txt node build/examples/http-receiver.js  (or
  * MAILGATE_SINK_SECRET=...; PORT, default 8025; MAILDIR, default ./received). The secret is read from a
  * file or the environment, never from the command line, and never printed.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -25,7 +24,7 @@ import {
   type MessageStore,
   verifyHttpSinkSignature,
   type WireEnvelope,
-} from "../src/index.js";
+} from "mailgate";
 
 export interface HttpReceiverOptions {
   store: MessageStore;

@@ -3,13 +3,11 @@
  * backpressure (ctx.message.data stays empty), and the 250 waits for the returned promise, so it is
  * sent only once the file is complete. A 1 GB message passes through with flat memory.
  * Hooks can also be passed as options instead of subclassing, as here.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
 import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { SmtpServer, type SmtpServerOptions } from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+import { SmtpServer, type SmtpServerOptions } from "mailgate";
 
 export function createFileSinkServer(directory: string, options: SmtpServerOptions = {}): SmtpServer {
   let count = 0;
@@ -24,4 +22,6 @@ export function createFileSinkServer(directory: string, options: SmtpServerOptio
   });
 }
 
-await runIfMain(import.meta.url, () => createFileSinkServer(process.cwd(), { ports: 2525 }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename)
+  await createFileSinkServer(process.cwd(), { ports: 2525 }).start();

@@ -1,6 +1,12 @@
 /** mailgate's public face: the server, its error value, the types hooks see, and the stores. */
 export type { EsmtpParams } from "./protocol/commands.js";
-export type { Envelope, MessageInfo, ServerInfo, SessionContext } from "./protocol/context.js";
+export type {
+  Envelope,
+  MessageInfo,
+  RecipientDsn,
+  ServerInfo,
+  SessionContext,
+} from "./protocol/context.js";
 export type { CrlfMode } from "./protocol/data.js";
 export { SmtpError } from "./protocol/errors.js";
 export type {
@@ -9,6 +15,7 @@ export type {
   Severity,
   SmtpServerHooks,
 } from "./protocol/hooks.js";
+export type { Awaitable } from "./protocol/maybe-async.js";
 /**
  * `receivedHeader(ctx, { hostname, id?, date? })`: the RFC 5321 4.4 Received header for the message of
  * `ctx`, as `mailgate serve` writes it, for an onMessageDataStart hook to ctx.message.write(). The client's
@@ -17,8 +24,12 @@ export type {
  */
 /** The `observer` option: what the server reports for metrics (see the README, "Operations"). */
 export type { RefusalReason, ServerObserver } from "./protocol/observer.js";
+export type { ProxyAddress, ProxyInfo, ProxySslInfo, ProxyTlvs } from "./protocol/proxy.js";
 export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
 export { STANDARD_REPLIES } from "./protocol/replies.js";
+export type { Forwarded } from "./protocol/xclient.js";
+/** What onAuth receives: the mechanism's name and the client's credentials. */
+export type { SaslCredentials, SaslMechanismName } from "./sasl/mechanism.js";
 /** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (README, "Rate limits"). */
 export {
   type AddressLimiter,
@@ -80,12 +91,7 @@ export {
 export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
-export {
-  type MaildirFlush,
-  MaildirStore,
-  type MaildirStoreOptions,
-  parseEnvelopeHeaders,
-} from "./store/maildir.js";
+export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
 /**
  * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,
  * BODY), for StoreEnvelope.session: `store.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)`.
@@ -98,3 +104,9 @@ export type {
   StoreEnvelope,
   StoreStatus,
 } from "./store/store.js";
+/**
+ * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
+ * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
+ */
+export type { TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+export type { TlsPreset, TlsPresetName } from "./tls/presets.js";

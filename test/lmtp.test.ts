@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { promisify } from "node:util";
-import { MailboxLmtpd } from "../examples/lmtp-mailboxes.js";
+import { MailboxLmtpd } from "../examples/cookbook/lmtp-socket.js";
 import { SmtpError } from "../src/protocol/errors.js";
 import { SmtpServer, type SmtpServerOptions } from "../src/server/server.js";
 import { parseEnvelopeHeaders } from "../src/store/maildir.js";

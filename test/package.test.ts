@@ -2,22 +2,12 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
-import { runProgram } from "./helpers/clients.js";
+import { packedFiles } from "./helpers/packing.js";
 
 const root = new URL("../../", import.meta.url);
 
 test("npm pack ships the code, types, LICENSE and docs, and source maps that carry their sources", async () => {
-  const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-  const packed = await runProgram(
-    npm,
-    ["pack", "--dry-run", "--ignore-scripts", "--json", "--prefix", root.pathname],
-    {
-      timeoutMs: 60_000,
-    },
-  );
-  assert.equal(packed.code, 0, packed.stderr);
-  const [manifest] = JSON.parse(packed.stdout) as [{ files: { path: string }[] }];
-  const files = manifest.files.map((file) => file.path);
+  const files = await packedFiles();
   for (const required of [
     "LICENSE",
     "README.md",
@@ -25,6 +15,10 @@ test("npm pack ships the code, types, LICENSE and docs, and source maps that car
     "build/src/index.js",
     "build/src/index.d.ts",
     "build/src/cli/main.js",
+    "docs/README.md",
+    "docs/cookbook.md",
+    "docs/options.md",
+    "examples/cookbook/subclassing.ts",
   ]) {
     assert.ok(files.includes(required), `${required} is packed`);
   }

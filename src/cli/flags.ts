@@ -4,7 +4,6 @@
  */
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { OPTION_SPECS, type OptionSpec, resolveSettings, type ServerSettings } from "../server/options.js";
-import { MAILDIR_FLUSHES, type MaildirFlush } from "../store/maildir.js";
 import {
   ConfigError,
   type FlagTypes,
@@ -27,8 +26,6 @@ import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } f
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
   maildir: string;
-  /** --maildir-flush: how stored messages are made durable. */
-  maildirFlush: MaildirFlush;
   /** --auth-users FILE: accounts for AUTH. */
   authUsers: string | undefined;
   /** --accept-domains: domains whose every address is accepted (ASCII form); [] = no such rule. */
@@ -62,7 +59,6 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
   const options: NonNullable<ParseArgsConfig["options"]> = {
     config: { type: "string" },
     maildir: { type: "string" },
-    "maildir-flush": { type: "string" },
     "auth-users": { type: "string" },
     "accept-domains": { type: "string" },
     "connections-per-minute": { type: "string" },
@@ -149,12 +145,6 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
   }
   const maildir = values.maildir;
   if (maildir === "") throw new UsageError("Invalid value for --maildir: it needs a directory path.");
-  const flush = values["maildir-flush"] ?? "auto";
-  if (!MAILDIR_FLUSHES.includes(flush as MaildirFlush)) {
-    throw new UsageError(
-      `Invalid value for --maildir-flush: "${flush}"; it accepts one of ${MAILDIR_FLUSHES.join(", ")}.`,
-    );
-  }
   const authUsers = values["auth-users"];
   const authMode = settings.authMode ?? defaultOf("authMode");
   if (typeof authUsers === "string" && authMode === "forbidden") {
@@ -166,9 +156,8 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
   if (recipients === "") throw new UsageError("Invalid value for --recipients: it needs a file path.");
   const sink = parseSinkFlags(values, env);
   if (sink) {
-    const maildirFlag = ["maildir", "maildir-flush"].find((flag) => values[flag] !== undefined);
-    if (maildirFlag)
-      throw new UsageError(`--${maildirFlag} does not apply with --sink: the sink stores the messages.`);
+    if (values.maildir !== undefined)
+      throw new UsageError("--maildir does not apply with --sink: the sink stores the messages.");
     const ioCmdTimeout =
       (settings.ioCmdTimeout as number | undefined) ?? (defaultOf("ioCmdTimeout") as number);
     if ((sink.publishTimeout ?? 0) >= ioCmdTimeout) {
@@ -181,7 +170,6 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
-    maildirFlush: flush as MaildirFlush,
     authUsers: typeof authUsers === "string" ? authUsers : undefined,
     acceptDomains: typeof acceptDomains === "string" ? parseAcceptDomains(acceptDomains) : [],
     recipients: typeof recipients === "string" ? recipients : undefined,
@@ -254,8 +242,6 @@ export function serveHelp(): string {
     "Options:",
     "  --config FILE   Read settings from a TOML file whose keys are these flags without their dashes (max-connections = 100); flags on the command line win (default: none).",
     `  --maildir DIR   Maildir to store messages into (default: ${DEFAULT_MAILDIR}); created if missing.`,
-    "  --maildir-flush MODE",
-    "      How a message is made durable before its 250: fsync (each file on its own), syncfs (one flush of the file system shared by concurrent deliveries; Linux 5.8+) or auto (syncfs where available, else fsync) (default: auto).",
     "  --accept-domains LIST",
     "      Accept recipients at these domains only (comma- or space-separated), with --recipients; others get 550 5.1.1 (default: every recipient is accepted).",
     "  --recipients FILE",

@@ -110,20 +110,18 @@ function sizeLimit(configured: number | undefined, storeLimit: number | undefine
 
 /** The store the flags ask for: the sink, or else the Maildir; and how the start line names it. */
 async function openStore(
-  flags: Pick<ServeFlags, "maildir" | "maildirFlush" | "sink">,
+  flags: Pick<ServeFlags, "maildir" | "sink">,
   logger: Logger,
 ): Promise<{ store: MessageStore; description: string }> {
   if (flags.sink) return openSink(flags.sink, process.env, logger);
   const directory = resolve(flags.maildir);
-  const store = await MaildirStore.open(directory, { flush: flags.maildirFlush });
-  const flush = store.flush === "syncfs" ? "syncfs, shared by concurrent deliveries" : "fsync, per file";
-  return { store, description: `Maildir ${directory} (flushed with ${flush})` };
+  const store = await MaildirStore.open(directory);
+  return { store, description: `Maildir ${directory}` };
 }
 
 export async function serve({
   settings,
   maildir,
-  maildirFlush,
   authUsers,
   acceptDomains,
   recipients,
@@ -133,7 +131,7 @@ export async function serve({
 }: Omit<ServeFlags, "help">): Promise<void> {
   const operations = new ServeOperations(operationsFlags);
   const logger = operations.logger;
-  const opened = await openStore({ maildir, maildirFlush, sink }, logger);
+  const opened = await openStore({ maildir, sink }, logger);
   const store = operations.watch(opened.store);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;

@@ -739,11 +739,12 @@ export class SmtpSession {
     }
     return thenCall(
       () => this.hooks.onMailFrom(this.ctx, address, params),
-      (replacement) => {
-        envelope.from = typeof replacement === "string" ? replacement : address;
+      (returned) => {
+        const accepted = addressOrReply(returned, address);
+        envelope.from = accepted.address;
         envelope.mailParams = params;
         this.tx = TxState.Mail;
-        this.reply(formatReply(250, "2.1.0", "Ok"));
+        this.reply(formatReply(250, "2.1.0", accepted.text));
       },
     );
   }
@@ -762,12 +763,13 @@ export class SmtpSession {
     const dsn = recipientDsn(params, this.config.dsn);
     return thenCall(
       () => this.hooks.onRcptTo(this.ctx, address, params),
-      (replacement) => {
-        envelope.to.push(typeof replacement === "string" ? replacement : address);
+      (returned) => {
+        const accepted = addressOrReply(returned, address);
+        envelope.to.push(accepted.address);
         envelope.rcptParams.push(params);
         envelope.rcptDsn.push(dsn);
         this.tx = TxState.Rcpt;
-        this.reply(formatReply(250, "2.1.5", "Ok"));
+        this.reply(formatReply(250, "2.1.5", accepted.text));
       },
     );
   }
@@ -1242,4 +1244,16 @@ function unreadable(verb: "BDAT" | "DATA"): SmtpError {
 
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * What a MAIL or RCPT hook returned: a string replaces the address, but a string that is a whole reply is
+ * read as that reply (aiosmtpd's handle_MAIL and handle_RCPT return "250 OK"), never stored as an address:
+ * a 4xx or 5xx one refuses, a 2xx one keeps the client's address and gives its text to the 250.
+ */
+function addressOrReply(returned: unknown, address: string): { address: string; text: string } {
+  if (typeof returned !== "string") return { address, text: "Ok" };
+  const reply = replyFromHookText(returned);
+  if (reply instanceof SmtpError) throw reply;
+  return reply === returned ? { address: returned, text: "Ok" } : { address, text: reply };
 }

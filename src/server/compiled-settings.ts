@@ -2,9 +2,11 @@
  * The server's settings turned into what its parts use, once per server: the session's configuration,
  * the SNI certificate list, the SASL mechanisms; and the check for misspelt option names.
  */
+
 import type { SessionConfig } from "../protocol/session.js";
 import { isSaslMechanismName, SASL_MECHANISMS, type SaslMechanismName } from "../sasl/mechanism.js";
 import { type AddressLimiter, authFailuresByAddress, MemoryAddressLimiter } from "./address-limiter.js";
+import { SMTP_SERVER_OPTIONS } from "./foreign-options.js";
 import { HOOK_NAMES } from "./hook-binding.js";
 import { severityEnabled } from "./logger.js";
 import { OPTION_SPECS, type ServerSettings } from "./options.js";
@@ -60,6 +62,10 @@ export function rejectUnknownOptions(given: Record<string, unknown>): void {
   ];
   for (const name of Object.keys(given)) {
     if (known.includes(name) || given[name] === undefined) continue;
+    const foreign = SMTP_SERVER_OPTIONS[name];
+    if (foreign !== undefined) {
+      throw new TypeError(`Unknown option ${name} (smtp-server's); mailgate's is ${foreign}.`);
+    }
     const close = known.find((candidate) =>
       candidate.toLowerCase().startsWith(name.toLowerCase().slice(0, 6)),
     );

@@ -11,9 +11,9 @@ export async function fsyncDirectory(directory: string): Promise<void> {
 }
 
 /**
- * Group commit: one flush (a directory's fsync, a file system's syncfs) shared by concurrent callers.
- * A rename is durable only once its directory has been fsynced, data only once flushed, and with one
- * delivery per SMTP session, one flush per message would queue every session behind the disk.
+ * Group commit: one flush (the fsync of new/) shared by concurrent callers. A rename is durable only once
+ * its directory has been fsynced, and with one delivery per SMTP session, one directory fsync per message
+ * would queue every session behind the disk.
  *
  * `sync()` resolves after a flush that STARTED after the call, so it covers every change the caller made
  * before calling. While a flush is in flight, callers cannot use it (it may have started before their

@@ -52,6 +52,20 @@ test("smtp-server's responseCode: the code is honoured with its standard text; t
   );
 });
 
+test("aiosmtpd's handle_MAIL/handle_RCPT habit: a returned '250 OK' is a reply, never the new address", async (t) => {
+  const { port, messages } = await startRecordingServer(t, {
+    onMailFrom: () => "250 OK",
+    onRcptTo: (_ctx, address) => (address.startsWith("nobody@") ? "550 5.1.1 No such user here" : "250 OK"),
+  });
+  const refused = await transaction(port, "nobody@mx.test");
+  assert.deepEqual(refused, ["250 2.1.0 OK\r\n", "550 5.1.1 No such user here\r\n"]);
+  const accepted = await transaction(port);
+  assert.equal(accepted[1], "250 2.1.5 OK\r\n");
+  assert.match(accepted.at(-1) ?? "", /^250 /);
+  assert.deepEqual(messages[0]?.envelope.from, "a@client.test");
+  assert.deepEqual(messages[0]?.envelope.to, ["b@mx.test"]);
+});
+
 test("aiosmtpd's habit: a hook returning a whole reply gets that reply, not 250 with the code repeated", async (t) => {
   const answers = ["250 Message accepted for delivery", "550 5.7.1 Message refused as spam", "451 Try later"];
   let next = 0;
@@ -59,6 +73,18 @@ test("aiosmtpd's habit: a hook returning a whole reply gets that reply, not 250 
   assert.equal((await transaction(port)).at(-1), "250 2.0.0 Message accepted for delivery\r\n");
   assert.equal((await transaction(port)).at(-1), "550 5.7.1 Message refused as spam\r\n");
   assert.match((await transaction(port)).at(-1) ?? "", /^451 4\.[0-9.]+ Try later\r\n$/);
+});
+
+test("smtp-server's option names are refused with mailgate's name for the same thing", () => {
+  assert.throws(
+    () => new SmtpServer({ size: 1000 } as never),
+    /^TypeError: Unknown option size \(smtp-server's\); mailgate's is maxMessageSize /,
+  );
+  assert.throws(
+    () => new SmtpServer({ onData() {} } as never),
+    /mailgate's is onMessageStream\(ctx, stream\)/,
+  );
+  assert.throws(() => new SmtpServer({ authOptional: true } as never), /authMode: "optional"/);
 });
 
 test("socketMode given as a decimal number that reads as octal is refused with the octal spelling", () => {

@@ -2,10 +2,9 @@
  * The seed's "Adding and testing headers": a Received header written at data start comes before every
  * header of the message; a header written when the header block ends lands right before the empty line.
  * receivedHeader() writes the trace header of RFC 5321 4.4 so that no client text can imitate its
- * structure. (In your project, import from "mailgate" instead of "../src/index.js".)
+ * structure.
  */
-import { receivedHeader, type SessionContext, SmtpServer } from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+import { receivedHeader, type SessionContext, SmtpServer } from "mailgate";
 
 export class TracingSmtpd extends SmtpServer {
   override onMessageDataStart(ctx: SessionContext): void {
@@ -17,4 +16,5 @@ export class TracingSmtpd extends SmtpServer {
   }
 }
 
-await runIfMain(import.meta.url, () => new TracingSmtpd({ ports: 2525 }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename) await new TracingSmtpd({ ports: 2525 }).start();

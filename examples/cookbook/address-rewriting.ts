@@ -1,10 +1,8 @@
 /**
  * The seed's "Modifying MAIL FROM and RCPT TO addresses": hooks that return a value replace the address.
  * mailgate already strips the angle brackets, so normalising is just lower-casing here.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
-import { type SessionContext, SmtpServer } from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+import { type SessionContext, SmtpServer } from "mailgate";
 
 export class NormalizingSmtpd extends SmtpServer {
   override onMailFrom(_ctx: SessionContext, address: string): string {
@@ -22,4 +20,5 @@ export class NormalizingSmtpd extends SmtpServer {
   }
 }
 
-await runIfMain(import.meta.url, () => new NormalizingSmtpd({ ports: 2525 }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename) await new NormalizingSmtpd({ ports: 2525 }).start();

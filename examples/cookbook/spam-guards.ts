@@ -2,10 +2,8 @@
  * The seed's "Responding with errors on special conditions" and "Incoming data validation":
  * 550 for a blocked recipient, 421 to drop a spammer at once, 421 after too many unknown commands.
  * Throwing an SmtpError sends its reply; a 421 also closes the connection.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
-import { type SessionContext, SmtpError, SmtpServer } from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+import { type SessionContext, SmtpError, SmtpServer } from "mailgate";
 
 export class GuardedSmtpd extends SmtpServer {
   override onRcptTo(_ctx: SessionContext, address: string): void {
@@ -22,4 +20,5 @@ export class GuardedSmtpd extends SmtpServer {
   }
 }
 
-await runIfMain(import.meta.url, () => new GuardedSmtpd({ ports: 2525 }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename) await new GuardedSmtpd({ ports: 2525 }).start();

@@ -5,7 +5,6 @@
  *
  * The LmtpServer seed's per-command reply callback maps onto the hooks: refusing a MAIL or RCPT line
  * with a custom enhanced code is `throw new SmtpError(code, text, enhancedCode)` in onMailFrom/onRcptTo.
- * (In your project, import from "mailgate" instead of "../src/index.js".)
  *
  * Postfix: `mailbox_transport = lmtp:unix:/var/run/mailgate/lmtp.sock` (the socket's directory must be
  * reachable by Postfix, and socketMode should let it write, e.g. 0o660 with a shared group).
@@ -16,8 +15,7 @@ import {
   SmtpError,
   SmtpServer,
   type SmtpServerOptions,
-} from "../src/index.js";
-import { runIfMain } from "./run-if-main.js";
+} from "mailgate";
 
 export class MailboxLmtpd extends SmtpServer {
   /** Delivered messages per mailbox, for the demonstration. */
@@ -48,4 +46,6 @@ export class MailboxLmtpd extends SmtpServer {
   }
 }
 
-await runIfMain(import.meta.url, () => new MailboxLmtpd({ socketPath: "/tmp/mailgate-lmtp.sock" }));
+// Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
+if (process.argv[1] === import.meta.filename)
+  await new MailboxLmtpd({ socketPath: "/tmp/mailgate-lmtp.sock" }).start();
