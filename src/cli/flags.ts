@@ -65,6 +65,7 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     "messages-per-minute": { type: "string" },
     redis: { type: "string" },
     "redis-prefix": { type: "string" },
+    "redis-timeout": { type: "string" },
     recipients: { type: "string" },
     ...sinkParseArgsOptions(),
     help: { type: "boolean", short: "h" },
@@ -195,14 +196,18 @@ function limitFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): LimitFlags 
     );
   }
   const prefix = typeof values["redis-prefix"] === "string" ? values["redis-prefix"] : "mailgate:";
-  if (typeof values["redis-prefix"] === "string" && redis === undefined) {
-    throw new UsageError(`--redis-prefix needs --redis URL (or ${REDIS_ENV}).`);
+  for (const flag of ["redis-prefix", "redis-timeout"]) {
+    if (typeof values[flag] === "string" && redis === undefined) {
+      throw new UsageError(`--${flag} needs --redis URL (or ${REDIS_ENV}).`);
+    }
   }
+  const timeout = values["redis-timeout"];
   return {
     connectionsPerMinute: count("connections-per-minute"),
     messagesPerMinute: count("messages-per-minute"),
     redis,
     redisPrefix: prefix,
+    redisTimeout: typeof timeout === "string" ? wholeNumber("redis-timeout", timeout, 1) : 500,
   };
 }
 
@@ -254,6 +259,8 @@ export function serveHelp(): string {
     "      Keep the per-address limits (these two and --max-auth-failures-per-ip) in Redis, shared by every instance that uses it; if Redis fails, the limits fail open and mail keeps flowing. Also read from MAILGATE_REDIS (default: none, in memory).",
     "  --redis-prefix PREFIX",
     "      The start of every Redis key; instances that share limits use the same (default: mailgate:).",
+    "  --redis-timeout MS",
+    "      How long a Redis command may take; past it (or while Redis is away) the limits fail open for that event (default: 500).",
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
     ...OPERATIONS_HELP,

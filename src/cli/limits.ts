@@ -19,6 +19,8 @@ export interface LimitFlags {
   redis: string | undefined;
   /** --redis-prefix: the start of every key; instances that share limits use the same. */
   redisPrefix: string;
+  /** --redis-timeout: milliseconds a Redis command may take before the limits fail open for it. */
+  redisTimeout: number;
 }
 
 export interface OpenedLimits {
@@ -38,7 +40,9 @@ export async function openLimits(
   refused: (ctx: SessionContext, name: RateLimitName) => void,
 ): Promise<OpenedLimits> {
   const redis: Redis | undefined =
-    flags.redis === undefined ? undefined : await connectRedis(flags.redis, logger);
+    flags.redis === undefined
+      ? undefined
+      : await connectRedis(flags.redis, logger, { timeoutMs: flags.redisTimeout });
   const shared = (name: string, limit: number, windowMs: number) =>
     new RedisAddressLimiter({
       redis: redis as Redis,

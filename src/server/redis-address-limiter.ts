@@ -81,7 +81,7 @@ async function failOpen(options: RedisAddressLimiterOptions, run: () => Promise<
 export async function connectRedis(
   url: string,
   logger: Logger,
-  { timeoutMs = 500, readyMs = 3_000 } = {},
+  { timeoutMs = 500, readyMs = Math.max(3_000, timeoutMs) } = {},
 ): Promise<Redis> {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
@@ -101,7 +101,8 @@ export async function connectRedis(
       resolve(true);
     });
   });
-  if (!ready) {
+  if (ready) logger.info(`Per-address limits are kept in Redis at ${redactedRedisUrl(url)}`);
+  else {
     logger.warn(
       `Cannot reach Redis at ${redactedRedisUrl(url)} (${lastError}): per-address limits are not enforced until it is there; retrying in the background.`,
     );

@@ -16,11 +16,23 @@ test("two mailgate serve instances share a client's message quota through Redis"
   if (!admin) return;
   const dir = await mkdtemp(join(tmpdir(), "mailgate-limits-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const flags = ["--messages-per-minute", "2", "--redis", REDIS_URL, "--redis-prefix", admin.prefix];
+  // A generous timeout: on a loaded machine a slow answer would fail open, and the quota not hold.
+  const flags = [
+    "--messages-per-minute",
+    "2",
+    "--redis",
+    REDIS_URL,
+    "--redis-prefix",
+    admin.prefix,
+    "--redis-timeout",
+    "5000",
+  ];
   const first = await startServe(dir, [...flags, "--maildir", join(dir, "a")]);
   t.after(() => first.child.kill("SIGKILL"));
   const second = await startServe(dir, [...flags, "--maildir", join(dir, "b")]);
   t.after(() => second.child.kill("SIGKILL"));
+  for (const served of [first, second])
+    assert.match(served.output(), /Per-address limits are kept in Redis at redis:/);
 
   const transaction = async (port: number) => {
     const client = await RawClient.greeted(port);
