@@ -17,6 +17,12 @@ import { kebab, UsageError, wholeNumber } from "./flag-values.js";
 import type { LimitFlags } from "./limits.js";
 import { parseAcceptDomains } from "./recipient-policy.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
+import {
+  parseWorkerFlags,
+  type WorkerFlags,
+  workerHelpLines,
+  workerParseArgsOptions,
+} from "./worker-flags.js";
 
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
@@ -33,6 +39,8 @@ export interface ServeFlags {
   limits: LimitFlags;
   /** --sink URL and its flags: the broker or endpoint that stores instead of the Maildir. */
   sink: SinkFlags | undefined;
+  /** --workers and --worker-drain-timeout: one process, or a primary and its workers. */
+  workers: WorkerFlags;
   help: boolean;
 }
 
@@ -63,6 +71,7 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     "redis-prefix": { type: "string" },
     recipients: { type: "string" },
     ...sinkParseArgsOptions(),
+    ...workerParseArgsOptions(),
     help: { type: "boolean", short: "h" },
   };
   for (const spec of OPTION_SPECS) {
@@ -178,6 +187,7 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     recipients: typeof recipients === "string" ? recipients : undefined,
     limits: limitFlagsFrom(values, env),
     sink,
+    workers: parseWorkerFlags(values),
     help: values.help === true,
   };
 }
@@ -261,7 +271,7 @@ export function serveHelp(): string {
     "  --auth-users FILE",
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
   ];
-  lines.push(...sinkHelpLines());
+  lines.push(...sinkHelpLines(), ...workerHelpLines());
   for (const spec of OPTION_SPECS) {
     const names = flagNames(spec);
     const shown =

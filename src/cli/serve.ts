@@ -10,6 +10,7 @@ import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings, type ServerSettings } from "../server/options.js";
+import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
@@ -113,17 +114,33 @@ async function openStore(
   return { store, description: `Maildir ${directory} (flushed with ${flush})` };
 }
 
-export async function serve({
-  settings,
-  maildir,
-  maildirFlush,
-  authUsers,
-  acceptDomains,
-  recipients,
-  limits: limitFlags,
-  sink,
-}: Omit<ServeFlags, "help">): Promise<void> {
-  const logger = lineLogger(process.stdout); // a server program's log is its output
+export interface StoringServer {
+  server: SmtpServer;
+  /** How the start line names the store. */
+  description: string;
+  /**
+   * SIGHUP: the TLS certificate files (renewed by ACME) and the recipients file read again; a failed
+   * reload keeps what was in force.
+   */
+  reload(): void;
+  /** Closes what was opened for the server: the limits' connection, the store. */
+  close(): Promise<void>;
+}
+
+/** Opens the store, policy and limits the flags ask for and builds the server on them (not started). */
+export async function openStoringServer(
+  {
+    settings,
+    maildir,
+    maildirFlush,
+    authUsers,
+    acceptDomains,
+    recipients,
+    limits: limitFlags,
+    sink,
+  }: Omit<ServeFlags, "help" | "workers">,
+  logger: Logger,
+): Promise<StoringServer> {
   const { store, description } = await openStore({ maildir, maildirFlush, sink }, logger);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
@@ -141,6 +158,31 @@ export async function serve({
     await store.close?.();
     throw error;
   }
+  const opened = limits;
+  return {
+    server,
+    description,
+    reload() {
+      reloadTlsCertificates(server);
+      if (recipients !== undefined) {
+        policy?.reload().then(
+          () => server.onLogging(null, "info", `Recipients reloaded from ${recipients}`),
+          (error: Error) => server.onLogging(null, "error", `${error.message} The previous recipients stay.`),
+        );
+      }
+    },
+    async close() {
+      await opened.close();
+      await store.close?.();
+    },
+  };
+}
+
+/** `mailgate serve` in one process (--workers 1, the default). */
+export async function serve(flags: Omit<ServeFlags, "help" | "workers">): Promise<void> {
+  const logger = lineLogger(process.stdout); // a server program's log is its output
+  const opened = await openStoringServer(flags, logger);
+  const { server, description } = opened;
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
   // sends SIGTERM must get a graceful stop, not the default death.
   let stopRequested: (signal: string) => void = () => {};
@@ -156,24 +198,10 @@ export async function serve({
   };
   process.on("SIGINT", onStopSignal);
   process.on("SIGTERM", onStopSignal);
-  // SIGHUP re-reads the TLS certificate files (renewed by ACME) and the recipients file; a failed reload
-  // keeps what was in force.
-  process.on("SIGHUP", () => {
-    server.tls?.reload().then(
-      () => server.onLogging(null, "info", "TLS certificates reloaded"),
-      (error: Error) => server.onLogging(null, "error", error.message),
-    );
-    if (recipients !== undefined) {
-      policy?.reload().then(
-        () => server.onLogging(null, "info", `Recipients reloaded from ${recipients}`),
-        (error: Error) => server.onLogging(null, "error", `${error.message} The previous recipients stay.`),
-      );
-    }
-  });
+  process.on("SIGHUP", () => opened.reload());
 
   await server.start().catch(async (error: unknown) => {
-    await limits.close();
-    await store.close?.(); // the port is in use, say: nothing was served
+    await opened.close(); // the port is in use, say: nothing was served
     throw error;
   });
   server.onLogging(
@@ -184,7 +212,6 @@ export async function serve({
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
-  await limits.close();
-  await store.close?.();
+  await opened.close();
   server.onLogging(null, "info", "mailgate stopped");
 }

@@ -68,7 +68,11 @@ export interface StartOptions {
   listen?: boolean;
   /** Where session-ticket keys come from instead of a private rotating key (a primary's, for all workers). */
   ticketKeySource?: TicketKeySource;
-  /** Counts AUTH failures per client address (maxAuthFailuresPerIp) instead of this server's memory. */
+  /**
+   * Counts AUTH failures per client address (maxAuthFailuresPerIp) instead of this server's memory (a
+   * primary's, for all workers); ignored when the options gave an authFailureLimiter (a RedisAddressLimiter
+   * spans instances, and so workers too).
+   */
   authFailureLimiter?: AddressLimiter;
 }
 
@@ -78,6 +82,8 @@ export class SmtpServer implements SmtpServerHooks {
   /** Set once onLogging has thrown: see log(). */
   private loggingFailed = false;
   private sessionConfig: SessionConfig;
+  /** The options gave the AUTH failure limiter: start() keeps it. */
+  private readonly ownAuthFailureLimiter: boolean;
   private readonly sessionHooks: SessionHooks;
   /** Shared by every connection: built once, not per connection. */
   private readonly connectionOptions: ConnectionOptions;
@@ -160,6 +166,7 @@ export class SmtpServer implements SmtpServerHooks {
       throw new TypeError("Invalid option authFailureLimiter: it needs isBlocked and record methods.");
     }
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
+    this.ownAuthFailureLimiter = options.authFailureLimiter !== undefined;
     this.sessionHooks = bindHooks(this, (ctx, severity, message, error) =>
       this.log(ctx, severity, message, error),
     );
@@ -287,7 +294,7 @@ export class SmtpServer implements SmtpServerHooks {
       throw new Error("The server is already started; stop() it before starting it again.");
     }
     this.state = "starting";
-    if (authFailureLimiter && this.settings.maxAuthFailuresPerIp > 0) {
+    if (authFailureLimiter && !this.ownAuthFailureLimiter && this.settings.maxAuthFailuresPerIp > 0) {
       const { auth } = this.sessionConfig;
       this.sessionConfig = {
         ...this.sessionConfig,

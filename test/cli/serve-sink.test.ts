@@ -134,10 +134,7 @@ describe("mailgate serve --sink", () => {
     const url = `${NATS_URL}?stream=${stream}&subject=${encodeURIComponent(subject)}&bucket=${bucket}`;
     const served = await startServe(dir, ["--sink", url, "--sink-publish-timeout", "5000"]);
     t.after(() => served.child.kill("SIGKILL"));
-    assert.match(
-      served.output(),
-      /into NATS JetStream 127\.0\.0\.1:4222, subject "mailgate-test-cli-/,
-    );
+    assert.match(served.output(), /into NATS JetStream 127\.0\.0\.1:4222, subject "mailgate-test-cli-/);
     assert.match(await send(served.port, RAW, ["bob@example.com", "erin@example.com"]), /^250 /);
     const [message, ...others] = await readStream(nats.jsm, stream);
     assert.ok(message, "the message is in the stream");
