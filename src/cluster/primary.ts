@@ -303,6 +303,8 @@ export class Primary {
         this.endAuthTurn(message.key, (entry) => entry.worker === worker && entry.turn === message.turn);
         break;
       case "failed":
+        this.options.log("error", `Worker ${worker.pid} could not start: ${message.message}`);
+        break;
       case "stopped":
         break;
     }
