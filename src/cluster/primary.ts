@@ -247,7 +247,7 @@ export class Primary {
   }
 
   private leastLoaded(): WorkerProcess | undefined {
-    const ready = [...this.workers].filter((w) => w.state === "ready");
+    const ready = [...this.workers].filter((w) => w.serving);
     if (ready.length === 0) return undefined;
     this.turn = (this.turn + 1) % ready.length;
     let best = ready[this.turn] as WorkerProcess;

@@ -81,10 +81,16 @@ export class WorkerProcess {
     return this.child.pid ?? 0;
   }
 
+  /** Ready, and its channel open: it can be given connections (a worker that died is not yet exited). */
+  get serving(): boolean {
+    return this.state === "ready" && this.child.connected;
+  }
+
   /** Sends a message, with a socket as its handle; `sent` gets the error if it could not be sent. */
   send(message: ToWorker, socket?: Socket, sent?: (error: Error | null) => void): void {
     if (!this.child.connected) {
-      sent?.(new Error("The worker's channel is closed."));
+      // Never at once: a caller that tries another worker on failure must not recurse.
+      if (sent) process.nextTick(sent, new Error("The worker's channel is closed."));
       return;
     }
     this.child.send(message, socket, {}, (error) => sent?.(error ?? null));

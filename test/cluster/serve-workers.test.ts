@@ -23,14 +23,17 @@ async function served(t: TestContext, args: string[]): Promise<{ served: Served;
   return { served: started, dir };
 }
 
-/** Resolves when `pattern` has matched the output `count` times. */
-function printed(server: Served, pattern: RegExp, count: number, timeoutMs = 30_000): Promise<void> {
+/** Resolves when `pattern` has matched the output `count` times; fails with the output's end otherwise. */
+async function printed(server: Served, pattern: RegExp, count: number, timeoutMs = 30_000): Promise<void> {
   const global = new RegExp(pattern.source, "g");
-  return waitFor(
-    () => (server.output().match(global)?.length ?? 0) >= count,
-    `${count} x ${pattern}`,
-    timeoutMs,
-  );
+  const matched = () => (server.output().match(global)?.length ?? 0) >= count;
+  await waitFor(matched, `${count} x ${pattern}`, timeoutMs).catch((error: Error) => {
+    const lines = server
+      .output()
+      .split("\n")
+      .filter((line) => !line.includes("] Stored "));
+    throw new Error(`${error.message}; the server printed:\n${lines.slice(-30).join("\n")}`);
+  });
 }
 
 function workerPids(server: Served): string[] {
