@@ -1,4 +1,14 @@
 /** mailgate's public face: the server, its error value, the types hooks see, and the stores. */
+/**
+ * `runWorkers({ workers, options, create })`: your SmtpServer on every core, behind a primary that listens,
+ * keeps the limits over all workers and restarts them one by one without refusing anyone (README, "Workers").
+ */
+export {
+  type PrimaryHandle,
+  type RunWorkersOptions,
+  runWorkers,
+  type WorkerHandle,
+} from "./cluster/run-workers.js";
 export type { EsmtpParams } from "./protocol/commands.js";
 export type {
   Envelope,
@@ -36,6 +46,7 @@ export {
   MemoryAddressLimiter,
   type MemoryAddressLimiterOptions,
 } from "./server/address-limiter.js";
+export type { ListenerRole } from "./server/listeners.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export { type ClientRateLimitOptions, clientRateLimits, type RateLimitName } from "./server/rate-limits.js";
 export {
@@ -46,6 +57,7 @@ export {
 export {
   SmtpServer,
   type SmtpServerOptions,
+  type StartOptions,
   type StopOptions,
 } from "./server/server.js";
 /** RabbitMQ: publishes each message with confirms; see the README, "Sinks: RabbitMQ". */

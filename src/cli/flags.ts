@@ -22,6 +22,12 @@ import {
 } from "./operations-flags.js";
 import { parseAcceptDomains } from "./recipient-policy.js";
 import { parseSinkFlags, type SinkFlags, sinkHelpLines, sinkParseArgsOptions } from "./sink-flags.js";
+import {
+  parseWorkerFlags,
+  type WorkerFlags,
+  workerHelpLines,
+  workerParseArgsOptions,
+} from "./worker-flags.js";
 
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
@@ -38,6 +44,8 @@ export interface ServeFlags {
   sink: SinkFlags | undefined;
   /** --metrics-listen, --log-format. */
   operations: OperationsFlags;
+  /** --workers and --worker-drain-timeout: one process, or a primary and its workers. */
+  workers: WorkerFlags;
   help: boolean;
 }
 
@@ -68,6 +76,7 @@ function serveFlagOptions(): NonNullable<ParseArgsConfig["options"]> {
     "redis-timeout": { type: "string" },
     recipients: { type: "string" },
     ...sinkParseArgsOptions(),
+    ...workerParseArgsOptions(),
     help: { type: "boolean", short: "h" },
     ...OPERATIONS_OPTIONS,
   };
@@ -168,6 +177,13 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     }
   }
   resolveSettings(settings); // every value and the rules between options, before anything is opened
+  const operations = parseOperationsFlags(values);
+  const workers = parseWorkerFlags(values);
+  if (operations.metricsListen && workers.workers !== 1) {
+    throw new UsageError(
+      "--metrics-listen does not work with --workers yet (one /metrics for all workers is to come); run one process, or scrape each instance's metrics without workers.",
+    );
+  }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,
@@ -176,7 +192,8 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
     recipients: typeof recipients === "string" ? recipients : undefined,
     limits: limitFlagsFrom(values, env),
     sink,
-    operations: parseOperationsFlags(values),
+    operations,
+    workers,
     help: values.help === true,
   };
 }
@@ -265,7 +282,7 @@ export function serveHelp(): string {
     '      Accounts for AUTH PLAIN/LOGIN: "user:hash" lines, hashes made by `mailgate hash-password` (default: none, everyone is denied).',
     ...OPERATIONS_HELP,
   ];
-  lines.push(...sinkHelpLines());
+  lines.push(...sinkHelpLines(), ...workerHelpLines());
   for (const spec of OPTION_SPECS) {
     const names = flagNames(spec);
     const shown =

@@ -10,6 +10,7 @@ import { ConfigError } from "./config-file.js";
 import { UsageError } from "./flag-values.js";
 import { inFlagTerms, parseServeFlags, serveHelp } from "./flags.js";
 import { serve } from "./serve.js";
+import { serveWithWorkers } from "./serve-workers.js";
 
 const USAGE =
   "Usage: mailgate serve [--config FILE] [options]   (mailgate serve --help lists them)\n       mailgate config check FILE\n       mailgate hash-password < password-file";
@@ -28,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(serveHelp());
         return 0;
       }
-      await serve(flags);
+      await (flags.workers.workers === 1 ? serve(flags) : serveWithWorkers(flags));
       return 0;
     }
     case "config": {

@@ -10,6 +10,7 @@ import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings } from "../server/options.js";
+import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
@@ -119,20 +120,38 @@ async function openStore(
   return { store, description: `Maildir ${directory}` };
 }
 
-export async function serve({
-  settings,
-  maildir,
-  authUsers,
-  acceptDomains,
-  recipients,
-  limits: limitFlags,
-  sink,
-  operations: operationsFlags,
-}: Omit<ServeFlags, "help">): Promise<void> {
-  const operations = new ServeOperations(operationsFlags);
+export interface StoringServer {
+  server: SmtpServer;
+  /** How the start line names the store. */
+  description: string;
+  /**
+   * SIGHUP: the TLS certificate files (renewed by ACME) and the recipients file read again; a failed
+   * reload keeps what was in force.
+   */
+  reload(): void;
+  /** Closes what was opened for the server: the limits' connection, the store. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the store, policy and limits the flags ask for and builds the server on them (not started), with
+ * the logger, metrics observer and timed store of `operations`.
+ */
+export async function openStoringServer(
+  {
+    settings,
+    maildir,
+    authUsers,
+    acceptDomains,
+    recipients,
+    limits: limitFlags,
+    sink,
+  }: Omit<ServeFlags, "help" | "workers" | "operations">,
+  operations: ServeOperations,
+): Promise<StoringServer> {
   const logger = operations.logger;
-  const opened = await openStore({ maildir, sink }, logger);
-  const store = operations.watch(opened.store);
+  const { store: opened, description } = await openStore({ maildir, sink }, logger);
+  const store = operations.watch(opened);
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
   let limits: OpenedLimits | undefined;
@@ -155,6 +174,31 @@ export async function serve({
     await store.close?.();
     throw error;
   }
+  const openedLimits = limits;
+  return {
+    server,
+    description,
+    reload() {
+      reloadTlsCertificates(server);
+      if (recipients !== undefined) {
+        policy?.reload().then(
+          () => server.onLogging(null, "info", `Recipients reloaded from ${recipients}`),
+          (error: Error) => server.onLogging(null, "error", `${error.message} The previous recipients stay.`),
+        );
+      }
+    },
+    async close() {
+      await openedLimits.close();
+      await store.close?.();
+    },
+  };
+}
+
+/** `mailgate serve` in one process (--workers 1, the default). */
+export async function serve(flags: Omit<ServeFlags, "help" | "workers">): Promise<void> {
+  const operations = new ServeOperations(flags.operations);
+  const opened = await openStoringServer(flags, operations);
+  const { server, description } = opened;
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once
   // sends SIGTERM must get a graceful stop, not the default death.
   let stopRequested: (signal: string) => void = () => {};
@@ -170,42 +214,26 @@ export async function serve({
   };
   process.on("SIGINT", onStopSignal);
   process.on("SIGTERM", onStopSignal);
-  // SIGHUP re-reads the TLS certificate files (renewed by ACME) and the recipients file; a failed reload
-  // keeps what was in force.
-  process.on("SIGHUP", () => {
-    server.tls?.reload().then(
-      () => server.onLogging(null, "info", "TLS certificates reloaded"),
-      (error: Error) => server.onLogging(null, "error", error.message),
-    );
-    if (recipients !== undefined) {
-      policy?.reload().then(
-        () => server.onLogging(null, "info", `Recipients reloaded from ${recipients}`),
-        (error: Error) => server.onLogging(null, "error", `${error.message} The previous recipients stay.`),
-      );
-    }
-  });
+  process.on("SIGHUP", () => opened.reload());
 
   await server.start().catch(async (error: unknown) => {
-    await limits.close();
-    await store.close?.(); // the port is in use, say: nothing was served
+    await opened.close(); // the port is in use, say: nothing was served
     throw error;
   });
   await operations.start(server).catch(async (error: unknown) => {
     await server.stop(); // the metrics port is in use, say: nothing is served without it
-    await limits.close();
-    await store.close?.();
+    await opened.close();
     throw error;
   });
   server.onLogging(
     null,
     "info",
-    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${opened.description}`,
+    `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${description}`,
   );
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
   await operations.close();
-  await limits.close();
-  await store.close?.();
+  await opened.close();
   server.onLogging(null, "info", "mailgate stopped");
 }

@@ -4,7 +4,7 @@
  * no authentication: it belongs on loopback or a private network, as Prometheus exporters usually are.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { explainListenError } from "../server/server.js";
+import { explainListenError } from "../server/listeners.js";
 
 export interface EndpointHandlers {
   /** The Prometheus text and its content type. */

@@ -19,6 +19,13 @@ export interface AddressLimiter {
   isBlocked(key: string): Awaitable<boolean>;
   /** Counts one event for `key`; true when the key has now reached the limit (held back from now on). */
   record(key: string): Awaitable<boolean>;
+  /**
+   * Optional, for a limiter shared by several processes (the workers of runWorkers): runs `check` when no
+   * check of `key` runs in any of them, so that checks racing in different processes cannot all pass
+   * isBlocked before any failure is recorded. Within one process the checks of a key already run one at
+   * a time.
+   */
+  exclusive?<T>(key: string, check: () => Promise<T>): Promise<T>;
 }
 
 export interface MemoryAddressLimiterOptions {
@@ -148,7 +155,8 @@ export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit
         );
       }
       queued.set(key, count + 1);
-      const run = (turns.get(key) ?? Promise.resolve()).then(check, check);
+      const turn = limiter.exclusive ? () => (limiter.exclusive as Exclusive)(key, check) : check;
+      const run = (turns.get(key) ?? Promise.resolve()).then(turn, turn);
       const done = run.then(ignore, ignore);
       turns.set(key, done);
       void done.then(() => {
@@ -161,6 +169,8 @@ export function authFailuresByAddress(limiter: AddressLimiter): AuthFailureLimit
     },
   };
 }
+
+type Exclusive = NonNullable<AddressLimiter["exclusive"]>;
 
 function ignore(): void {}
 

@@ -3,8 +3,7 @@
  * overrides (by subclassing, as the seed does, or by passing functions in the options: one code path).
  */
 import { promises as dns } from "node:dns";
-import { chmod } from "node:fs/promises";
-import { type BlockList, createServer, type ListenOptions, type Server, type Socket } from "node:net";
+import type { BlockList, Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
@@ -14,33 +13,32 @@ import type { MessageOutcome, SessionHooks, Severity, SmtpServerHooks } from "..
 import type { Awaitable } from "../protocol/maybe-async.js";
 import type { Observer, ServerObserver } from "../protocol/observer.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
-import { formatReply } from "../protocol/replies.js";
 import type { SessionConfig } from "../protocol/session.js";
 import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
 import { deriveCertificateNames } from "../tls/certificates.js";
-import { TlsContextProvider } from "../tls/context.js";
+import { type TicketKeySource, TlsContextProvider } from "../tls/context.js";
 import { resolveTlsSettings } from "../tls/presets.js";
 import { upgradeToTls } from "../tls/upgrade.js";
-import type { AddressLimiter } from "./address-limiter.js";
-import {
-  formatAddress,
-  type ListenAddress,
-  parseHostItems,
-  parsePortItems,
-  parsePortSubset,
-  resolveListenAddresses,
-} from "./addresses.js";
-import { Admission, type AdmissionTicket } from "./admission.js";
+import { type AddressLimiter, authFailuresByAddress } from "./address-limiter.js";
+import { formatAddress, parseHostItems } from "./addresses.js";
+import { Admission, type AdmissionTicket, type CountedElsewhere } from "./admission.js";
 import { clientAddress, unnamedClientKey } from "./client-key.js";
 import { compileSessionConfig, parseSniCertificates, rejectUnknownOptions } from "./compiled-settings.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { bindHooks, HOOK_NAMES } from "./hook-binding.js";
+import {
+  type ListenerRole,
+  type Listeners,
+  type ListenPlan,
+  listenPlan,
+  openListeners,
+} from "./listeners.js";
 import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
 import { completeObserver } from "./observer.js";
 import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
+import { Refusals } from "./refusals.js";
 import { boundedLookup } from "./reverse-dns.js";
-import { prepareSocketPath } from "./unix-socket.js";
 
 export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts"> &
   SmtpServerHooks & {
@@ -65,12 +63,31 @@ export interface StopOptions {
   timeout?: number;
 }
 
+/** How start() serves; the defaults are a server of its own. runWorkers starts its workers' servers so. */
+export interface StartOptions {
+  /**
+   * Bind the listeners of ports, hosts and socketPath (default true). With false nothing is bound: the
+   * connections come through serveSocket(), accepted by another process (a primary) or by the caller.
+   */
+  listen?: boolean;
+  /** Where session-ticket keys come from instead of a private rotating key (a primary's, for all workers). */
+  ticketKeySource?: TicketKeySource;
+  /**
+   * Counts AUTH failures per client address (maxAuthFailuresPerIp) instead of this server's memory (a
+   * primary's, for all workers); ignored when the options gave an authFailureLimiter (a RedisAddressLimiter
+   * spans instances, and so workers too).
+   */
+  authFailureLimiter?: AddressLimiter;
+}
+
 export class SmtpServer implements SmtpServerHooks {
   readonly settings: Readonly<ServerSettings>;
   readonly logger: Logger;
   /** Set once onLogging has thrown: see log(). */
   private loggingFailed = false;
-  private readonly sessionConfig: SessionConfig;
+  private sessionConfig: SessionConfig;
+  /** The options gave the AUTH failure limiter: start() keeps it. */
+  private readonly ownAuthFailureLimiter: boolean;
   private readonly sessionHooks: SessionHooks;
   /** The `observer` option, completed; undefined without one (then no event costs more than a check). */
   private readonly observer: Observer | undefined;
@@ -79,18 +96,10 @@ export class SmtpServer implements SmtpServerHooks {
   /** The 220 greeting and the first line of the HELO/EHLO answer each context starts with. */
   private readonly greeting: string;
   private readonly heloGreeting: string;
-  /** The 421 for a connection accepted while the server stops. */
-  private readonly shuttingDownReply: string;
-  private readonly listeners: Server[] = [];
-  private bound: ListenAddress[] = [];
-  private boundSocket = "";
-  /** Ports whose listeners speak TLS from the first byte (SMTPS, RFC 8314). */
-  private readonly implicitTlsPorts: Set<number>;
+  /** The listeners the settings ask for, and those bound (while started with listen). */
+  private readonly plan: ListenPlan;
+  private listening: Listeners | null = null;
   private tlsProvider: TlsContextProvider | null = null;
-  /** Ports whose listeners read a PROXY header first, and who may send one. */
-  private readonly proxyPorts: Set<number>;
-  /** The ports of the `ports` option, each once. */
-  private readonly configuredPorts: Set<number>;
   private readonly trustedProxies: BlockList;
   /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
   private readonly xclientClients: BlockList | null;
@@ -98,12 +107,10 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly admission: Admission;
   /** Sockets in their PROXY header or implicit TLS handshake: not yet connections. */
   private readonly preparing = new Set<Socket>();
-  /** Sockets refused with a 421, waiting briefly for their client to hang up (see endRefused). */
-  private readonly refused = new Set<Socket>();
+  /** Sockets refused with a 421, waiting briefly for their client to hang up. */
+  private readonly refusals: Refusals;
   /** Connections whose session is over and whose socket waits for the client to hang up. */
   private lingering = 0;
-  /** TCP listeners are made unless only a UNIX socket was asked for. */
-  private readonly listensOnTcp: boolean;
   private readonly open = new Set<Connection>();
   private readonly waiting: Connection[] = [];
   private active = 0;
@@ -116,9 +123,7 @@ export class SmtpServer implements SmtpServerHooks {
     this.settings = Object.freeze(resolveSettings(options));
     const s0 = this.settings;
     parseSniCertificates(s0.tlsSniCertificates);
-    this.configuredPorts = new Set(parsePortItems(s0.ports).flat());
-    this.implicitTlsPorts = parsePortSubset("tlsPorts", s0.tlsPorts, this.configuredPorts);
-    this.proxyPorts = parsePortSubset("proxyPorts", s0.proxyPorts, this.configuredPorts);
+    this.plan = listenPlan(s0, given.ports !== undefined || given.hosts !== undefined);
     this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
     const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
     this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
@@ -135,15 +140,13 @@ export class SmtpServer implements SmtpServerHooks {
     if (
       s0.authMode !== "forbidden" &&
       s0.tlsMode === "forbidden" &&
-      this.implicitTlsPorts.size === 0 &&
+      this.plan.implicitTlsPorts.size === 0 &&
       !s0.authOverPlaintext
     ) {
       throw new TypeError(
         "Invalid option authMode: AUTH needs TLS (tlsMode optional or required, or tlsPorts), or authOverPlaintext enabled to allow it without encryption.",
       );
     }
-    this.listensOnTcp =
-      this.settings.socketPath === "" || given.ports !== undefined || given.hosts !== undefined;
     for (const name of HOOK_NAMES) {
       const hook = given[name];
       if (hook === undefined) continue;
@@ -169,6 +172,7 @@ export class SmtpServer implements SmtpServerHooks {
       throw new TypeError("Invalid option authFailureLimiter: it needs isBlocked and record methods.");
     }
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
+    this.ownAuthFailureLimiter = options.authFailureLimiter !== undefined;
     this.observer = completeObserver(options.observer, (method, error) =>
       process.emitWarning(
         `mailgate: the observer's ${method} threw (${error instanceof Error ? error.message : String(error)}); events it fails to take are dropped.`,
@@ -189,11 +193,7 @@ export class SmtpServer implements SmtpServerHooks {
       closed: (connection) => this.release(connection),
     };
     this.admission = new Admission(s.maxConnections, s.maxConnectionsPerIp);
-    this.shuttingDownReply = formatReply(
-      421,
-      "4.3.2",
-      `${s.hostname} Service shutting down, try again later`,
-    );
+    this.refusals = new Refusals(s.hostname, s.maxConnections, () => this.onIdle?.());
     this.greeting = `${s.hostname} ${s.lmtp ? "LMTP" : "ESMTP"} mailgate ready`;
     this.heloGreeting = `${s.hostname} at your service`;
   }
@@ -259,20 +259,23 @@ export class SmtpServer implements SmtpServerHooks {
 
   /** "ip:port" of every bound listener, and "unix:path" for the socket (after start()). */
   get addresses(): string[] {
-    const tcp = this.bound.map(formatAddress);
-    return this.boundSocket === "" ? tcp : [...tcp, `unix:${this.boundSocket}`];
+    const { bound = [], socketPath = "" } = this.listening ?? {};
+    const tcp = bound.map(formatAddress);
+    return socketPath === "" ? tcp : [...tcp, `unix:${socketPath}`];
   }
 
   /** Bound IP addresses after start(), else the configured host items. */
   get hosts(): string[] {
-    if (this.bound.length === 0) return parseHostItems(this.settings.hosts);
-    return [...new Set(this.bound.map((a) => a.host))];
+    const bound = this.listening?.bound ?? [];
+    if (bound.length === 0) return parseHostItems(this.settings.hosts);
+    return [...new Set(bound.map((a) => a.host))];
   }
 
   /** Bound ports after start() (real ones for port 0), else the configured port items. */
   get ports(): number[] {
-    if (this.bound.length === 0) return [...this.configuredPorts];
-    return [...new Set(this.bound.map((a) => a.port))];
+    const bound = this.listening?.bound ?? [];
+    if (bound.length === 0) return [...this.plan.configuredPorts];
+    return [...new Set(bound.map((a) => a.port))];
   }
 
   /** Open client connections, waiting ones included. */
@@ -295,46 +298,35 @@ export class SmtpServer implements SmtpServerHooks {
 
   // ---- lifecycle ----
 
-  /** Binds every address; resolves when all listen. On any failure nothing stays bound. */
-  async start(): Promise<void> {
+  /**
+   * Binds every address (unless `listen` is false); resolves when all listen. On any failure nothing
+   * stays bound.
+   */
+  async start({ listen = true, ticketKeySource, authFailureLimiter }: StartOptions = {}): Promise<void> {
     if (this.state === "starting" || this.state === "running" || this.state === "stopping") {
       throw new Error("The server is already started; stop() it before starting it again.");
     }
     this.state = "starting";
-    const { socketPath, socketMode, socketReplaceStale } = this.settings;
+    if (authFailureLimiter && !this.ownAuthFailureLimiter && this.settings.maxAuthFailuresPerIp > 0) {
+      const { auth } = this.sessionConfig;
+      this.sessionConfig = {
+        ...this.sessionConfig,
+        auth: { ...auth, addressLimit: authFailuresByAddress(authFailureLimiter) },
+      };
+    }
     try {
-      if (this.settings.tlsMode !== "forbidden" || this.implicitTlsPorts.size > 0) {
-        this.tlsProvider = await this.createTlsProvider();
+      if (this.settings.tlsMode !== "forbidden" || this.plan.implicitTlsPorts.size > 0) {
+        this.tlsProvider = await this.createTlsProvider(ticketKeySource);
       }
-      const targets = this.listensOnTcp
-        ? await resolveListenAddresses(this.settings.hosts, this.settings.ports)
-        : [];
-      if (this.listensOnTcp && targets.length === 0)
-        throw new Error(`No address to listen on for hosts "${this.settings.hosts}".`);
-      for (const target of targets) {
-        const server = await this.listen(
-          { host: target.host, port: target.port, ipv6Only: target.host.includes(":") },
-          formatAddress(target),
-          { implicitTls: this.implicitTlsPorts.has(target.port), proxy: this.proxyPorts.has(target.port) },
+      if (listen) {
+        this.listening = await openListeners(
+          this.settings,
+          this.plan,
+          (socket, role) => this.serveSocket(socket, role),
+          (severity, message, error) => this.log(null, severity, message, error),
         );
-        this.listeners.push(server);
-        const address = server.address();
-        if (address && typeof address === "object") {
-          // After the bind: with port 0 only now is the real port known.
-          this.bound.push({ host: target.host, port: address.port });
-          this.log(null, "info", `Listening on ${formatAddress({ host: target.host, port: address.port })}`);
-        }
-      }
-      if (socketPath !== "") {
-        await prepareSocketPath(socketPath, socketReplaceStale);
-        const server = await this.listen({ path: socketPath }, `UNIX socket ${socketPath}`);
-        this.listeners.push(server);
-        if (socketMode !== null) await chmod(socketPath, socketMode);
-        this.boundSocket = socketPath;
-        this.log(null, "info", `Listening on UNIX socket ${socketPath}`);
       }
     } catch (error) {
-      await this.closeListeners();
       this.tlsProvider?.close();
       this.state = "new";
       throw error;
@@ -349,7 +341,8 @@ export class SmtpServer implements SmtpServerHooks {
   async stop({ gracefully = true, timeout = 10_000 }: StopOptions = {}): Promise<void> {
     if (this.state !== "running") return;
     this.state = "stopping";
-    const listenersClosed = this.closeListeners();
+    const listenersClosed = this.listening?.close();
+    this.listening = null;
     // Every session over (its 221 or 421 written) and nobody left in a PROXY header or TLS handshake.
     let sessionsOver = () => {};
     let socketsClosed = () => {};
@@ -361,7 +354,8 @@ export class SmtpServer implements SmtpServerHooks {
     });
     this.onIdle = () => {
       if (this.admission.count === 0) sessionsOver();
-      if (this.open.size === 0 && this.preparing.size === 0 && this.refused.size === 0) socketsClosed();
+      if (this.open.size === 0 && this.preparing.size === 0 && this.refusals.waiting.size === 0)
+        socketsClosed();
     };
     this.onIdle();
     // Not yet in SMTP, they have no transaction to finish: a moment to complete their PROXY header or TLS
@@ -388,7 +382,8 @@ export class SmtpServer implements SmtpServerHooks {
     // hold the stop for its own linger), then whoever has not is cut off.
     const cutoff = setTimeout(() => {
       for (const connection of this.open) connection.socket.destroy();
-      for (const socket of [...this.preparing, ...this.refused]) socket.destroy();
+      for (const socket of this.preparing) socket.destroy();
+      this.refusals.destroyAll();
     }, PREPARE_GRACE_MS);
     await allSocketsClosed;
     clearTimeout(cutoff);
@@ -405,47 +400,29 @@ export class SmtpServer implements SmtpServerHooks {
 
   private onIdle: (() => void) | null = null;
 
-  private listen(target: ListenOptions, label: string, kind: ListenerKind = PLAIN_LISTENER): Promise<Server> {
-    return new Promise((resolve, reject) => {
-      const server = createServer(
-        // allowHalfOpen: a client that half-closes after QUIT still gets its replies; we end the socket.
-        { noDelay: true, allowHalfOpen: true },
-        (socket) => this.accept(socket, kind),
-      );
-      const onError = (error: NodeJS.ErrnoException) => {
-        server.close();
-        reject(new Error(`Cannot listen on ${label}: ${explainListenError(error)}`, { cause: error }));
-      };
-      server.once("error", onError);
-      server.listen(target, () => {
-        server.off("error", onError);
-        server.on("error", (error) => this.log(null, "error", `listener error: ${error.message}`, error));
-        resolve(server);
-      });
-    });
-  }
-
-  private async closeListeners(): Promise<void> {
-    const closing = this.listeners.map(
-      (server) => new Promise<void>((resolve) => server.close(() => resolve())),
-    );
-    this.listeners.length = 0;
-    this.bound = [];
-    this.boundSocket = "";
-    await Promise.all(closing);
-  }
-
-  private accept(socket: Socket, kind: ListenerKind): void {
+  /**
+   * Serves a connection accepted elsewhere, as if one of the server's own listeners had accepted it on a
+   * listener of that `role`: for a server started with `listen: false` (it must be running). Given
+   * `elsewhere`, the connection was admitted by the process that accepted it, which keeps the limits
+   * (runWorkers' primary); without, this server counts it against its own maxConnections and
+   * maxConnectionsPerIp. Refusals get the same 421 replies as at the server's own listeners.
+   */
+  serveSocket(socket: Socket, role: ListenerRole, elsewhere?: CountedElsewhere): void {
     socket.on("error", ignore); // until a connection owns the socket, a failure only closes it
     if (this.state !== "running") {
-      this.refuseShuttingDown(socket, kind.implicitTls);
+      elsewhere?.leave();
+      this.refusals.shuttingDown(socket, role.implicitTls);
+      return;
+    }
+    if (elsewhere) {
+      // It was refused already if over the limits, and its direct client counted, by the other process.
+      this.serveAdmitted(socket, role, this.admission.enterCounted(elsewhere));
       return;
     }
     const { settings } = this;
     const ticket = this.admission.enter();
     if (!ticket) {
-      // The seed's answer when max_connections is exceeded; the client should retry later.
-      this.refuse(socket, kind.implicitTls, "Service too busy or not available, try again later");
+      this.refusals.tooBusy(socket, role.implicitTls);
       this.observer?.connectionRefused("max-connections", socket.remoteAddress ?? "");
       this.log(
         null,
@@ -454,10 +431,19 @@ export class SmtpServer implements SmtpServerHooks {
       );
       return;
     }
+    if (!role.proxy) {
+      const peer = socket.remoteAddress ?? "";
+      // A ticket of this server's own: the count answers at once.
+      const counted = this.admission.countClient(ticket, peer) as boolean;
+      if (!this.clientCounted(counted, socket, role, ticket, peer)) return;
+    }
+    this.serveAdmitted(socket, role, ticket);
+  }
+
+  /** A connection let in (its direct client counted, unless it comes through a proxy): PROXY, TLS, SMTP. */
+  private serveAdmitted(socket: Socket, kind: ListenerRole, ticket: AdmissionTicket): void {
     // Given back when the session ends, or here when the socket closes first (whatever stage it reached).
     socket.once("close", () => this.admission.leave(ticket));
-    if (!kind.proxy && !this.countClient(socket, kind.implicitTls, ticket, socket.remoteAddress ?? ""))
-      return;
     if (!kind.implicitTls && !kind.proxy) {
       this.admit(socket, null, undefined, socket, ticket, socket.remoteAddress ?? "");
       return;
@@ -479,7 +465,7 @@ export class SmtpServer implements SmtpServerHooks {
           this.admit(ready, proxied, early, socket, ticket, client);
         } else if (prepared) {
           this.admission.leave(ticket);
-          this.refuseShuttingDown(prepared[0], false); // in TLS already, if it is an implicit TLS port
+          this.refusals.shuttingDown(prepared[0], false); // in TLS already, if it is an implicit TLS port
         }
         this.onIdle?.();
       },
@@ -492,16 +478,17 @@ export class SmtpServer implements SmtpServerHooks {
     );
   }
 
-  /** Counts the connection for its client; false (the client refused) when it has too many already. */
-  private countClient(
+  /** After the client's count: false (and the client refused) when it had too many connections already. */
+  private clientCounted(
+    counted: boolean,
     socket: Socket,
-    implicitTls: boolean,
+    { implicitTls }: ListenerRole,
     ticket: AdmissionTicket,
     client: string,
   ): boolean {
-    if (this.admission.countClient(ticket, client)) return true;
+    if (counted) return true;
     this.admission.leave(ticket); // refused: it no longer counts, whenever its socket closes
-    this.refuse(socket, implicitTls, "Too many connections from your address, try again later");
+    this.refusals.tooManyFromClient(socket, implicitTls);
     this.observer?.connectionRefused("max-connections-per-ip", client);
     this.log(
       null,
@@ -509,39 +496,6 @@ export class SmtpServer implements SmtpServerHooks {
       `Refused ${client}: maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
     );
     return false;
-  }
-
-  /** 421 and close; on an implicit TLS port before the handshake only a close, as plaintext would be noise. */
-  private refuse(socket: Socket, implicitTls: boolean, text: string): void {
-    if (implicitTls) socket.destroy();
-    else this.endRefused(socket, formatReply(421, "4.7.0", `${this.settings.hostname} ${text}`));
-  }
-
-  /** Accepted just as the server stops: tell the client, as RFC 5321 3.8 asks, rather than reset. */
-  private refuseShuttingDown(socket: Socket, implicitTls: boolean): void {
-    if (implicitTls) socket.destroy();
-    else this.endRefused(socket, this.shuttingDownReply);
-  }
-
-  /**
-   * Writes a refusal and ends the socket, which closes once the client hangs up too (what it sends
-   * meanwhile is read and dropped, so that its FIN is seen), or after REFUSED_LINGER_MS, whichever comes
-   * first. A refused socket counts against no limit, so no more than maxConnections of them wait at once:
-   * beyond, one is destroyed as soon as its reply is written.
-   */
-  private endRefused(socket: Socket, reply: string): void {
-    socket.end(reply);
-    socket.resume();
-    this.refused.add(socket);
-    const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
-    socket.once("close", () => {
-      clearTimeout(timer);
-      this.refused.delete(socket);
-      this.onIdle?.();
-    });
-    if (this.refused.size > this.settings.maxConnections) {
-      socket.once("finish", () => socket.destroy());
-    }
   }
 
   /**
@@ -552,11 +506,11 @@ export class SmtpServer implements SmtpServerHooks {
    */
   private async prepare(
     socket: Socket,
-    { implicitTls, proxy }: ListenerKind,
+    kind: ListenerRole,
     ticket: AdmissionTicket,
   ): Promise<[Socket, ProxyInfo | null, Buffer | undefined, string] | null> {
     const timeout = this.settings.ioCmdTimeout;
-    const proxied = proxy ? await readProxyHeader(socket, timeout) : null;
+    const proxied = kind.proxy ? await readProxyHeader(socket, timeout) : null;
     const peer = socket.remoteAddress ?? "";
     const client = clientAddress(peer, proxied?.info ?? null);
     // Clients the proxy could not name share one count, apart from the proxy's own direct clients. The
@@ -564,8 +518,11 @@ export class SmtpServer implements SmtpServerHooks {
     // its checks.
     const healthCheck = proxied?.info.command === "LOCAL" && proxied.info.version === 2;
     const counted = client || unnamedClientKey(peer);
-    if (proxied && !healthCheck && !this.countClient(socket, implicitTls, ticket, counted)) return null;
-    if (!implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
+    if (proxied && !healthCheck) {
+      const allowed = await this.admission.countClient(ticket, counted);
+      if (!this.clientCounted(allowed, socket, kind, ticket, counted)) return null;
+    }
+    if (!kind.implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
     // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
     const early = proxied?.rest ?? Buffer.alloc(0);
     const transport = early.length > 0 ? replayingSocket(socket, early) : socket;
@@ -649,7 +606,7 @@ export class SmtpServer implements SmtpServerHooks {
     return this.tlsProvider;
   }
 
-  private async createTlsProvider(): Promise<TlsContextProvider> {
+  private async createTlsProvider(ticketKeySource: TicketKeySource | undefined): Promise<TlsContextProvider> {
     const s = this.settings;
     const listenNames = parseHostItems(s.hosts).filter((h) => h !== "*");
     const names = deriveCertificateNames(
@@ -674,6 +631,7 @@ export class SmtpServer implements SmtpServerHooks {
       ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
       ...(s.tlsRequestCert ? { requestCert: true } : {}),
       ticketKeyRotation: s.tlsTicketKeyRotation,
+      ...(ticketKeySource ? { ticketKeySource } : {}),
       sniCertificates: parseSniCertificates(s.tlsSniCertificates),
       logger: (severity, message) => this.log(null, severity, message),
     });
@@ -787,11 +745,6 @@ export class SmtpServer implements SmtpServerHooks {
   }
 }
 
-interface ListenerKind {
-  implicitTls: boolean;
-  proxy: boolean;
-}
-
 const DONE = Promise.resolve();
 
 /**
@@ -800,23 +753,4 @@ const DONE = Promise.resolve();
  */
 const PREPARE_GRACE_MS = 1000;
 
-/** Milliseconds a refused socket (421 at accept) waits for its client to hang up before it is closed. */
-const REFUSED_LINGER_MS = 2000;
-
 function ignore(): void {}
-
-const PLAIN_LISTENER: ListenerKind = { implicitTls: false, proxy: false };
-
-/** Why a listen failed, and what to do about it, as the end of a sentence. */
-export function explainListenError(error: NodeJS.ErrnoException): string {
-  switch (error.code) {
-    case "EADDRINUSE":
-      return "the address is already in use; stop the other server or choose another port.";
-    case "EADDRNOTAVAIL":
-      return "this machine has no such address; check the hosts option.";
-    case "EACCES":
-      return "permission denied; ports below 1024 need privileges, so choose a higher port.";
-    default:
-      return `${error.message}.`;
-  }
-}

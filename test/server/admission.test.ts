@@ -296,7 +296,7 @@ test("a client refused for maxConnectionsPerIp that keeps its sockets open takes
   t.after(() => other.close());
   assert.match(await other.reply(), /^220 /, "another address is served");
   // The refused sockets are closed by the server after a short wait, though their client never hangs up.
-  const refused = (server as unknown as { refused: Set<Socket> }).refused;
+  const refused = (server as unknown as { refusals: { waiting: Set<Socket> } }).refusals.waiting;
   await waitFor(() => refused.size === 0, "the server to close the refused sockets", 5000);
 });
 

@@ -1,0 +1,38 @@
+/**
+ * `mailgate serve --workers N|auto`: the primary listens and passes connections to N worker processes
+ * (runWorkers), each of which opens its own store (Maildir file names are unique per process; a sink
+ * gets one connection per worker) and serves as `mailgate serve` does in one process.
+ */
+import { runWorkers } from "../cluster/run-workers.js";
+import type { ServeFlags } from "./flags.js";
+import { ServeOperations } from "./operations.js";
+import { openStoringServer, type StoringServer } from "./serve.js";
+
+export async function serveWithWorkers(flags: Omit<ServeFlags, "help">): Promise<void> {
+  // Each worker logs on its own (text or JSON lines); --metrics-listen is refused with workers for now.
+  const operations = new ServeOperations(flags.operations);
+  const logger = operations.logger;
+  let opened: StoringServer | undefined;
+  const handle = await runWorkers({
+    workers: flags.workers.workers,
+    drainTimeout: flags.workers.drainTimeout,
+    options: { logger, ...flags.settings },
+    async create() {
+      opened = await openStoringServer(flags, operations);
+      opened.server.onLogging(null, "info", `Worker ${process.pid} stores into ${opened.description}`);
+      return opened.server;
+    },
+    reload: () => opened?.reload(),
+  });
+  if (handle.role === "worker") {
+    await handle.stopped;
+    await opened?.close();
+    return;
+  }
+  const protocol = flags.settings.lmtp ? "LMTP" : "SMTP";
+  logger.info(
+    `mailgate is serving ${protocol} on ${handle.addresses.join(", ")} with ${handle.workerPids.length} workers (${handle.workerPids.join(", ")}); SIGUSR2 restarts them one by one`,
+  );
+  await handle.stopped;
+  logger.info("mailgate stopped");
+}

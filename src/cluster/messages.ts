@@ -1,0 +1,48 @@
+/**
+ * What the primary of runWorkers and its workers tell each other over the IPC channel of
+ * child_process.fork (JSON messages; an accepted socket travels as the handle of a "connection").
+ */
+import type { ListenerRole } from "../server/listeners.js";
+
+/** The environment variable that makes a process started by the primary a worker: its worker number. */
+export const WORKER_ENV = "MAILGATE_WORKER";
+
+/** A question a worker asks the primary, answered by an "answer" with the same `request` number. */
+export type Question =
+  /** Count a connection for the client a PROXY header named (maxConnectionsPerIp); answer: allowed. */
+  | { ask: "count-client"; connection: number; key: string }
+  /** Is the client key held back for AUTH failures (maxAuthFailuresPerIp)? answer: blocked. */
+  | { ask: "auth-blocked"; key: string }
+  /** Count an AUTH failure for the client key; answer: it has now reached the limit. */
+  | { ask: "auth-failed"; key: string }
+  /** Wait for the client key's turn to check a password (one at a time across workers); answer: granted. */
+  | { ask: "auth-turn"; key: string; turn: number };
+
+export type ToPrimary =
+  /** The worker's server is started: it may get connections. */
+  | { type: "ready" }
+  /** The worker could not start its server; it exits. */
+  | { type: "failed"; message: string }
+  /** A connection no longer counts against the limits (its session is over, or its socket closed). */
+  | { type: "released"; connection: number }
+  | ({ type: "question"; request: number } & Question)
+  /** The client key's AUTH check is done: the next one may run. */
+  | { type: "auth-turn-done"; key: string; turn: number }
+  /** The worker's server has stopped; the process is about to exit. */
+  | { type: "stopped" };
+
+export type ToWorker =
+  /** An accepted socket (the message's handle), admitted by the primary, from a listener of `role`. */
+  | { type: "connection"; connection: number; role: ListenerRole }
+  | { type: "answer"; request: number; value: boolean }
+  /** The session-ticket key in force from now on (base64 of 48 bytes). */
+  | { type: "ticket-key"; key: string }
+  /** Re-read the TLS certificate files (SIGHUP). */
+  | { type: "reload-tls" }
+  /**
+   * No more connections will come: let the sessions end by themselves for `drainTimeout` ms, then stop
+   * (rolling restart).
+   */
+  | { type: "retire"; drainTimeout: number }
+  /** Stop now, gracefully (SIGTERM, SIGINT). */
+  | { type: "stop" };
