@@ -80,6 +80,9 @@ export {
 export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
+/** The spool for outages: wraps a sink, spools what it cannot take now; see the README, "Sinks: the spool". */
+export { SinkSpool, type SinkSpoolOptions, type SpoolStats } from "./sinks/spool.js";
+export type { SinkState } from "./sinks/spool-health.js";
 export {
   type MaildirFlush,
   MaildirStore,

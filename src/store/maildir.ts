@@ -30,6 +30,7 @@ import { FollowedDirectory, type Held, maildirReplaced } from "./held-directory.
 import { checkMaildirWritable, prepareMaildir } from "./maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
 import { loadSyncfs } from "./syncfs.js";
+import { writeFully } from "./write-fully.js";
 
 /**
  * How a message's bytes are made durable before its rename into new/: "fsync" flushes each file on its
@@ -304,15 +305,6 @@ async function* resume(read: Buffer[], iterator: AsyncIterator<Buffer>): AsyncGe
   } finally {
     // A consumer that stops early (a failed write) releases the message stream, as for-await would.
     await iterator.return?.();
-  }
-}
-
-/** write(2) may write less than asked (a full disk reports ENOSPC only on the next call). */
-async function writeFully(file: FileHandle, buffer: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < buffer.length) {
-    const { bytesWritten } = await file.write(buffer, offset, buffer.length - offset);
-    offset += bytesWritten;
   }
 }
 
