@@ -392,10 +392,13 @@ export class AmqpSink implements MessageStore {
         },
         (error: unknown) => {
           if (error) {
+            // amqplib's nack is "message nacked"; its closing channel fails every unconfirmed publish
+            // ("channel closed") before our own close listener marks the link lost: no answer, not a refusal.
+            const nacked = !link.lost && error instanceof Error && error.message === "message nacked";
             pending.settle(
-              link.lost
-                ? unavailable("the broker connection was lost")
-                : sinkRefusal("AMQP sink", "the broker nacked it"),
+              nacked
+                ? sinkRefusal("AMQP sink", "the broker nacked it")
+                : unavailable("the broker connection was lost"),
             );
           } else if (pending.returned !== null) {
             pending.settle(sinkRefusal("AMQP sink", `the broker could not route it (${pending.returned})`));
