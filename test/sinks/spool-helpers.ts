@@ -60,7 +60,7 @@ export async function filesIn(directory: string, sub: string): Promise<string[]>
   return readdir(join(directory, sub));
 }
 
-export type EndpointMode = "accept" | "refuse" | "stall" | "reset-midway";
+export type EndpointMode = "accept" | "refuse" | "stall" | "reset" | "reset-midway";
 
 export interface Endpoint {
   url: string;
@@ -74,13 +74,19 @@ export interface Endpoint {
 
 /**
  * An HTTP endpoint on 127.0.0.1, port 0: "accept" answers 200 and records the message; "refuse" reads it
- * and answers 500; "stall" reads it and never answers; "reset-midway" resets the connection after 64 KB.
+ * and answers 500; "stall" reads it and never answers; "reset" resets the connection at once,
+ * "reset-midway" after 64 KB of the message.
  * Closed when the test ends.
  */
 export async function startEndpoint(t: TestContext): Promise<Endpoint> {
   const endpoint: Endpoint = { url: "", mode: "accept", accepted: [], turnedAway: 0 };
   const server = createServer((req, res) => {
     const mode = endpoint.mode;
+    if (mode === "reset") {
+      endpoint.turnedAway += 1;
+      req.socket.resetAndDestroy();
+      return;
+    }
     const chunks: Buffer[] = [];
     let bytes = 0;
     req.on("data", (chunk: Buffer) => {
