@@ -15,7 +15,9 @@ import { readFrom } from "./spool-file.js";
 export class MessageTee implements AsyncIterable<Buffer> {
   readonly #source: AsyncIterator<Buffer>;
   readonly #memoryLimit: number;
-  readonly #spillPath: string;
+  /** Where the spill file goes, named only when it is needed. */
+  readonly #spillPath: () => string;
+  #spillName: string | undefined;
   readonly #head: Buffer[] = [];
   #headBytes = 0;
   #spill: FileHandle | undefined;
@@ -24,15 +26,15 @@ export class MessageTee implements AsyncIterable<Buffer> {
   #ended = false;
   #sourceError: unknown;
   /** The sink's read in progress: a sink that gave up may leave one behind. */
-  #reading: Promise<unknown> | undefined;
+  #reading: Promise<IteratorResult<Buffer>> | undefined;
   /** The spool took over: whatever the sink still asks for is the end. */
   #detached = false;
   #iterated = false;
 
   /**
-   * @param memoryLimit bytes kept in memory; the rest goes to a file at `spillPath` (created only if needed)
+   * @param memoryLimit bytes kept in memory; the rest goes to a file at `spillPath()` (created only if needed)
    */
-  constructor(source: AsyncIterable<Buffer>, memoryLimit: number, spillPath: string) {
+  constructor(source: AsyncIterable<Buffer>, memoryLimit: number, spillPath: () => string) {
     this.#source = source[Symbol.asyncIterator]();
     this.#memoryLimit = memoryLimit;
     this.#spillPath = spillPath;
@@ -48,9 +50,8 @@ export class MessageTee implements AsyncIterable<Buffer> {
     this.#iterated = true;
     return {
       next: () => {
-        const reading = this.#next();
-        this.#reading = reading.catch(() => {});
-        return reading;
+        this.#reading = this.#next();
+        return this.#reading;
       },
       return: async () => ({ done: true, value: undefined }),
     };
@@ -82,7 +83,10 @@ export class MessageTee implements AsyncIterable<Buffer> {
       return;
     }
     // "wx+" (O_EXCL, read and write): never another's file; read back by replay().
-    this.#spill ??= await open(this.#spillPath, "wx+", 0o600);
+    if (!this.#spill) {
+      this.#spillName = this.#spillPath();
+      this.#spill = await open(this.#spillName, "wx+", 0o600);
+    }
     await writeFully(this.#spill, chunk);
     this.#spillBytes += chunk.length;
   }
@@ -92,8 +96,7 @@ export class MessageTee implements AsyncIterable<Buffer> {
    * sink must be done with it (its deliver() settled); a read it left behind is waited for first.
    */
   async *replay(): AsyncGenerator<Buffer> {
-    this.#detached = true;
-    await this.#reading;
+    await this.#detach();
     if (this.#sourceError) throw this.#sourceError;
     yield* this.#head;
     if (this.#spill) yield* readFrom(this.#spill, 0, this.#spillBytes);
@@ -103,20 +106,25 @@ export class MessageTee implements AsyncIterable<Buffer> {
     }
   }
 
+  /** From now on the sink reads nothing more; its read in progress (its error is the sink's) ends first. */
+  async #detach(): Promise<void> {
+    this.#detached = true;
+    await this.#reading?.catch(() => {});
+  }
+
   /** Releases the message if it was not read to its end, and removes the spill file. */
   async dispose(): Promise<void> {
-    this.#detached = true;
-    await this.#reading;
+    await this.#detach();
     if (!this.#ended) {
       this.#ended = true;
       // Not awaited: the session drains the rest of the message itself.
       this.#source.return?.()?.catch(() => {});
     }
-    const spill = this.#spill;
+    const [spill, name] = [this.#spill, this.#spillName];
     this.#spill = undefined;
-    if (spill) {
+    if (spill && name) {
       await spill.close().catch(() => {});
-      await rm(this.#spillPath, { force: true }).catch(() => {});
+      await rm(name, { force: true }).catch(() => {});
     }
   }
 }

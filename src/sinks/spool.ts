@@ -225,8 +225,7 @@ export class SinkSpool implements MessageStore {
 
   async #deliver(envelope: IdentifiedEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     if (this.#health.skipSink) return this.#spool(envelope, message);
-    spills += 1;
-    const spillPath = join(this.directory, "tmp", `spill.${process.pid}.${spills}`);
+    const spillPath = () => join(this.directory, "tmp", `spill.${process.pid}.${++spills}`);
     const tee = new MessageTee(message, this.#bufferUpTo, spillPath);
     try {
       const receipt = await this.sink.deliver(envelope, tee);
