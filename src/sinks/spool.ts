@@ -258,6 +258,7 @@ export class SinkSpool implements MessageStore {
       const file: SpooledFile = { name: basename(receipt.location), size: receipt.size, refusals: 0 };
       this.#spooled += 1;
       this.#forwarder.add(file);
+      this.#logger.debug(`${this.#describe()}: spooled message ${envelope.id} as ${file.name}`);
       if (this.#full) {
         this.#full = false;
         this.#logger.info(`${this.#describe()}: has room again`);
