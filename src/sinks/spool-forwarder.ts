@@ -15,7 +15,7 @@ import { rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../server/options.js";
 import type { MessageStore } from "../store/store.js";
-import { SinkUnavailable } from "./sink-error.js";
+import { describeError, SinkUnavailable } from "./sink-error.js";
 import { compareSpoolOrder, readSpooledMessage, spoolOrder } from "./spool-file.js";
 import type { SinkHealth } from "./spool-health.js";
 
@@ -124,7 +124,7 @@ export class SpoolForwarder {
           (outcome) => this.#settle(entry.file, outcome),
           (error: unknown) => {
             // Moving or removing the file failed: keep it, try again after a pause.
-            this.#settings.logger.error(`${this.#settings.describe()}: ${describe(error)}`);
+            this.#settings.logger.error(`${this.#settings.describe()}: ${describeError(error)}`);
             this.#enqueue(entry.file);
             this.#pause();
           },
@@ -145,7 +145,7 @@ export class SpoolForwarder {
       spooled = await readSpooledMessage(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return "gone";
-      await this.#moveToRefused(file, `it cannot be read as a spooled message (${describe(error)})`);
+      await this.#moveToRefused(file, `it cannot be read as a spooled message (${describeError(error)})`);
       return "refused";
     }
     try {
@@ -157,7 +157,7 @@ export class SpoolForwarder {
       }
       health.answered();
       file.refusals += 1;
-      const why = `the sink refused message ${spooled.envelope.id} (${describe(error)})`;
+      const why = `the sink refused message ${spooled.envelope.id} (${describeError(error)})`;
       if (file.refusals >= this.#settings.maxRefusals) {
         await this.#moveToRefused(file, `${why}, ${file.refusals} times in a row`);
         return "refused";
@@ -223,8 +223,4 @@ export class SpoolForwarder {
     }, delay);
     this.#retryTimer.unref();
   }
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

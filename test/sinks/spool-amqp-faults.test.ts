@@ -9,8 +9,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AmqpSink } from "../../src/index.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
-import { TcpProxy } from "../helpers/tcp-proxy.js";
-import { BROKER_PORT, BROKER_URL, brokerOrSkip, cleanUpAfter, drainQueue } from "./amqp-broker.js";
+import { BROKER_URL, brokerOrSkip, cleanUpAfter, drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
 import { message, runLoad } from "./sink-load.js";
 import { ehloClient, queuedId, sendOne, startSinkServer, uniqueName } from "./sink-server.js";
 import { keptLogger, spoolFixture } from "./spool-helpers.js";
@@ -21,22 +20,13 @@ const SESSION_DEADLINE = 2 * PUBLISH_TIMEOUT + 6000;
 
 describe("SinkSpool with AmqpSink", () => {
   test("cut, stall and restore under load: every 250 is in the queue with its id, none is 451", async (t) => {
-    const broker = await brokerOrSkip(t);
-    if (!broker) return;
-    const exchange = uniqueName("spool");
-    const queue = `${exchange}-q`;
-    cleanUpAfter(t, { queue, exchange });
-    const proxy = await TcpProxy.start(BROKER_PORT);
-    t.after(() => proxy.close());
-    const sink = await AmqpSink.open({
-      url: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
-      exchange,
-      declare: { queue },
+    const proxied = await proxiedSinkOrSkip(t, "spool", {
       publishTimeout: PUBLISH_TIMEOUT,
       window: 64,
       reconnectDelay: { min: 50, max: 300 },
-      logger: silentLogger,
     });
+    if (!proxied) return;
+    const { sink, proxy, channel, queue } = proxied;
     const fixture = await spoolFixture(t);
     const log = keptLogger();
     const spool = await fixture.open(sink, { retryDelay: { min: 50, max: 500 }, logger: log });
@@ -73,7 +63,7 @@ describe("SinkSpool with AmqpSink", () => {
     assert.equal(load.refused, 0, "no message got a 451: the spool took what the broker could not");
     // Publishes that timed out during the stall are confirmed once it ends: wait for the queue to settle.
     await waitFor(() => sink.inFlight === 0, "the stalled publishes to settle", 15_000);
-    const queued = await drainQueue(broker.channel, queue);
+    const queued = await drainQueue(channel, queue);
     const copies = new Map<string, number>();
     for (const received of queued) {
       const id = String(received.properties.messageId);
