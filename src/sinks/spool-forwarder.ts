@@ -89,11 +89,18 @@ export class SpoolForwarder {
     return this.#refused;
   }
 
-  /** A message now durable in new/. */
-  add(file: SpooledFile): void {
-    this.#messages += 1;
-    this.#bytes += file.size;
-    this.#enqueue(file);
+  /** Messages now durable in new/ (all queued before the first is started: the oldest goes first). */
+  add(files: SpooledFile[]): void {
+    for (const file of files) {
+      this.#messages += 1;
+      this.#bytes += file.size;
+    }
+    if (files.length === 1) this.#enqueue(files[0] as SpooledFile);
+    else {
+      // Many at once (a spool resumed, in readdir's order): one sort rather than an insertion each.
+      for (const file of files) this.#queue.push({ file, order: spoolOrder(file.name) });
+      this.#queue.sort((a, b) => compareSpoolOrder(a.order, b.order));
+    }
     this.#pump();
   }
 

@@ -162,7 +162,7 @@ export class SinkSpool implements MessageStore {
         `Spool ${directory}: opened with ${files.length} messages to forward` +
           (leftovers.length > 0 ? `; removed ${leftovers.length} unfinished files from tmp/` : ""),
       );
-      for (const file of files) spool.#forwarder.add(file);
+      spool.#forwarder.add(files);
       return spool;
     } catch (error) {
       await maildir?.close().catch(() => {});
@@ -257,7 +257,7 @@ export class SinkSpool implements MessageStore {
       );
       const file: SpooledFile = { name: basename(receipt.location), size: receipt.size, refusals: 0 };
       this.#spooled += 1;
-      this.#forwarder.add(file);
+      this.#forwarder.add([file]);
       this.#logger.debug(`${this.#describe()}: spooled message ${envelope.id} as ${file.name}`);
       if (this.#full) {
         this.#full = false;
