@@ -46,6 +46,7 @@ export {
   MemoryAddressLimiter,
   type MemoryAddressLimiterOptions,
 } from "./server/address-limiter.js";
+export type { CountedElsewhere } from "./server/admission.js";
 export type { ListenerRole } from "./server/listeners.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export { type ClientRateLimitOptions, clientRateLimits, type RateLimitName } from "./server/rate-limits.js";
@@ -103,6 +104,10 @@ export {
 export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
+export type { SinkStartOptions } from "./sinks/sink-options.js";
+/** The spool for outages: wraps a sink, spools what it cannot take now; see the README, "Sinks: the spool". */
+export { SinkSpool, type SinkSpoolOptions, type SpoolStats } from "./sinks/spool.js";
+export type { SinkState } from "./sinks/spool-health.js";
 export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
 /**
  * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,
@@ -120,5 +125,5 @@ export type {
  * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
  * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
  */
-export type { TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+export type { TicketKeySource, TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
 export type { TlsPreset, TlsPresetName } from "./tls/presets.js";

@@ -11,6 +11,7 @@ import { AmqpSink } from "../sinks/amqp.js";
 import { HttpSink } from "../sinks/http.js";
 import { NatsSink } from "../sinks/nats.js";
 import { natsSinkOptionsFromUrl } from "../sinks/nats-url.js";
+import { SinkSpool } from "../sinks/spool.js";
 import type { MessageStore } from "../store/store.js";
 import { redactedSinkUrl, type SinkFlags } from "./sink-flags.js";
 
@@ -23,11 +24,33 @@ export interface OpenedSink {
   description: string;
 }
 
+/**
+ * The sink the flags ask for, started; behind a SinkSpool with --spool (then a sink unreachable at start
+ * is a warning: it keeps trying, and the spool takes the messages meanwhile).
+ */
 export async function openSink(
   flags: SinkFlags,
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<OpenedSink> {
+  const opened = await openBareSink(flags, env, logger);
+  if (!flags.spool) return opened;
+  const { directory, maxBytes, maxMessages } = flags.spool;
+  try {
+    const spool = await SinkSpool.open(directory, opened.store, {
+      logger,
+      ...(maxBytes !== undefined ? { maxBytes } : {}),
+      ...(maxMessages !== undefined ? { maxMessages } : {}),
+    });
+    return { store: spool, description: `${opened.description}, spooling outages into ${directory}` };
+  } catch (error) {
+    await opened.store.close?.();
+    throw error;
+  }
+}
+
+async function openBareSink(flags: SinkFlags, env: NodeJS.ProcessEnv, logger: Logger): Promise<OpenedSink> {
+  const start = { retryInBackground: flags.spool !== undefined };
   const secret = await readSecret(flags, env);
   const ca = flags.caFile === undefined ? undefined : await readFileNamed(flags.caFile, "--sink-ca-file");
   // (NATS reads its CA file itself; reading it here too tells a missing file in the same words.)
@@ -40,16 +63,19 @@ export async function openSink(
   if (flags.kind === "amqp") {
     const url = new URL(flags.url.href);
     if (secret !== undefined) url.password = encodeURIComponent(secret.toString("utf8"));
-    const sink = await AmqpSink.open({
-      url: url.href,
-      exchange: flags.exchange ?? "",
-      logger,
-      ...(flags.routingKey !== undefined ? { routingKey: flags.routingKey } : {}),
-      ...(flags.declareQueue !== undefined ? { declare: { queue: flags.declareQueue } } : {}),
-      ...(flags.publishTimeout !== undefined ? { publishTimeout: flags.publishTimeout } : {}),
-      ...(flags.window !== undefined ? { window: flags.window } : {}),
-      ...(ca ? { tls: { ca } } : {}),
-    });
+    const sink = await AmqpSink.open(
+      {
+        url: url.href,
+        exchange: flags.exchange ?? "",
+        logger,
+        ...(flags.routingKey !== undefined ? { routingKey: flags.routingKey } : {}),
+        ...(flags.declareQueue !== undefined ? { declare: { queue: flags.declareQueue } } : {}),
+        ...(flags.publishTimeout !== undefined ? { publishTimeout: flags.publishTimeout } : {}),
+        ...(flags.window !== undefined ? { window: flags.window } : {}),
+        ...(ca ? { tls: { ca } } : {}),
+      },
+      start,
+    );
     return { store: sink, description: `RabbitMQ ${sink.redactedUrl}, exchange "${sink.exchange}"` };
   }
   if (flags.kind === "nats") {
@@ -57,14 +83,17 @@ export async function openSink(
     if (secret !== undefined && url.username !== "")
       url.password = encodeURIComponent(secret.toString("utf8"));
     const options = natsSinkOptionsFromUrl(url.href);
-    const sink = await NatsSink.open({
-      ...options,
-      logger,
-      ...(secret !== undefined && url.username === "" ? { token: secret.toString("utf8") } : {}),
-      ...(flags.publishTimeout !== undefined ? { publishTimeout: flags.publishTimeout } : {}),
-      ...(flags.window !== undefined ? { window: flags.window } : {}),
-      ...(flags.caFile !== undefined ? { tls: { ...options.tls, caFile: flags.caFile } } : {}),
-    });
+    const sink = await NatsSink.open(
+      {
+        ...options,
+        logger,
+        ...(secret !== undefined && url.username === "" ? { token: secret.toString("utf8") } : {}),
+        ...(flags.publishTimeout !== undefined ? { publishTimeout: flags.publishTimeout } : {}),
+        ...(flags.window !== undefined ? { window: flags.window } : {}),
+        ...(flags.caFile !== undefined ? { tls: { ...options.tls, caFile: flags.caFile } } : {}),
+      },
+      start,
+    );
     return { store: sink, description: `NATS JetStream ${sink.redactedServers}, subject "${sink.subject}"` };
   }
   const sink = new HttpSink({
@@ -77,8 +106,12 @@ export async function openSink(
   try {
     await reach(flags.url, ca);
   } catch (error) {
-    await sink.close();
-    throw new Error(`Cannot reach the HTTP sink at ${where}: ${(error as Error).message}.`);
+    const why = `Cannot reach the HTTP sink at ${where}: ${(error as Error).message}.`;
+    if (!start.retryInBackground) {
+      await sink.close();
+      throw new Error(why);
+    }
+    logger.warn(`${why} The spool takes the messages until it answers.`);
   }
   return { store: sink, description: `HTTP endpoint ${where}` };
 }

@@ -37,6 +37,8 @@ export interface SinkFlags {
   exchange: string | undefined;
   routingKey: string | undefined;
   declareQueue: string | undefined;
+  /** --spool DIR and its bounds: outages are spooled there instead of answered 451. */
+  spool: { directory: string; maxBytes: number | undefined; maxMessages: number | undefined } | undefined;
 }
 
 interface SinkFlagSpec {
@@ -105,6 +107,27 @@ export const SINK_FLAG_SPECS: readonly SinkFlagSpec[] = [
     kinds: ["amqp"],
     value: "NAME",
     help: "Quick start: declare the exchange (durable, topic) and a durable quorum queue NAME bound to it with # on every connect (default: declare nothing).",
+  },
+  {
+    flag: "spool",
+    kind: "string",
+    kinds: ALL_KINDS,
+    value: "DIR",
+    help: "A local spool (a fsynced Maildir) for outages: a message the sink cannot take now (unreachable, no confirm in time) is stored there, answered 250 and forwarded later, oldest first, with its id; a refusal is still 451. With it, a sink unreachable at start is a warning, not an exit (default: none, outages get 451).",
+  },
+  {
+    flag: "spool-max-bytes",
+    kind: "integer",
+    kinds: ALL_KINDS,
+    value: "N",
+    help: "Bytes the spool may hold; beyond, 451 (default: 1073741824).",
+  },
+  {
+    flag: "spool-max-messages",
+    kind: "integer",
+    kinds: ALL_KINDS,
+    value: "N",
+    help: "Messages the spool may hold; beyond, 451 (default: 100000).",
   },
 ];
 
@@ -191,6 +214,12 @@ export function parseSinkFlags(
       'An amqp sink needs --sink-exchange NAME (--sink-exchange="" for the default exchange).',
     );
   }
+  const spoolDirectory = given("spool");
+  if (spoolDirectory === "") throw new UsageError("Invalid value for --spool: it needs a directory path.");
+  for (const flag of ["spool-max-bytes", "spool-max-messages"]) {
+    if (given(flag) !== undefined && spoolDirectory === undefined)
+      throw new UsageError(`--${flag} needs --spool DIR.`);
+  }
   return {
     kind,
     url,
@@ -202,6 +231,14 @@ export function parseSinkFlags(
     exchange,
     routingKey: given("sink-routing-key"),
     declareQueue: given("sink-declare-queue"),
+    spool:
+      spoolDirectory === undefined
+        ? undefined
+        : {
+            directory: spoolDirectory,
+            maxBytes: optionalWholeNumber("spool-max-bytes", given("spool-max-bytes")),
+            maxMessages: optionalWholeNumber("spool-max-messages", given("spool-max-messages")),
+          },
   };
 }
 

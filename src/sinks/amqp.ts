@@ -24,7 +24,7 @@ import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/stor
 import { readWholeMessage } from "./collect.js";
 import { domainTemplate } from "./domain-template.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
-import { positiveInteger } from "./sink-options.js";
+import { positiveInteger, type SinkStartOptions } from "./sink-options.js";
 
 type ChannelModel = amqplib.ChannelModel;
 type ConfirmChannel = amqplib.ConfirmChannel;
@@ -181,25 +181,31 @@ export class AmqpSink implements MessageStore {
   }
 
   /** Creates a sink and makes its first connection (see start()). */
-  static async open(options: AmqpSinkOptions): Promise<AmqpSink> {
+  static async open(options: AmqpSinkOptions, start: SinkStartOptions = {}): Promise<AmqpSink> {
     const sink = new AmqpSink(options);
-    await sink.start();
+    await sink.start(start);
     return sink;
   }
 
   /**
    * Connects (and declares what `declare` asks for). Rejects with one sentence if the broker cannot be
-   * reached or refuses: nothing retries then. Once started, a lost connection is made again in the
-   * background until close().
+   * reached or refuses: nothing retries then, unless `retryInBackground`. Once started, a lost connection
+   * is made again in the background until close().
    */
-  async start(): Promise<void> {
+  async start({ retryInBackground = false }: SinkStartOptions = {}): Promise<void> {
     if (this.#state !== "idle") throw new Error(`AmqpSink.start(): the sink is already ${this.#state}.`);
     this.#state = "connecting";
     try {
       await this.#connect();
     } catch (error) {
-      this.#state = "closed";
-      throw new Error(`Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describeError(error)}.`);
+      const why = `Cannot connect to RabbitMQ at ${this.#redactedUrl}: ${describeError(error)}.`;
+      if (!retryInBackground) {
+        this.#state = "closed";
+        throw new Error(why);
+      }
+      this.#state = "disconnected";
+      this.#logger.warn(`${why} Retrying in the background; deliveries get 451 meanwhile.`);
+      this.#scheduleReconnect();
     }
   }
 
@@ -392,10 +398,13 @@ export class AmqpSink implements MessageStore {
         },
         (error: unknown) => {
           if (error) {
+            // amqplib's nack is "message nacked"; its closing channel fails every unconfirmed publish
+            // ("channel closed") before our own close listener marks the link lost: no answer, not a refusal.
+            const nacked = !link.lost && error instanceof Error && error.message === "message nacked";
             pending.settle(
-              link.lost
-                ? unavailable("the broker connection was lost")
-                : sinkRefusal("AMQP sink", "the broker nacked it"),
+              nacked
+                ? sinkRefusal("AMQP sink", "the broker nacked it")
+                : unavailable("the broker connection was lost"),
             );
           } else if (pending.returned !== null) {
             pending.settle(sinkRefusal("AMQP sink", `the broker could not route it (${pending.returned})`));

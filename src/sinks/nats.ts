@@ -46,7 +46,7 @@ import { type MessageHead, messageTooBig, readUpTo } from "./collect.js";
 import { DOMAIN_PLACEHOLDER, domainTemplate } from "./domain-template.js";
 import { type ClaimCheck, natsMailHeaders } from "./nats-headers.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
-import { positiveInteger } from "./sink-options.js";
+import { positiveInteger, type SinkStartOptions } from "./sink-options.js";
 import { InFlightWindow } from "./window.js";
 
 /** What the sink creates on start for a quick start (nothing that needs nats-server 2.10). */
@@ -168,6 +168,8 @@ export class NatsSink implements MessageStore {
   #js: JetStreamClient | undefined;
   #objects: ObjectStore | undefined;
   #attempt = 0;
+  /** The next try of start()'s first connection (start({ retryInBackground })). */
+  #startRetry: NodeJS.Timeout | undefined;
   /** A publish timed out: nothing new is published until the server answers a PING. */
   #unanswered = false;
   #peakInFlight = 0;
@@ -216,9 +218,9 @@ export class NatsSink implements MessageStore {
   }
 
   /** Creates a sink and makes its first connection (see start()). */
-  static async open(options: NatsSinkOptions): Promise<NatsSink> {
+  static async open(options: NatsSinkOptions, start: SinkStartOptions = {}): Promise<NatsSink> {
     const sink = new NatsSink(options);
-    await sink.start();
+    await sink.start(start);
     return sink;
   }
 
@@ -226,9 +228,25 @@ export class NatsSink implements MessageStore {
    * Connects, creates what `declare` asks for and opens the bucket. Rejects with one sentence if the server
    * cannot be reached or refuses: nothing retries then. Once started, nats.js reconnects by itself.
    */
-  async start(): Promise<void> {
+  async start({ retryInBackground = false }: SinkStartOptions = {}): Promise<void> {
     if (this.#state !== "idle") throw new Error(`NatsSink.start(): the sink is already ${this.#state}.`);
     this.#state = "connecting";
+    try {
+      await this.#open();
+    } catch (error) {
+      const why = `Cannot start the NATS sink at ${this.#redactedServers}: ${describeError(error)}.`;
+      if (!retryInBackground) {
+        this.#state = "closed";
+        throw new Error(why);
+      }
+      this.#state = "disconnected";
+      this.#logger.warn(`${why} Retrying in the background; deliveries get 451 meanwhile.`);
+      this.#retryStart();
+    }
+  }
+
+  /** The first connection and what start() sets up on it; on failure, nothing is left open. */
+  async #open(): Promise<void> {
     let nc: NatsConnection | undefined;
     try {
       nc = await connect(this.#connectionOptions());
@@ -238,9 +256,8 @@ export class NatsSink implements MessageStore {
       this.#js = jetstream(nc, { timeout: this.#publishTimeout });
       if (this.bucket !== null) this.#objects = await this.#openBucket(this.#js, this.bucket);
     } catch (error) {
-      this.#state = "closed";
       await nc?.close().catch(() => {});
-      throw new Error(`Cannot start the NATS sink at ${this.#redactedServers}: ${describeError(error)}.`);
+      throw error;
     }
     this.#nc = nc;
     if (this.#closing.signal.aborted) {
@@ -248,10 +265,27 @@ export class NatsSink implements MessageStore {
       return;
     }
     this.#state = "connected";
+    this.#attempt = 0;
     void this.#followStatus(nc);
     this.#logger.info(
       `NATS sink connected to ${this.#redactedServers} (max_payload ${nc.info?.max_payload} bytes), subject "${this.subject}"`,
     );
+  }
+
+  /** start()'s first connection again, after the reconnect delay, until it succeeds or close(). */
+  #retryStart(): void {
+    this.#startRetry = setTimeout(() => {
+      this.#startRetry = undefined;
+      if (this.#closing.signal.aborted) return;
+      this.#open().catch((error: unknown) => {
+        if (this.#closing.signal.aborted) return;
+        this.#logger.warn(
+          `NATS sink: connecting to ${this.#redactedServers} failed: ${describeError(error)}`,
+        );
+        this.#retryStart();
+      });
+    }, this.#nextReconnectDelay());
+    this.#startRetry.unref();
   }
 
   /** "connected" while deliveries can be published; otherwise they get 451 at once. */
@@ -322,6 +356,7 @@ export class NatsSink implements MessageStore {
   async close(): Promise<void> {
     if (this.#state === "closed" && this.#closing.signal.aborted) return;
     this.#state = "closed";
+    clearTimeout(this.#startRetry);
     this.#closing.abort(unavailable("the sink is closed"));
     if (this.#active.size > 0) {
       let timer: NodeJS.Timeout | undefined;

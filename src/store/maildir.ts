@@ -27,6 +27,7 @@ import { join } from "node:path";
 import { fsyncDirectory, GroupCommit } from "./group-commit.js";
 import { checkMaildirWritable, prepareMaildir } from "./maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "./store.js";
+import { writeFully } from "./write-fully.js";
 
 export interface MaildirStoreOptions {
   /** The host name in file names; defaults to os.hostname(). */
@@ -187,15 +188,6 @@ async function writeMessage(
   }
   if (pendingBytes > 0) await flush();
   return size;
-}
-
-/** write(2) may write less than asked (a full disk reports ENOSPC only on the next call). */
-async function writeFully(file: FileHandle, buffer: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < buffer.length) {
-    const { bytesWritten } = await file.write(buffer, offset, buffer.length - offset);
-    offset += bytesWritten;
-  }
 }
 
 /**

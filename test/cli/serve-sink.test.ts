@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -14,6 +14,7 @@ import nodemailer from "nodemailer";
 import { AMQP_HEADERS, readNatsMailHeaders } from "../../src/index.js";
 import { freePort, waitFor } from "../helpers/clients.js";
 import { MAIN, startServe } from "../helpers/serve-process.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { brokerOrSkip, cleanUpAfter, drainQueue } from "../sinks/amqp-broker.js";
 import { SECRET, startReceiver } from "../sinks/http-helpers.js";
 import { NATS_URL, natsOrSkip, readStream, uniqueStream } from "../sinks/nats-broker.js";
@@ -184,6 +185,53 @@ describe("mailgate serve --sink", () => {
     assert.match(served.output(), /amqp:\/\/guest:\*\*\*@127\.0\.0\.1/);
   });
 
+  test("--spool: a broker unreachable at start is a warning; the spool takes the mail and forwards it", async (t) => {
+    const broker = await brokerOrSkip(t);
+    if (!broker) return;
+    const exchange = uniqueName("cli-spool");
+    const queue = `${exchange}-q`;
+    cleanUpAfter(t, { exchange, queue });
+    // Declared now as the sink declares them: a basic.get on a queue that does not exist yet would close
+    // the test's channel.
+    await broker.channel.assertExchange(exchange, "topic", { durable: true });
+    await broker.channel.assertQueue(queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
+    await broker.channel.bindQueue(queue, exchange, "#");
+    const proxy = await TcpProxy.start(5672);
+    t.after(() => proxy.close());
+    proxy.cut();
+    const spool = join(dir, "spool");
+    const served = await startServe(
+      dir,
+      [
+        ...["--sink", `amqp://guest@127.0.0.1:${proxy.port}/`, "--sink-exchange", exchange],
+        ...["--sink-declare-queue", queue, "--sink-publish-timeout", "3000", "--spool", spool],
+      ],
+      { ...process.env, MAILGATE_SINK_SECRET: "guest" },
+    );
+    t.after(() => served.child.kill("SIGKILL"));
+    assert.match(served.output(), /\[WARN\] Cannot connect to RabbitMQ at .*Retrying in the background/);
+    assert.match(served.output(), new RegExp(`into RabbitMQ .*, spooling outages into ${spool}`));
+    const response = await send(served.port, RAW, ["bob@example.com"]);
+    assert.match(response, /^250 /, "accepted into the spool while the broker is away");
+    assert.equal((await readdir(join(spool, "new"))).length, 1);
+
+    proxy.restore();
+    const deadline = Date.now() + 20_000;
+    let queued = await drainQueue(broker.channel, queue).catch(() => []);
+    while (queued.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      queued = await drainQueue(broker.channel, queue).catch(() => []);
+    }
+    assert.equal(queued.length, 1, "the spooled message was forwarded");
+    assert.deepEqual(afterReceived((queued[0] as { content: Buffer }).content), Buffer.from(RAW, "utf8"));
+    while ((await readdir(join(spool, "new"))).length > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(await readdir(join(spool, "new")), [], "the spool is empty again");
+    served.child.kill("SIGTERM");
+    assert.equal(await served.exited, 0);
+  });
+
   test("bad sink flags are one sentence and exit status 2", async () => {
     const cases: [string[], RegExp, NodeJS.ProcessEnv?][] = [
       [["--sink", "not a url"], /Invalid value for --sink: not a URL/],
@@ -205,6 +253,11 @@ describe("mailgate serve --sink", () => {
         /--sink-exchange does not apply to a http:\/\/ sink/,
       ],
       [["--sink-exchange", "x"], /--sink-exchange needs --sink URL/],
+      [["--spool", "s"], /--spool needs --sink URL/],
+      [
+        ["--sink", "amqp://127.0.0.1/", "--sink-exchange", "x", "--spool-max-bytes", "5"],
+        /--spool-max-bytes needs --spool DIR/,
+      ],
       [
         ["--sink", "amqp://127.0.0.1/", "--sink-exchange", "x", "--maildir", "m"],
         /--maildir does not apply with --sink/,
