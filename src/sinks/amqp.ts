@@ -555,8 +555,11 @@ function removePending(link: Link, pending: Pending): void {
   if (list.length === 0) link.byMessageId.delete(pending.messageId);
 }
 
-/** The AMQP headers for `envelope`: the envelope and the session's facts (see the README). */
-function amqpHeaders(envelope: StoreEnvelope): Record<string, unknown> {
+/**
+ * The AMQP headers for `envelope`: the envelope and the session's facts (see the README). Exported for the
+ * benchmark's direct publisher, which sends the same headers; not part of the public API.
+ */
+export function amqpHeaders(envelope: StoreEnvelope): Record<string, unknown> {
   const headers: Record<string, unknown> = {
     [AMQP_HEADERS.from]: envelope.from,
     [AMQP_HEADERS.to]: [...envelope.to],
