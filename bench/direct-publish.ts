@@ -1,7 +1,7 @@
 /**
  * A sink's ceiling (issue 19), run as a CHILD by the benchmark (measureSinkCeiling in bench/scenarios.ts):
  *
- *   MAILGATE_SINK_SECRET=... node build/bench/direct-publish.js '<json PublishRequest>'
+ *   [MAILGATE_SINK_SECRET=...] node build/bench/direct-publish.js '<json PublishRequest>'
  *
  * publishes `warmup` messages (unmeasured), then `messages` measured ones, straight to the run's sink
  * destination with the client library, `inFlight` at a time and no SMTP: the benchmark's 2 KB message with
@@ -14,10 +14,11 @@
  */
 import type { AmqpTarget } from "./publish-amqp.js";
 import type { HttpTarget } from "./publish-http.js";
+import type { NatsTarget } from "./publish-nats.js";
 import { type Publisher, publishedMessage } from "./published-message.js";
 import { reportToParent, runIfEntryPoint } from "./util.js";
 
-export type PublishTarget = AmqpTarget | HttpTarget;
+export type PublishTarget = AmqpTarget | HttpTarget | NatsTarget;
 
 export interface PublishRequest {
   target: PublishTarget;
@@ -50,6 +51,8 @@ async function openPublisher(target: PublishTarget, inFlight: number): Promise<P
       return (await import("./publish-amqp.js")).openAmqpPublisher(target, secret());
     case "http":
       return (await import("./publish-http.js")).openHttpPublisher(target, secret(), inFlight);
+    case "nats":
+      return (await import("./publish-nats.js")).openNatsPublisher(target);
   }
 }
 

@@ -69,13 +69,15 @@ const HELP = `Usage: npm run bench -- [options]
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
-                          smtp-sink, node-floor, mailgate-serve-amqp, mailgate-serve-http),
+                          smtp-sink, node-floor, mailgate-serve-amqp, mailgate-serve-nats,
+                          mailgate-serve-http),
                           comma-separated; node-floor, a reference (the least work a Node server can
                           do per command), runs in the 2 KB scenarios only; the mailgate-serve-<sink>
                           servers (mailgate serve --sink, issue 19) in 2k-s100-many-nopipe only, each
                           run preceded by its sink's ceiling (the same messages published directly by
                           the client library, as many in flight as sessions). RabbitMQ is expected at
-                          127.0.0.1:5672 (guest/guest); without it mailgate-serve-amqp is left out
+                          127.0.0.1:5672 (guest/guest) and NATS with JetStream at 127.0.0.1:4222;
+                          a sink whose broker is not there is left out, with a line saying so
   --plain-generator G     who sends the 2 KB scenarios without PIPELINING: smtp-source (default) or load
   --profile               run the mailgate children with --cpu-prof (profiles in .bench-tmp/profiles/)
   --warmup N              before each measured 2 KB run, send this many messages (at most a fifth of

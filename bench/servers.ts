@@ -41,7 +41,7 @@ export type ServerId =
   | SinkServerId;
 
 /** `mailgate serve --sink`: one server per sink of bench/sink-backends.ts. */
-export type SinkServerId = "mailgate-serve-amqp" | "mailgate-serve-http";
+export type SinkServerId = "mailgate-serve-amqp" | "mailgate-serve-nats" | "mailgate-serve-http";
 
 export interface ServerSpec {
   id: ServerId;
@@ -73,6 +73,12 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     ours: true,
     description:
       "`mailgate serve --sink amqp://...`, the real CLI, publishing every message to RabbitMQ (confirm channel, persistent, mandatory) into a quorum queue of the run's own, default logging",
+  },
+  "mailgate-serve-nats": {
+    id: "mailgate-serve-nats",
+    ours: true,
+    description:
+      "`mailgate serve --sink nats://...`, the real CLI, publishing every message to a JetStream stream of the run's own (file storage) and awaiting its PubAck, default logging",
   },
   "mailgate-serve-http": {
     id: "mailgate-serve-http",
@@ -235,6 +241,7 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
     case "mailgate-serve":
       return startServe("mailgate-serve", options);
     case "mailgate-serve-amqp":
+    case "mailgate-serve-nats":
     case "mailgate-serve-http":
       return startServe(id, options);
     case "smtp-sink":

@@ -8,6 +8,8 @@
  * an entry in SINK_BACKENDS here, and its publisher (a PublishTarget and a case in direct-publish.ts).
  */
 import { randomBytes } from "node:crypto";
+import { DiscardPolicy, jetstreamManager, StorageType } from "@nats-io/jetstream";
+import { connect as natsConnect } from "@nats-io/transport-node";
 import amqplib from "amqplib";
 import type { PublishTarget } from "./direct-publish.js";
 import { type ServerId, type ServeSink, type SinkServerId, type StartOptions, startSink } from "./servers.js";
@@ -83,6 +85,51 @@ const rabbitmq: SinkBackend = {
   },
 };
 
+/** NATS with JetStream as every machine of the project runs it: no credentials, on loopback. */
+const NATS_SERVER = `${HOST}:4222`;
+
+const natsJetStream: SinkBackend = {
+  name: "NATS JetStream",
+  ceiling:
+    "the @nats-io clients on one connection, publishes with NatsSink's headers (Nats-Msg-Id, Mailgate-Envelope), each awaiting its PubAck",
+  async unavailable() {
+    try {
+      const connection = await natsConnect({ servers: NATS_SERVER, timeout: 3000 });
+      await (await jetstreamManager(connection)).getAccountInfo();
+      await connection.close();
+      return undefined;
+    } catch (error) {
+      return `NATS with JetStream is not reachable at ${NATS_SERVER} (${(error as Error).message}): start it as ../shared/services.md says`;
+    }
+  },
+  async prepare(options) {
+    // The run's own stream (file storage, discard new: as the sink declares one), deleted after the run.
+    const name = `mailgate-bench-${options.tag}`;
+    const connection = await natsConnect({ servers: NATS_SERVER, timeout: 5000 });
+    const jsm = await jetstreamManager(connection);
+    await jsm.streams.add({
+      name,
+      subjects: [`${name}.>`],
+      storage: StorageType.File,
+      discard: DiscardPolicy.New,
+    });
+    const url = (stream: string) => `nats://${NATS_SERVER}?stream=${stream}&subject=${stream}.{domain}`;
+    return {
+      flags: ["--sink", url(name)],
+      shownFlags: ["--sink", url("<run>")],
+      env: {},
+      publishTarget: { kind: "nats", server: NATS_SERVER, subject: `${name}.y.test` },
+      async count() {
+        return (await jsm.streams.info(name)).state.messages;
+      },
+      async dispose() {
+        await jsm.streams.delete(name).catch(() => {});
+        await connection.close().catch(() => {});
+      },
+    };
+  },
+};
+
 const httpEndpoint: SinkBackend = {
   name: "HTTP webhook",
   ceiling:
@@ -114,6 +161,7 @@ const httpEndpoint: SinkBackend = {
 
 export const SINK_BACKENDS: Record<SinkServerId, SinkBackend> = {
   "mailgate-serve-amqp": rabbitmq,
+  "mailgate-serve-nats": natsJetStream,
   "mailgate-serve-http": httpEndpoint,
 };
 
