@@ -495,6 +495,13 @@ function sinksSection(report: BenchReport): string {
     `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`,
     "",
   ];
+  const cores = report.machine.cores;
+  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) > cores) {
+    lines.push(
+      `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
+      "",
+    );
+  }
   if (figures.length > 0) {
     lines.push(
       table(
@@ -544,11 +551,19 @@ function sinksSection(report: BenchReport): string {
     }
     lines.push(
       "",
-      '"Added by the sink" is everything `mailgate serve --sink` spends per message beyond the discarding hook: the sink\'s client library, and also what the CLI does for any store (the Received header, the session facts, one log line per message). The HTTP endpoint is `examples/http-receiver.ts` in its own child process (`MAILGATE_SINK_SECRET=... node build/bench/sink.js http-endpoint`) with a store that reads each message and keeps nothing: it checks every signature with `verifyHttpSinkSignature` and answers 200. The RabbitMQ runs each publish into an exchange and quorum queue of their own, declared before the run and deleted with their messages after it; a run counts only if the queue (or the endpoint) holds exactly the messages that got a 250 or a confirm.',
+      '"Added by the sink" is everything `mailgate serve --sink` spends per message beyond the discarding hook: the sink\'s client library, and also what the CLI does for any store (the Received header, the session facts, one log line per message). The HTTP endpoint is `examples/http-receiver.ts` in its own child process (`MAILGATE_SINK_SECRET=... node build/bench/sink.js http-endpoint`) with a store that reads each message and keeps nothing: it checks every signature with `verifyHttpSinkSignature` and answers 200. Each RabbitMQ run publishes into an exchange and quorum queue of its own, each NATS run into a stream of its own (file storage), declared before the run and deleted with their messages after it; a run counts only if the queue, the stream or the endpoint holds exactly the messages that got a 250 (or, for a ceiling, a confirm).',
       "",
     );
   }
   for (const note of leftOut) lines.push(`Left out: ${note}.`, "");
+  if (figures.length > 0) lines.push("Commands (PORT and `<run>` differ from run to run):", "");
+  for (const f of figures) {
+    const server = (result?.samples[f.server]?.[0] as MessageSample | undefined)?.command;
+    const ceiling = result?.sinkCeilings[f.server]?.[0]?.command;
+    if (server) lines.push(`- \`${f.server}\`: \`${server}\``);
+    if (ceiling) lines.push(`- its ceiling: \`${ceiling}\``);
+  }
+  if (figures.length > 0) lines.push("");
   return lines.join("\n");
 }
 
@@ -730,15 +745,6 @@ function commandsSection(report: BenchReport): string {
       const { writers, files, bytes } = result.diskCeilings[0] as DiskCeilingSample;
       const request = { directory: ".bench-tmp/maildir/<run>", writers, files, bytes };
       lines.push(`- \`${result.scenario.id}\`: \`node ${script} '${JSON.stringify(request)}'\``);
-    }
-  }
-  const ceilings = report.results.flatMap((r) =>
-    Object.entries(r.sinkCeilings).map(([server, samples]) => ({ server, samples, scenario: r.scenario.id })),
-  );
-  if (ceilings.length > 0) {
-    lines.push("", "Sink ceilings (right before each run of their server):", "");
-    for (const { server, samples, scenario } of ceilings) {
-      if (samples?.[0]) lines.push(`- \`${scenario}\`, before \`${server}\`: \`${samples[0].command}\``);
     }
   }
   lines.push(

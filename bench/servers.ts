@@ -388,11 +388,13 @@ async function startServe(
     ...serveFlags(sink ? sink.shownFlags : ["--maildir", ".bench-tmp/maildir/<run>"]),
   ];
   const environment = Object.keys(sink?.env ?? {}).map((name) => `${name}=... `);
+  // A NATS sink URL's query and template need quotes in a shell.
+  const quoted = shown.map((arg) => (/[&?{}]/.test(arg) ? `'${arg}'` : arg));
   return {
     id,
     pid,
     port,
-    command: `${environment.join("")}node ${shown.join(" ")}`,
+    command: `${environment.join("")}node ${quoted.join(" ")}`,
     memory: () => readMemory(pid),
     cpuSeconds: () => readCpuSeconds(pid),
     async finish() {
