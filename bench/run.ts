@@ -28,6 +28,7 @@ import {
   measureDiskCeiling,
   measureIdle,
   measureMessages,
+  measureSinkCeiling,
   messageBytes,
   type RunContext,
   SMTP_SOURCE_PATH,
@@ -40,6 +41,7 @@ import {
   SMTP_SINK_PATH,
   setAsideLeftoverMaildirs,
 } from "./servers.js";
+import { sinkBackend } from "./sink-backends.js";
 import { BENCH_TMP, formatBytes, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
 /** The idle scenario's window must end well before the servers' session timeout could close its connections. */
@@ -67,8 +69,15 @@ const HELP = `Usage: npm run bench -- [options]
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
-                          smtp-sink, node-floor), comma-separated; node-floor, a reference (the least
-                          work a Node server can do per command), runs in the 2 KB scenarios only
+                          smtp-sink, node-floor, mailgate-serve-amqp, mailgate-serve-nats,
+                          mailgate-serve-http),
+                          comma-separated; node-floor, a reference (the least work a Node server can
+                          do per command), runs in the 2 KB scenarios only; the mailgate-serve-<sink>
+                          servers (mailgate serve --sink, issue 19) in 2k-s100-many-nopipe only, each
+                          run preceded by its sink's ceiling (the same messages published directly by
+                          the client library, as many in flight as sessions). RabbitMQ is expected at
+                          127.0.0.1:5672 (guest/guest) and NATS with JetStream at 127.0.0.1:4222;
+                          a sink whose broker is not there is left out, with a line saying so
   --plain-generator G     who sends the 2 KB scenarios without PIPELINING: smtp-source (default) or load
   --profile               run the mailgate children with --cpu-prof (profiles in .bench-tmp/profiles/)
   --warmup N              before each measured 2 KB run, send this many messages (at most a fifth of
@@ -221,6 +230,8 @@ async function main(): Promise<number> {
       counts: {},
       samples: {},
       diskCeilings: [],
+      sinkCeilings: {},
+      leftOut: [],
       errors: [],
     };
     results.push(result);
@@ -236,6 +247,13 @@ async function main(): Promise<number> {
       reportBroken(`${server}, ${what}`, error);
       failed.add(server);
     };
+    for (const server of [...servers]) {
+      const why = await sinkBackend(server)?.unavailable();
+      if (why === undefined) continue;
+      servers.splice(servers.indexOf(server), 1);
+      result.leftOut.push(`${server}: ${why}`);
+      progress(`   left out ${server}: ${why}`);
+    }
     const measuresDiskCeiling =
       options.ceilingFiles > 0 && scenario.kind === "messages" && scenario.group === "2k";
 
@@ -271,6 +289,27 @@ async function main(): Promise<number> {
             );
           } catch (error) {
             reportBroken(`disk ceiling, run ${run + 1}`, error);
+          }
+        }
+        const backend = sinkBackend(server);
+        if (backend && scenario.kind === "messages") {
+          const count = result.counts[server] ?? scenario.messages;
+          try {
+            const ceiling = await measureSinkCeiling(
+              backend,
+              scenario,
+              count,
+              warmupFor(scenario, count),
+              context(server, `${scenario.id}-ceiling`),
+            );
+            const list = result.sinkCeilings[server] ?? [];
+            list.push(ceiling);
+            result.sinkCeilings[server] = list;
+            progress(
+              `   run ${run + 1}/${options.runs} ${`${backend.name} ceiling`.padEnd(15)} ${ceiling.messages} msgs: ${Math.round(ceiling.messagesPerSecond)} msg/s, publisher CPU ${Math.round(ceiling.publisherCpu * 100)}%`,
+            );
+          } catch (error) {
+            reportBroken(`${backend.name} ceiling, run ${run + 1}`, error);
           }
         }
         try {

@@ -9,10 +9,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import type { PublishRequest, PublishResult } from "./direct-publish.js";
 import type { FsyncCeilingRequest, FsyncCeilingResult } from "./fsync-ceiling.js";
 import type { LoadResult, MessageLoad } from "./load.js";
 import { messageShape } from "./load.js";
-import { maildirFor, type RunningServer, type ServerId, startServer } from "./servers.js";
+import { maildirFor, type RunningServer, type ServerId, type SinkServerId, startServer } from "./servers.js";
+import { SINK_BACKENDS, type SinkBackend, type SinkDestination, sinkBackend } from "./sink-backends.js";
 import { exited, HOST, MiB, REPO_ROOT, readChildrenCpuSeconds, sleep, spawnWithFiles } from "./util.js";
 
 export type Generator = "smtp-source" | "load";
@@ -67,6 +69,8 @@ export interface ScenarioConfig {
 
 /** node-floor is a reference for the 2 KB scenarios only (see bench/node-floor.ts). */
 const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
+/** `mailgate serve --sink` (issue 19): in the scenario issue 19 names only, to keep the run short. */
+const SINK_SERVERS = Object.keys(SINK_BACKENDS) as SinkServerId[];
 
 export function buildScenarios(config: ScenarioConfig): Scenario[] {
   const scenarios: Scenario[] = [];
@@ -85,7 +89,10 @@ export function buildScenarios(config: ScenarioConfig): Scenario[] {
           pipelining,
           messages: config.messages,
           bodyBytes: 2048,
-          servers: SMALL_SERVERS,
+          servers:
+            sessions === 100 && perConnection === "many" && !pipelining
+              ? [...SMALL_SERVERS, ...SINK_SERVERS]
+              : SMALL_SERVERS,
         });
       }
     }
@@ -172,6 +179,16 @@ export interface IdleSample {
   peakRss: number;
 }
 
+/** One run of a sink's direct publisher (bench/direct-publish.ts), right before a run of its server. */
+export interface SinkCeilingSample {
+  command: string;
+  messages: number;
+  elapsedMs: number;
+  messagesPerSecond: number;
+  /** The publisher's own CPU time ÷ wall time (1.0 = one core busy). */
+  publisherCpu: number;
+}
+
 /** One run of the disk-ceiling probe (bench/fsync-ceiling.ts). */
 export interface DiskCeilingSample extends FsyncCeilingResult {
   writers: number;
@@ -181,6 +198,7 @@ export interface DiskCeilingSample extends FsyncCeilingResult {
 export const SMTP_SOURCE_PATH = "/usr/sbin/smtp-source";
 const LOAD_SCRIPT = join(REPO_ROOT, "build", "bench", "load.js");
 export const FSYNC_CEILING_SCRIPT = join(REPO_ROOT, "build", "bench", "fsync-ceiling.js");
+const DIRECT_PUBLISH_SCRIPT = join(REPO_ROOT, "build", "bench", "direct-publish.js");
 /** smtp-source's own headers (From, To, Date, Message-Id) and the CRLF ending its last line. */
 const SMTP_SOURCE_OVERHEAD = 116;
 const LOAD_CLIENT = "the load client";
@@ -259,10 +277,16 @@ async function runSmtpSource(
   return { sent: messages, bytes: messages * (scenario.bodyBytes + SMTP_SOURCE_OVERHEAD), elapsedMs, cpuMs };
 }
 
-/** Starts `node script 'request'` with an IPC channel and room for `files` open files. */
-function nodeChild(script: string, request: object, files: number): ChildProcess {
+/** Starts `node script 'request'` with an IPC channel, room for `files` open files and `env` added. */
+function nodeChild(
+  script: string,
+  request: object,
+  files: number,
+  env: Record<string, string> = {},
+): ChildProcess {
   return spawnWithFiles(process.execPath, [script, JSON.stringify(request)], files, {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
+    env: { ...process.env, ...env },
   });
 }
 
@@ -298,8 +322,9 @@ async function runToResult(
   files: number,
   who: string,
   context: RunContext,
+  env: Record<string, string> = {},
 ): Promise<Record<string, unknown>> {
-  const child = nodeChild(script, request, files);
+  const child = nodeChild(script, request, files, env);
   const limit = killAfter(child, context.timeoutMs, who);
   try {
     const result = await Promise.race([nextMessage(child, "result", who), limit.expired]);
@@ -333,6 +358,28 @@ export async function measureMessages(
   messages: number,
   context: RunContext,
   warmup = 0,
+): Promise<MessageSample> {
+  const backend = sinkBackend(serverId);
+  const sink = backend ? await backend.prepare(context) : undefined;
+  try {
+    return await measureServer(
+      scenario,
+      serverId,
+      messages,
+      { ...context, ...(sink ? { sink } : {}) },
+      warmup,
+    );
+  } finally {
+    await sink?.dispose();
+  }
+}
+
+async function measureServer(
+  scenario: MessageScenario,
+  serverId: ServerId,
+  messages: number,
+  context: RunContext & { sink?: SinkDestination },
+  warmup: number,
 ): Promise<MessageSample> {
   const server = await startServer(serverId, context);
   const generate = (count: number) =>
@@ -466,6 +513,59 @@ export async function measureDiskCeiling(
   );
   const { elapsedMs, filesPerSecond } = result as unknown as FsyncCeilingResult;
   return { writers, bytes, files, elapsedMs, filesPerSecond };
+}
+
+/**
+ * A sink's ceiling: its direct publisher (bench/direct-publish.ts) sends `warmup`, then `messages` of the
+ * scenario's messages to a destination of its own, `scenario.sessions` in flight; the destination must
+ * then hold them all.
+ */
+export async function measureSinkCeiling(
+  backend: SinkBackend,
+  scenario: MessageScenario,
+  messages: number,
+  warmup: number,
+  context: RunContext,
+): Promise<SinkCeilingSample> {
+  const destination = await backend.prepare(context);
+  try {
+    const request: PublishRequest = {
+      target: destination.publishTarget,
+      warmup,
+      messages,
+      inFlight: scenario.sessions,
+      bodyBytes: scenario.bodyBytes,
+    };
+    const who = `the ${backend.name} publisher`;
+    const files = scenario.sessions + 256;
+    const result = (await runToResult(
+      DIRECT_PUBLISH_SCRIPT,
+      request,
+      files,
+      who,
+      context,
+      destination.env,
+    )) as unknown as PublishResult;
+    const held = await destination.count();
+    if (held !== warmup + messages) {
+      throw new Error(
+        `${warmup} + ${messages} messages published and confirmed, ${held} counted by ${backend.name}`,
+      );
+    }
+    const shown = JSON.stringify(request)
+      .replaceAll(context.tag, "<run>")
+      .replace(/(http:\/\/127\.0\.0\.1:)\d+/, "$1PORT");
+    const environment = Object.keys(destination.env).map((name) => `${name}=... `);
+    return {
+      command: `${environment.join("")}node build/bench/direct-publish.js '${shown}'`,
+      messages,
+      elapsedMs: result.elapsedMs,
+      messagesPerSecond: messages / (result.elapsedMs / 1000),
+      publisherCpu: result.cpuMs / result.elapsedMs,
+    };
+  } finally {
+    await destination.dispose();
+  }
 }
 
 /** The message size a generator sends, for the report. */

@@ -37,7 +37,11 @@ export type ServerId =
   | "mailgate-serve"
   | "smtp-server"
   | "smtp-sink"
-  | "node-floor";
+  | "node-floor"
+  | SinkServerId;
+
+/** `mailgate serve --sink`: one server per sink of bench/sink-backends.ts. */
+export type SinkServerId = "mailgate-serve-amqp" | "mailgate-serve-nats" | "mailgate-serve-http";
 
 export interface ServerSpec {
   id: ServerId;
@@ -64,6 +68,24 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     description:
       "`mailgate serve`, the real CLI, storing every message in a fsynced Maildir (default logging)",
   },
+  "mailgate-serve-amqp": {
+    id: "mailgate-serve-amqp",
+    ours: true,
+    description:
+      "`mailgate serve --sink amqp://...`, the real CLI, publishing every message to RabbitMQ (confirm channel, persistent, mandatory) into a quorum queue of the run's own, default logging",
+  },
+  "mailgate-serve-nats": {
+    id: "mailgate-serve-nats",
+    ours: true,
+    description:
+      "`mailgate serve --sink nats://...`, the real CLI, publishing every message to a JetStream stream of the run's own (file storage) and awaiting its PubAck, default logging",
+  },
+  "mailgate-serve-http": {
+    id: "mailgate-serve-http",
+    ours: true,
+    description:
+      "`mailgate serve --sink http://...`, the real CLI, POSTing every signed message to an endpoint in its own child process, with its default --sink-window (16 requests in flight), default logging",
+  },
   "smtp-server": {
     id: "smtp-server",
     ours: false,
@@ -89,10 +111,24 @@ export interface StartOptions {
   profileDir?: string;
   /** A name unique to this run, for log files and the Maildir. */
   tag: string;
+  /** For the mailgate-serve-<sink> servers: where their messages go in this run. */
+  sink?: ServeSink;
+}
+
+/** Where `mailgate serve --sink` sends its messages in one run (bench/sink-backends.ts makes it). */
+export interface ServeSink {
+  /** The flags that name the sink (--sink URL and the like). */
+  flags: string[];
+  /** The same flags as the report shows them: the run's own names replaced by placeholders. */
+  shownFlags: string[];
+  /** Environment for `mailgate serve` (the sink's secret: never on its command line). */
+  env: Record<string, string>;
+  /** How many messages the sink holds now (the count check, as the Maildir's files are for serve). */
+  count(): Promise<number>;
 }
 
 export interface RunningServer {
-  id: ServerId;
+  id: ServerId | SinkKind;
   pid: number;
   port: number;
   /** The command line that started it (port shown as chosen). */
@@ -181,7 +217,7 @@ async function stopChild(child: ChildProcess, signal: NodeJS.Signals | null): Pr
 }
 
 /** Fails fast with the log's tail when the child dies before it is ready. */
-function failOnExit(child: ChildProcess, id: ServerId, logPath: string): Promise<never> {
+function failOnExit(child: ChildProcess, id: ServerId | SinkKind, logPath: string): Promise<never> {
   return exited(child).then((code) => {
     throw new Error(`${id} exited (${code}) before it was ready; its log says:\n${tail(logPath)}`);
   });
@@ -203,7 +239,11 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
     case "node-floor":
       return startSink(id, options);
     case "mailgate-serve":
-      return startServe(options);
+      return startServe("mailgate-serve", options);
+    case "mailgate-serve-amqp":
+    case "mailgate-serve-nats":
+    case "mailgate-serve-http":
+      return startServe(id, options);
     case "smtp-sink":
       return startSmtpSink(options);
   }
@@ -214,18 +254,26 @@ function filesFor(options: StartOptions): number {
   return options.maxConnections + 256;
 }
 
-function profileArgs(id: ServerId, options: StartOptions): string[] {
-  if (!options.profileDir || !SERVER_SPECS[id].ours) return [];
+function profileArgs(id: ServerId | SinkKind, options: StartOptions): string[] {
+  if (!options.profileDir || !(id in SERVER_SPECS) || !SERVER_SPECS[id as ServerId].ours) return [];
   return ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.tag}.cpuprofile`];
 }
 
-async function startSink(kind: SinkKind, options: StartOptions): Promise<RunningServer> {
+/** A child of bench/sink.ts; `env` is added to its environment. */
+export async function startSink(
+  kind: SinkKind,
+  options: StartOptions,
+  env: Record<string, string> = {},
+): Promise<RunningServer> {
   const logPath = join(logDirectory(), `${options.tag}.log`);
   const log = openSync(logPath, "w");
   const json = JSON.stringify({ maxConnections: options.maxConnections });
   const args = [...profileArgs(kind, options), SINK_SCRIPT, kind, json];
   const child = track(
-    spawnWithFiles(process.execPath, args, filesFor(options), { stdio: ["ignore", log, log, "ipc"] }),
+    spawnWithFiles(process.execPath, args, filesFor(options), {
+      stdio: ["ignore", log, log, "ipc"],
+      env: { ...process.env, ...env },
+    }),
   );
   closeSync(log);
   const counted = new Promise<number>((resolve) => {
@@ -276,20 +324,28 @@ async function startSink(kind: SinkKind, options: StartOptions): Promise<Running
   };
 }
 
-async function startServe(options: StartOptions): Promise<RunningServer> {
+/**
+ * `mailgate serve`, the real CLI: into a fresh fsynced Maildir (mailgate-serve) or into the run's sink
+ * (mailgate-serve-amqp, -http: options.sink).
+ */
+async function startServe(
+  id: "mailgate-serve" | SinkServerId,
+  options: StartOptions,
+): Promise<RunningServer> {
   const logPath = join(logDirectory(), `${options.tag}.log`);
+  const sink = options.sink;
+  if (id !== "mailgate-serve" && !sink) throw new Error(`${id} needs the run's sink (options.sink)`);
   const maildir = maildirFor(options.tag);
-  rmSync(maildir, { recursive: true, force: true });
+  if (!sink) rmSync(maildir, { recursive: true, force: true });
   const log = openSync(logPath, "w");
   const limit = String(options.maxConnections);
-  const flags = [
+  const serveFlags = (store: string[]) => [
     "serve",
     "--hosts",
     HOST,
     "--ports",
     "0",
-    "--maildir",
-    maildir,
+    ...store,
     "--max-processings",
     limit,
     "--max-connections",
@@ -297,10 +353,14 @@ async function startServe(options: StartOptions): Promise<RunningServer> {
     "--max-message-size",
     "0",
   ];
-  const args = [...profileArgs("mailgate-serve", options), CLI_SCRIPT, ...flags];
+  const flags = serveFlags(sink ? sink.flags : ["--maildir", maildir]);
+  const args = [...profileArgs(id, options), CLI_SCRIPT, ...flags];
   // stdout (one line per stored message) goes to a file: nothing in the benchmark has to read it live.
   const child = track(
-    spawnWithFiles(process.execPath, args, filesFor(options), { stdio: ["ignore", log, log] }),
+    spawnWithFiles(process.execPath, args, filesFor(options), {
+      stdio: ["ignore", log, log],
+      env: { ...process.env, ...sink?.env },
+    }),
   );
   closeSync(log);
   const ready = (async () => {
@@ -313,30 +373,36 @@ async function startServe(options: StartOptions): Promise<RunningServer> {
   let port: number;
   try {
     port = await withTimeout(
-      Promise.race([ready, failOnExit(child, "mailgate-serve", logPath)]),
+      Promise.race([ready, failOnExit(child, id, logPath)]),
       READY_TIMEOUT_MS,
-      "starting mailgate serve",
+      `starting ${id}`,
     );
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
   }
   const pid = child.pid as number;
-  const shown = args
-    .map((a) => (a === CLI_SCRIPT ? "build/src/cli/main.js" : a === maildir ? ".bench-tmp/maildir/<run>" : a))
-    .join(" ");
+  const shown = [
+    ...profileArgs(id, options),
+    "build/src/cli/main.js",
+    ...serveFlags(sink ? sink.shownFlags : ["--maildir", ".bench-tmp/maildir/<run>"]),
+  ];
+  const environment = Object.keys(sink?.env ?? {}).map((name) => `${name}=... `);
+  // A NATS sink URL's query and template need quotes in a shell.
+  const quoted = shown.map((arg) => (/[&?{}]/.test(arg) ? `'${arg}'` : arg));
   return {
-    id: "mailgate-serve",
+    id,
     pid,
     port,
-    command: `node ${shown}`,
+    command: `${environment.join("")}node ${quoted.join(" ")}`,
     memory: () => readMemory(pid),
     cpuSeconds: () => readCpuSeconds(pid),
     async finish() {
-      // Every 250 the client saw was sent after the rename into new/ and its directory fsync.
-      const stored = readdirSync(join(maildir, "new")).length;
+      // Every 250 the client saw was sent after the rename into new/ and its directory fsync, or after
+      // the sink's confirm (RabbitMQ) or 2xx (HTTP).
+      const stored = sink ? await sink.count() : readdirSync(join(maildir, "new")).length;
       await stopChild(child, "SIGTERM");
-      // The Maildir stays until removeMaildirs(): see there.
+      // The Maildir stays until removeMaildirs(): see there. The caller disposes of the sink.
       return stored;
     },
     kill: () => child.kill("SIGKILL"),

@@ -8,6 +8,9 @@
  *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream
  *   smtp-server      nodemailer's smtp-server, onData draining the stream then calling back
  *   node-floor       the reference responder of bench/node-floor.ts (not a peer: see there)
+ *   http-endpoint    not an SMTP server: the endpoint of `mailgate serve --sink http://...` and of the
+ *                    direct HTTP publisher (examples/http-receiver.ts checking every signature with the
+ *                    secret in MAILGATE_SINK_SECRET, reading each body and discarding it)
  *
  * Each accepts everything and keeps nothing but two counters. Over the IPC channel it sends
  * { type: "ready", port } once it listens on 127.0.0.1 (port 0: any free port), and on { type: "stop" }
@@ -15,9 +18,10 @@
  */
 import type { EventEmitter } from "node:events";
 import type { Server } from "node:net";
+import type { MessageStore } from "../src/index.js";
 import { HOST, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
-export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server" | "node-floor";
+export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server" | "node-floor" | "http-endpoint";
 
 export interface SinkOptions {
   /** Connections (and sessions) the server must serve at once: the benchmark's largest scenario. */
@@ -118,6 +122,25 @@ async function startNodeFloor(options: SinkOptions): Promise<number> {
   return listenOnLoopback(server);
 }
 
+/** The HTTP sink's endpoint: the example receiver with a store that reads each message and keeps nothing. */
+async function startHttpEndpoint(): Promise<number> {
+  const { createHttpReceiver } = await import("../examples/http-receiver.js");
+  const secret = process.env.MAILGATE_SINK_SECRET;
+  if (!secret) throw new Error("http-endpoint needs the signing secret in MAILGATE_SINK_SECRET");
+  const discard: MessageStore = {
+    async deliver(envelope, message) {
+      let size = 0;
+      // The receiver checks the signature at the end of the body: a message counts only once it passed.
+      for await (const chunk of message) size += chunk.length;
+      bytes += size;
+      messages++;
+      return { id: envelope.id ?? "", location: "discarded", size };
+    },
+  };
+  const { server } = createHttpReceiver({ store: discard, secret });
+  return listenOnLoopback(server);
+}
+
 async function main(): Promise<void> {
   const [kind, json] = process.argv.slice(2);
   const options: SinkOptions = { maxConnections: 1000, ...(json ? JSON.parse(json) : {}) };
@@ -135,9 +158,12 @@ async function main(): Promise<void> {
     case "node-floor":
       port = await startNodeFloor(options);
       break;
+    case "http-endpoint":
+      port = await startHttpEndpoint();
+      break;
     default:
       throw new Error(
-        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, smtp-server or node-floor.`,
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, smtp-server, node-floor or http-endpoint.`,
       );
   }
   process.on("message", (message: { type?: string }) => {
