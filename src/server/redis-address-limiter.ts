@@ -7,7 +7,7 @@
  * `timeoutMs`) the limiter fails open (no key is held back, nothing is counted) and says so once per
  * outage, so that mail keeps flowing.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { AddressLimiter } from "./address-limiter.js";
 import type { Logger } from "./options.js";
 
@@ -83,6 +83,8 @@ export async function connectRedis(
   logger: Logger,
   { timeoutMs = 500, readyMs = Math.max(3_000, timeoutMs) } = {},
 ): Promise<Redis> {
+  // Loaded on first use: a program that imports mailgate without Redis does not pay for ioredis.
+  const { Redis } = await import("ioredis");
   const redis = new Redis(url, {
     enableOfflineQueue: false,
     commandTimeout: timeoutMs,

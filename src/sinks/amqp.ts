@@ -18,7 +18,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Duplex } from "node:stream";
-import amqplib from "amqplib";
+import type amqplib from "amqplib";
 import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
@@ -438,7 +438,9 @@ export class AmqpSink implements MessageStore {
       clientProperties: { connection_name: "mailgate AmqpSink" },
       ...this.#tls,
     };
-    const model = await amqplib.connect(this.#url, socketOptions);
+    // Loaded on first use: a program that imports mailgate without this sink does not pay for amqplib.
+    const { connect } = (await import("amqplib")).default;
+    const model = await connect(this.#url, socketOptions);
     let channel: ConfirmChannel;
     try {
       model.on("error", (error: Error) =>

@@ -19,25 +19,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
-import {
-  DiscardPolicy,
-  JetStreamApiError,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstream,
-  jetstreamManager,
-  type PubAck,
-  StorageType,
-} from "@nats-io/jetstream";
-import { type ObjectStore, Objm } from "@nats-io/obj";
-import {
-  type Authenticator,
-  connect,
-  credsAuthenticator,
-  type NatsConnection,
-  type NodeConnectionOptions,
-  headers as natsHeaders,
-} from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager, PubAck } from "@nats-io/jetstream";
+import type { ObjectStore } from "@nats-io/obj";
+import type { Authenticator, NatsConnection, NodeConnectionOptions } from "@nats-io/transport-node";
 import { SmtpError } from "../protocol/errors.js";
 import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
@@ -249,6 +233,7 @@ export class NatsSink implements MessageStore {
   async #open(): Promise<void> {
     let nc: NatsConnection | undefined;
     try {
+      const { connect, jetstream, jetstreamManager } = await loadClient();
       nc = await connect(this.#connectionOptions());
       // Asks for the account's JetStream info: fails here, once, when JetStream is not enabled.
       const jsm = await jetstreamManager(nc, { timeout: this.#publishTimeout });
@@ -529,7 +514,8 @@ export class NatsSink implements MessageStore {
 
   /** The server refused (an API error, no stream for the subject): a refusal; anything else: unavailable. */
   #classify(error: unknown, what: string): Error {
-    if (error instanceof JetStreamApiError) return sinkRefusal("NATS sink", `${what}: ${error.message}`);
+    if (error instanceof loaded().JetStreamApiError)
+      return sinkRefusal("NATS sink", `${what}: ${error.message}`);
     // nats.js's name for "no responders": no stream listens on the subject (not exported as a class).
     if (error instanceof Error && error.name === "JetStreamNotEnabled")
       return sinkRefusal("NATS sink", `no stream takes ${what}`);
@@ -589,7 +575,7 @@ export class NatsSink implements MessageStore {
   #connectionOptions(): NodeConnectionOptions {
     const { token, user, pass, credsFile } = this.#auth;
     const authenticator: Authenticator[] = [];
-    if (credsFile) authenticator.push(credsAuthenticator(() => readFileSync(credsFile)));
+    if (credsFile) authenticator.push(loaded().credsAuthenticator(() => readFileSync(credsFile)));
     return {
       servers: this.#servers,
       name: this.#name,
@@ -626,8 +612,8 @@ export class NatsSink implements MessageStore {
       await jsm.streams.add({
         name: declare.stream,
         subjects: declare.subjects,
-        storage: StorageType.File,
-        discard: DiscardPolicy.New, // a full stream refuses new mail rather than dropping accepted mail
+        storage: loaded().StorageType.File,
+        discard: loaded().DiscardPolicy.New, // a full stream refuses new mail rather than dropping accepted mail
         duplicate_window: declare.duplicateWindow * NANOS_PER_MS,
         max_age: declare.maxAge * NANOS_PER_MS,
         max_bytes: declare.maxBytes,
@@ -639,7 +625,7 @@ export class NatsSink implements MessageStore {
   }
 
   async #openBucket(js: JetStreamClient, bucket: string): Promise<ObjectStore> {
-    const objm = new Objm(js);
+    const objm = new (loaded().Objm)(js);
     const declare = this.#declare;
     if (!declare) {
       return objm.open(bucket).catch((error: unknown) => {
@@ -649,7 +635,7 @@ export class NatsSink implements MessageStore {
       });
     }
     return objm.create(bucket, {
-      storage: StorageType.File,
+      storage: loaded().StorageType.File,
       ttl: declare.bucketTtl * NANOS_PER_MS,
       replicas: declare.replicas,
       max_bytes: declare.bucketMaxBytes,
@@ -667,8 +653,24 @@ class PublishFailed extends Error {
   }
 }
 
+type NatsClient = typeof import("./nats-client.js");
+
+/** The @nats-io clients, once a sink's start() has loaded them (see nats-client.ts). */
+let client: NatsClient | undefined;
+
+async function loadClient(): Promise<NatsClient> {
+  client ??= await import("./nats-client.js");
+  return client;
+}
+
+/** The clients for code that runs only after start() (publishing, declaring, error classification). */
+function loaded(): NatsClient {
+  if (!client) throw new Error("NatsSink: the NATS clients are used before start() loaded them.");
+  return client;
+}
+
 function toMsgHdrs(pairs: [string, string][]) {
-  const headers = natsHeaders();
+  const headers = loaded().natsHeaders();
   for (const [name, value] of pairs) headers.set(name, value);
   return headers;
 }
