@@ -5,9 +5,14 @@
  */
 export {
   type PrimaryHandle,
+  type PrimaryServices,
+  type ReportContent,
+  type ReportKind,
   type RunWorkersOptions,
   runWorkers,
   type WorkerHandle,
+  type WorkerReport,
+  type WorkerReporter,
 } from "./cluster/run-workers.js";
 export type { EsmtpParams } from "./protocol/commands.js";
 export type {
@@ -46,6 +51,7 @@ export {
   MemoryAddressLimiter,
   type MemoryAddressLimiterOptions,
 } from "./server/address-limiter.js";
+export type { CountedElsewhere } from "./server/admission.js";
 export type { ListenerRole } from "./server/listeners.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export { type ClientRateLimitOptions, clientRateLimits, type RateLimitName } from "./server/rate-limits.js";
@@ -120,5 +126,5 @@ export type {
  * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
  * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
  */
-export type { TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+export type { TicketKeySource, TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
 export type { TlsPreset, TlsPresetName } from "./tls/presets.js";

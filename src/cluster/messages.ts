@@ -29,7 +29,7 @@ export type Question =
 export type ReportKind = "metrics" | "readiness";
 
 /** A worker's answer to a "report" request: its value, or why it has none. */
-export type Report =
+export type ReportContent =
   /** prom-client's getMetricsAsJSON() of the worker's registry. */
   | { kind: "metrics"; metrics: unknown[] }
   /** Null when the worker is ready, else why not. */
@@ -48,7 +48,7 @@ export type ToPrimary =
   /** The client key's AUTH check is done: the next one may run. */
   | { type: "auth-turn-done"; key: string; turn: number }
   /** The answer to the primary's "report" request of the same number. */
-  | { type: "report"; request: number; report: Report }
+  | { type: "report"; request: number; report: ReportContent }
   /** The worker's server has stopped; the process is about to exit. */
   | { type: "stopped" };
 

@@ -16,7 +16,7 @@ import { Primary } from "./primary.js";
 import { type PrimaryServices, serveFromPrimary, type WorkerHandle } from "./worker.js";
 import type { WorkerReport } from "./worker-reports.js";
 
-export type { ReportKind } from "./messages.js";
+export type { ReportContent, ReportKind } from "./messages.js";
 export type { PrimaryServices, WorkerHandle, WorkerReporter } from "./worker.js";
 export type { WorkerReport } from "./worker-reports.js";
 

@@ -3,18 +3,18 @@
  * gathered with a deadline. A worker that does not answer in time (busy, stuck, dying) is left out of that
  * scrape or probe (its answer is null) rather than holding it up.
  */
-import type { Report, ReportKind } from "./messages.js";
+import type { ReportContent, ReportKind } from "./messages.js";
 import type { WorkerProcess } from "./worker-process.js";
 
 /** One worker's answer; null when it did not answer within the deadline (or died meanwhile). */
 export interface WorkerReport {
   pid: number;
-  report: Report | null;
+  report: ReportContent | null;
 }
 
 interface Pending {
   worker: WorkerProcess;
-  settle(report: Report | null): void;
+  settle(report: ReportContent | null): void;
 }
 
 export class WorkerReports {
@@ -27,7 +27,7 @@ export class WorkerReports {
   }
 
   /** A worker's "report" message. */
-  received(request: number, report: Report): void {
+  received(request: number, report: ReportContent): void {
     this.pending.get(request)?.settle(report);
   }
 
@@ -41,7 +41,7 @@ export class WorkerReports {
     const pid = worker.pid;
     return new Promise((resolve) => {
       const timer = setTimeout(() => settle(null), timeoutMs);
-      const settle = (report: Report | null) => {
+      const settle = (report: ReportContent | null) => {
         clearTimeout(timer);
         this.pending.delete(request);
         resolve({ pid, report });

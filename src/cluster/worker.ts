@@ -13,7 +13,7 @@ import type { AddressLimiter } from "../server/address-limiter.js";
 import type { CountedElsewhere } from "../server/admission.js";
 import type { SmtpServer } from "../server/server.js";
 import type { TicketKeySource } from "../tls/context.js";
-import type { Question, Report, ReportKind, ToPrimary, ToWorker } from "./messages.js";
+import type { Question, ReportContent, ReportKind, ToPrimary, ToWorker } from "./messages.js";
 
 /** What a worker's primary offers the server that `create` builds. */
 export interface PrimaryServices {
@@ -214,7 +214,7 @@ class PrimaryLink {
 
   private async report(request: number, kind: ReportKind): Promise<void> {
     const reporter = this.reporter;
-    let report: Report;
+    let report: ReportContent;
     try {
       if (!reporter) report = { kind: "none" };
       else if (kind === "metrics") report = { kind, metrics: await reporter.metrics() };
