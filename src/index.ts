@@ -5,9 +5,14 @@
  */
 export {
   type PrimaryHandle,
+  type PrimaryServices,
+  type ReportContent,
+  type ReportKind,
   type RunWorkersOptions,
   runWorkers,
   type WorkerHandle,
+  type WorkerReport,
+  type WorkerReporter,
 } from "./cluster/run-workers.js";
 export type { EsmtpParams } from "./protocol/commands.js";
 export type {

@@ -179,11 +179,6 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
   resolveSettings(settings); // every value and the rules between options, before anything is opened
   const operations = parseOperationsFlags(values);
   const workers = parseWorkerFlags(values);
-  if (operations.metricsListen && workers.workers !== 1) {
-    throw new UsageError(
-      "--metrics-listen does not work with --workers yet (one /metrics for all workers is to come); run one process, or scrape each instance's metrics without workers.",
-    );
-  }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,

@@ -1,10 +1,11 @@
 /**
  * The per-address limits of `mailgate serve` beyond the server's own: connections and messages per
- * minute (--connections-per-minute, --messages-per-minute), kept in memory or, with --redis, in Redis so
- * that every instance sharing it shares them (the AUTH failure limit too). Redis failing means the limits
- * fail open: mail keeps flowing.
+ * minute (--connections-per-minute, --messages-per-minute), kept in memory (in the primary's, for all
+ * workers, with --workers) or, with --redis, in Redis so that every instance sharing it shares them (the
+ * AUTH failure limit too). Redis failing means the limits fail open: mail keeps flowing.
  */
 import type { Redis } from "ioredis";
+import type { PrimaryServices } from "../cluster/run-workers.js";
 import type { SessionContext } from "../protocol/context.js";
 import type { SmtpServerHooks } from "../protocol/hooks.js";
 import type { AddressLimiter } from "../server/address-limiter.js";
@@ -32,12 +33,14 @@ export interface OpenedLimits {
 /**
  * @param settings the server's resolved settings (for the AUTH failure limit, shared with --redis)
  * @param refused told about each rate-limit refusal, for the log
+ * @param primary in a worker: the primary, which keeps the counts for all workers when Redis does not
  */
 export async function openLimits(
   flags: LimitFlags,
   settings: Pick<ServerSettings, "maxAuthFailuresPerIp" | "authFailureWindow">,
   logger: Logger,
   refused: (ctx: SessionContext, name: RateLimitName) => void,
+  primary?: PrimaryServices,
 ): Promise<OpenedLimits> {
   const redis: Redis | undefined =
     flags.redis === undefined
@@ -54,7 +57,7 @@ export async function openLimits(
   const hooks = clientRateLimits({
     connections: flags.connectionsPerMinute,
     messages: flags.messagesPerMinute,
-    ...(redis && { limiter: shared }),
+    ...(redis ? { limiter: shared } : primary && { limiter: primary.addressLimiter }),
     onRefused: refused,
   });
   const { maxAuthFailuresPerIp, authFailureWindow } = settings;

@@ -1,13 +1,17 @@
 /**
  * What --metrics-listen and --log-format add to `mailgate serve`: the metrics observer and the timed store
- * (only with --metrics-listen: without it nothing is counted), the JSON log events, and the endpoint.
+ * (only with --metrics-listen: without it nothing is counted), the JSON log events, and the endpoint. With
+ * workers, the primary serves the endpoint for all of them (its observer counts its refusals at accept)
+ * and each worker reports its metrics and readiness to it.
  */
 
-import { OperationsEndpoint } from "../ops/endpoint.js";
+import type { PrimaryHandle, PrimaryServices } from "../cluster/run-workers.js";
+import { type EndpointHandlers, OperationsEndpoint } from "../ops/endpoint.js";
 import { jsonLogEvents } from "../ops/json-log.js";
 import { ServeMetrics } from "../ops/metrics.js";
 import { readinessCheck } from "../ops/readiness.js";
 import { timedStore } from "../ops/timed-store.js";
+import { workersEndpointHandlers } from "../ops/workers-operations.js";
 import type { SessionContext } from "../protocol/context.js";
 import type { Severity } from "../protocol/hooks.js";
 import { lineLogger, severityEnabled } from "../server/logger.js";
@@ -68,19 +72,50 @@ export class ServeOperations {
   /** Opens the endpoint once the server listens (not ready before); rejects when it cannot listen. */
   async start(server: SmtpServer): Promise<void> {
     const { metrics } = this;
-    const listen = this.flags.metricsListen;
-    if (!metrics || !listen) return;
-    if (!this.#store) throw new Error("ServeOperations.start(): watch(store) comes first.");
-    const readiness = readinessCheck(server, this.#store);
-    this.endpoint = await OperationsEndpoint.listen(listen.host, listen.port, {
-      metrics: async () => ({ text: await metrics.render(), contentType: metrics.contentType }),
-      readiness,
-    });
-    server.onLogging(
-      null,
-      "info",
-      `Operations endpoint on ${this.endpoint.url} (/metrics, /healthz, /readyz)`,
+    if (!metrics) return;
+    const readiness = readinessCheck(server, this.watchedStore("start"));
+    await this.open(
+      {
+        metrics: async () => ({ text: await metrics.render(), contentType: metrics.contentType }),
+        readiness,
+      },
+      (message) => server.onLogging(null, "info", message),
     );
+  }
+
+  /**
+   * In a worker: answers the primary's requests for this worker's metrics and readiness (with
+   * --metrics-listen; without it the primary serves no endpoint and asks nothing).
+   */
+  reportTo(primary: PrimaryServices, server: SmtpServer): void {
+    const { metrics } = this;
+    if (!metrics) return;
+    primary.report({
+      metrics: () => metrics.registry.getMetricsAsJSON(),
+      readiness: readinessCheck(server, this.watchedStore("reportTo"), "primary"),
+    });
+  }
+
+  /**
+   * In the primary, once its workers are ready: opens the endpoint for all of them (one /metrics, /readyz
+   * ready while a worker is); rejects when it cannot listen.
+   */
+  async startPrimary(primary: PrimaryHandle): Promise<void> {
+    const { metrics } = this;
+    if (!metrics) return;
+    await this.open(workersEndpointHandlers(metrics, primary), (message) => this.logger.info(message));
+  }
+
+  private async open(handlers: EndpointHandlers, log: (message: string) => void): Promise<void> {
+    const listen = this.flags.metricsListen;
+    if (!listen) return;
+    this.endpoint = await OperationsEndpoint.listen(listen.host, listen.port, handlers);
+    log(`Operations endpoint on ${this.endpoint.url} (/metrics, /healthz, /readyz)`);
+  }
+
+  private watchedStore(caller: string): MessageStore {
+    if (!this.#store) throw new Error(`ServeOperations.${caller}(): watch(store) comes first.`);
+    return this.#store;
   }
 
   /** The endpoint's "http://host:port" once started (the real port when 0 was asked for). */

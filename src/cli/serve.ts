@@ -5,11 +5,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
+import type { PrimaryServices } from "../cluster/run-workers.js";
 import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
 import { lineLogger } from "../server/logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings } from "../server/options.js";
+import type { RateLimitName } from "../server/rate-limits.js";
 import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
@@ -135,7 +137,8 @@ export interface StoringServer {
 
 /**
  * Opens the store, policy and limits the flags ask for and builds the server on them (not started), with
- * the logger, metrics observer and timed store of `operations`.
+ * the logger, metrics observer and timed store of `operations`. In a worker, `primary` keeps the counts
+ * of the per-minute limits (unless --redis does).
  */
 export async function openStoringServer(
   {
@@ -148,6 +151,7 @@ export async function openStoringServer(
     sink,
   }: Omit<ServeFlags, "help" | "workers" | "operations">,
   operations: ServeOperations,
+  primary?: PrimaryServices,
 ): Promise<StoringServer> {
   const logger = operations.logger;
   const { store: opened, description } = await openStore({ maildir, sink }, logger);
@@ -158,11 +162,12 @@ export async function openStoringServer(
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
-    limits = await openLimits(limitFlags, resolveSettings(settings), logger, (ctx, name) => {
+    const refused = (ctx: SessionContext, name: RateLimitName) => {
       server.onLogging(ctx, "info", `Refused: over the ${name}-per-minute limit (421 4.7.0)`);
       const reason = name === "connections" ? "connection-rate" : "message-rate";
       operations.serverOptions.observer?.connectionRefused?.(reason, ctx.server.remoteIp);
-    });
+    };
+    limits = await openLimits(limitFlags, resolveSettings(settings), logger, refused, primary);
     server = createStoringServer({ logger, ...settings, ...operations.serverOptions }, store, {
       accounts,
       recipients: policy,

@@ -16,7 +16,26 @@ export type Question =
   /** Count an AUTH failure for the client key; answer: it has now reached the limit. */
   | { ask: "auth-failed"; key: string }
   /** Wait for the client key's turn to check a password (one at a time across workers); answer: granted. */
-  | { ask: "auth-turn"; key: string; turn: number };
+  | { ask: "auth-turn"; key: string; turn: number }
+  /**
+   * Count an event for the client key in the primary's limiter `limiter` (one per name, limit and window:
+   * a rate limit of the workers' own); answer: the key has now reached the limit.
+   */
+  | { ask: "limit-record"; limiter: string; limit: number; windowMs: number; key: string }
+  /** Is the client key held back by that limiter? answer: blocked. */
+  | { ask: "limit-blocked"; limiter: string; limit: number; windowMs: number; key: string };
+
+/** What the primary asks each worker for its operations endpoint: its metrics, or its readiness. */
+export type ReportKind = "metrics" | "readiness";
+
+/** A worker's answer to a "report" request: its value, or why it has none. */
+export type ReportContent =
+  /** prom-client's getMetricsAsJSON() of the worker's registry. */
+  | { kind: "metrics"; metrics: unknown[] }
+  /** Null when the worker is ready, else why not. */
+  | { kind: "readiness"; reason: string | null }
+  /** The worker has nothing to report (it was started without operations). */
+  | { kind: "none" };
 
 export type ToPrimary =
   /** The worker's server is started: it may get connections. */
@@ -28,6 +47,8 @@ export type ToPrimary =
   | ({ type: "question"; request: number } & Question)
   /** The client key's AUTH check is done: the next one may run. */
   | { type: "auth-turn-done"; key: string; turn: number }
+  /** The answer to the primary's "report" request of the same number. */
+  | { type: "report"; request: number; report: ReportContent }
   /** The worker's server has stopped; the process is about to exit. */
   | { type: "stopped" };
 
@@ -35,6 +56,8 @@ export type ToWorker =
   /** An accepted socket (the message's handle), admitted by the primary, from a listener of `role`. */
   | { type: "connection"; connection: number; role: ListenerRole }
   | { type: "answer"; request: number; value: boolean }
+  /** Report your metrics or readiness (for the primary's operations endpoint): answer with a "report". */
+  | { type: "report"; request: number; kind: ReportKind }
   /** The session-ticket key in force from now on (base64 of 48 bytes). */
   | { type: "ticket-key"; key: string }
   /** Re-read the TLS certificate files (SIGHUP). */

@@ -4,7 +4,8 @@
  * with exact counts over all workers (maxConnections, maxConnectionsPerIp of the TCP peer; a client a
  * PROXY header names is counted when its worker asks), refuses with the server's own 421 replies, and
  * passes the socket to the least loaded ready worker. It also holds what must be one for all workers:
- * the session-ticket key, the AUTH failure counts per address and the turns of their checks.
+ * the session-ticket key, the AUTH failure counts per address and the turns of their checks, the counts of
+ * the workers' rate limits; and it gathers the workers' reports for one operations endpoint.
  */
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
@@ -16,8 +17,9 @@ import { type ListenerRole, type Listeners, type ListenPlan, openListeners } fro
 import type { ServerSettings } from "../server/options.js";
 import { Refusals } from "../server/refusals.js";
 import { rotatingTicketKeys } from "../tls/context.js";
-import type { Question, ToPrimary } from "./messages.js";
+import type { Question, ReportKind, ToPrimary } from "./messages.js";
 import { WorkerProcess } from "./worker-process.js";
+import { type WorkerReport, WorkerReports } from "./worker-reports.js";
 
 export interface PrimaryOptions {
   settings: Readonly<ServerSettings>;
@@ -27,6 +29,8 @@ export interface PrimaryOptions {
   /** Milliseconds a retired worker lets its sessions end by themselves before it stops (rolling restart). */
   drainTimeout: number;
   log(severity: Severity, message: string): void;
+  /** Told of each connection the primary refuses at accept (for metrics). */
+  refused?(reason: "max-connections" | "max-connections-per-ip", clientAddress: string): void;
 }
 
 /** An accepted connection not yet passed to a worker (none is ready). */
@@ -62,6 +66,9 @@ export class Primary {
   private readonly authFailures: MemoryAddressLimiter | null;
   /** Per client key, the AUTH checks waiting for their turn, the running one first. */
   private readonly authTurns = new Map<string, { worker: WorkerProcess; request: number; turn: number }[]>();
+  /** The workers' rate limits (limit-record questions), by name, limit and window. */
+  private readonly sharedLimiters = new Map<string, MemoryAddressLimiter>();
+  private readonly reports = new WorkerReports();
   private quickCrashes = 0;
   /** Replacements of crashed workers waiting for their backoff to pass. */
   private readonly replacements = new Set<NodeJS.Timeout>();
@@ -161,6 +168,18 @@ export class Primary {
     this.options.log("info", `Rolling restart done: ${this.workerPids.length} workers from the code on disk`);
   }
 
+  /**
+   * Asks the workers for their metrics (every worker still running, a retiring one included: its counts
+   * are part of the totals) or their readiness (the workers that get connections); a worker that does not
+   * answer within timeoutMs has a null report.
+   */
+  workerReports(kind: ReportKind, timeoutMs: number): Promise<WorkerReport[]> {
+    const asked = [...this.workers].filter((w) =>
+      kind === "readiness" ? w.serving : w.state !== "starting" && w.state !== "exited",
+    );
+    return this.reports.gather(asked, kind, timeoutMs);
+  }
+
   /** Every worker reads its TLS certificate files again (SIGHUP). */
   reloadTls(): void {
     for (const worker of this.workers) worker.send({ type: "reload-tls" });
@@ -208,6 +227,7 @@ export class Primary {
     const ticket = this.admission.enter();
     if (!ticket) {
       this.refusals.tooBusy(socket, role.implicitTls);
+      this.options.refused?.("max-connections", socket.remoteAddress ?? "");
       this.options.log(
         "warn",
         `Refused ${socket.remoteAddress}: maxConnections (${this.settings.maxConnections}) reached`,
@@ -219,6 +239,7 @@ export class Primary {
     if (!role.proxy && !this.admission.countClient(ticket, peer)) {
       this.admission.leave(ticket);
       this.refusals.tooManyFromClient(socket, role.implicitTls);
+      this.options.refused?.("max-connections-per-ip", peer);
       this.options.log(
         "warn",
         `Refused ${peer}: maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
@@ -299,6 +320,9 @@ export class Primary {
       case "question":
         this.answer(worker, message.request, message);
         break;
+      case "report":
+        this.reports.received(message.request, message.report);
+        break;
       case "auth-turn-done":
         this.endAuthTurn(message.key, (entry) => entry.worker === worker && entry.turn === message.turn);
         break;
@@ -332,7 +356,32 @@ export class Primary {
         if (queue.length === 1) reply(true);
         break;
       }
+      case "limit-record":
+        reply(this.sharedLimiter(question).record(question.key));
+        break;
+      case "limit-blocked":
+        reply(this.sharedLimiter(question).isBlocked(question.key));
+        break;
     }
+  }
+
+  /**
+   * The limiter a worker's rate limit counts in, made at its first question. Keyed by limit and window
+   * too: after a rolling restart with other limits, the new workers count apart from the old ones.
+   */
+  private sharedLimiter(question: {
+    limiter: string;
+    limit: number;
+    windowMs: number;
+  }): MemoryAddressLimiter {
+    const { limiter: name, limit, windowMs } = question;
+    const key = `${name} ${limit} ${windowMs}`;
+    let limiter = this.sharedLimiters.get(key);
+    if (!limiter) {
+      limiter = new MemoryAddressLimiter({ limit, windowMs });
+      this.sharedLimiters.set(key, limiter);
+    }
+    return limiter;
   }
 
   /** The running AUTH check of `key` is over (or its worker gone): the next one waiting gets its turn. */
@@ -349,6 +398,7 @@ export class Primary {
 
   private exited(worker: WorkerProcess, how: string): void {
     this.workers.delete(worker);
+    this.reports.forget(worker);
     // Its connections are gone with it (the system closed their sockets): they count no more.
     for (const ticket of worker.connections.values()) this.admission.leave(ticket);
     worker.connections.clear();

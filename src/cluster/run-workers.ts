@@ -7,13 +7,18 @@ import { availableParallelism } from "node:os";
 import type { Awaitable } from "../protocol/maybe-async.js";
 import { listenPlan } from "../server/listeners.js";
 import { defaultLogger, severityEnabled, writeLog } from "../server/logger.js";
+import { completeObserver } from "../server/observer.js";
 import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
+import type { ReportKind } from "./messages.js";
 import { WORKER_ENV } from "./messages.js";
 import { Primary } from "./primary.js";
-import { serveFromPrimary, type WorkerHandle } from "./worker.js";
+import { type PrimaryServices, serveFromPrimary, type WorkerHandle } from "./worker.js";
+import type { WorkerReport } from "./worker-reports.js";
 
-export type { WorkerHandle } from "./worker.js";
+export type { ReportContent, ReportKind } from "./messages.js";
+export type { PrimaryServices, WorkerHandle, WorkerReporter } from "./worker.js";
+export type { WorkerReport } from "./worker-reports.js";
 
 export interface RunWorkersOptions {
   /** Worker processes: a whole number from 1, or "auto" for one per core (os.availableParallelism()). */
@@ -21,11 +26,16 @@ export interface RunWorkersOptions {
   /**
    * The options the servers are built from. The primary validates them, listens on their ports, hosts
    * and socketPath, keeps their maxConnections, maxConnectionsPerIp and maxAuthFailuresPerIp over all
-   * workers, and logs through their logger.
+   * workers, logs through their logger, and tells their observer (in the primary's process) of the
+   * connections it refuses at accept (connectionRefused "max-connections" and "max-connections-per-ip").
    */
   options: SmtpServerOptions;
-  /** Builds a worker's server from the same options; called in each worker process, never in the primary. */
-  create: () => Awaitable<SmtpServer>;
+  /**
+   * Builds a worker's server from the same options; called in each worker process, never in the primary.
+   * `primary` offers address limiters counted in the primary and the reporting of the worker's metrics
+   * and readiness to it.
+   */
+  create: (primary: PrimaryServices) => Awaitable<SmtpServer>;
   /**
    * Milliseconds a worker retired by a rolling restart lets its sessions end by themselves before it
    * stops (idle ones then get 421; transactions under way have 10 s more). Default 30000.
@@ -53,6 +63,12 @@ export interface PrimaryHandle {
   restart(): Promise<void>;
   /** Every worker reads its TLS certificate files again (as SIGHUP). */
   reloadTls(): void;
+  /**
+   * Asks the workers what they report (PrimaryServices.report): their metrics (every running worker, a
+   * retiring one included) or their readiness (the workers that get connections). A worker that does not
+   * answer within timeoutMs is in the result with a null report.
+   */
+  workerReports(kind: ReportKind, timeoutMs: number): Promise<WorkerReport[]>;
   /** Graceful stop of every worker (as SIGTERM); resolves when all have exited. */
   stop(): Promise<void>;
   /** Resolves once stopped, whoever asked. */
@@ -99,6 +115,7 @@ export async function runWorkers(run: RunWorkersOptions): Promise<PrimaryHandle 
     log: (severity, message) => {
       if (severityEnabled(severity, settings.loggerSeverity)) writeLog(logger, null, severity, message);
     },
+    refused: completeObserver(run.options.observer)?.connectionRefused,
   });
   await primary.start();
   let stopped = () => {};
@@ -114,6 +131,7 @@ export async function runWorkers(run: RunWorkersOptions): Promise<PrimaryHandle 
     },
     restart: () => primary.restart(),
     reloadTls: () => primary.reloadTls(),
+    workerReports: (kind, timeoutMs) => primary.workerReports(kind, timeoutMs),
     stop,
     stopped: allStopped,
   };

@@ -3,7 +3,9 @@
  * and serves the sockets the primary passes it. The limits are the primary's: each connection is counted
  * there, the client a PROXY header names is counted by asking it, and every connection's end is
  * reported back. Session-ticket keys and AUTH failure counts come from the primary too, so that TLS
- * resumption and maxAuthFailuresPerIp hold across workers.
+ * resumption and maxAuthFailuresPerIp hold across workers; so may the counts of rate limits
+ * (PrimaryServices.addressLimiter). The worker answers the primary's requests for its metrics and
+ * readiness with what it was given to report (PrimaryServices.report).
  */
 import type { Socket } from "node:net";
 import type { Awaitable } from "../protocol/maybe-async.js";
@@ -11,7 +13,26 @@ import type { AddressLimiter } from "../server/address-limiter.js";
 import type { CountedElsewhere } from "../server/admission.js";
 import type { SmtpServer } from "../server/server.js";
 import type { TicketKeySource } from "../tls/context.js";
-import type { Question, ToPrimary, ToWorker } from "./messages.js";
+import type { Question, ReportContent, ReportKind, ToPrimary, ToWorker } from "./messages.js";
+
+/** What a worker's primary offers the server that `create` builds. */
+export interface PrimaryServices {
+  /**
+   * An AddressLimiter whose counts live in the primary, one for all workers: `limit` events of a key in
+   * `windowMs` hold it back (as MemoryAddressLimiter). Each call of record() or isBlocked() is one round
+   * trip to the primary. Limiters of the same name, limit and window share their counts.
+   */
+  addressLimiter(name: string, limit: number, windowMs: number): AddressLimiter;
+  /** What this worker answers when the primary asks for its metrics or readiness (its operations endpoint). */
+  report(reporter: WorkerReporter): void;
+}
+
+export interface WorkerReporter {
+  /** prom-client's registry.getMetricsAsJSON() of the worker's metrics. */
+  metrics(): Promise<unknown[]>;
+  /** Null when the worker can take mail now, else why not. */
+  readiness(): Promise<string | null>;
+}
 
 export interface WorkerHandle {
   role: "worker";
@@ -26,14 +47,14 @@ export interface WorkerHandle {
  * runWorkers rejects with the reason) and the process exits with status 1.
  */
 export async function serveFromPrimary(
-  create: () => Awaitable<SmtpServer>,
+  create: (primary: PrimaryServices) => Awaitable<SmtpServer>,
   reload: (server: SmtpServer) => void,
 ): Promise<WorkerHandle> {
   const link = new PrimaryLink(reload);
   let server: SmtpServer;
   try {
     const ticketKeys = await link.ticketKeys;
-    server = await create();
+    server = await create(link.services);
     await server.start({ listen: false, ticketKeySource: ticketKeys, authFailureLimiter: link.authFailures });
   } catch (error) {
     link.send({ type: "failed", message: error instanceof Error ? error.message : String(error) }, () =>
@@ -51,6 +72,8 @@ class PrimaryLink {
   /** Resolves with the key source once the primary's first key has come (it sends one at once). */
   readonly ticketKeys: Promise<TicketKeySource>;
   readonly authFailures: AddressLimiter;
+  readonly services: PrimaryServices;
+  private reporter: WorkerReporter | null = null;
   private ticketKey: Buffer | null = null;
   private readonly keyUsers = new Set<(key: Buffer) => void>();
   private readonly questions = new Map<
@@ -105,6 +128,28 @@ class PrimaryLink {
         }
       },
     };
+    this.services = {
+      addressLimiter: (name, limit, windowMs) => {
+        for (const [what, value] of [
+          ["limit", limit],
+          ["windowMs", windowMs],
+        ] as const) {
+          if (!Number.isSafeInteger(value) || value < 1) {
+            throw new RangeError(
+              `Invalid address limiter ${what}: ${value}; it must be an integer of at least 1.`,
+            );
+          }
+        }
+        const limiter = { limiter: name, limit, windowMs };
+        return {
+          record: (key) => this.ask({ ask: "limit-record", ...limiter, key }),
+          isBlocked: (key) => this.ask({ ask: "limit-blocked", ...limiter, key }),
+        };
+      },
+      report: (reporter) => {
+        this.reporter = reporter;
+      },
+    };
   }
 
   send(message: ToPrimary, sent?: () => void): void {
@@ -134,6 +179,9 @@ class PrimaryLink {
         question?.resolve(message.value);
         break;
       }
+      case "report":
+        void this.report(message.request, message.kind);
+        break;
       case "reload-tls":
         if (this.server) this.reload(this.server);
         break;
@@ -162,6 +210,20 @@ class PrimaryLink {
       },
     };
     (this.server as SmtpServer).serveSocket(socket, role, counted);
+  }
+
+  private async report(request: number, kind: ReportKind): Promise<void> {
+    const reporter = this.reporter;
+    let report: ReportContent;
+    try {
+      if (!reporter) report = { kind: "none" };
+      else if (kind === "metrics") report = { kind, metrics: await reporter.metrics() };
+      else report = { kind, reason: await reporter.readiness() };
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      report = kind === "readiness" ? { kind, reason: `its check failed: ${why}` } : { kind: "none" };
+    }
+    this.send({ type: "report", request, report });
   }
 
   private ask(question: Question): Promise<boolean> {

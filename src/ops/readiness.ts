@@ -19,19 +19,30 @@ export interface Listening {
  * Resolves with null when ready, else with a short reason. Checks asked for while one runs share it, so
  * that a burst of probes costs one check.
  */
-export function readinessCheck(server: Listening, store: MessageStore): () => Promise<string | null> {
+export function readinessCheck(
+  server: Listening,
+  store: MessageStore,
+  /** "primary": a worker's server, which has no listeners of its own (its primary listens for it). */
+  listener: "own" | "primary" = "own",
+): () => Promise<string | null> {
   let running: Promise<string | null> | null = null;
   return () => {
-    running ??= check(server, store).finally(() => {
+    running ??= check(server, store, listener).finally(() => {
       running = null;
     });
     return running;
   };
 }
 
-async function check(server: Listening, store: MessageStore): Promise<string | null> {
+async function check(
+  server: Listening,
+  store: MessageStore,
+  listener: "own" | "primary",
+): Promise<string | null> {
   if (server.isShuttingDown) return "the server is stopping";
-  if (server.isStopped || server.addresses.length === 0) return "the server is not listening";
+  if (server.isStopped || (listener === "own" && server.addresses.length === 0)) {
+    return "the server is not listening";
+  }
   if (store.checkReady) {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<string>((resolve) => {

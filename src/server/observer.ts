@@ -21,13 +21,19 @@ const EVENTS = [
 
 function ignore(): void {}
 
+function warnObserverFailed(method: string, error: unknown): void {
+  process.emitWarning(
+    `mailgate: the observer's ${method} threw (${error instanceof Error ? error.message : String(error)}); events it fails to take are dropped.`,
+  );
+}
+
 /**
  * The observer the server calls, or undefined without one. `failed` is told of the first throw (later
- * ones are dropped, as a broken observer would otherwise flood the output).
+ * ones are dropped, as a broken observer would otherwise flood the output); by default a process warning.
  */
 export function completeObserver(
   given: unknown,
-  failed: (method: string, error: unknown) => void,
+  failed: (method: string, error: unknown) => void = warnObserverFailed,
 ): Observer | undefined {
   if (given === undefined) return undefined;
   if (typeof given !== "object" || given === null) {

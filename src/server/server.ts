@@ -173,11 +173,7 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
     this.ownAuthFailureLimiter = options.authFailureLimiter !== undefined;
-    this.observer = completeObserver(options.observer, (method, error) =>
-      process.emitWarning(
-        `mailgate: the observer's ${method} threw (${error instanceof Error ? error.message : String(error)}); events it fails to take are dropped.`,
-      ),
-    );
+    this.observer = completeObserver(options.observer);
     this.sessionHooks = bindHooks(
       this,
       (ctx, severity, message, error) => this.log(ctx, severity, message, error),

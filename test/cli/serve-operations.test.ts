@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { hashPassword } from "../../src/cli/accounts.js";
 import { RawClient, waitFor } from "../helpers/clients.js";
 import { needProgram } from "../helpers/programs.js";
+import { endpointOf, get, sample } from "../helpers/scrape.js";
 import { MAIN, type Served, startServe } from "../helpers/serve-process.js";
 
 const run = promisify(execFile);
@@ -46,17 +47,6 @@ async function greeted(port: number, seen: Seen, localAddress: string): Promise<
   return client;
 }
 
-/** One sample's value from Prometheus text, 0 when the series is absent. */
-function sample(text: string, series: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
-  return line === undefined ? 0 : Number(line.slice(series.length + 1));
-}
-
-async function get(url: string): Promise<{ status: number; body: string }> {
-  const response = await fetch(url);
-  return { status: response.status, body: await response.text() };
-}
-
 describe("mailgate serve --metrics-listen --log-format json", () => {
   let dir: string;
   let served: Served;
@@ -82,9 +72,7 @@ describe("mailgate serve --metrics-listen --log-format json", () => {
       "--auth-users",
       "users",
     ]);
-    const match = /Operations endpoint on (http:\/\/127\.0\.0\.1:\d+) /.exec(served.output());
-    assert.ok(match, served.output());
-    endpoint = match[1] as string;
+    endpoint = endpointOf(served);
   });
 
   after(async () => {

@@ -4,24 +4,12 @@
  * connection limits exact over both workers.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { type TestContext, test } from "node:test";
+import { test } from "node:test";
 import { RawClient, waitFor } from "../helpers/clients.js";
 import { MailLoop, storedMarkers } from "../helpers/mail-loop.js";
-import { type Served, startServe } from "../helpers/serve-process.js";
-
-async function served(t: TestContext, args: string[]): Promise<{ served: Served; dir: string }> {
-  const dir = await mkdtemp(join(tmpdir(), "mailgate-workers-"));
-  const started = await startServe(dir, ["--workers", "2", "--hosts", "127.0.0.1", ...args]);
-  t.after(async () => {
-    started.child.kill("SIGKILL");
-    await started.exited;
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { served: started, dir };
-}
+import { type Served, serveWorkers } from "../helpers/serve-process.js";
 
 /** Resolves when `pattern` has matched the output `count` times; fails with the output's end otherwise. */
 async function printed(server: Served, pattern: RegExp, count: number, timeoutMs = 30_000): Promise<void> {
@@ -47,7 +35,7 @@ async function terminate(server: Served): Promise<number | null> {
 }
 
 test("three rolling restarts and a SIGHUP while clients send: nobody refused or reset, every 250 stored once", async (t) => {
-  const { served: server, dir } = await served(t, [
+  const { served: server, dir } = await serveWorkers(t, [
     "--tls-mode",
     "optional",
     "--worker-drain-timeout",
@@ -82,7 +70,7 @@ test("three rolling restarts and a SIGHUP while clients send: nobody refused or 
 });
 
 test("a worker killed under load is replaced; every message acknowledged is stored", async (t) => {
-  const { served: server, dir } = await served(t, []);
+  const { served: server, dir } = await serveWorkers(t, []);
   const [victim] = workerPids(server);
   const loop = new MailLoop(server.port, 4);
   try {
@@ -104,7 +92,7 @@ test("a worker killed under load is replaced; every message acknowledged is stor
 });
 
 test("maxConnections and maxConnectionsPerIp hold exactly over 2 workers", async (t) => {
-  const { served: server, dir } = await served(t, [
+  const { served: server, dir } = await serveWorkers(t, [
     "--max-connections",
     "5",
     "--max-processings",

@@ -1,5 +1,9 @@
 /** `mailgate serve` as a child process, the way a user runs it: the built CLI, its output, its exit. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
 
 export const MAIN = new URL("../../src/cli/main.js", import.meta.url).pathname;
 
@@ -47,4 +51,19 @@ export async function startServe(
     child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
   });
   return { child, port, output: () => output, exited };
+}
+
+/**
+ * `mailgate serve --workers 2 --hosts 127.0.0.1 ARGS` in a new directory, killed and removed after the
+ * test.
+ */
+export async function serveWorkers(t: TestContext, args: string[]): Promise<{ served: Served; dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), "mailgate-workers-"));
+  const started = await startServe(dir, ["--workers", "2", "--hosts", "127.0.0.1", ...args]);
+  t.after(async () => {
+    started.child.kill("SIGKILL");
+    await started.exited;
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { served: started, dir };
 }
