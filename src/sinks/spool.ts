@@ -188,6 +188,25 @@ export class SinkSpool implements MessageStore {
     };
   }
 
+  /** The sink's state as the spool sees it, for metrics and readiness (StoreStatus). */
+  get state(): SinkState {
+    return this.#health.state;
+  }
+
+  /** Messages waiting in the spool (StoreStatus): the metrics' spool depth. */
+  get depth(): number {
+    return this.#forwarder.messages;
+  }
+
+  /**
+   * Ready while the spool can take a message (StoreStatus), whatever the sink's state: that is what the
+   * spool is for. Rejects when the spool is full or its directory cannot be written.
+   */
+  async checkReady(): Promise<void> {
+    if (this.#full) throw new Error("The spool is full (maxMessages or maxBytes reached).");
+    await this.#maildir.checkReady();
+  }
+
   /**
    * Hands the message to the sink, or spools it (see the top of this file). The receipt's id is the
    * message's id (envelope.id, or one drawn here when it has none), whichever took it.

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { RawClient } from "../helpers/clients.js";
 import { REDIS_URL, redisOrSkip } from "../helpers/redis.js";
+import { endpointOf, get, sample } from "../helpers/scrape.js";
 import { startServe } from "../helpers/serve-process.js";
 
 test("two mailgate serve instances share a client's message quota through Redis", async (t) => {
@@ -53,4 +54,50 @@ test("two mailgate serve instances share a client's message quota through Redis"
     /\[127\.0\.0\.1:\d+\] Refused: over the messages-per-minute limit \(421 4\.7\.0\)/,
   );
   assert.equal(await admin.redis.get(`${admin.prefix}messages:127.0.0.1`), "3");
+});
+
+test("refused recipients and a rate-limited client are counted in /metrics as the clients saw them", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "mailgate-limits-metrics-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const served = await startServe(dir, [
+    ...["--metrics-listen", "127.0.0.1:0", "--maildir", join(dir, "mail")],
+    ...["--accept-domains", "example.com", "--connections-per-minute", "3"],
+  ]);
+  t.after(() => served.child.kill("SIGKILL"));
+  const seen = { replies: new Map<string, number>(), accepted: 0, rateRefused: 0 };
+  const count = (reply: string) => {
+    const type = `${reply[0]}xx`;
+    seen.replies.set(type, (seen.replies.get(type) ?? 0) + 1);
+    return reply;
+  };
+  for (let session = 0; session < 3; session++) {
+    const client = await RawClient.connect(served.port);
+    count((await client.reply()) ?? "");
+    count(await client.command("EHLO client.test"));
+    count(await client.command("MAIL FROM:<a@x.test>"));
+    count(await client.command("RCPT TO:<someone@example.com>"));
+    assert.match(count(await client.command("RCPT TO:<someone@elsewhere.test>")), /^550 5\.1\.1 /);
+    count(await client.command("DATA"));
+    const done = count(await client.command("Subject: counted\r\n\r\nbody\r\n."));
+    if (done.startsWith("250 ")) seen.accepted++;
+    count(await client.command("QUIT"));
+    client.drop();
+  }
+  const limited = await RawClient.connect(served.port);
+  const refusal = (await limited.reply()) ?? "";
+  assert.match(refusal, /^421 4\.7\.0 Too many connections from your address/);
+  count(refusal);
+  seen.rateRefused++;
+  limited.drop();
+
+  const metrics = (await get(`${endpointOf(served)}/metrics`)).body;
+  assert.equal(sample(metrics, 'mailgate_messages_total{outcome="accepted"}'), seen.accepted);
+  assert.equal(seen.accepted, 3);
+  assert.equal(
+    sample(metrics, 'mailgate_connections_refused_total{reason="connection-rate"}'),
+    seen.rateRefused,
+  );
+  for (const type of ["2xx", "3xx", "5xx"]) {
+    assert.equal(sample(metrics, `mailgate_replies_total{class="${type}"}`), seen.replies.get(type), type);
+  }
 });
