@@ -263,6 +263,14 @@ export class SmtpSession {
     return this.phase === Phase.Closed;
   }
 
+  /**
+   * Bytes received and not handled yet. Once the session is idle they are at most one unfinished command
+   * or SASL line: longer lines are dropped as they come (the fuzzers check this bound).
+   */
+  get bufferedInputBytes(): number {
+    return this.input.length - this.inputPos;
+  }
+
   /** True while a mail transaction or message is under way (graceful shutdown waits for these). */
   get inTransaction(): boolean {
     return (
