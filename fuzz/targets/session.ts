@@ -1,12 +1,15 @@
 /**
  * Fuzz target: one SMTP or LMTP session with no socket, fed arbitrary client bytes cut at random places.
  *
- * Input: [flags][more flags][split seed][client bytes]. The split seed cuts the bytes at random, line by
- * line, or as a pipelining client sends them (see clientPieces). The flags choose SMTP or LMTP, the CRLF mode,
+ * Input: [flags][more flags][client habits][split seed][server event][client bytes]. The split seed cuts the bytes at
+ * random, line by line, or as a pipelining client sends them (see clientPieces). The server event is what
+ * the connection driver may do in the middle of the dialogue: a command or data timeout, a graceful or an
+ * immediate shutdown, after a piece chosen by the same byte, or nothing. The flags choose SMTP or LMTP, the CRLF mode,
  * PIPELINING, CHUNKING with BINARYMIME, 8BITMIME with SMTPUTF8, DSN, AUTH (PLAIN, LOGIN, CRAM-MD5 and
  * XOAUTH2 over plaintext, optional or required, with or without a per-address failure limit), a peer
  * trusted for XCLIENT, sync or async hooks, a buffered or a streamed message, small limits, a client that
- * talks before the greeting, and whether the client half-closes or drops the connection at the end.
+ * talks before the greeting, a client that reads its replies slowly (writes report backpressure and drain
+ * a moment later), and whether the client half-closes or drops the connection at the end.
  * STARTTLS is never offered: there is no TLS layer to hand the bytes to.
  *
  * Invariants, checked after every piece of input (a FuzzFinding otherwise; an exception escaping from
@@ -49,6 +52,7 @@ const BDAT_LAST = /BDAT[ \t]+\+?\d+[ \t]+LAST/gi;
 
 interface Scenario {
   config: SessionConfig;
+  slowReader: boolean;
   xclientTrusted: boolean;
   asyncHooks: boolean;
   streamed: boolean;
@@ -57,7 +61,7 @@ interface Scenario {
   failureLimit: boolean;
 }
 
-function scenario(flags: number, more: number): Scenario {
+function scenario(flags: number, more: number, habits: number): Scenario {
   const bit = (byte: number, n: number) => (byte & (1 << n)) !== 0;
   const authModes = ["forbidden", "optional", "required", "optional"] as const;
   const crlfModes = ["ensure", "leave", "strict", "ensure"] as const;
@@ -81,11 +85,12 @@ function scenario(flags: number, more: number): Scenario {
       maxRecipients: 5,
       maxBadCommands: bit(more, 7) ? 3 : 20,
     },
+    slowReader: bit(habits, 0),
     xclientTrusted: bit(flags, 6),
     asyncHooks: bit(flags, 7),
-    streamed: bit(more, 3) && bit(more, 4),
-    earlyTalker: bit(more, 3) && !bit(more, 4),
-    halfClose: !bit(more, 4),
+    streamed: bit(more, 3),
+    earlyTalker: bit(habits, 1),
+    halfClose: !bit(habits, 2),
     failureLimit: bit(more, 2) && bit(more, 1),
   };
 }
@@ -271,15 +276,34 @@ function clientPieces(bytes: Buffer, seed: number): Buffer[] {
   return pieces;
 }
 
+/** What the connection driver does to the session besides feeding it, after the piece `after`. */
+function serverEvent(byte: number): { after: number; act: (session: SmtpSession) => void } | null {
+  const after = byte >> 2;
+  switch (byte & 3) {
+    case 0:
+      return { after, act: (session) => session.timeout() };
+    case 1:
+      return { after, act: (session) => session.requestClose() };
+    case 2:
+      return { after, act: (session) => session.shutdownNow() };
+    default:
+      return null;
+  }
+}
+
 export async function fuzz(data: Buffer): Promise<void> {
-  if (data.length < 3) return;
-  const scene = scenario(data[0] as number, data[1] as number);
+  if (data.length < 5) return;
+  const scene = scenario(data[0] as number, data[1] as number, data[2] as number);
   if (scene.failureLimit) scene.config.auth = { ...scene.config.auth, addressLimit: failureLimit() };
   const seen = new Observer(scene.config.lmtp);
+  let session: SmtpSession | null = null;
   const transport: SessionTransport = {
     write: (text) => {
       seen.wrote(text);
-      return true;
+      if (!scene.slowReader) return true;
+      // The socket's buffer is full: it drains a moment later, as a socket's "drain" event comes.
+      setImmediate(() => session?.outputDrained());
+      return false;
     },
     close: () => {
       seen.closed = true;
@@ -290,9 +314,10 @@ export async function fuzz(data: Buffer): Promise<void> {
     dataReceived: () => {},
     xclientTrusted: scene.xclientTrusted,
   };
-  const session = new SmtpSession(scene.config, hooksFor(scene, seen), transport, newContext());
+  session = new SmtpSession(scene.config, hooksFor(scene, seen), transport, newContext());
   const lineLimit = Math.max(scene.config.maxCommandLineLength, MAX_SASL_LINE_OCTETS + 2);
-  const pieces = clientPieces(data.subarray(3), data[2] as number);
+  const pieces = clientPieces(data.subarray(5), data[3] as number);
+  const event = serverEvent(data[4] as number);
   const check = () => {
     invariant(seen.broken.length === 0, () => seen.broken.join("; "));
     const buffered = session.bufferedInputBytes;
@@ -301,9 +326,10 @@ export async function fuzz(data: Buffer): Promise<void> {
 
   if (scene.earlyTalker && pieces[0]) session.receive(pieces.shift() as Buffer);
   await session.start();
-  for (const piece of pieces) {
+  for (const [index, piece] of pieces.entries()) {
     seen.sent.push(piece);
     session.receive(piece);
+    if (event?.after === index) event.act(session);
     await session.whenIdle();
     check();
   }
