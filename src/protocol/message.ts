@@ -50,13 +50,16 @@ export class MessageReceiver {
     message.data = EMPTY;
   }
 
-  /** Runs the data-start hook (its error refuses the message before any data) and opens the stream. */
+  /**
+   * Runs the data-start hook (its error refuses the message before any data) and opens the stream, unless
+   * the message was abandoned while the hook ran (the session closed): no consumer is started for it.
+   */
   begin(): Awaitable<void> {
     return thenCall(
       () => this.hooks.onMessageDataStart(this.ctx),
       () => {
         const consumer = this.hooks.onMessageStream;
-        if (consumer) this.openStream(consumer);
+        if (consumer && !this.error) this.openStream(consumer);
       },
     );
   }

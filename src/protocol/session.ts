@@ -786,7 +786,7 @@ export class SmtpSession {
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
     this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
     this.flush();
-    this.phase = Phase.Tls;
+    this.enter(Phase.Tls);
     this.dropInput();
     try {
       await this.transport.startTls();
@@ -809,7 +809,7 @@ export class SmtpSession {
     server.authenticationId = "";
     server.authenticated = null;
     server.authMechanism = "";
-    this.phase = Phase.Command;
+    this.enter(Phase.Command);
     this.hooks.log(this.ctx, "debug", `TLS established: ${server.tls?.protocol} ${server.tls?.cipher}`);
   }
 
@@ -914,7 +914,7 @@ export class SmtpSession {
       throw new SmtpError(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1");
     }
     const receiver = this.newReceiver();
-    this.phase = Phase.Data;
+    this.enter(Phase.Data);
     return thenCall(
       () => receiver.begin(),
       () => {
@@ -923,7 +923,7 @@ export class SmtpSession {
       },
       (error) => {
         // Refused before the 354: the client keeps its transaction and may RSET or try again.
-        this.phase = Phase.Command;
+        this.enter(Phase.Command);
         this.resetMessage();
         throw error;
       },
@@ -1018,7 +1018,7 @@ export class SmtpSession {
   /** The reply (or, in LMTP, the replies) to a complete message, and the end of its transaction. */
   private answerMessage({ error, value }: MessageResult): void {
     const recipients = this.ctx.envelope.to;
-    this.phase = Phase.Command;
+    this.enter(Phase.Command);
     // The message is over: the reset must not abandon it (nor build an error to say so).
     this.receiver = null;
     this.resetTransaction();
@@ -1153,10 +1153,10 @@ export class SmtpSession {
       answerError: (error, defaultCode) => this.answerError(error, defaultCode),
       close: () => this.close(),
       expectCommands: () => {
-        this.phase = Phase.Command;
+        this.enter(Phase.Command);
       },
       expectSaslResponses: () => {
-        this.phase = Phase.Auth;
+        this.enter(Phase.Auth);
       },
       get receiver() {
         return session.receiver;
@@ -1169,10 +1169,10 @@ export class SmtpSession {
       finishMessage: (receiver) => this.finishMessage(receiver),
       consumeData: (pos) => this.consumeData(pos),
       expectChunk: () => {
-        this.phase = Phase.Chunk;
+        this.enter(Phase.Chunk);
       },
       expectDiscardedChunk: () => {
-        this.phase = Phase.SkipChunk;
+        this.enter(Phase.SkipChunk);
       },
     };
     return this.view;
@@ -1201,6 +1201,14 @@ export class SmtpSession {
       });
       this.outputWaiter = { promise, resolve };
     }
+  }
+
+  /**
+   * Moves to the next phase, unless the session closed meanwhile: a hook that settles after a timeout, a
+   * shutdown or the client's going must not open the session again (it would read and answer input).
+   */
+  private enter(phase: Phase): void {
+    if (this.phase !== Phase.Closed) this.phase = phase;
   }
 
   private close(): void {
