@@ -188,8 +188,9 @@ export class MessageReceiver {
     stream.on("error", () => {});
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
+    // The consumer starts a turn later; a message abandoned meanwhile (the session closed) never starts it.
     this.streamResult = Promise.resolve()
-      .then(() => consumer(this.ctx, stream))
+      .then(() => (this.error ? undefined : consumer(this.ctx, stream)))
       .then(
         (value) => {
           // A consumer that returns before the end no longer reads: drain the rest so the session goes on.

@@ -93,3 +93,20 @@ test("a timeout while the message hook runs: no 250 after the 421, and the sessi
   await settle();
   assert.equal(t.written.at(-1), "421 4.4.2 mx.test Error: timeout exceeded\r\n");
 });
+
+test("a shutdown right after DATA, before the stream consumer was started: it is never started", async () => {
+  let streams = 0;
+  const t = await openSession({
+    hooks: {
+      onMessageStream: async (_ctx, stream) => {
+        streams++;
+        for await (const _ of stream);
+      },
+    },
+  });
+  await t.send("EHLO client.test\r\n", "MAIL FROM:<a@x.test>\r\n", "RCPT TO:<b@x.test>\r\n");
+  t.session.receive(Buffer.from("DATA\r\n"));
+  t.session.shutdownNow();
+  await settle();
+  assert.equal(streams, 0, "onMessageStream was called for a closed session");
+});
