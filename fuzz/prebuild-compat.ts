@@ -50,7 +50,7 @@ function loadError(path: string): string | null {
 export function ensureEngineLoads(): string {
   const path = prebuildPath();
   const before = loadError(path);
-  if (before === null) return "Jazzer.js engine loads as shipped";
+  if (before === null) return "Jazzer.js's engine loads";
   const missing = [...before.matchAll(/version `([^']+)' not found/g)].map((match) => match[1]);
   if (missing.length === 0 || !missing.every((version) => MISSING_VERSIONS.includes(version as string))) {
     throw new Error(`Jazzer.js's engine (${path}) does not load here: ${before.trim().split("\n")[0]}`);

@@ -4,7 +4,8 @@
  *
  *   npm run fuzz -- --seconds 600            ten minutes in all (or FUZZ_SECONDS=600 npm run fuzz)
  *   npm run fuzz -- --target session         one target (repeat --target for several)
- *   npm run fuzz -- --coverage               no fuzzing: replay the corpora and report line coverage
+ *   npm run fuzz -- --coverage               no fuzzing: replay the corpora and report coverage of build/src
+ *                                            (.fuzz/coverage/<target>/: a summary per file, and HTML)
  *
  * Seeds come from fuzz/corpus/<target>/ (committed); what the fuzzer learns goes to .fuzz/corpus/<target>/
  * (kept between runs, not committed), crashing inputs to .fuzz/findings/, each run's log to .fuzz/logs/.
@@ -101,7 +102,16 @@ async function run(target: FuzzTarget, seconds: number): Promise<Outcome> {
     "10000",
     ...(target.sync ? ["--sync"] : []),
     ...(values.coverage
-      ? ["--mode", "regression", "--coverage", "--coverage_directory", join(WORK, "coverage", target.name)]
+      ? [
+          ...[
+            "--mode",
+            "regression",
+            "--coverage",
+            "--coverage_directory",
+            join(WORK, "coverage", target.name),
+          ],
+          ...["text-summary", "json-summary", "html"].map((reporter) => `--coverage_reporters=${reporter}`),
+        ]
       : []),
     "--",
     `-max_total_time=${seconds}`,

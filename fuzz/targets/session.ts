@@ -1,15 +1,16 @@
 /**
  * Fuzz target: one SMTP or LMTP session with no socket, fed arbitrary client bytes cut at random places.
  *
- * Input: [flags][more flags][client habits][split seed][server event][client bytes]. The split seed cuts the bytes at
- * random, line by line, or as a pipelining client sends them (see clientPieces). The server event is what
- * the connection driver may do in the middle of the dialogue: a command or data timeout, a graceful or an
- * immediate shutdown, after a piece chosen by the same byte, or nothing. The flags choose SMTP or LMTP, the CRLF mode,
- * PIPELINING, CHUNKING with BINARYMIME, 8BITMIME with SMTPUTF8, DSN, AUTH (PLAIN, LOGIN, CRAM-MD5 and
- * XOAUTH2 over plaintext, optional or required, with or without a per-address failure limit), a peer
- * trusted for XCLIENT, sync or async hooks, a buffered or a streamed message, small limits, a client that
- * talks before the greeting, a client that reads its replies slowly (writes report backpressure and drain
- * a moment later), and whether the client half-closes or drops the connection at the end.
+ * Input: [flags][more flags][client habits][split seed][server event][client bytes]. The split seed cuts
+ * the bytes at random, line by line, or as a pipelining client sends them (see clientPieces). The server
+ * event is what the connection driver may do in the middle of the dialogue: a command or data timeout, a
+ * graceful or an immediate shutdown, after a piece chosen by the same byte, or nothing. The flags choose
+ * SMTP or LMTP, the CRLF mode, PIPELINING, CHUNKING with BINARYMIME, 8BITMIME with SMTPUTF8, DSN, AUTH
+ * (PLAIN, LOGIN, CRAM-MD5 and XOAUTH2 over plaintext, optional or required, with or without a per-address
+ * failure limit), a peer trusted for XCLIENT, sync or async hooks, a buffered or a streamed message and
+ * small limits; the habits a client that talks before the greeting, one that reads its replies slowly
+ * (writes report backpressure and drain a turn later), and whether it half-closes or drops the connection
+ * at the end.
  * STARTTLS is never offered: there is no TLS layer to hand the bytes to.
  *
  * Invariants, checked after every piece of input (a FuzzFinding otherwise; an exception escaping from
