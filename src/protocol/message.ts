@@ -34,6 +34,8 @@ export class MessageReceiver {
   private streamResult: Promise<unknown> | null = null;
   private streamFailure: unknown = null;
   private finished = false;
+  /** The session gave the message up, perhaps after its last byte (a timeout while the stream consumer ran). */
+  private abandoned = false;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -108,6 +110,7 @@ export class MessageReceiver {
 
   /** The session ends before the message does (client gone, RSET, shutdown). */
   abandon(reason: unknown): void {
+    this.abandoned = true;
     this.fail(reason);
     this.streamResult?.catch(() => {});
   }
@@ -161,6 +164,9 @@ export class MessageReceiver {
     stream.push(null);
     const value = await this.streamResult;
     if (this.streamFailure) return { error: this.streamFailure, value };
+    // The session closed while the consumer finished (its reply went out already): no hook starts for it.
+    if (this.abandoned)
+      return { error: new SmtpError(421, "Session closed before the message was handed over"), value };
     return this.runDataHook(value);
   }
 

@@ -110,3 +110,27 @@ test("a shutdown right after DATA, before the stream consumer was started: it is
   await settle();
   assert.equal(streams, 0, "onMessageStream was called for a closed session");
 });
+
+test("a timeout while the stream consumer finishes a message: onMessageData is not started afterwards", async () => {
+  const consumer = held();
+  let dataHooks = 0;
+  const t = await openSession({
+    hooks: {
+      onMessageStream: async (_ctx, stream) => {
+        for await (const _ of stream);
+        await consumer.wait();
+      },
+      onMessageData: () => {
+        dataHooks++;
+      },
+    },
+  });
+  await t.send("EHLO client.test\r\n", "MAIL FROM:<a@x.test>\r\n", "RCPT TO:<b@x.test>\r\n", "DATA\r\n");
+  t.session.receive(Buffer.from("Subject: x\r\n\r\nbody\r\n.\r\n"));
+  await settle();
+  t.session.timeout();
+  consumer.release();
+  await settle();
+  assert.equal(dataHooks, 0, "onMessageData ran after the session closed");
+  assert.equal(t.written.at(-1), "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+});
