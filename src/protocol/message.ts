@@ -34,6 +34,8 @@ export class MessageReceiver {
   private streamResult: Promise<unknown> | null = null;
   private streamFailure: unknown = null;
   private finished = false;
+  /** The session gave the message up, perhaps after its last byte (a timeout while the stream consumer ran). */
+  private abandoned = false;
 
   constructor(
     private readonly ctx: SessionContext,
@@ -50,13 +52,16 @@ export class MessageReceiver {
     message.data = EMPTY;
   }
 
-  /** Runs the data-start hook (its error refuses the message before any data) and opens the stream. */
+  /**
+   * Runs the data-start hook (its error refuses the message before any data) and opens the stream, unless
+   * the message was abandoned while the hook ran (the session closed): no consumer is started for it.
+   */
   begin(): Awaitable<void> {
     return thenCall(
       () => this.hooks.onMessageDataStart(this.ctx),
       () => {
         const consumer = this.hooks.onMessageStream;
-        if (consumer) this.openStream(consumer);
+        if (consumer && !this.error) this.openStream(consumer);
       },
     );
   }
@@ -105,6 +110,7 @@ export class MessageReceiver {
 
   /** The session ends before the message does (client gone, RSET, shutdown). */
   abandon(reason: unknown): void {
+    this.abandoned = true;
     this.fail(reason);
     this.streamResult?.catch(() => {});
   }
@@ -158,6 +164,9 @@ export class MessageReceiver {
     stream.push(null);
     const value = await this.streamResult;
     if (this.streamFailure) return { error: this.streamFailure, value };
+    // The session closed while the consumer finished (its reply went out already): no hook starts for it.
+    if (this.abandoned)
+      return { error: new SmtpError(421, "Session closed before the message was handed over"), value };
     return this.runDataHook(value);
   }
 
@@ -185,8 +194,9 @@ export class MessageReceiver {
     stream.on("error", () => {});
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
+    // The consumer starts a turn later; a message abandoned meanwhile (the session closed) never starts it.
     this.streamResult = Promise.resolve()
-      .then(() => consumer(this.ctx, stream))
+      .then(() => (this.error ? undefined : consumer(this.ctx, stream)))
       .then(
         (value) => {
           // A consumer that returns before the end no longer reads: drain the rest so the session goes on.

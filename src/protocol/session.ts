@@ -263,6 +263,14 @@ export class SmtpSession {
     return this.phase === Phase.Closed;
   }
 
+  /**
+   * Bytes received and not handled yet. Once the session is idle they are at most one unfinished command
+   * or SASL line: longer lines are dropped as they come (the fuzzers check this bound).
+   */
+  get bufferedInputBytes(): number {
+    return this.input.length - this.inputPos;
+  }
+
   /** True while a mail transaction or message is under way (graceful shutdown waits for these). */
   get inTransaction(): boolean {
     return (
@@ -783,7 +791,7 @@ export class SmtpSession {
     if (this.tx === TxState.NeedHelo) throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
     this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
     this.flush();
-    this.phase = Phase.Tls;
+    this.enter(Phase.Tls);
     this.dropInput();
     try {
       await this.transport.startTls();
@@ -806,7 +814,7 @@ export class SmtpSession {
     server.authenticationId = "";
     server.authenticated = null;
     server.authMechanism = "";
-    this.phase = Phase.Command;
+    this.enter(Phase.Command);
     this.hooks.log(this.ctx, "debug", `TLS established: ${server.tls?.protocol} ${server.tls?.cipher}`);
   }
 
@@ -911,7 +919,7 @@ export class SmtpSession {
       throw new SmtpError(503, "Error: BODY=BINARYMIME requires BDAT", "5.5.1");
     }
     const receiver = this.newReceiver();
-    this.phase = Phase.Data;
+    this.enter(Phase.Data);
     return thenCall(
       () => receiver.begin(),
       () => {
@@ -920,7 +928,7 @@ export class SmtpSession {
       },
       (error) => {
         // Refused before the 354: the client keeps its transaction and may RSET or try again.
-        this.phase = Phase.Command;
+        this.enter(Phase.Command);
         this.resetMessage();
         throw error;
       },
@@ -1015,7 +1023,7 @@ export class SmtpSession {
   /** The reply (or, in LMTP, the replies) to a complete message, and the end of its transaction. */
   private answerMessage({ error, value }: MessageResult): void {
     const recipients = this.ctx.envelope.to;
-    this.phase = Phase.Command;
+    this.enter(Phase.Command);
     // The message is over: the reset must not abandon it (nor build an error to say so).
     this.receiver = null;
     this.resetTransaction();
@@ -1157,10 +1165,10 @@ export class SmtpSession {
       answerError: (error, defaultCode) => this.answerError(error, defaultCode),
       close: () => this.close(),
       expectCommands: () => {
-        this.phase = Phase.Command;
+        this.enter(Phase.Command);
       },
       expectSaslResponses: () => {
-        this.phase = Phase.Auth;
+        this.enter(Phase.Auth);
       },
       get receiver() {
         return session.receiver;
@@ -1173,10 +1181,10 @@ export class SmtpSession {
       finishMessage: (receiver) => this.finishMessage(receiver),
       consumeData: (pos) => this.consumeData(pos),
       expectChunk: () => {
-        this.phase = Phase.Chunk;
+        this.enter(Phase.Chunk);
       },
       expectDiscardedChunk: () => {
-        this.phase = Phase.SkipChunk;
+        this.enter(Phase.SkipChunk);
       },
     };
     return this.view;
@@ -1206,6 +1214,14 @@ export class SmtpSession {
       });
       this.outputWaiter = { promise, resolve };
     }
+  }
+
+  /**
+   * Moves to the next phase, unless the session closed meanwhile: a hook that settles after a timeout, a
+   * shutdown or the client's going must not open the session again (it would read and answer input).
+   */
+  private enter(phase: Phase): void {
+    if (this.phase !== Phase.Closed) this.phase = phase;
   }
 
   private close(): void {

@@ -82,7 +82,12 @@ describe("a BDAT whose size cannot be read (RFC 3030 2)", () => {
     "BDAT 59\u0000",
   ];
   for (const command of unreadable) {
-    test(`${JSON.stringify(command)}: 521 and the session ends, so the chunk's octets never run as commands`, async () => {
+    // Non-ASCII escaped in the title: a raw U+2028 ends the line for TAP readers (Stryker's tap-parser).
+    const shown = JSON.stringify(command).replace(
+      /[^ -~]/g,
+      (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
+    test(`${shown}: 521 and the session ends, so the chunk's octets never run as commands`, async () => {
       let mails = 0;
       const t = await greeted({ config: { chunking: true }, hooks: { onMailFrom: () => void mails++ } });
       const smuggled = "RSET\r\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<y@d.example>\r\n";
