@@ -418,6 +418,7 @@ interface SinkFigures {
   peakRss: number;
 }
 
+/** The one scenario where the sink servers (issue 19) and the workers servers (issue 21) run. */
 const SINK_SCENARIO = "2k-s100-many-nopipe";
 
 function sinkFigures(results: ScenarioResult[]): SinkFigures[] {
@@ -483,6 +484,21 @@ function sinkTargets(figures: SinkFigures[]): Target[] {
   });
 }
 
+/** When and how the run was made, and the load average around it: one sentence. */
+function runLine(report: BenchReport): string {
+  return `Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`;
+}
+
+/** A paragraph (and its blank line) when the load average says other work shared the machine; else none. */
+function sharedMachineNote(report: BenchReport): string[] {
+  const cores = report.machine.cores;
+  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) <= cores) return [];
+  return [
+    `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
+    "",
+  ];
+}
+
 /** "## Sinks": `mailgate serve --sink` beside the discarding hook and each sink's ceiling, with issue 19's targets. */
 function sinksSection(report: BenchReport): string {
   const figures = sinkFigures(report.results);
@@ -492,16 +508,10 @@ function sinksSection(report: BenchReport): string {
   const lines = [
     "## Sinks (issue 19)",
     "",
-    `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`,
+    `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). ${runLine(report)}`,
     "",
+    ...sharedMachineNote(report),
   ];
-  const cores = report.machine.cores;
-  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) > cores) {
-    lines.push(
-      `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
-      "",
-    );
-  }
   if (figures.length > 0) {
     lines.push(
       table(
@@ -564,6 +574,103 @@ function sinksSection(report: BenchReport): string {
     if (ceiling) lines.push(`- its ceiling: \`${ceiling}\``);
   }
   if (figures.length > 0) lines.push("");
+  return lines.join("\n");
+}
+
+/** Issue 21's pairs: each server in one process, and the same on 2 workers behind a primary. */
+const WORKERS_PAIRS: { single: ServerId; workers: ServerId }[] = [
+  { single: "mailgate", workers: "mailgate-workers2" },
+  { single: "mailgate-serve", workers: "mailgate-serve-workers2" },
+];
+
+interface WorkersFigures {
+  runs: number;
+  rate: Spread;
+  /** The server's processes' CPU time ÷ wall time (1.0 = one core busy). */
+  cpu: Spread;
+  /** The same per message, in microseconds. */
+  cpuPerMessage: Spread;
+  generatorCpu: number;
+  /** The sum of each process's own VmHWM. */
+  peakRss: Spread;
+}
+
+function workersFigures(result: ScenarioResult, server: ServerId): WorkersFigures | undefined {
+  const samples = result.samples[server] as MessageSample[] | undefined;
+  if (!samples?.length) return undefined;
+  return {
+    runs: samples.length,
+    rate: spread(samples.map((s) => s.messagesPerSecond)),
+    cpu: spread(samples.map((s) => s.serverCpu)),
+    cpuPerMessage: spread(samples.map((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages)),
+    generatorCpu: median(samples.map((s) => s.generatorCpu)),
+    peakRss: spread(samples.map((s) => s.peakRss)),
+  };
+}
+
+/** "## Workers": 1 process against 2 workers, the discarding hook and `mailgate serve`, and what that shows here. */
+function workersSection(report: BenchReport): string {
+  const result = report.results.find((r) => r.scenario.id === SINK_SCENARIO);
+  if (!result) return "";
+  const rows: string[][] = [];
+  let singleBusy: number | undefined;
+  for (const pair of WORKERS_PAIRS) {
+    const two = workersFigures(result, pair.workers);
+    if (!two) continue;
+    const one = workersFigures(result, pair.single);
+    singleBusy ??= one && one.cpu.median + one.generatorCpu;
+    const row = (
+      server: ServerId,
+      processes: string,
+      f: WorkersFigures,
+      base: WorkersFigures | undefined,
+    ) => [
+      `\`${server}\``,
+      processes,
+      String(f.runs),
+      showSpread(f.rate),
+      base ? ratio(f.rate.median / base.rate.median) : "",
+      showSpread(f.cpu, percent),
+      showSpread(f.cpuPerMessage),
+      base ? ratio(f.cpuPerMessage.median / base.cpuPerMessage.median) : "",
+      percent(f.generatorCpu),
+      showSpread(f.peakRss, formatBytes),
+    ];
+    if (one) rows.push(row(pair.single, "1", one, undefined));
+    rows.push(row(pair.workers, "3 (primary + 2 workers)", two, one));
+  }
+  if (rows.length === 0) return "";
+  const cores = report.machine.cores;
+  const busy =
+    singleBusy === undefined
+      ? ""
+      : ` With one server process, the server and the generator together kept ${percent(singleBusy)} of a core busy (medians; ${cores * 100}% is every core).`;
+  const lines = [
+    "## Workers (issue 21): 1 process against 2 workers",
+    "",
+    `Scenario \`${SINK_SCENARIO}\` (${result.scenario.title}), the servers' order rotating run by run. Medians of the runs, with the lowest and highest in brackets. For the servers with workers, server CPU and peak RSS are **summed over the primary and its workers** (their pids read from \`/proc/<primary>/task/*/children\`); peak RSS is the sum of each process's own peak, an upper bound of their peak together. ÷ 1 process compares with the same server in one process in the same run. ${runLine(report)}`,
+    "",
+    ...sharedMachineNote(report),
+    table(
+      [
+        "server",
+        "processes",
+        "runs",
+        "msg/s",
+        "÷ 1 process",
+        "server CPU (100% = one core)",
+        "server CPU µs/msg",
+        "÷ 1 process",
+        "generator CPU",
+        "peak RSS (summed)",
+      ],
+      rows,
+    ),
+    "",
+    `**What this machine can show, and what it cannot.** It has ${cores} cores, and the generator (one \`smtp-source\` process driving the 100 sessions) runs on the same cores, beside whatever else the load average shows.${busy} A second worker finds no core of its own: the primary, both workers and the generator share the same ${cores}, so **msg/s here cannot show how far workers scale on free cores**. A rate gained here comes from waits that two processes overlap (\`mailgate serve\` waits on the disk's fsyncs, see the disk ceiling above: two workers have two Maildir writer threads, but still one disk), a rate lost from the extra processes competing with the generator and the machine's other work for the same cores. What the runs do show: (1) **CPU per message summed over all processes**, the cost of the design itself (the primary accepting each connection paused, counting it, passing the socket to a worker over IPC and hearing when the session ends; each worker's own event loop, GC and, for \`mailgate serve\`, Maildir writer thread), so that "÷ 1 process" of CPU µs/msg is the overhead of workers per message; here each connection carries many messages (100 connections per run), so the primary's per-connection work is spread thin, and one message per connection would weigh it more (not measured); (2) what the extra processes cost in memory; (3) that every message a client got a 250 for is counted by the workers (summed by the primary) or stored in the Maildir the workers share: each run checks the count. What would show the speed-up: the same command where the generator has cores of its own (another machine, or at least 4 cores here) and one process keeps a core busy; only then can a second worker use a second core.`,
+    "",
+  ];
+  for (const note of result.leftOut) lines.push(`Left out: ${note}.`, "");
   return lines.join("\n");
 }
 
@@ -883,6 +990,8 @@ export function renderReport(report: BenchReport): string {
   }
   const sinks = sinksSection(report);
   if (sinks) out.push(sinks);
+  const workers = workersSection(report);
+  if (workers) out.push(workers);
   out.push("## Scenarios", "");
   for (const result of report.results) out.push(scenarioSection(result), "");
   out.push(METHOD, "", commandsSection(report), "");
