@@ -395,7 +395,8 @@ function spread(values: readonly number[]): Spread {
 }
 
 function showSpread(s: Spread, format: (x: number) => string = int): string {
-  return s.min === s.max ? format(s.median) : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
+  const [low, high] = [format(s.min), format(s.max)];
+  return low === high ? format(s.median) : `${format(s.median)} (${low}–${high})`;
 }
 
 interface SinkFigures {
@@ -667,10 +668,15 @@ function workersSection(report: BenchReport): string {
       rows,
     ),
     "",
-    `**What this machine can show, and what it cannot.** It has ${cores} cores, and the generator (one \`smtp-source\` process driving the 100 sessions) runs on the same cores, beside whatever else the load average shows.${busy} A second worker finds no core of its own: the primary, both workers and the generator share the same ${cores}, so **msg/s here cannot show how far workers scale on free cores**. A rate gained here comes from waits that two processes overlap (\`mailgate serve\` waits on the disk's fsyncs, see the disk ceiling above: two workers have two Maildir writer threads, but still one disk), a rate lost from the extra processes competing with the generator and the machine's other work for the same cores. What the runs do show: (1) **CPU per message summed over all processes**, the cost of the design itself (the primary accepting each connection paused, counting it, passing the socket to a worker over IPC and hearing when the session ends; each worker's own event loop, GC and, for \`mailgate serve\`, Maildir writer thread), so that "÷ 1 process" of CPU µs/msg is the overhead of workers per message; here each connection carries many messages (100 connections per run), so the primary's per-connection work is spread thin, and one message per connection would weigh it more (not measured); (2) what the extra processes cost in memory; (3) that every message a client got a 250 for is counted by the workers (summed by the primary) or stored in the Maildir the workers share: each run checks the count. What would show the speed-up: the same command where the generator has cores of its own (another machine, or at least 4 cores here) and one process keeps a core busy; only then can a second worker use a second core.`,
+    `**What this machine can show, and what it cannot.** It has ${cores} cores, and the generator (one \`smtp-source\` process driving the 100 sessions) runs on the same cores, beside whatever else the load average shows.${busy} A second worker finds no core of its own: the primary, both workers and the generator share the same ${cores}, so **msg/s here cannot show how far workers scale on free cores**. A rate gained here comes from waits that two processes overlap (\`mailgate serve\` waits on the disk's fsyncs, see the disk ceiling above: two workers have two Maildir writer threads, but still one disk), a rate lost from the extra processes competing with the generator and the machine's other work for the same cores. What the runs do show: (1) **CPU per message summed over all processes**, the cost of the design itself (the primary accepting each connection paused, counting it, passing the socket to a worker over IPC and hearing when the session ends; each worker's own event loop, GC and, for \`mailgate serve\`, Maildir writer thread), so that "÷ 1 process" of CPU µs/msg is the overhead of workers per message, start-up included: each worker warms up its own JIT, the warm-up before a run (at most ${int(report.settings.warmup)} messages) is shared between the workers, and a short run weighs that more; here each connection carries many messages (100 connections per run), so the primary's per-connection work is spread thin, and one message per connection would weigh it more (not measured); (2) what the extra processes cost in memory; (3) that every message a client got a 250 for is counted by the workers (summed by the primary) or stored in the Maildir the workers share: each run checks the count. What would show the speed-up: the same command where the generator has cores of its own (another machine, or at least 4 cores here) and one process keeps a core busy; only then can a second worker use a second core.`,
     "",
   ];
-  for (const note of result.leftOut) lines.push(`Left out: ${note}.`, "");
+  lines.push("Commands of the servers with workers (PORT and `<run>` differ from run to run):", "");
+  for (const { workers } of WORKERS_PAIRS) {
+    const command = (result.samples[workers]?.[0] as MessageSample | undefined)?.command;
+    if (command) lines.push(`- \`${workers}\`: \`${command}\``);
+  }
+  lines.push("");
   return lines.join("\n");
 }
 
@@ -865,6 +871,7 @@ const METHOD = `## Method
 
 - Every figure is the **median** of the runs shown (\`messages x runs\`); each run starts a **fresh server
   child process** on 127.0.0.1, so its peak RSS (VmHWM from \`/proc/<pid>/status\`) is that run's alone.
+  A server with workers is its primary and their processes: its CPU time and peak RSS are summed over them.
   Servers are interleaved run by run (the order rotates) so that background noise spreads over all of them.
 - Each measured 2 KB run is preceded, on the same fresh server, by an unmeasured warm-up (the same scenario
   with at most a fifth of the run's messages), so that a Node server's JIT is warm as in a long-running server.
