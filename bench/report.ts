@@ -139,9 +139,19 @@ interface DiskCeilingFigures {
   filesPerSecond: number;
 }
 
+/** The runs of `server` in a messages scenario (none if it did not run). */
+function messageSamples(result: ScenarioResult, server: ServerId): MessageSample[] {
+  return (result.samples[server] as MessageSample[] | undefined) ?? [];
+}
+
+/** The server's CPU time per message in one run, in microseconds. */
+function cpuPerMessage(sample: MessageSample): number {
+  return (sample.serverCpu * sample.elapsedMs * 1000) / sample.messages;
+}
+
 function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
-  const samples = result.samples[server] as MessageSample[] | undefined;
-  if (!samples || samples.length === 0) return undefined;
+  const samples = messageSamples(result, server);
+  if (samples.length === 0) return undefined;
   const m = (pick: (s: MessageSample) => number) => median(samples.map(pick));
   return {
     messages: result.counts[server] ?? samples[0]?.messages ?? 0,
@@ -150,7 +160,7 @@ function messageFigures(result: ScenarioResult, server: ServerId): MessageFigure
     mbPerSecond: m((s) => s.mbPerSecond),
     peakRss: m((s) => s.peakRss),
     serverCpu: m((s) => s.serverCpu),
-    cpuPerMessage: m((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages),
+    cpuPerMessage: m(cpuPerMessage),
     generatorCpu: m((s) => s.generatorCpu),
   };
 }
@@ -429,19 +439,19 @@ function sinkFigures(results: ScenarioResult[]): SinkFigures[] {
   const figures: SinkFigures[] = [];
   for (const server of result.servers) {
     const backend = sinkBackend(server);
-    const samples = result.samples[server] as MessageSample[] | undefined;
-    if (!backend || !samples?.length) continue;
+    const samples = messageSamples(result, server);
+    if (!backend || samples.length === 0) continue;
     const ceilings = result.sinkCeilings[server] ?? [];
-    const cpuPerMessage = spread(samples.map((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages));
+    const serverCpu = spread(samples.map(cpuPerMessage));
     const hookCpu = hook?.cpuPerMessage ?? Number.NaN;
     figures.push({
       server,
       name: backend.name,
       runs: samples.length,
       rate: spread(samples.map((s) => s.messagesPerSecond)),
-      cpuPerMessage,
+      cpuPerMessage: serverCpu,
       hookCpuPerMessage: hookCpu,
-      addedCpuPerMessage: cpuPerMessage.median - hookCpu,
+      addedCpuPerMessage: serverCpu.median - hookCpu,
       hookRate: hook?.messagesPerSecond ?? Number.NaN,
       ceilingRuns: ceilings.length,
       ceilingRate: spread(ceilings.map((c) => c.messagesPerSecond)),
@@ -597,16 +607,18 @@ interface WorkersFigures {
 }
 
 function workersFigures(result: ScenarioResult, server: ServerId): WorkersFigures | undefined {
-  const samples = result.samples[server] as MessageSample[] | undefined;
-  if (!samples?.length) return undefined;
-  return {
-    runs: samples.length,
-    rate: spread(samples.map((s) => s.messagesPerSecond)),
-    cpu: spread(samples.map((s) => s.serverCpu)),
-    cpuPerMessage: spread(samples.map((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages)),
-    generatorCpu: median(samples.map((s) => s.generatorCpu)),
-    peakRss: spread(samples.map((s) => s.peakRss)),
-  };
+  const samples = messageSamples(result, server);
+  const over = (pick: (s: MessageSample) => number) => spread(samples.map(pick));
+  return samples.length === 0
+    ? undefined
+    : {
+        runs: samples.length,
+        rate: over((s) => s.messagesPerSecond),
+        cpu: over((s) => s.serverCpu),
+        cpuPerMessage: over(cpuPerMessage),
+        generatorCpu: median(samples.map((s) => s.generatorCpu)),
+        peakRss: over((s) => s.peakRss),
+      };
 }
 
 /** "## Workers": 1 process against 2 workers, the discarding hook and `mailgate serve`, and what that shows here. */
