@@ -139,9 +139,19 @@ interface DiskCeilingFigures {
   filesPerSecond: number;
 }
 
+/** The runs of `server` in a messages scenario (none if it did not run). */
+function messageSamples(result: ScenarioResult, server: ServerId): MessageSample[] {
+  return (result.samples[server] as MessageSample[] | undefined) ?? [];
+}
+
+/** The server's CPU time per message in one run, in microseconds. */
+function cpuPerMessage(sample: MessageSample): number {
+  return (sample.serverCpu * sample.elapsedMs * 1000) / sample.messages;
+}
+
 function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
-  const samples = result.samples[server] as MessageSample[] | undefined;
-  if (!samples || samples.length === 0) return undefined;
+  const samples = messageSamples(result, server);
+  if (samples.length === 0) return undefined;
   const m = (pick: (s: MessageSample) => number) => median(samples.map(pick));
   return {
     messages: result.counts[server] ?? samples[0]?.messages ?? 0,
@@ -150,7 +160,7 @@ function messageFigures(result: ScenarioResult, server: ServerId): MessageFigure
     mbPerSecond: m((s) => s.mbPerSecond),
     peakRss: m((s) => s.peakRss),
     serverCpu: m((s) => s.serverCpu),
-    cpuPerMessage: m((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages),
+    cpuPerMessage: m(cpuPerMessage),
     generatorCpu: m((s) => s.generatorCpu),
   };
 }
@@ -395,7 +405,8 @@ function spread(values: readonly number[]): Spread {
 }
 
 function showSpread(s: Spread, format: (x: number) => string = int): string {
-  return s.min === s.max ? format(s.median) : `${format(s.median)} (${format(s.min)}–${format(s.max)})`;
+  const [low, high] = [format(s.min), format(s.max)];
+  return low === high ? format(s.median) : `${format(s.median)} (${low}–${high})`;
 }
 
 interface SinkFigures {
@@ -418,6 +429,7 @@ interface SinkFigures {
   peakRss: number;
 }
 
+/** The one scenario where the sink servers (issue 19) and the workers servers (issue 21) run. */
 const SINK_SCENARIO = "2k-s100-many-nopipe";
 
 function sinkFigures(results: ScenarioResult[]): SinkFigures[] {
@@ -427,19 +439,19 @@ function sinkFigures(results: ScenarioResult[]): SinkFigures[] {
   const figures: SinkFigures[] = [];
   for (const server of result.servers) {
     const backend = sinkBackend(server);
-    const samples = result.samples[server] as MessageSample[] | undefined;
-    if (!backend || !samples?.length) continue;
+    const samples = messageSamples(result, server);
+    if (!backend || samples.length === 0) continue;
     const ceilings = result.sinkCeilings[server] ?? [];
-    const cpuPerMessage = spread(samples.map((s) => (s.serverCpu * s.elapsedMs * 1000) / s.messages));
+    const serverCpu = spread(samples.map(cpuPerMessage));
     const hookCpu = hook?.cpuPerMessage ?? Number.NaN;
     figures.push({
       server,
       name: backend.name,
       runs: samples.length,
       rate: spread(samples.map((s) => s.messagesPerSecond)),
-      cpuPerMessage,
+      cpuPerMessage: serverCpu,
       hookCpuPerMessage: hookCpu,
-      addedCpuPerMessage: cpuPerMessage.median - hookCpu,
+      addedCpuPerMessage: serverCpu.median - hookCpu,
       hookRate: hook?.messagesPerSecond ?? Number.NaN,
       ceilingRuns: ceilings.length,
       ceilingRate: spread(ceilings.map((c) => c.messagesPerSecond)),
@@ -483,6 +495,21 @@ function sinkTargets(figures: SinkFigures[]): Target[] {
   });
 }
 
+/** When and how the run was made, and the load average around it: one sentence. */
+function runLine(report: BenchReport): string {
+  return `Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`;
+}
+
+/** A paragraph (and its blank line) when the load average says other work shared the machine; else none. */
+function sharedMachineNote(report: BenchReport): string[] {
+  const cores = report.machine.cores;
+  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) <= cores) return [];
+  return [
+    `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
+    "",
+  ];
+}
+
 /** "## Sinks": `mailgate serve --sink` beside the discarding hook and each sink's ceiling, with issue 19's targets. */
 function sinksSection(report: BenchReport): string {
   const figures = sinkFigures(report.results);
@@ -492,16 +519,10 @@ function sinksSection(report: BenchReport): string {
   const lines = [
     "## Sinks (issue 19)",
     "",
-    `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`,
+    `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). ${runLine(report)}`,
     "",
+    ...sharedMachineNote(report),
   ];
-  const cores = report.machine.cores;
-  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) > cores) {
-    lines.push(
-      `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
-      "",
-    );
-  }
   if (figures.length > 0) {
     lines.push(
       table(
@@ -564,6 +585,110 @@ function sinksSection(report: BenchReport): string {
     if (ceiling) lines.push(`- its ceiling: \`${ceiling}\``);
   }
   if (figures.length > 0) lines.push("");
+  return lines.join("\n");
+}
+
+/** Issue 21's pairs: each server in one process, and the same on 2 workers behind a primary. */
+const WORKERS_PAIRS: { single: ServerId; workers: ServerId }[] = [
+  { single: "mailgate", workers: "mailgate-workers2" },
+  { single: "mailgate-serve", workers: "mailgate-serve-workers2" },
+];
+
+interface WorkersFigures {
+  runs: number;
+  rate: Spread;
+  /** The server's processes' CPU time ÷ wall time (1.0 = one core busy). */
+  cpu: Spread;
+  /** The same per message, in microseconds. */
+  cpuPerMessage: Spread;
+  generatorCpu: number;
+  /** The sum of each process's own VmHWM. */
+  peakRss: Spread;
+}
+
+function workersFigures(result: ScenarioResult, server: ServerId): WorkersFigures | undefined {
+  const samples = messageSamples(result, server);
+  const over = (pick: (s: MessageSample) => number) => spread(samples.map(pick));
+  return samples.length === 0
+    ? undefined
+    : {
+        runs: samples.length,
+        rate: over((s) => s.messagesPerSecond),
+        cpu: over((s) => s.serverCpu),
+        cpuPerMessage: over(cpuPerMessage),
+        generatorCpu: median(samples.map((s) => s.generatorCpu)),
+        peakRss: over((s) => s.peakRss),
+      };
+}
+
+/** "## Workers": 1 process against 2 workers, the discarding hook and `mailgate serve`, and what that shows here. */
+function workersSection(report: BenchReport): string {
+  const result = report.results.find((r) => r.scenario.id === SINK_SCENARIO);
+  if (!result) return "";
+  const rows: string[][] = [];
+  let singleBusy: number | undefined;
+  for (const pair of WORKERS_PAIRS) {
+    const two = workersFigures(result, pair.workers);
+    if (!two) continue;
+    const one = workersFigures(result, pair.single);
+    singleBusy ??= one && one.cpu.median + one.generatorCpu;
+    const row = (
+      server: ServerId,
+      processes: string,
+      f: WorkersFigures,
+      base: WorkersFigures | undefined,
+    ) => [
+      `\`${server}\``,
+      processes,
+      String(f.runs),
+      showSpread(f.rate),
+      base ? ratio(f.rate.median / base.rate.median) : "",
+      showSpread(f.cpu, percent),
+      showSpread(f.cpuPerMessage),
+      base ? ratio(f.cpuPerMessage.median / base.cpuPerMessage.median) : "",
+      percent(f.generatorCpu),
+      showSpread(f.peakRss, formatBytes),
+    ];
+    if (one) rows.push(row(pair.single, "1", one, undefined));
+    rows.push(row(pair.workers, "3 (primary + 2 workers)", two, one));
+  }
+  if (rows.length === 0) return "";
+  const cores = report.machine.cores;
+  const busy =
+    singleBusy === undefined
+      ? ""
+      : ` With one server process, the server and the generator together kept ${percent(singleBusy)} of a core busy (medians; ${cores * 100}% is every core).`;
+  const lines = [
+    "## Workers (issue 21): 1 process against 2 workers",
+    "",
+    `Scenario \`${SINK_SCENARIO}\` (${result.scenario.title}), the servers' order rotating run by run. Medians of the runs, with the lowest and highest in brackets. For the servers with workers, server CPU and peak RSS are **summed over the primary and its workers** (their pids read from \`/proc/<primary>/task/*/children\`); peak RSS is the sum of each process's own peak, an upper bound of their peak together. ÷ 1 process compares with the same server in one process in the same run. ${runLine(report)}`,
+    "",
+    ...sharedMachineNote(report),
+    table(
+      [
+        "server",
+        "processes",
+        "runs",
+        "msg/s",
+        "÷ 1 process",
+        "server CPU (100% = one core)",
+        "server CPU µs/msg",
+        "÷ 1 process",
+        "generator CPU",
+        "peak RSS (summed)",
+      ],
+      rows,
+    ),
+    "",
+    `**What this machine can show, and what it cannot.** It has ${cores} cores, and the generator (one \`smtp-source\` process driving the 100 sessions) runs on the same cores, beside whatever else the load average shows.${busy} A second worker finds no core of its own: the primary, both workers and the generator share the same ${cores}, so **msg/s here cannot show how far workers scale on free cores**. A rate gained here comes from waits that two processes overlap (\`mailgate serve\` waits on the disk's fsyncs, see the disk ceiling above: two workers have two Maildir writer threads, but still one disk), a rate lost from the extra processes competing with the generator and the machine's other work for the same cores. What the runs do show: (1) **CPU per message summed over all processes**, the cost of the design itself (the primary accepting each connection paused, counting it, passing the socket to a worker over IPC and hearing when the session ends; each worker's own event loop, GC and, for \`mailgate serve\`, Maildir writer thread), so that "÷ 1 process" of CPU µs/msg is the overhead of workers per message, start-up included: each worker warms up its own JIT, the warm-up before a run (at most ${int(report.settings.warmup)} messages) is shared between the workers, and a short run weighs that more; here each connection carries many messages (100 connections per run), so the primary's per-connection work is spread thin, and one message per connection would weigh it more (not measured); (2) what the extra processes cost in memory; (3) that every message a client got a 250 for is counted by the workers (summed by the primary) or stored in the Maildir the workers share: each run checks the count. What would show the speed-up: the same command where the generator has cores of its own (another machine, or at least 4 cores here) and one process keeps a core busy; only then can a second worker use a second core.`,
+    "",
+  ];
+  lines.push("Commands of the servers with workers (PORT and `<run>` differ from run to run):", "");
+  for (const { workers } of WORKERS_PAIRS) {
+    const command = (result.samples[workers]?.[0] as MessageSample | undefined)?.command;
+    if (command) lines.push(`- \`${workers}\`: \`${command}\``);
+  }
+  lines.push("");
   return lines.join("\n");
 }
 
@@ -758,6 +883,7 @@ const METHOD = `## Method
 
 - Every figure is the **median** of the runs shown (\`messages x runs\`); each run starts a **fresh server
   child process** on 127.0.0.1, so its peak RSS (VmHWM from \`/proc/<pid>/status\`) is that run's alone.
+  A server with workers is its primary and their processes: its CPU time and peak RSS are summed over them.
   Servers are interleaved run by run (the order rotates) so that background noise spreads over all of them.
 - Each measured 2 KB run is preceded, on the same fresh server, by an unmeasured warm-up (the same scenario
   with at most a fifth of the run's messages), so that a Node server's JIT is warm as in a long-running server.
@@ -883,6 +1009,8 @@ export function renderReport(report: BenchReport): string {
   }
   const sinks = sinksSection(report);
   if (sinks) out.push(sinks);
+  const workers = workersSection(report);
+  if (workers) out.push(workers);
   out.push("## Scenarios", "");
   for (const result of report.results) out.push(scenarioSection(result), "");
   out.push(METHOD, "", commandsSection(report), "");

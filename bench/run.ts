@@ -69,12 +69,15 @@ const HELP = `Usage: npm run bench -- [options]
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
-                          smtp-sink, node-floor, mailgate-serve-amqp, mailgate-serve-nats,
-                          mailgate-serve-http),
+                          smtp-sink, node-floor, mailgate-workers2, mailgate-serve-workers2,
+                          mailgate-serve-amqp, mailgate-serve-nats, mailgate-serve-http),
                           comma-separated; node-floor, a reference (the least work a Node server can
                           do per command), runs in the 2 KB scenarios only; the mailgate-serve-<sink>
-                          servers (mailgate serve --sink, issue 19) in 2k-s100-many-nopipe only, each
-                          run preceded by its sink's ceiling (the same messages published directly by
+                          servers (mailgate serve --sink, issue 19) and the workers servers (the
+                          discarding hook with runWorkers and mailgate serve --workers 2, issue 21;
+                          CPU and RSS summed over the primary and its workers) in 2k-s100-many-nopipe
+                          only, each sink server's run preceded by its sink's ceiling (the same
+                          messages published directly by
                           the client library, as many in flight as sessions). RabbitMQ is expected at
                           127.0.0.1:5672 (guest/guest) and NATS with JetStream at 127.0.0.1:4222;
                           a sink whose broker is not there is left out, with a line saying so

@@ -2,9 +2,9 @@
  * The scenarios of issue 7 and how one run of one scenario against one server is measured.
  *
  * Every run starts a FRESH server child, drives it with a generator child (Postfix's smtp-source, or our
- * load client bench/load.ts), reads the server's VmHWM/VmRSS and CPU time from /proc, then asks the
- * server how many messages it accepted: a count that differs from what the generator had answered 250
- * breaks the run (timings never do).
+ * load client bench/load.ts), reads the server's VmHWM/VmRSS and CPU time from /proc (summed over its
+ * process and its children: a primary and its workers), then asks the server how many messages it
+ * accepted: a count that differs from what the generator had answered 250 breaks the run (timings never do).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
@@ -13,7 +13,14 @@ import type { PublishRequest, PublishResult } from "./direct-publish.js";
 import type { FsyncCeilingRequest, FsyncCeilingResult } from "./fsync-ceiling.js";
 import type { LoadResult, MessageLoad } from "./load.js";
 import { messageShape } from "./load.js";
-import { maildirFor, type RunningServer, type ServerId, type SinkServerId, startServer } from "./servers.js";
+import {
+  maildirFor,
+  type RunningServer,
+  type ServerId,
+  type SinkServerId,
+  startServer,
+  type WorkersServerId,
+} from "./servers.js";
 import { SINK_BACKENDS, type SinkBackend, type SinkDestination, sinkBackend } from "./sink-backends.js";
 import { exited, HOST, MiB, REPO_ROOT, readChildrenCpuSeconds, sleep, spawnWithFiles } from "./util.js";
 
@@ -71,6 +78,8 @@ export interface ScenarioConfig {
 const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
 /** `mailgate serve --sink` (issue 19): in the scenario issue 19 names only, to keep the run short. */
 const SINK_SERVERS = Object.keys(SINK_BACKENDS) as SinkServerId[];
+/** 1 against 2 workers (issue 21): in the same scenario as the sinks, beside mailgate and mailgate-serve. */
+const WORKERS_SERVERS: WorkersServerId[] = ["mailgate-workers2", "mailgate-serve-workers2"];
 
 export function buildScenarios(config: ScenarioConfig): Scenario[] {
   const scenarios: Scenario[] = [];
@@ -91,7 +100,7 @@ export function buildScenarios(config: ScenarioConfig): Scenario[] {
           bodyBytes: 2048,
           servers:
             sessions === 100 && perConnection === "many" && !pipelining
-              ? [...SMALL_SERVERS, ...SINK_SERVERS]
+              ? [...SMALL_SERVERS, ...WORKERS_SERVERS, ...SINK_SERVERS]
               : SMALL_SERVERS,
         });
       }

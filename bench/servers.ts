@@ -24,8 +24,8 @@ import {
   MAILDIR_ROOT,
   type Memory,
   REPO_ROOT,
-  readCpuSeconds,
-  readMemory,
+  readServerCpuSeconds,
+  readServerMemory,
   SESSION_TIMEOUT_SECONDS,
   sleep,
   spawnWithFiles,
@@ -35,6 +35,7 @@ export type ServerId =
   | "mailgate"
   | "mailgate-stream"
   | "mailgate-serve"
+  | WorkersServerId
   | "smtp-server"
   | "smtp-sink"
   | "node-floor"
@@ -42,6 +43,12 @@ export type ServerId =
 
 /** `mailgate serve --sink`: one server per sink of bench/sink-backends.ts. */
 export type SinkServerId = "mailgate-serve-amqp" | "mailgate-serve-nats" | "mailgate-serve-http";
+
+/** Issue 21: the discarding hook (runWorkers) and `mailgate serve --workers` on 2 worker processes. */
+export type WorkersServerId = "mailgate-workers2" | "mailgate-serve-workers2";
+
+/** The servers that store into a fresh Maildir of the run (the others into a sink or nowhere). */
+type MaildirServerId = "mailgate-serve" | "mailgate-serve-workers2";
 
 export interface ServerSpec {
   id: ServerId;
@@ -67,6 +74,18 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     ours: true,
     description:
       "`mailgate serve`, the real CLI, storing every message in a fsynced Maildir (default logging)",
+  },
+  "mailgate-workers2": {
+    id: "mailgate-workers2",
+    ours: true,
+    description:
+      "the `mailgate` server (onMessageData hook that discards) on 2 worker processes behind a primary, with the exported `runWorkers()`; CPU and RSS summed over the three processes",
+  },
+  "mailgate-serve-workers2": {
+    id: "mailgate-serve-workers2",
+    ours: true,
+    description:
+      "`mailgate serve --workers 2`, the real CLI: a primary and 2 workers, each storing into the same fsynced Maildir (default logging); CPU and RSS summed over the three processes",
   },
   "mailgate-serve-amqp": {
     id: "mailgate-serve-amqp",
@@ -235,11 +254,13 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
   switch (id) {
     case "mailgate":
     case "mailgate-stream":
+    case "mailgate-workers2":
     case "smtp-server":
     case "node-floor":
       return startSink(id, options);
     case "mailgate-serve":
-      return startServe("mailgate-serve", options);
+    case "mailgate-serve-workers2":
+      return startServe(id, options);
     case "mailgate-serve-amqp":
     case "mailgate-serve-nats":
     case "mailgate-serve-http":
@@ -256,7 +277,14 @@ function filesFor(options: StartOptions): number {
 
 function profileArgs(id: ServerId | SinkKind, options: StartOptions): string[] {
   if (!options.profileDir || !(id in SERVER_SPECS) || !SERVER_SPECS[id as ServerId].ours) return [];
-  return ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`, `--cpu-prof-name=${options.tag}.cpuprofile`];
+  // Workers are forked with the primary's Node options: Node's default names (with the pid) keep their
+  // profiles apart.
+  const workers = id === "mailgate-workers2" || id === "mailgate-serve-workers2";
+  return [
+    "--cpu-prof",
+    `--cpu-prof-dir=${options.profileDir}`,
+    ...(workers ? [] : [`--cpu-prof-name=${options.tag}.cpuprofile`]),
+  ];
 }
 
 /** A child of bench/sink.ts; `env` is added to its environment. */
@@ -303,8 +331,8 @@ export async function startSink(
     pid,
     port,
     command: `node ${args.map((a) => (a === SINK_SCRIPT ? "build/bench/sink.js" : a.includes(" ") || a.includes("{") ? `'${a}'` : a)).join(" ")}`,
-    memory: () => readMemory(pid),
-    cpuSeconds: () => readCpuSeconds(pid),
+    memory: () => readServerMemory(pid),
+    cpuSeconds: () => readServerCpuSeconds(pid),
     async finish() {
       child.send({ type: "stop" });
       const messages = await withTimeout(
@@ -325,16 +353,14 @@ export async function startSink(
 }
 
 /**
- * `mailgate serve`, the real CLI: into a fresh fsynced Maildir (mailgate-serve) or into the run's sink
- * (mailgate-serve-amqp, -http: options.sink).
+ * `mailgate serve`, the real CLI: into a fresh fsynced Maildir (mailgate-serve, and with 2 workers
+ * mailgate-serve-workers2) or into the run's sink (mailgate-serve-amqp, -http: options.sink).
  */
-async function startServe(
-  id: "mailgate-serve" | SinkServerId,
-  options: StartOptions,
-): Promise<RunningServer> {
+async function startServe(id: MaildirServerId | SinkServerId, options: StartOptions): Promise<RunningServer> {
   const logPath = join(logDirectory(), `${options.tag}.log`);
   const sink = options.sink;
-  if (id !== "mailgate-serve" && !sink) throw new Error(`${id} needs the run's sink (options.sink)`);
+  const intoMaildir = id === "mailgate-serve" || id === "mailgate-serve-workers2";
+  if (!intoMaildir && !sink) throw new Error(`${id} needs the run's sink (options.sink)`);
   const maildir = maildirFor(options.tag);
   if (!sink) rmSync(maildir, { recursive: true, force: true });
   const log = openSync(logPath, "w");
@@ -352,6 +378,7 @@ async function startServe(
     limit,
     "--max-message-size",
     "0",
+    ...(id === "mailgate-serve-workers2" ? ["--workers", "2"] : []),
   ];
   const flags = serveFlags(sink ? sink.flags : ["--maildir", maildir]);
   const args = [...profileArgs(id, options), CLI_SCRIPT, ...flags];
@@ -395,8 +422,8 @@ async function startServe(
     pid,
     port,
     command: `${environment.join("")}node ${quoted.join(" ")}`,
-    memory: () => readMemory(pid),
-    cpuSeconds: () => readCpuSeconds(pid),
+    memory: () => readServerMemory(pid),
+    cpuSeconds: () => readServerCpuSeconds(pid),
     async finish() {
       // Every 250 the client saw was sent after the rename into new/ and its directory fsync, or after
       // the sink's confirm (RabbitMQ) or 2xx (HTTP).
@@ -464,8 +491,8 @@ async function startSmtpSink(options: StartOptions): Promise<RunningServer> {
       pid,
       port,
       command: `${SMTP_SINK_PATH} ${args.join(" ")}`,
-      memory: () => readMemory(pid),
-      cpuSeconds: () => readCpuSeconds(pid),
+      memory: () => readServerMemory(pid),
+      cpuSeconds: () => readServerCpuSeconds(pid),
       async finish() {
         // -c rewrites "sess=N quit=N mesg=N\r" at every change; the last one counts.
         const counters = readFileSync(countPath, "latin1");

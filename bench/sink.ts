@@ -6,6 +6,9 @@
  * kinds:
  *   mailgate         SmtpServer with an onMessageData hook that discards ctx.message.data
  *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream
+ *   mailgate-workers2  the mailgate kind's server on 2 worker processes (runWorkers): this script runs
+ *                    again in each worker, which counts its own messages; the primary sums the workers'
+ *                    counts (asked for as their "metrics" report) when it is told to stop
  *   smtp-server      nodemailer's smtp-server, onData draining the stream then calling back
  *   node-floor       the reference responder of bench/node-floor.ts (not a peer: see there)
  *   http-endpoint    not an SMTP server: the endpoint of `mailgate serve --sink http://...` and of the
@@ -14,18 +17,30 @@
  *
  * Each accepts everything and keeps nothing but two counters. Over the IPC channel it sends
  * { type: "ready", port } once it listens on 127.0.0.1 (port 0: any free port), and on { type: "stop" }
- * it answers { type: "count", messages, bytes } and exits (so a --cpu-prof profile gets written).
+ * it answers { type: "count", messages, bytes } and exits (so a --cpu-prof profile gets written; the
+ * workers of mailgate-workers2 are stopped first).
  */
 import type { EventEmitter } from "node:events";
 import type { Server } from "node:net";
-import type { MessageStore } from "../src/index.js";
+import type { MessageStore, SmtpServer, SmtpServerOptions } from "../src/index.js";
 import { HOST, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
-export type SinkKind = "mailgate" | "mailgate-stream" | "smtp-server" | "node-floor" | "http-endpoint";
+export type SinkKind =
+  | "mailgate"
+  | "mailgate-stream"
+  | "mailgate-workers2"
+  | "smtp-server"
+  | "node-floor"
+  | "http-endpoint";
 
 export interface SinkOptions {
   /** Connections (and sessions) the server must serve at once: the benchmark's largest scenario. */
   maxConnections: number;
+}
+
+interface Counts {
+  messages: number;
+  bytes: number;
 }
 
 let messages = 0;
@@ -56,9 +71,9 @@ function listenOnLoopback(server: Listenable): Promise<number> {
 
 // Each kind loads only its own server's modules, so that none inflates another's RSS.
 
-async function startMailgate(streaming: boolean, options: SinkOptions): Promise<number> {
-  const { SmtpServer } = await import("../src/index.js");
-  const limits = {
+/** The options of every mailgate kind: limits raised to the benchmark's, PIPELINING on, logging at warn. */
+function mailgateOptions(options: SinkOptions): SmtpServerOptions {
+  return {
     ports: 0,
     hosts: HOST,
     maxProcessings: options.maxConnections,
@@ -66,25 +81,73 @@ async function startMailgate(streaming: boolean, options: SinkOptions): Promise<
     maxMessageSize: 0, // unlimited: the 50 MB and 1 GB scenarios
     pipeliningExtension: true,
     ioCmdTimeout: SESSION_TIMEOUT_SECONDS * 1000,
-    loggerSeverity: "warn" as const,
+    loggerSeverity: "warn",
   };
+}
+
+/** The server of the mailgate kind: an onMessageData hook that counts the buffered message and drops it. */
+function discardingServer(Server: typeof SmtpServer, options: SinkOptions): SmtpServer {
+  return new Server({
+    ...mailgateOptions(options),
+    onMessageData(ctx) {
+      bytes += ctx.message.data.length;
+      messages++;
+    },
+  });
+}
+
+async function startMailgate(streaming: boolean, options: SinkOptions): Promise<number> {
+  const { SmtpServer } = await import("../src/index.js");
   const server = streaming
     ? new SmtpServer({
-        ...limits,
+        ...mailgateOptions(options),
         async onMessageStream(_ctx, stream) {
           for await (const chunk of stream) bytes += (chunk as Buffer).length;
           messages++;
         },
       })
-    : new SmtpServer({
-        ...limits,
-        onMessageData(ctx) {
-          bytes += ctx.message.data.length;
-          messages++;
-        },
-      });
+    : discardingServer(SmtpServer, options);
   await server.start();
   return server.ports[0] as number;
+}
+
+/**
+ * The discarding server on `workers` worker processes. In the primary: resolves with the port and what
+ * stops it (the workers' counts summed, then every worker stopped). In a worker: resolves with null once
+ * its server has stopped (the primary's stop, or the primary gone).
+ */
+async function startMailgateWorkers(
+  workers: number,
+  options: SinkOptions,
+): Promise<{ port: number; stop(): Promise<Counts> } | null> {
+  const { SmtpServer, runWorkers } = await import("../src/index.js");
+  const handle = await runWorkers({
+    workers,
+    options: mailgateOptions(options),
+    create(primary) {
+      primary.report({ metrics: async () => [{ messages, bytes }], readiness: async () => null });
+      return discardingServer(SmtpServer, options);
+    },
+  });
+  if (handle.role === "worker") {
+    await handle.stopped;
+    return null;
+  }
+  const address = handle.addresses[0] ?? "";
+  return {
+    port: Number(address.slice(address.lastIndexOf(":") + 1)),
+    async stop() {
+      const total: Counts = { messages: 0, bytes: 0 };
+      for (const { pid, report } of await handle.workerReports("metrics", 5000)) {
+        if (report?.kind !== "metrics") throw new Error(`worker ${pid} did not report its count`);
+        const counts = report.metrics[0] as Counts;
+        total.messages += counts.messages;
+        total.bytes += counts.bytes;
+      }
+      await handle.stop();
+      return total;
+    },
+  };
 }
 
 async function startSmtpServer(options: SinkOptions): Promise<number> {
@@ -145,6 +208,8 @@ async function main(): Promise<void> {
   const [kind, json] = process.argv.slice(2);
   const options: SinkOptions = { maxConnections: 1000, ...(json ? JSON.parse(json) : {}) };
   let port: number;
+  // What the stop message does before the process exits: the counts of this process, by default.
+  let stop = async (): Promise<Counts> => ({ messages, bytes });
   switch (kind) {
     case "mailgate":
       port = await startMailgate(false, options);
@@ -152,6 +217,13 @@ async function main(): Promise<void> {
     case "mailgate-stream":
       port = await startMailgate(true, options);
       break;
+    case "mailgate-workers2": {
+      const primary = await startMailgateWorkers(2, options);
+      if (!primary) return; // a worker: it talks to its primary only
+      port = primary.port;
+      stop = primary.stop;
+      break;
+    }
     case "smtp-server":
       port = await startSmtpServer(options);
       break;
@@ -163,12 +235,14 @@ async function main(): Promise<void> {
       break;
     default:
       throw new Error(
-        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, smtp-server, node-floor or http-endpoint.`,
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, mailgate-workers2, smtp-server, node-floor or http-endpoint.`,
       );
   }
   process.on("message", (message: { type?: string }) => {
     if (message?.type !== "stop") return;
-    void send({ type: "count", messages, bytes }).then(() => process.exit(0));
+    void stop()
+      .then((counts) => send({ type: "count", ...counts }))
+      .then(() => process.exit(0));
   });
   // The parent going away must not leave a server behind.
   process.on("disconnect", () => process.exit(0));

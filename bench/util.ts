@@ -1,9 +1,10 @@
 /**
- * Small helpers shared by the benchmark: paths, /proc readings (memory and CPU of one process), the
+ * Small helpers shared by the benchmark: paths, /proc readings (memory and CPU of a server process and
+ * its children), the
  * open-files limit, medians, and spawning a child with a raised `ulimit -n`.
  */
 import { type ChildProcess, execFileSync, type SpawnOptions, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -47,7 +48,7 @@ export interface Memory {
 }
 
 /** Peak and current RSS of one process, from /proc/<pid>/status. */
-export function readMemory(pid: number): Memory {
+function readMemory(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const field = (name: string): number => {
     const match = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status);
@@ -55,6 +56,52 @@ export function readMemory(pid: number): Memory {
     return Number(match[1]) * KiB;
   };
   return { peak: field("VmHWM"), current: field("VmRSS") };
+}
+
+/**
+ * The process ids of `pid`'s children (/proc/<pid>/task/<tid>/children of each of its threads): a primary's
+ * workers.
+ */
+export function childPids(pid: number): number[] {
+  const pids: number[] = [];
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const list = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim();
+      if (list !== "") pids.push(...list.split(" ").map(Number));
+    } catch {
+      // The thread ended while we read.
+    }
+  }
+  return pids;
+}
+
+/** Sums `read` over `pid` and its children; a child that exits while it is read counts nothing. */
+function overProcessAndChildren<T>(pid: number, read: (pid: number) => T, add: (a: T, b: T) => T): T {
+  let total = read(pid);
+  for (const child of childPids(pid)) {
+    try {
+      total = add(total, read(child));
+    } catch {
+      // Exited between the listing and the reading.
+    }
+  }
+  return total;
+}
+
+/**
+ * Peak and current RSS of a server: its process plus its children (a primary and its workers). The peak
+ * is the sum of each process's own VmHWM, an upper bound of their peak together.
+ */
+export function readServerMemory(pid: number): Memory {
+  return overProcessAndChildren(pid, readMemory, (a, b) => ({
+    peak: a.peak + b.peak,
+    current: a.current + b.current,
+  }));
+}
+
+/** CPU seconds (user + system) of a server so far: its process plus its children that run now. */
+export function readServerCpuSeconds(pid: number): number {
+  return overProcessAndChildren(pid, readCpuSeconds, (a, b) => a + b);
 }
 
 let clockTicks: number | undefined;
@@ -76,7 +123,7 @@ function statFields(pid: number | "self"): string[] {
 }
 
 /** CPU seconds (user + system) one process has used so far. */
-export function readCpuSeconds(pid: number): number {
+function readCpuSeconds(pid: number): number {
   const fields = statFields(pid); // fields[0] is field 3 (state): utime is field 14, stime 15
   return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond();
 }
