@@ -1,7 +1,7 @@
 /**
- * Builds and starts the sink that `mailgate serve --sink` asks for, reading its secret and CA file. A
- * sink that cannot be reached at start is one sentence (the caller exits 1): better than a server that
- * answers 451 to everyone.
+ * Builds and starts the sink that `mailgate serve --sink` asks for, reading its secret and CA file, and
+ * puts the --spool in front of it. Without a spool, a sink that cannot be reached at start is one sentence
+ * (the caller exits 1): better than a server that answers 451 to everyone.
  */
 import { readFile } from "node:fs/promises";
 import { connect, isIP } from "node:net";
