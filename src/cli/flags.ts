@@ -179,6 +179,12 @@ function serveFlagsFrom(values: FlagValues, env: NodeJS.ProcessEnv): ServeFlags 
   resolveSettings(settings); // every value and the rules between options, before anything is opened
   const operations = parseOperationsFlags(values);
   const workers = parseWorkerFlags(values);
+  if (sink?.spool && workers.workers !== 1) {
+    // A spool directory belongs to one process (its lock), and a worker's spool must outlive the worker.
+    throw new UsageError(
+      "--spool does not work with --workers yet (a spool belongs to one process); run one process with --spool, or several instances each with its own spool.",
+    );
+  }
   return {
     settings: settings as Partial<ServerSettings>,
     maildir: typeof maildir === "string" ? maildir : DEFAULT_MAILDIR,

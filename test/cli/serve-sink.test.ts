@@ -255,6 +255,10 @@ describe("mailgate serve --sink", () => {
       [["--sink-exchange", "x"], /--sink-exchange needs --sink URL/],
       [["--spool", "s"], /--spool needs --sink URL/],
       [
+        ["--sink", "amqp://127.0.0.1/", "--sink-exchange", "x", "--spool", "s", "--workers", "2"],
+        /--spool does not work with --workers yet/,
+      ],
+      [
         ["--sink", "amqp://127.0.0.1/", "--sink-exchange", "x", "--spool-max-bytes", "5"],
         /--spool-max-bytes needs --spool DIR/,
       ],
