@@ -3,17 +3,9 @@
  * seeded generator, so one seed byte of the input moves every cut while the bytes themselves stay put.
  */
 
-/** mulberry32: a tiny, well-mixed 32-bit generator; plenty for choosing cut points. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../test/helpers/seeded-random.js";
+
+export { seededRandom };
 
 /**
  * Splits `data` into consecutive non-empty pieces (their concatenation is `data`). Sizes mix single bytes

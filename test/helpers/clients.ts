@@ -29,6 +29,29 @@ export interface RecordingServer {
 }
 
 /**
+ * An SmtpServer of the test's own on 127.0.0.1, port 0, named mx.test and silent (`options` may change
+ * any of that), started, and stopped at once when the test ends.
+ */
+export async function startTestServer(
+  t: TestContext,
+  options: SmtpServerOptions,
+): Promise<{ server: SmtpServer; port: number }> {
+  const server = new SmtpServer({
+    hosts: "127.0.0.1",
+    ports: "0",
+    hostname: "mx.test",
+    logger: silentLogger,
+    loggerSeverity: "fatal",
+    ...options,
+  });
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = server.ports[0];
+  if (port === undefined || port === 0) throw new Error(`no real port bound: ${server.addresses.join()}`);
+  return { server, port };
+}
+
+/**
  * Starts a server on 127.0.0.1 port 0 whose onMessageData records each message (envelope copied), and
  * stops it (immediately) when the test ends. Options override the defaults, including onMessageData,
  * which is then called after the recording.
@@ -40,12 +63,7 @@ export async function startRecordingServer(
   const messages: Delivered[] = [];
   const waiters: (() => void)[] = [];
   const userHook = options.onMessageData;
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  const { server, port } = await startTestServer(t, {
     ...options,
     onMessageData(ctx) {
       messages.push({ envelope: structuredClone(ctx.envelope), data: ctx.message.data, ctx });
@@ -53,10 +71,6 @@ export async function startRecordingServer(
       return userHook?.call(this, ctx);
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  const port = server.ports[0];
-  if (port === undefined || port === 0) throw new Error(`no real port bound: ${server.addresses.join()}`);
   return {
     server,
     port,

@@ -92,17 +92,7 @@ export async function readRss(pid: number): Promise<number> {
 
 // ---- seeded randomness and messages ----------------------------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so every run of a test makes the same choices. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from "../helpers/seeded-random.js";
 
 /**
  * Lines of message text (CRLF ends, some starting with "." so dot-stuffing is exercised, a few

@@ -7,10 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SmtpServer } from "../../src/server/server.js";
 import { HttpSink } from "../../src/sinks/http.js";
 import { sessionFacts } from "../../src/store/session-facts.js";
-import { RawClient, silentLogger, waitFor } from "../helpers/clients.js";
+import { RawClient, startTestServer, waitFor } from "../helpers/clients.js";
 import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { SECRET, startReceiver } from "./http-helpers.js";
 
@@ -32,12 +31,7 @@ test("cut, stall and restore under load: every 250 is stored, no 4xx is counted,
 
   const resolved = new Set<string>();
   let rejected = 0;
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  const { port } = await startTestServer(t, {
     maxProcessings: CLIENTS,
     async onMessageStream(ctx, stream) {
       const sink = ctx.envelope.from.startsWith("stream") ? streamed : buffered;
@@ -54,9 +48,6 @@ test("cut, stall and restore under load: every 250 is stored, no 4xx is counted,
       }
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  const port = server.ports[0] as number;
 
   const accepted: string[] = [];
   const temporary: string[] = [];

@@ -9,12 +9,12 @@ import {
   type HttpReceiver,
   type HttpReceiverOptions,
 } from "../../examples/http-receiver.js";
-import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
+import type { SmtpServer, SmtpServerOptions } from "../../src/server/server.js";
 import type { HttpSink, HttpSinkOptions } from "../../src/sinks/http.js";
 import type { WireEnvelope } from "../../src/sinks/mailgate-envelope.js";
 import { MaildirStore, parseEnvelopeHeaders } from "../../src/store/maildir.js";
 import { sessionFacts } from "../../src/store/session-facts.js";
-import { silentLogger } from "../helpers/clients.js";
+import { startTestServer } from "../helpers/clients.js";
 
 export const SECRET = "0123456789abcdef0123456789abcdef";
 
@@ -78,12 +78,7 @@ export async function startSmtp(
   sink: HttpSink,
   options: SmtpServerOptions = {},
 ): Promise<{ server: SmtpServer; port: number }> {
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  return startTestServer(t, {
     ...options,
     async onMessageStream(ctx, stream) {
       const receipt = await sink.deliver(
@@ -93,9 +88,6 @@ export async function startSmtp(
       return `Ok: queued as ${receipt.id}`;
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  return { server, port: server.ports[0] as number };
 }
 
 export type { HttpSinkOptions };

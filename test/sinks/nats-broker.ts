@@ -12,7 +12,8 @@ import type { TestContext } from "node:test";
 import { type JetStreamManager, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { Objm } from "@nats-io/obj";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { freePort } from "../helpers/clients.js";
+import { type NatsDeclareOptions, NatsSink, type NatsSinkOptions } from "../../src/index.js";
+import { freePort, silentLogger } from "../helpers/clients.js";
 import { needProgram } from "../helpers/programs.js";
 import { serviceOrSkip } from "../helpers/services.js";
 import { uniqueName } from "./sink-server.js";
@@ -60,6 +61,30 @@ export function uniqueStream(
     await nc.close();
   });
   return names;
+}
+
+/**
+ * A NatsSink on the shared server that declares `names`' stream (its bucket unless `bucket` is given),
+ * silent unless told otherwise; closed after the test.
+ */
+export async function openStreamSink(
+  t: TestContext,
+  names: { stream: string; bucket: string; subject: string },
+  {
+    declare,
+    ...options
+  }: Omit<Partial<NatsSinkOptions>, "declare"> & { declare?: Omit<NatsDeclareOptions, "stream"> } = {},
+): Promise<NatsSink> {
+  const sink = await NatsSink.open({
+    servers: NATS_URL,
+    subject: names.subject,
+    bucket: names.bucket,
+    logger: silentLogger,
+    ...options,
+    declare: { ...declare, stream: names.stream },
+  });
+  t.after(() => sink.close());
+  return sink;
 }
 
 /** Every message in `stream` now, in order (read by sequence, without a consumer). */

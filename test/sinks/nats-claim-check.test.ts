@@ -9,9 +9,8 @@ import { test } from "node:test";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { Objm } from "@nats-io/obj";
-import { NatsSink, readNatsMailHeaders, SmtpError } from "../../src/index.js";
-import { silentLogger } from "../helpers/clients.js";
-import { NATS_URL, natsOrSkip, readStream, uniqueStream } from "./nats-broker.js";
+import { readNatsMailHeaders, SmtpError } from "../../src/index.js";
+import { natsOrSkip, openStreamSink, readStream, uniqueStream } from "./nats-broker.js";
 import { ehloClient, queuedId, startSinkServer } from "./sink-server.js";
 
 const MB = 1024 * 1024;
@@ -26,14 +25,7 @@ test("a 50 MB message goes by claim check: streamed into the bucket, byte-exact,
   const nats = await natsOrSkip(t);
   if (!nats) return;
   const names = uniqueStream(t, "big");
-  const sink = await NatsSink.open({
-    servers: NATS_URL,
-    subject: names.subject,
-    bucket: names.bucket,
-    declare: { stream: names.stream, bucketTtl: 3_600_000 },
-    logger: silentLogger,
-  });
-  t.after(() => sink.close());
+  const sink = await openStreamSink(t, names, { declare: { bucketTtl: 3_600_000 } });
   const port = await startSinkServer(t, sink, { maxMessageSize: 64 * MB });
   const client = await ehloClient(port);
   t.after(() => client.close());
@@ -97,15 +89,7 @@ test("a message past maxMessageSize gets 552 while streaming, and its object is 
   const nats = await natsOrSkip(t);
   if (!nats) return;
   const names = uniqueStream(t, "toobig");
-  const sink = await NatsSink.open({
-    servers: NATS_URL,
-    subject: names.subject,
-    bucket: names.bucket,
-    declare: { stream: names.stream },
-    maxMessageSize: 3 * MB,
-    logger: silentLogger,
-  });
-  t.after(() => sink.close());
+  const sink = await openStreamSink(t, names, { maxMessageSize: 3 * MB });
   let chunksRead = 0;
   async function* fourMegabytes(): AsyncGenerator<Buffer> {
     for (let index = 0; index < 64; index++) {

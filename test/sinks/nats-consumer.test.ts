@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { Objm } from "@nats-io/obj";
 import { consumeStreamIntoStore } from "../../examples/nats-consumer.js";
-import { MaildirStore, NatsSink, parseEnvelopeHeaders } from "../../src/index.js";
-import { silentLogger, waitFor } from "../helpers/clients.js";
-import { NATS_URL, natsOrSkip, uniqueStream } from "./nats-broker.js";
+import { MaildirStore, parseEnvelopeHeaders } from "../../src/index.js";
+import { waitFor } from "../helpers/clients.js";
+import { NATS_URL, natsOrSkip, openStreamSink, uniqueStream } from "./nats-broker.js";
 import { ehloClient, queuedId, sendOne, startSinkServer } from "./sink-server.js";
 
 test("examples/nats-consumer stores every published message in a Maildir with its envelope", async (t) => {
@@ -20,14 +20,7 @@ test("examples/nats-consumer stores every published message in a Maildir with it
   const names = uniqueStream(t, "consumer");
   const directory = await mkdtemp(join(tmpdir(), "mailgate-nats-consumer-"));
   t.after(() => rm(directory, { recursive: true, force: true }));
-  const sink = await NatsSink.open({
-    servers: NATS_URL,
-    subject: names.subject,
-    bucket: names.bucket,
-    declare: { stream: names.stream },
-    logger: silentLogger,
-  });
-  t.after(() => sink.close());
+  const sink = await openStreamSink(t, names);
   const port = await startSinkServer(t, sink, { maxMessageSize: 16 * 1024 * 1024 });
 
   const line = `${"8-bit ü line ".repeat(5)}\r\n`;

@@ -8,7 +8,7 @@ import type { StoredMsg } from "@nats-io/jetstream";
 import { NATS_HEADERS, NatsSink, readNatsMailHeaders, SinkUnavailable, SmtpError } from "../../src/index.js";
 import { natsMailHeaders } from "../../src/sinks/nats-headers.js";
 import { silentLogger } from "../helpers/clients.js";
-import { NATS_URL, natsOrSkip, readStream, uniqueStream } from "./nats-broker.js";
+import { NATS_URL, natsOrSkip, openStreamSink, readStream, uniqueStream } from "./nats-broker.js";
 import { ehloClient, queuedId, sendOne, startSinkServer } from "./sink-server.js";
 
 async function* chunks(...buffers: Buffer[]): AsyncGenerator<Buffer> {
@@ -24,14 +24,7 @@ describe("NatsSink", () => {
     const nats = await natsOrSkip(t);
     if (!nats) return;
     const names = uniqueStream(t, "rt");
-    const sink = await NatsSink.open({
-      servers: NATS_URL,
-      subject: names.subject,
-      bucket: names.bucket,
-      declare: { stream: names.stream },
-      logger: silentLogger,
-    });
-    t.after(() => sink.close());
+    const sink = await openStreamSink(t, names);
     assert.equal(sink.state, "connected");
     const port = await startSinkServer(t, sink);
 
@@ -73,14 +66,7 @@ describe("NatsSink", () => {
     const nats = await natsOrSkip(t);
     if (!nats) return;
     const names = uniqueStream(t, "dup");
-    const sink = await NatsSink.open({
-      servers: NATS_URL,
-      subject: names.subject,
-      bucket: null,
-      declare: { stream: names.stream, duplicateWindow: 60_000 },
-      logger: silentLogger,
-    });
-    t.after(() => sink.close());
+    const sink = await openStreamSink(t, names, { bucket: null, declare: { duplicateWindow: 60_000 } });
     const envelope = { from: "a@example.org", to: ["b@example.com"], id: "same-id-1" };
     const first = await sink.deliver(envelope, chunks(Buffer.from("first\r\n")));
     const second = await sink.deliver(envelope, chunks(Buffer.from("first\r\n")));
@@ -93,14 +79,7 @@ describe("NatsSink", () => {
     const nats = await natsOrSkip(t);
     if (!nats) return;
     const names = uniqueStream(t, "full");
-    const sink = await NatsSink.open({
-      servers: NATS_URL,
-      subject: names.subject,
-      bucket: null,
-      declare: { stream: names.stream, maxMsgs: 2 },
-      logger: silentLogger,
-    });
-    t.after(() => sink.close());
+    const sink = await openStreamSink(t, names, { bucket: null, declare: { maxMsgs: 2 } });
     const deliver = (id: string, to = "b@example.com") =>
       sink.deliver({ from: "a@example.org", to: [to], id }, chunks(Buffer.from(`${id}\r\n`)));
     await deliver("full-1");
@@ -135,14 +114,7 @@ describe("NatsSink", () => {
     const nats = await natsOrSkip(t);
     if (!nats) return;
     const names = uniqueStream(t, "edge");
-    const sink = await NatsSink.open({
-      servers: NATS_URL,
-      subject: names.subject,
-      bucket: names.bucket,
-      declare: { stream: names.stream },
-      logger: silentLogger,
-    });
-    t.after(() => sink.close());
+    const sink = await openStreamSink(t, names);
     const maxPayload = nats.nc.info?.max_payload as number;
     const envelope = (id: string) => ({ from: "a@example.org", to: ["b@example.com"], id });
     const headerBytes = (id: string) =>

@@ -4,9 +4,9 @@
  */
 import { randomBytes } from "node:crypto";
 import type { TestContext } from "node:test";
-import { SmtpServer, type SmtpServerOptions, sessionFacts } from "../../src/index.js";
+import { type SmtpServerOptions, sessionFacts } from "../../src/index.js";
 import type { MessageStore } from "../../src/store/store.js";
-import { RawClient, silentLogger } from "../helpers/clients.js";
+import { RawClient, startTestServer } from "../helpers/clients.js";
 
 /** A name no other run uses: mailgate-test-<what>-<random>. */
 export function uniqueName(what: string): string {
@@ -24,12 +24,7 @@ export async function startSinkServer(
 ): Promise<number> {
   let sequence = 0;
   const run = randomBytes(3).toString("hex");
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
+  const { port } = await startTestServer(t, {
     ...options,
     async onMessageStream(ctx, stream) {
       const id = `${run}-${++sequence}`;
@@ -38,9 +33,7 @@ export async function startSinkServer(
       return `Ok: queued as ${receipt.id}`;
     },
   });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  return server.ports[0] as number;
+  return port;
 }
 
 /** The queued id in a 250 reply of startSinkServer's server, or null for any other reply. */
