@@ -12,7 +12,7 @@ import { silentLogger, waitFor } from "../helpers/clients.js";
 import { BROKER_URL, brokerOrSkip, cleanUpAfter, drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
 import { message, runLoad } from "./sink-load.js";
 import { ehloClient, queuedId, sendOne, startSinkServer, uniqueName } from "./sink-server.js";
-import { keptLogger, spoolFixture } from "./spool-helpers.js";
+import { keptLogger, spoolFixture, spoolProgress } from "./spool-helpers.js";
 
 const PUBLISH_TIMEOUT = 1000;
 /** A reply waits at most for a slot and a confirm (then the spool's flushed write); the rest is slack. */
@@ -33,15 +33,7 @@ describe("SinkSpool with AmqpSink", () => {
     const port = await startSinkServer(t, spool);
     const load = runLoad(port, 20, 20_000, SESSION_DEADLINE);
     t.after(() => load.stop());
-    const accepted = (more: number) => {
-      const target = load.accepted.size + more;
-      return () => load.accepted.size >= target;
-    };
-    const spooled = (more: number) => {
-      const target = spool.stats.spooled + more;
-      return () => spool.stats.spooled >= target;
-    };
-    const drained = () => spool.stats.messages === 0 && spool.stats.sink === "up";
+    const { accepted, spooled, drained } = spoolProgress(load, spool);
 
     await waitFor(accepted(50), "50 messages accepted before any fault", 15_000);
     proxy.cut();

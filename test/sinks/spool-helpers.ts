@@ -18,6 +18,7 @@ import {
   type WireEnvelope,
 } from "../../src/index.js";
 import { silentLogger } from "../helpers/clients.js";
+import type { Load } from "./sink-load.js";
 
 /** A logger that keeps every line as "LEVEL message". */
 export function keptLogger(): Logger & { lines: string[] } {
@@ -120,4 +121,23 @@ export async function startEndpoint(t: TestContext): Promise<Endpoint> {
   });
   endpoint.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/inbound`;
   return endpoint;
+}
+
+/**
+ * Conditions for waitFor() while a load runs through a spool: `accepted(n)` and `spooled(n)` hold once n
+ * more messages were accepted or spooled than when they were asked for; `drained()` once the spool is
+ * empty and the sink up again.
+ */
+export function spoolProgress(load: Load, spool: SinkSpool) {
+  return {
+    accepted(more: number): () => boolean {
+      const target = load.accepted.size + more;
+      return () => load.accepted.size >= target;
+    },
+    spooled(more: number): () => boolean {
+      const target = spool.stats.spooled + more;
+      return () => spool.stats.spooled >= target;
+    },
+    drained: () => spool.stats.messages === 0 && spool.stats.sink === "up",
+  };
 }

@@ -14,7 +14,7 @@ import { TcpProxy } from "../helpers/tcp-proxy.js";
 import { SECRET, startReceiver } from "./http-helpers.js";
 import { runLoad } from "./sink-load.js";
 import { startSinkServer } from "./sink-server.js";
-import { keptLogger, spoolFixture } from "./spool-helpers.js";
+import { keptLogger, spoolFixture, spoolProgress } from "./spool-helpers.js";
 
 const REQUEST_TIMEOUT = 500;
 /** A reply waits at most for one request (REQUEST_TIMEOUT) and a flushed write; the rest is slack. */
@@ -39,15 +39,7 @@ test("cut and stall under load: every 250 reaches the endpoint byte-exact with i
   const port = await startSinkServer(t, spool);
   const load = runLoad(port, 10, 5000, SESSION_DEADLINE);
   t.after(() => load.stop());
-  const accepted = (more: number) => {
-    const target = load.accepted.size + more;
-    return () => load.accepted.size >= target;
-  };
-  const spooled = (more: number) => {
-    const target = spool.stats.spooled + more;
-    return () => spool.stats.spooled >= target;
-  };
-  const drained = () => spool.stats.messages === 0 && spool.stats.sink === "up";
+  const { accepted, spooled, drained } = spoolProgress(load, spool);
 
   await waitFor(accepted(30), "30 messages accepted before any fault", 15_000);
   // (A busy machine may already spool a few: a request slower than REQUEST_TIMEOUT is SinkUnavailable.)
