@@ -1,7 +1,7 @@
 /**
  * docs/options.md, generated from the option table (src/server/options.ts OPTION_SPECS) so that the
  * option reference cannot drift from what the server validates. `npm run docs:options` writes it;
- * test/docs-options.test.ts fails when the file on disk is not what this renders.
+ * test/docs/options.test.ts fails when the file on disk is not what this renders.
  */
 import { writeFileSync } from "node:fs";
 import { kebab } from "../src/cli/flag-values.js";
@@ -13,9 +13,36 @@ const HEADER = `# Options
 
 Every option of \`new SmtpServer(options)\`, with its \`mailgate serve\` flag (booleans take \`--name\` and
 \`--no-name\`). Times are in **milliseconds**, sizes in **bytes**. An invalid value throws at construction
-with one sentence naming the option and what it accepts. \`server.settings\` holds the resolved values.
-The README's [Options](../README.md#options) section explains them in context; \`mailgate serve --help\`
-lists the flags with their defaults. Hooks may be passed as options too (see [Hooks](../README.md#hooks)).
+with one sentence naming the option and what it accepts (for example \`Invalid option crlfMode: "bogus";
+it accepts one of ensure, leave, strict.\`). \`server.settings\` holds the resolved values.
+\`mailgate serve --help\` lists the flags with their defaults, and [mailgate serve](serve.md#flags) the
+flags of its own. Hooks may be passed as options too, under their own names (see [Hooks](hooks.md)).
+
+The manual explains them in context: the limits, deadlines and extensions in
+[Protocol behaviour and safety](protocol.md) and [Lifecycle](operations.md#lifecycle); \`tls...\`,
+\`auth...\` and the AUTH failure limits in [Encryption and authentication](security.md) (the presets in a
+table there); \`lmtp\` and \`socket...\` in [LMTP and UNIX domain sockets](lmtp.md); \`proxy...\` and
+\`xclientTrusted\` in [PROXY protocol](protocol.md#proxy-protocol) and
+[XCLIENT and XFORWARD](protocol.md#xclient-and-xforward); \`loggerSeverity\` in
+[Logging](operations.md#logging).
+`;
+
+/** Hand-written: what the table cannot say, and the options that are objects, without a flag. */
+const NOTES = `
+Two options are checked against each other at construction: \`maxConnections\` must be at least
+\`maxProcessings\`, and \`greetingDelay\` shorter than \`ioCmdTimeout\` (the client would time out before
+its greeting).
+
+## Options without a flag
+
+These take objects, so \`mailgate serve\` has no flag for them (it sets them itself where a flag of its
+own asks for one).
+
+| option | default | meaning |
+| --- | --- | --- |
+| \`logger\` | writes \`YYYY-MM-DD HH:MM:SS: [LEVEL] message\` lines to stderr (a library never writes to its program's stdout unasked; \`mailgate serve\` writes them to stdout) | Any object with \`debug\`, \`info\`, \`warn\` and \`error\` methods (console, pino, winston...). See [Logging](operations.md#logging). |
+| \`authFailureLimiter\` | in this process's memory | Where \`maxAuthFailuresPerIp\` counts: any \`AddressLimiter\` (\`isBlocked(key)\`, \`record(key)\`, either may return a promise); a \`RedisAddressLimiter\` shares the count among instances (see [Rate limits](security.md#rate-limits-per-client-address)). |
+| \`observer\` | none (nothing is counted); \`mailgate serve --metrics-listen\` uses one | An object told of connections, commands, replies, messages and failures, for metrics: see [Operations](operations.md#the-observer-option-library). |
 `;
 
 /** What a value of the option may be, in words (as the check in src/server/options.ts accepts it). */
@@ -45,7 +72,7 @@ function accepts(spec: OptionSpec): string {
 
 function defaultOf(spec: OptionSpec): string {
   if (typeof spec.default === "function") return "this machine's host name";
-  if (spec.default === null) return "not set";
+  if (spec.default === null) return "`null` (not set)";
   return `\`${JSON.stringify(spec.default)}\``;
 }
 
@@ -62,7 +89,7 @@ export function renderOptionsDoc(): string {
 | option | flag | accepts | default | meaning |
 | --- | --- | --- | --- | --- |
 ${rows.join("\n")}
-`;
+${NOTES}`;
 }
 
 export const OPTIONS_DOC_PATH = new URL("../../docs/options.md", import.meta.url);

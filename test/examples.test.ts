@@ -1,4 +1,4 @@
-/** The examples outside the cookbook (test/cookbook.test.ts runs those) over loopback, with a raw client. */
+/** The examples outside the cookbook (test/docs/cookbook.test.ts runs those) over loopback, with a raw client. */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";

@@ -7,8 +7,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { runProgram } from "./helpers/clients.js";
-import { REPO_ROOT } from "./helpers/packing.js";
+import { runProgram } from "../helpers/clients.js";
+import { REPO_ROOT } from "../helpers/packing.js";
 
 test("npm run docs' TypeDoc step passes with warnings as errors", async (t) => {
   const out = await mkdtemp(join(tmpdir(), "mailgate-api-"));

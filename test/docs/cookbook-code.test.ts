@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { REPO_ROOT } from "./helpers/packing.js";
+import { REPO_ROOT } from "../helpers/packing.js";
 
 const cookbook = await readFile(join(REPO_ROOT, "docs", "cookbook.md"), "utf8");
 

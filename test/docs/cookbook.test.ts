@@ -9,22 +9,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import nodemailer from "nodemailer";
-import { NormalizingSmtpd } from "../examples/cookbook/address-rewriting.js";
-import { SubmissionSmtpd } from "../examples/cookbook/auth.js";
-import { createLimitedServer, utilization } from "../examples/cookbook/connections-and-processings.js";
-import { HandOffSmtpd } from "../examples/cookbook/hand-off-before-250.js";
-import { createMultiPortServer } from "../examples/cookbook/ports-and-hosts.js";
-import { SizeGuardSmtpd } from "../examples/cookbook/size-guard.js";
-import { GuardedSmtpd } from "../examples/cookbook/spam-guards.js";
-import { TlsOnlySmtpd } from "../examples/cookbook/starttls.js";
-import { MySmtpd } from "../examples/cookbook/subclassing.js";
-import { TeergrubeSmtpd } from "../examples/cookbook/teergrube.js";
-import "../examples/cookbook/test-on-port-0.js";
-import { TracingSmtpd } from "../examples/cookbook/trace-headers.js";
-import { GreetingSmtpd } from "../examples/cookbook/welcome-and-greeting.js";
-import { MaildirStore, parseEnvelopeHeaders } from "../src/index.js";
-import { RawClient, waitFor } from "./helpers/clients.js";
-import { QUIET, record, started, transaction } from "./helpers/example-servers.js";
+import { NormalizingSmtpd } from "../../examples/cookbook/address-rewriting.js";
+import { SubmissionSmtpd } from "../../examples/cookbook/auth.js";
+import { createLimitedServer, utilization } from "../../examples/cookbook/connections-and-processings.js";
+import { HandOffSmtpd } from "../../examples/cookbook/hand-off-before-250.js";
+import { createMultiPortServer } from "../../examples/cookbook/ports-and-hosts.js";
+import { SizeGuardSmtpd } from "../../examples/cookbook/size-guard.js";
+import { GuardedSmtpd } from "../../examples/cookbook/spam-guards.js";
+import { TlsOnlySmtpd } from "../../examples/cookbook/starttls.js";
+import { MySmtpd } from "../../examples/cookbook/subclassing.js";
+import { TeergrubeSmtpd } from "../../examples/cookbook/teergrube.js";
+import "../../examples/cookbook/test-on-port-0.js";
+import { TracingSmtpd } from "../../examples/cookbook/trace-headers.js";
+import { GreetingSmtpd } from "../../examples/cookbook/welcome-and-greeting.js";
+import { MaildirStore, parseEnvelopeHeaders } from "../../src/index.js";
+import { RawClient, waitFor } from "../helpers/clients.js";
+import { QUIET, record, started, transaction } from "../helpers/example-servers.js";
 
 describe("cookbook", () => {
   test("subclassing: nodemailer's message is in the inbox, the blocked recipient refused with 550", async (t) => {
