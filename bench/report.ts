@@ -6,6 +6,21 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, relative } from "node:path";
+import { engineSection } from "./engine-section.js";
+import {
+  cpuPerMessage,
+  fixed,
+  int,
+  percent,
+  ratio,
+  runLine,
+  type Spread,
+  sharedMachineNote,
+  shellQuote,
+  showSpread,
+  spread,
+  table,
+} from "./report-format.js";
 import {
   type DiskCeilingSample,
   FSYNC_CEILING_SCRIPT,
@@ -144,11 +159,6 @@ function messageSamples(result: ScenarioResult, server: ServerId): MessageSample
   return (result.samples[server] as MessageSample[] | undefined) ?? [];
 }
 
-/** The server's CPU time per message in one run, in microseconds. */
-function cpuPerMessage(sample: MessageSample): number {
-  return (sample.serverCpu * sample.elapsedMs * 1000) / sample.messages;
-}
-
 function messageFigures(result: ScenarioResult, server: ServerId): MessageFigures | undefined {
   const samples = messageSamples(result, server);
   if (samples.length === 0) return undefined;
@@ -197,16 +207,6 @@ function diskCeilingFigures(result: ScenarioResult): DiskCeilingFigures | undefi
 
 /** A generator at this share of a core or more is (close to) the limit of the figure. */
 const GENERATOR_BOUND = 0.9;
-
-const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString("en-US") : "n/a");
-const fixed = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : "n/a");
-const percent = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : "n/a");
-const ratio = (x: number) => (Number.isFinite(x) && x > 0 ? `${x.toFixed(2)}x` : "n/a");
-
-function table(header: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
-  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
-}
 
 /** The server whose figures the ratios are about. */
 function primary(scenario: Scenario): ServerId {
@@ -393,22 +393,6 @@ function nodeFloorNote(results: ScenarioResult[]): string {
 
 // ---- sinks (issue 19) ----
 
-/** The median of some runs and their spread (lowest and highest). */
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
-
-function spread(values: readonly number[]): Spread {
-  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
-}
-
-function showSpread(s: Spread, format: (x: number) => string = int): string {
-  const [low, high] = [format(s.min), format(s.max)];
-  return low === high ? format(s.median) : `${format(s.median)} (${low}–${high})`;
-}
-
 interface SinkFigures {
   server: ServerId;
   name: string;
@@ -493,21 +477,6 @@ function sinkTargets(figures: SinkFigures[]): Target[] {
       },
     ];
   });
-}
-
-/** When and how the run was made, and the load average around it: one sentence. */
-function runLine(report: BenchReport): string {
-  return `Run on ${report.started.toISOString().replace("T", " ").slice(0, 16)} UTC with \`npm run bench${report.settings.argv.length ? ` -- ${report.settings.argv.map(shellQuote).join(" ")}` : ""}\`; load average before / after: ${report.loadBefore.join(", ")} / ${report.loadAfter.join(", ")}.`;
-}
-
-/** A paragraph (and its blank line) when the load average says other work shared the machine; else none. */
-function sharedMachineNote(report: BenchReport): string[] {
-  const cores = report.machine.cores;
-  if (Math.max(...report.loadBefore.slice(0, 1), ...report.loadAfter.slice(0, 1)) <= cores) return [];
-  return [
-    `**The machine was shared with other work during this run** (a load average above its ${cores} cores): the rates are noisy and low, the spreads wide; CPU per message is less sensitive to that, and the ratios are taken within the same run.`,
-    "",
-  ];
 }
 
 /** "## Sinks": `mailgate serve --sink` beside the discarding hook and each sink's ceiling, with issue 19's targets. */
@@ -808,10 +777,6 @@ function targets(results: ScenarioResult[]): Target[] {
   return list;
 }
 
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`;
-}
-
 function commandsSection(report: BenchReport): string {
   const lines = [
     "## Commands",
@@ -1011,6 +976,8 @@ export function renderReport(report: BenchReport): string {
   if (sinks) out.push(sinks);
   const workers = workersSection(report);
   if (workers) out.push(workers);
+  const engine = engineSection(report.results, report);
+  if (engine) out.push(engine);
   out.push("## Scenarios", "");
   for (const result of report.results) out.push(scenarioSection(result), "");
   out.push(METHOD, "", commandsSection(report), "");

@@ -10,8 +10,9 @@
  * slow figures never fail it.
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { isAbsolute, join, relative } from "node:path";
+import { dirname, isAbsolute, join, relative } from "node:path";
 import { parseArgs } from "node:util";
+import { ENGINE_SCENARIOS, ENGINE_SERVERS } from "./engine-section.js";
 import {
   type BenchReport,
   type BenchSettings,
@@ -49,6 +50,9 @@ const MAX_IDLE_SETTLE_SECONDS = SESSION_TIMEOUT_SECONDS - 60;
 
 const HELP = `Usage: npm run bench -- [options]
 
+  --engine                issue 18's comparison only (npm run bench:engine): scenarios 2k-s1-many-nopipe
+                          and 2k-s100-many-nopipe, servers mailgate, mailgate-stream and node-floor,
+                          --runs 5, --ceiling-files 0, --out .bench-tmp/engine.md (each can still be given)
   --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
                           --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256 --ceiling-files 1000
   --runs N                runs per figure, the median is reported (default 3)
@@ -111,6 +115,7 @@ function parse(argv: string[]) {
     strict: true,
     options: {
       quick: { type: "boolean" },
+      engine: { type: "boolean" },
       runs: { type: "string" },
       messages: { type: "string" },
       "max-run-seconds": { type: "string" },
@@ -131,7 +136,9 @@ function parse(argv: string[]) {
     },
   });
   const quick = values.quick === true;
-  const servers = values.servers?.split(",").map((s) => s.trim()) as ServerId[] | undefined;
+  const engine = values.engine === true;
+  const servers = (values.servers?.split(",").map((s) => s.trim()) ??
+    (engine ? [...ENGINE_SERVERS] : undefined)) as ServerId[] | undefined;
   for (const id of servers ?? []) {
     if (!(id in SERVER_SPECS)) throw new Error(`Unknown server "${id}" in --servers.`);
   }
@@ -142,7 +149,7 @@ function parse(argv: string[]) {
   return {
     help: values.help === true,
     quick,
-    runs: integer("runs", values.runs, quick ? 1 : 3, 1),
+    runs: integer("runs", values.runs, quick ? 1 : engine ? 5 : 3, 1),
     messages: integer("messages", values.messages, quick ? 1000 : 20_000, 1),
     maxRunSeconds: integer("max-run-seconds", values["max-run-seconds"], quick ? 5 : 20),
     idle: integer("idle", values.idle, quick ? 500 : 5000, 1),
@@ -153,17 +160,17 @@ function parse(argv: string[]) {
       0,
       MAX_IDLE_SETTLE_SECONDS,
     ),
-    ceilingFiles: integer("ceiling-files", values["ceiling-files"], quick ? 1000 : 3000),
+    ceilingFiles: integer("ceiling-files", values["ceiling-files"], engine ? 0 : quick ? 1000 : 3000),
     largeCount: integer("large-count", values["large-count"], quick ? 2 : 10, 1),
     largeMiB: integer("large-mb", values["large-mb"], 50, 1),
     hugeMiB: integer("huge-mb", values["huge-mb"], quick ? 256 : 1024, 1),
-    only: values.only ? new RegExp(values.only) : undefined,
+    only: values.only ? new RegExp(values.only) : engine ? ENGINE_SCENARIOS : undefined,
     servers,
     plainGenerator: plain as "smtp-source" | "load",
     profile: values.profile === true,
     timeoutSeconds: integer("timeout", values.timeout, 600, 1),
     warmup: integer("warmup", values.warmup, quick ? 200 : 2000),
-    out: values.out ?? "BENCHMARKS.md",
+    out: values.out ?? (engine ? ".bench-tmp/engine.md" : "BENCHMARKS.md"),
   };
 }
 
@@ -357,6 +364,7 @@ async function main(): Promise<number> {
   };
   const markdown = renderReport(report);
   const out = isAbsolute(options.out) ? options.out : join(REPO_ROOT, options.out);
+  mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, markdown);
   mkdirSync(BENCH_TMP, { recursive: true });
   const raw = join(BENCH_TMP, `results-${started.toISOString().replace(/[:.]/g, "-")}.json`);

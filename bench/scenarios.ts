@@ -76,6 +76,8 @@ export interface ScenarioConfig {
 
 /** node-floor is a reference for the 2 KB scenarios only (see bench/node-floor.ts). */
 const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
+/** The stream hook beside the buffered one (issue 18), in the scenarios without PIPELINING, many per connection. */
+const STREAM_SERVERS: ServerId[] = ["mailgate-stream"];
 /** `mailgate serve --sink` (issue 19): in the scenario issue 19 names only, to keep the run short. */
 const SINK_SERVERS = Object.keys(SINK_BACKENDS) as SinkServerId[];
 /** 1 against 2 workers (issue 21): in the same scenario as the sinks, beside mailgate and mailgate-serve. */
@@ -98,10 +100,13 @@ export function buildScenarios(config: ScenarioConfig): Scenario[] {
           pipelining,
           messages: config.messages,
           bodyBytes: 2048,
-          servers:
-            sessions === 100 && perConnection === "many" && !pipelining
-              ? [...SMALL_SERVERS, ...WORKERS_SERVERS, ...SINK_SERVERS]
-              : SMALL_SERVERS,
+          servers: [
+            ...SMALL_SERVERS,
+            ...(perConnection === "many" && !pipelining ? STREAM_SERVERS : []),
+            ...(sessions === 100 && perConnection === "many" && !pipelining
+              ? [...WORKERS_SERVERS, ...SINK_SERVERS]
+              : []),
+          ],
         });
       }
     }

@@ -1,0 +1,115 @@
+/**
+ * "## Engine (issue 18)": the library's two ways of taking a message, side by side in the same interleaved
+ * rounds: `mailgate` (onMessageData, the buffered message discarded) and `mailgate-stream` (onMessageStream,
+ * the stream drained), each beside node-floor, the least work a Node server can do per command. Ratios are
+ * taken round by round (each round ran the servers one after the other), then their median and spread.
+ */
+import {
+  cpuPerMessage,
+  type RunFacts,
+  ratio,
+  runLine,
+  sharedMachineNote,
+  showSpread,
+  spread,
+  table,
+} from "./report-format.js";
+import type { IdleSample, MessageSample, Scenario } from "./scenarios.js";
+import type { ServerId } from "./servers.js";
+
+/** The scenarios issue 18 measures: 2 KB, many messages per connection, no PIPELINING, 1 and 100 sessions. */
+export const ENGINE_SCENARIOS = /^2k-s(1|100)-many-nopipe$/;
+export const ENGINE_SERVERS: readonly ServerId[] = ["mailgate", "mailgate-stream", "node-floor"];
+
+/** Issue 18's targets. */
+const STREAM_TO_DATA = 0.95;
+const TO_FLOOR = 0.85;
+
+interface EngineResult {
+  scenario: Scenario;
+  samples: Partial<Record<ServerId, (MessageSample | IdleSample)[]>>;
+}
+
+function rates(result: EngineResult, server: ServerId): MessageSample[] {
+  return (result.samples[server] as MessageSample[] | undefined) ?? [];
+}
+
+/** `a ÷ b` for each round in which both ran (rounds keep their order in the samples). */
+function perRound(a: MessageSample[], b: MessageSample[]): number[] {
+  const rounds = Math.min(a.length, b.length);
+  return Array.from(
+    { length: rounds },
+    (_, i) => (a[i] as MessageSample).messagesPerSecond / (b[i] as MessageSample).messagesPerSecond,
+  );
+}
+
+export function engineSection(results: readonly EngineResult[], run: RunFacts): string {
+  const rows: string[][] = [];
+  const targets: string[][] = [];
+  for (const result of results) {
+    if (!ENGINE_SCENARIOS.test(result.scenario.id)) continue;
+    const data = rates(result, "mailgate");
+    const stream = rates(result, "mailgate-stream");
+    if (data.length === 0 || stream.length === 0) continue;
+    const floor = rates(result, "node-floor");
+    const msgs = (samples: MessageSample[]) =>
+      samples.length ? showSpread(spread(samples.map((s) => s.messagesPerSecond))) : "n/a";
+    const cpu = (samples: MessageSample[]) => showSpread(spread(samples.map(cpuPerMessage)));
+    const ratioOf = (values: number[]) => (values.length ? showSpread(spread(values), ratio) : "n/a");
+    const streamToData = perRound(stream, data);
+    const dataToFloor = perRound(data, floor);
+    const streamToFloor = perRound(stream, floor);
+    const id = `\`${result.scenario.id}\``;
+    rows.push([
+      id,
+      String(Math.min(data.length, stream.length)),
+      msgs(data),
+      msgs(stream),
+      msgs(floor),
+      ratioOf(streamToData),
+      ratioOf(dataToFloor),
+      ratioOf(streamToFloor),
+      cpu(data),
+      cpu(stream),
+    ]);
+    const target = (what: string, values: number[], required: number) => {
+      if (values.length === 0) return;
+      const measured = spread(values).median;
+      targets.push([
+        `${id}: ${what}`,
+        ratio(measured),
+        `≥ ${required.toFixed(2)}x`,
+        measured >= required ? "yes" : "**no**",
+      ]);
+    };
+    target("`mailgate-stream` ÷ `mailgate`", streamToData, STREAM_TO_DATA);
+    target("`mailgate` ÷ `node-floor`", dataToFloor, TO_FLOOR);
+    target("`mailgate-stream` ÷ `node-floor`", streamToFloor, TO_FLOOR);
+  }
+  if (rows.length === 0) return "";
+  return [
+    "## Engine (issue 18): onMessageStream against onMessageData",
+    "",
+    `\`mailgate\` (an onMessageData hook that discards the buffered message) and \`mailgate-stream\` (an onMessageStream hook that drains the stream), each beside \`node-floor\`, in the same interleaved rounds; messages/s are medians with the lowest and highest round in brackets, ratios are taken round by round and then their median (lowest–highest). ${runLine(run)} \`npm run bench:engine\` runs just these.`,
+    "",
+    ...sharedMachineNote(run),
+    table(
+      [
+        "scenario",
+        "rounds",
+        "`mailgate` msg/s",
+        "`mailgate-stream` msg/s",
+        "`node-floor` msg/s",
+        "stream ÷ data",
+        "data ÷ floor",
+        "stream ÷ floor",
+        "`mailgate` CPU µs/msg",
+        "`mailgate-stream` CPU µs/msg",
+      ],
+      rows,
+    ),
+    "",
+    table(["target", "measured (median of rounds)", "required", "met"], targets),
+    "",
+  ].join("\n");
+}
