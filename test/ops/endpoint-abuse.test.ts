@@ -98,3 +98,27 @@ test("concurrent scrapes on separate connections run one render at a time", asyn
     await endpoint.close();
   }
 });
+
+test("64 connections that send nothing keep the probes out for the request timeout (10 s), not 30 s", async () => {
+  const { handlers } = countingHandlers(0);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  const idle = Array.from({ length: 64 }, () => connect(Number(new URL(endpoint.url).port), "127.0.0.1"));
+  for (const socket of idle) socket.on("error", () => {});
+  try {
+    const started = Date.now();
+    let status = 0;
+    while (status !== 200 && Date.now() - started < 20_000) {
+      await delay(500);
+      status = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(500) }).then(
+        (response) => response.status,
+        () => 0,
+      );
+    }
+    const waited = Date.now() - started;
+    assert.equal(status, 200);
+    assert.ok(waited < 15_000, `the probes were kept out for ${waited} ms`);
+  } finally {
+    for (const socket of idle) socket.destroy();
+    await endpoint.close();
+  }
+});
