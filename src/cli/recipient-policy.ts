@@ -18,6 +18,8 @@ export class RecipientPolicy {
   /** From the file: whole domains, and single addresses (local part lower-cased, ASCII domain). */
   #fileDomains: ReadonlySet<string> = new Set();
   #addresses: ReadonlySet<string> = new Set();
+  /** Reloads asked for so far: a read that ends after a later reload was asked for is not put in force. */
+  #reloads = 0;
 
   private constructor(domains: readonly string[], file: string | undefined) {
     this.#domains = new Set(domains);
@@ -38,9 +40,14 @@ export class RecipientPolicy {
     return policy;
   }
 
-  /** Re-reads the recipients file; on a failure the previous entries stay and the promise rejects. */
+  /**
+   * Re-reads the recipients file; on a failure the previous entries stay and the promise rejects. When
+   * reloads overlap (two SIGHUPs while the file is replaced), the one asked last decides: an earlier read
+   * that ends after it changes nothing.
+   */
   async reload(): Promise<void> {
     if (this.#file === undefined) return;
+    const reload = ++this.#reloads;
     let text: string;
     try {
       text = await readFile(this.#file, "utf8");
@@ -65,6 +72,7 @@ export class RecipientPolicy {
       if (key === undefined) throw new Error(`${where}: "${entry}" is not an address or @domain.`);
       addresses.add(key);
     }
+    if (reload !== this.#reloads) return;
     this.#fileDomains = domains;
     this.#addresses = addresses;
   }

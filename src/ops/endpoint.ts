@@ -2,6 +2,11 @@
  * The operations endpoint of `mailgate serve --metrics-listen`: GET /metrics (Prometheus text), /healthz
  * (200 while the process runs) and /readyz (200 when ready, 503 with the reason otherwise). Plain HTTP and
  * no authentication: it belongs on loopback or a private network, as Prometheus exporters usually are.
+ *
+ * Whoever reaches it may still not make it work for them: requests that come while a render (or a
+ * readiness check) runs share it, so that pipelined or concurrent requests cost one render at a time (a
+ * render with --workers asks every worker over IPC, in the process that also accepts the SMTP
+ * connections), and a connection carries MAX_REQUESTS_PER_CONNECTION requests at most.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { explainListenError } from "../server/listeners.js";
@@ -15,6 +20,18 @@ export interface EndpointHandlers {
 
 /** Scrapers and probes need few connections; more are refused by the kernel's backlog, not queued here. */
 const MAX_CONNECTIONS = 64;
+/**
+ * Requests on one keep-alive connection; the last is answered with Connection: close and pipelined ones
+ * beyond get 503 without a render. A scraper reconnects now and then; a flood of pipelined requests ends.
+ */
+const MAX_REQUESTS_PER_CONNECTION = 100;
+/** Milliseconds a connection has to send a whole request, its headers included. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * How often the request timeout is checked (Node's default, 30 s, let 64 connections that send nothing
+ * keep every scrape and probe out for 30 s at a time).
+ */
+const CHECK_INTERVAL_MS = 1000;
 
 export class OperationsEndpoint {
   private constructor(
@@ -25,14 +42,19 @@ export class OperationsEndpoint {
 
   /** Listens on host:port; rejects with one sentence when it cannot (the port in use, say). */
   static async listen(host: string, port: number, handlers: EndpointHandlers): Promise<OperationsEndpoint> {
-    const server = createServer((request, response) => {
-      respond(request, response, handlers).catch((error: unknown) => {
+    const shared: EndpointHandlers = {
+      metrics: oneAtATime(handlers.metrics),
+      readiness: oneAtATime(handlers.readiness),
+    };
+    const server = createServer({ connectionsCheckingInterval: CHECK_INTERVAL_MS }, (request, response) => {
+      respond(request, response, shared).catch((error: unknown) => {
         send(response, 500, `error: ${error instanceof Error ? error.message : String(error)}\n`);
       });
     });
     server.maxConnections = MAX_CONNECTIONS;
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 10_000;
+    server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
+    server.headersTimeout = REQUEST_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error: NodeJS.ErrnoException) =>
         reject(new Error(`Cannot listen for metrics on ${host}:${port}: ${explainListenError(error)}`)),
@@ -52,6 +74,17 @@ export class OperationsEndpoint {
       this.server.closeAllConnections();
     });
   }
+}
+
+/** The call under way, shared by whoever asks while it runs; a call after it has settled starts anew. */
+function oneAtATime<T>(call: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null;
+  return () => {
+    running ??= call().finally(() => {
+      running = null;
+    });
+    return running;
+  };
 }
 
 async function respond(

@@ -1,0 +1,124 @@
+/**
+ * The operations endpoint under a hostile client: pipelined requests must not each start a metrics
+ * render (one connection could otherwise queue thousands of renders, and with --workers thousands of
+ * IPC requests to every worker, stalling the process that also accepts the SMTP connections).
+ */
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { test } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
+import { OperationsEndpoint } from "../../src/ops/endpoint.js";
+
+function countingHandlers(renderMs: number) {
+  const calls = { metrics: 0, readiness: 0, running: 0, mostAtOnce: 0 };
+  const run = async <T>(value: T): Promise<T> => {
+    calls.running++;
+    calls.mostAtOnce = Math.max(calls.mostAtOnce, calls.running);
+    await delay(renderMs);
+    calls.running--;
+    return value;
+  };
+  return {
+    calls,
+    handlers: {
+      metrics: () => {
+        calls.metrics++;
+        return run({ text: "mailgate_up 1\n", contentType: "text/plain; version=0.0.4" });
+      },
+      readiness: () => {
+        calls.readiness++;
+        return run(null);
+      },
+    },
+  };
+}
+
+/** Writes `count` pipelined GETs of `path` at once; resolves with the status codes of the `count` responses. */
+function pipelined(port: number, path: string, count: number): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("connect", () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(count)));
+    const statuses = () => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      if (statuses().length < count) return;
+      socket.destroy();
+      resolve(statuses());
+    });
+    socket.on("error", reject);
+    socket.on("close", () => reject(new Error(`closed after ${statuses().length} responses`)));
+  });
+}
+
+test("thousands of pipelined /metrics requests share the renders; beyond 100 on a connection, 503", async () => {
+  const { calls, handlers } = countingHandlers(50);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  try {
+    const port = Number(new URL(endpoint.url).port);
+    const statuses = await pipelined(port, "/metrics", 3000);
+    assert.deepEqual(statuses.slice(0, 100), Array(100).fill(200));
+    assert.deepEqual(new Set(statuses.slice(100)), new Set([503]));
+    assert.equal(calls.mostAtOnce, 1, "one render at a time, whatever the requests");
+    assert.ok(calls.metrics <= 3, `renders: ${calls.metrics}`);
+    // The endpoint still serves the next scrape.
+    const after = await fetch(`${endpoint.url}/metrics`);
+    assert.equal(after.status, 200);
+    assert.equal(await after.text(), "mailgate_up 1\n");
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test("pipelined /readyz probes share one readiness check", async () => {
+  const { calls, handlers } = countingHandlers(50);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  try {
+    const port = Number(new URL(endpoint.url).port);
+    const statuses = await pipelined(port, "/readyz", 2000);
+    assert.equal(statuses[0], 200);
+    assert.equal(calls.mostAtOnce, 1);
+    assert.ok(calls.readiness <= 3, `checks: ${calls.readiness}`);
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test("concurrent scrapes on separate connections run one render at a time", async () => {
+  const { calls, handlers } = countingHandlers(30);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  try {
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => fetch(`${endpoint.url}/metrics`).then((r) => r.text())),
+    );
+    assert.ok(responses.every((text) => text === "mailgate_up 1\n"));
+    assert.equal(calls.mostAtOnce, 1);
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test("64 connections that send nothing keep the probes out for the request timeout (10 s), not 30 s", async () => {
+  const { handlers } = countingHandlers(0);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  const idle = Array.from({ length: 64 }, () => connect(Number(new URL(endpoint.url).port), "127.0.0.1"));
+  for (const socket of idle) socket.on("error", () => {});
+  try {
+    const started = Date.now();
+    let status = 0;
+    while (status !== 200 && Date.now() - started < 20_000) {
+      await delay(500);
+      status = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(500) }).then(
+        (response) => response.status,
+        () => 0,
+      );
+    }
+    const waited = Date.now() - started;
+    assert.equal(status, 200);
+    assert.ok(waited < 15_000, `the probes were kept out for ${waited} ms`);
+  } finally {
+    for (const socket of idle) socket.destroy();
+    await endpoint.close();
+  }
+});
