@@ -49,6 +49,11 @@ export function compileSessionConfig(s: ServerSettings, authFailureLimiter?: Add
   };
 }
 
+/** `config` with AUTH failures per address counted by `limiter` (a primary's, for all workers). */
+export function withAuthFailureLimiter(config: SessionConfig, limiter: AddressLimiter): SessionConfig {
+  return { ...config, auth: { ...config.auth, addressLimit: authFailuresByAddress(limiter) } };
+}
+
 function parseMechanisms(text: string): SaslMechanismName[] {
   const names = text
     .toUpperCase()

@@ -52,3 +52,31 @@ export function writeLog(
   else if (severity === "warn") logger.warn(text);
   else logger.error(text);
 }
+
+/** How the server reports an event (onLogging's signature). */
+export type LogEvent = (
+  ctx: SessionContext | null,
+  severity: Severity,
+  message: string,
+  error?: unknown,
+) => void;
+
+/**
+ * `onLogging` made safe for the server's own events: its failure (a hook or a logger that throws) must
+ * never break a session or crash the process. The first failure becomes a process warning (stderr by
+ * default); later ones are dropped, so a broken logger cannot flood the output either.
+ */
+export function guardedLogging(onLogging: LogEvent): LogEvent {
+  let failed = false;
+  return (ctx, severity, message, error) => {
+    try {
+      onLogging(ctx, severity, message, error);
+    } catch (failure) {
+      if (failed) return;
+      failed = true;
+      process.emitWarning(
+        `mailgate: onLogging threw (${failure instanceof Error ? failure.message : String(failure)}); events it fails to log are dropped.`,
+      );
+    }
+  };
+}

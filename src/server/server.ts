@@ -14,10 +14,9 @@ import type { ProxyInfo } from "../protocol/proxy.js";
 import type { SessionConfig } from "../protocol/session.js";
 import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
 import { type TlsContextOptions, TlsContextProvider } from "../tls/context.js";
-import { authFailuresByAddress } from "./address-limiter.js";
 import { formatAddress, parseHostItems } from "./addresses.js";
 import { Admission, type AdmissionTicket, type CountedElsewhere } from "./admission.js";
-import { compileSessionConfig } from "./compiled-settings.js";
+import { compileSessionConfig, withAuthFailureLimiter } from "./compiled-settings.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { connectionContext, type Greetings, greetingsOf } from "./connection-context.js";
 import { drain } from "./drain.js";
@@ -30,7 +29,7 @@ import {
   listenPlan,
   openListeners,
 } from "./listeners.js";
-import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
+import { defaultLogger, guardedLogging, severityEnabled, writeLog } from "./logger.js";
 import { completeObserver } from "./observer.js";
 import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
 import { addressList, isTrusted } from "./proxy-reader.js";
@@ -52,8 +51,10 @@ export type { SmtpServerOptions, StartOptions, StopOptions } from "./server-opti
 export class SmtpServer implements SmtpServerHooks {
   readonly settings: Readonly<ServerSettings>;
   readonly logger: Logger;
-  /** Set once onLogging has thrown: see log(). */
-  private loggingFailed = false;
+  /** How the server reports its own events: through onLogging, whose failure never breaks anything. */
+  private readonly log = guardedLogging((ctx, severity, message, error) =>
+    this.onLogging(ctx, severity, message, error),
+  );
   private sessionConfig: SessionConfig;
   /** The options gave the AUTH failure limiter: start() keeps it. */
   private readonly ownAuthFailureLimiter: boolean;
@@ -106,11 +107,7 @@ export class SmtpServer implements SmtpServerHooks {
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
     this.ownAuthFailureLimiter = options.authFailureLimiter !== undefined;
     this.observer = completeObserver(options.observer);
-    this.sessionHooks = bindHooks(
-      this,
-      (ctx, severity, message, error) => this.log(ctx, severity, message, error),
-      this.observer,
-    );
+    this.sessionHooks = bindHooks(this, this.log, this.observer);
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
       minDataRate: s.minDataRate,
@@ -174,23 +171,6 @@ export class SmtpServer implements SmtpServerHooks {
       writeLog(this.logger, ctx, severity, message, error);
   }
 
-  /**
-   * How the server reports its own events: through onLogging, whose failure (a hook or a logger that
-   * throws) must never break a session or crash the process. The first failure becomes a process warning
-   * (stderr by default); later ones are dropped, so a broken logger cannot flood the output either.
-   */
-  private log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
-    try {
-      this.onLogging(ctx, severity, message, error);
-    } catch (failure) {
-      if (this.loggingFailed) return;
-      this.loggingFailed = true;
-      process.emitWarning(
-        `mailgate: onLogging threw (${failure instanceof Error ? failure.message : String(failure)}); events it fails to log are dropped.`,
-      );
-    }
-  }
-
   // ---- state, as the seed exposes it ----
 
   /** "ip:port" of every bound listener, and "unix:path" for the socket (after start()). */
@@ -244,11 +224,7 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.state = "starting";
     if (authFailureLimiter && !this.ownAuthFailureLimiter && this.settings.maxAuthFailuresPerIp > 0) {
-      const { auth } = this.sessionConfig;
-      this.sessionConfig = {
-        ...this.sessionConfig,
-        auth: { ...auth, addressLimit: authFailuresByAddress(authFailureLimiter) },
-      };
+      this.sessionConfig = withAuthFailureLimiter(this.sessionConfig, authFailureLimiter);
     }
     try {
       if (this.settings.tlsMode !== "forbidden" || this.plan.implicitTlsPorts.size > 0) {

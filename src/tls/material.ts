@@ -98,8 +98,8 @@ export function checkTlsMaterial(
     );
   }
   if (given("certPath") !== given("keyPath")) {
-    throw new Error(
-      `Give both tlsCertPath and tlsKeyPath, or neither for a generated test certificate (only ${given("certPath") ? "tlsCertPath" : "tlsKeyPath"} was given).`,
+    throw new TypeError(
+      "Invalid options tlsCertPath and tlsKeyPath: give both (certificate and key) or neither.",
     );
   }
   if (given("certPem") !== given("keyPem")) {

@@ -133,7 +133,7 @@ test("invalid options fail create() with one sentence", async (t) => {
   const files = await writeCertificate(dir, "server", { cn: "mx.example.com" });
   await assert.rejects(
     TlsContextProvider.create({ certPath: files.certPath }),
-    /^Error: Give both tlsCertPath and tlsKeyPath/,
+    /^TypeError: Invalid options tlsCertPath and tlsKeyPath: give both \(certificate and key\) or neither\.$/,
   );
   await assert.rejects(TlsContextProvider.create({ ciphers: "NOPE" }), /^TypeError: Invalid tlsCiphers/);
   await assert.rejects(
