@@ -53,6 +53,8 @@ export {
 } from "./server/address-limiter.js";
 export type { CountedElsewhere } from "./server/admission.js";
 export type { ListenerRole } from "./server/listeners.js";
+/** The TLS material only the library takes (tlsCert, tlsKey, tlsCa, tlsSecureContext, tlsSniCallback). */
+export type { TlsMaterialSettings } from "./server/option-table.js";
 export type { Logger, ServerSettings } from "./server/options.js";
 export { type ClientRateLimitOptions, clientRateLimits, type RateLimitName } from "./server/rate-limits.js";
 export {
@@ -130,5 +132,8 @@ export type {
  * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
  * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
  */
-export type { TicketKeySource, TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+export type { TlsContextProvider, TlsSessionInfo } from "./tls/context.js";
+/** In-memory PEM (a string or a Buffer) and the SNI chooser, as the TLS material options take them. */
+export type { PemInput, SniCallback } from "./tls/material.js";
 export type { TlsPreset, TlsPresetName } from "./tls/presets.js";
+export type { TicketKeySource } from "./tls/ticket-keys.js";

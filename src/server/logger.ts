@@ -3,7 +3,7 @@
  * line per event in the seed's format. Messages never contain message bodies or credentials.
  */
 import type { SessionContext } from "../protocol/context.js";
-import type { Severity } from "../protocol/hooks.js";
+import type { SessionHooks, Severity } from "../protocol/hooks.js";
 import type { Logger } from "./options.js";
 
 const RANK: Record<Severity, number> = { debug: 0, info: 1, warn: 2, error: 3, fatal: 4 };
@@ -51,4 +51,24 @@ export function writeLog(
   else if (severity === "info") logger.info(text);
   else if (severity === "warn") logger.warn(text);
   else logger.error(text);
+}
+
+/**
+ * `onLogging` made safe for the server's own events: its failure (a hook or a logger that throws) must
+ * never break a session or crash the process. The first failure becomes a process warning (stderr by
+ * default); later ones are dropped, so a broken logger cannot flood the output either.
+ */
+export function guardedLogging(onLogging: SessionHooks["log"]): SessionHooks["log"] {
+  let failed = false;
+  return (ctx, severity, message, error) => {
+    try {
+      onLogging(ctx, severity, message, error);
+    } catch (failure) {
+      if (failed) return;
+      failed = true;
+      process.emitWarning(
+        `mailgate: onLogging threw (${failure instanceof Error ? failure.message : String(failure)}); events it fails to log are dropped.`,
+      );
+    }
+  };
 }

@@ -2,30 +2,26 @@
  * SmtpServer: listeners, connection and processing limits, lifecycle, and the event hooks a user
  * overrides (by subclassing, as the seed does, or by passing functions in the options: one code path).
  */
-import { promises as dns } from "node:dns";
 import type { BlockList, Socket } from "node:net";
 import type { Readable } from "node:stream";
-import { TLSSocket } from "node:tls";
 import type { EsmtpParams } from "../protocol/commands.js";
-import { createContext, type SessionContext } from "../protocol/context.js";
+import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import type { MessageOutcome, SessionHooks, Severity, SmtpServerHooks } from "../protocol/hooks.js";
 import type { Awaitable } from "../protocol/maybe-async.js";
-import type { Observer, ServerObserver } from "../protocol/observer.js";
+import type { Observer } from "../protocol/observer.js";
 import type { ProxyInfo } from "../protocol/proxy.js";
 import type { SessionConfig } from "../protocol/session.js";
 import type { SaslCredentials, SaslMechanismName } from "../sasl/mechanism.js";
-import { deriveCertificateNames } from "../tls/certificates.js";
-import { type TicketKeySource, TlsContextProvider } from "../tls/context.js";
-import { resolveTlsSettings } from "../tls/presets.js";
-import { upgradeToTls } from "../tls/upgrade.js";
-import { type AddressLimiter, authFailuresByAddress } from "./address-limiter.js";
+import { type TlsContextOptions, TlsContextProvider } from "../tls/context.js";
 import { formatAddress, parseHostItems } from "./addresses.js";
 import { Admission, type AdmissionTicket, type CountedElsewhere } from "./admission.js";
-import { clientAddress, unnamedClientKey } from "./client-key.js";
-import { compileSessionConfig, parseSniCertificates, rejectUnknownOptions } from "./compiled-settings.js";
+import { compileSessionConfig, withAuthFailureLimiter } from "./compiled-settings.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
-import { bindHooks, HOOK_NAMES } from "./hook-binding.js";
+import { connectionContext, type Greetings, greetingsOf } from "./connection-context.js";
+import { drain } from "./drain.js";
+import { bindHooks } from "./hook-binding.js";
+import { Intake } from "./intake.js";
 import {
   type ListenerRole,
   type Listeners,
@@ -33,58 +29,32 @@ import {
   listenPlan,
   openListeners,
 } from "./listeners.js";
-import { defaultLogger, severityEnabled, writeLog } from "./logger.js";
+import { defaultLogger, guardedLogging, severityEnabled, writeLog } from "./logger.js";
 import { completeObserver } from "./observer.js";
 import { type Logger, resolveSettings, type ServerSettings } from "./options.js";
-import { addressList, isTrusted, readProxyHeader, replayingSocket } from "./proxy-reader.js";
+import { addressList, isTrusted } from "./proxy-reader.js";
 import { Refusals } from "./refusals.js";
-import { boundedLookup } from "./reverse-dns.js";
+import { lookupHostNames, PtrResolver } from "./reverse-dns.js";
+import {
+  checkAuthNeedsTls,
+  checkServiceOptions,
+  hookOptions,
+  rejectUnknownOptions,
+  type SmtpServerOptions,
+  type StartOptions,
+  type StopOptions,
+} from "./server-options.js";
+import { tlsProviderOptions } from "./tls-setup.js";
 
-export type SmtpServerOptions = Omit<Partial<ServerSettings>, "ports" | "hosts"> &
-  SmtpServerHooks & {
-    /** "2525", 2525, "2525, 3535:4545" or a list of such items. */
-    ports?: string | number | readonly (string | number)[];
-    /** "127.0.0.1, ::1", "*" or a list of hosts. */
-    hosts?: string | readonly string[];
-    logger?: Logger;
-    /**
-     * Where AUTH failures per client address are counted (maxAuthFailuresPerIp, authFailureWindow): by
-     * default in this process's memory; a RedisAddressLimiter shares the counts among instances.
-     */
-    authFailureLimiter?: AddressLimiter;
-    /** Told of connections, commands, replies, messages and failures (metrics); see ServerObserver. */
-    observer?: ServerObserver;
-  };
-
-export interface StopOptions {
-  /** Let running transactions finish (default true); idle sessions get 421 at once either way. */
-  gracefully?: boolean;
-  /** Milliseconds to wait for them before the rest get 421 (default 10000). */
-  timeout?: number;
-}
-
-/** How start() serves; the defaults are a server of its own. runWorkers starts its workers' servers so. */
-export interface StartOptions {
-  /**
-   * Bind the listeners of ports, hosts and socketPath (default true). With false nothing is bound: the
-   * connections come through serveSocket(), accepted by another process (a primary) or by the caller.
-   */
-  listen?: boolean;
-  /** Where session-ticket keys come from instead of a private rotating key (a primary's, for all workers). */
-  ticketKeySource?: TicketKeySource;
-  /**
-   * Counts AUTH failures per client address (maxAuthFailuresPerIp) instead of this server's memory (a
-   * primary's, for all workers); ignored when the options gave an authFailureLimiter (a RedisAddressLimiter
-   * spans instances, and so workers too).
-   */
-  authFailureLimiter?: AddressLimiter;
-}
+export type { SmtpServerOptions, StartOptions, StopOptions } from "./server-options.js";
 
 export class SmtpServer implements SmtpServerHooks {
   readonly settings: Readonly<ServerSettings>;
   readonly logger: Logger;
-  /** Set once onLogging has thrown: see log(). */
-  private loggingFailed = false;
+  /** How the server reports its own events: through onLogging, whose failure never breaks anything. */
+  private readonly log = guardedLogging((ctx, severity, message, error) =>
+    this.onLogging(ctx, severity, message, error),
+  );
   private sessionConfig: SessionConfig;
   /** The options gave the AUTH failure limiter: start() keeps it. */
   private readonly ownAuthFailureLimiter: boolean;
@@ -94,12 +64,13 @@ export class SmtpServer implements SmtpServerHooks {
   /** Shared by every connection: built once, not per connection. */
   private readonly connectionOptions: ConnectionOptions;
   /** The 220 greeting and the first line of the HELO/EHLO answer each context starts with. */
-  private readonly greeting: string;
-  private readonly heloGreeting: string;
+  private readonly greetings: Greetings;
   /** The listeners the settings ask for, and those bound (while started with listen). */
   private readonly plan: ListenPlan;
   private listening: Listeners | null = null;
   private tlsProvider: TlsContextProvider | null = null;
+  /** The TLS provider's options, checked at construction; start() makes the provider with them. */
+  private readonly tlsOptions: TlsContextOptions;
   private readonly trustedProxies: BlockList;
   /** Null when nobody may use XCLIENT and XFORWARD: no address check per connection then. */
   private readonly xclientClients: BlockList | null;
@@ -109,76 +80,34 @@ export class SmtpServer implements SmtpServerHooks {
   private readonly preparing = new Set<Socket>();
   /** Sockets refused with a 421, waiting briefly for their client to hang up. */
   private readonly refusals: Refusals;
+  /** The PROXY header, the client count and the implicit TLS handshake, before SMTP. */
+  private readonly intake: Intake;
   /** Connections whose session is over and whose socket waits for the client to hang up. */
   private lingering = 0;
   private readonly open = new Set<Connection>();
   private readonly waiting: Connection[] = [];
   private active = 0;
   private state: "new" | "starting" | "running" | "stopping" | "stopped" = "new";
-  private resolver: dns.Resolver | null = null;
+  private readonly resolver: PtrResolver;
 
   constructor(options: SmtpServerOptions = {}) {
     const given = options as Record<string, unknown>;
     rejectUnknownOptions(given);
     this.settings = Object.freeze(resolveSettings(options));
-    const s0 = this.settings;
-    parseSniCertificates(s0.tlsSniCertificates);
-    this.plan = listenPlan(s0, given.ports !== undefined || given.hosts !== undefined);
-    this.trustedProxies = addressList("proxyTrusted", s0.proxyTrusted);
-    const xclientClients = addressList("xclientTrusted", s0.xclientTrusted);
-    this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
-    resolveTlsSettings({
-      preset: s0.tlsPreset,
-      ciphers: s0.tlsCiphers || undefined,
-      minVersion: s0.tlsMinVersion || undefined,
-    });
-    if ((s0.tlsCertPath === "") !== (s0.tlsKeyPath === "")) {
-      throw new TypeError(
-        "Invalid options tlsCertPath and tlsKeyPath: give both (certificate and key) or neither.",
-      );
-    }
-    if (
-      s0.authMode !== "forbidden" &&
-      s0.tlsMode === "forbidden" &&
-      this.plan.implicitTlsPorts.size === 0 &&
-      !s0.authOverPlaintext
-    ) {
-      throw new TypeError(
-        "Invalid option authMode: AUTH needs TLS (tlsMode optional or required, or tlsPorts), or authOverPlaintext enabled to allow it without encryption.",
-      );
-    }
-    for (const name of HOOK_NAMES) {
-      const hook = given[name];
-      if (hook === undefined) continue;
-      if (typeof hook !== "function") throw new TypeError(`Invalid option ${name}: it must be a function.`);
-      (this as Record<string, unknown>)[name] = hook;
-    }
-    if (options.logger !== undefined) {
-      const logger = options.logger as unknown as Record<string, unknown>;
-      for (const method of ["debug", "info", "warn", "error"]) {
-        if (typeof logger?.[method] !== "function") {
-          throw new TypeError(
-            `Invalid option logger: it needs debug, info, warn and error methods (${method} is missing).`,
-          );
-        }
-      }
-    }
-    this.logger = options.logger ?? defaultLogger;
     const s = this.settings;
-    if (
-      options.authFailureLimiter !== undefined &&
-      typeof options.authFailureLimiter?.record !== "function"
-    ) {
-      throw new TypeError("Invalid option authFailureLimiter: it needs isBlocked and record methods.");
-    }
+    this.plan = listenPlan(s, given.ports !== undefined || given.hosts !== undefined);
+    this.trustedProxies = addressList("proxyTrusted", s.proxyTrusted);
+    const xclientClients = addressList("xclientTrusted", s.xclientTrusted);
+    this.xclientClients = xclientClients.rules.length > 0 ? xclientClients : null;
+    this.tlsOptions = tlsProviderOptions(s, options, given);
+    checkAuthNeedsTls(s, this.plan);
+    Object.assign(this, hookOptions(given));
+    checkServiceOptions(options);
+    this.logger = options.logger ?? defaultLogger;
     this.sessionConfig = compileSessionConfig(s, options.authFailureLimiter);
     this.ownAuthFailureLimiter = options.authFailureLimiter !== undefined;
     this.observer = completeObserver(options.observer);
-    this.sessionHooks = bindHooks(
-      this,
-      (ctx, severity, message, error) => this.log(ctx, severity, message, error),
-      this.observer,
-    );
+    this.sessionHooks = bindHooks(this, this.log, this.observer);
     this.connectionOptions = {
       commandTimeout: s.ioCmdTimeout,
       minDataRate: s.minDataRate,
@@ -190,8 +119,16 @@ export class SmtpServer implements SmtpServerHooks {
     };
     this.admission = new Admission(s.maxConnections, s.maxConnectionsPerIp);
     this.refusals = new Refusals(s.hostname, s.maxConnections, () => this.onIdle?.());
-    this.greeting = `${s.hostname} ${s.lmtp ? "LMTP" : "ESMTP"} mailgate ready`;
-    this.heloGreeting = `${s.hostname} at your service`;
+    this.intake = new Intake({
+      settings: s,
+      admission: this.admission,
+      refusals: this.refusals,
+      observer: this.observer,
+      warn: (message) => this.log(null, "warn", message),
+      tlsProvider: () => this.tlsProvider,
+    });
+    this.resolver = new PtrResolver(s.reverseLookupTimeout);
+    this.greetings = greetingsOf(s);
   }
 
   // ---- the hooks' defaults (the seed's) ----
@@ -232,23 +169,6 @@ export class SmtpServer implements SmtpServerHooks {
   onLogging(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
     if (severityEnabled(severity, this.settings.loggerSeverity))
       writeLog(this.logger, ctx, severity, message, error);
-  }
-
-  /**
-   * How the server reports its own events: through onLogging, whose failure (a hook or a logger that
-   * throws) must never break a session or crash the process. The first failure becomes a process warning
-   * (stderr by default); later ones are dropped, so a broken logger cannot flood the output either.
-   */
-  private log(ctx: SessionContext | null, severity: Severity, message: string, error?: unknown): void {
-    try {
-      this.onLogging(ctx, severity, message, error);
-    } catch (failure) {
-      if (this.loggingFailed) return;
-      this.loggingFailed = true;
-      process.emitWarning(
-        `mailgate: onLogging threw (${failure instanceof Error ? failure.message : String(failure)}); events it fails to log are dropped.`,
-      );
-    }
   }
 
   // ---- state, as the seed exposes it ----
@@ -304,15 +224,15 @@ export class SmtpServer implements SmtpServerHooks {
     }
     this.state = "starting";
     if (authFailureLimiter && !this.ownAuthFailureLimiter && this.settings.maxAuthFailuresPerIp > 0) {
-      const { auth } = this.sessionConfig;
-      this.sessionConfig = {
-        ...this.sessionConfig,
-        auth: { ...auth, addressLimit: authFailuresByAddress(authFailureLimiter) },
-      };
+      this.sessionConfig = withAuthFailureLimiter(this.sessionConfig, authFailureLimiter);
     }
     try {
       if (this.settings.tlsMode !== "forbidden" || this.plan.implicitTlsPorts.size > 0) {
-        this.tlsProvider = await this.createTlsProvider(ticketKeySource);
+        this.tlsProvider = await TlsContextProvider.create({
+          ...this.tlsOptions,
+          ...(ticketKeySource ? { ticketKeySource } : {}),
+          logger: (severity, message) => this.log(null, severity, message),
+        });
       }
       if (listen) {
         this.listening = await openListeners(
@@ -339,58 +259,23 @@ export class SmtpServer implements SmtpServerHooks {
     this.state = "stopping";
     const listenersClosed = this.listening?.close();
     this.listening = null;
-    // Every session over (its 221 or 421 written) and nobody left in a PROXY header or TLS handshake.
-    let sessionsOver = () => {};
-    let socketsClosed = () => {};
-    const allSessionsOver = new Promise<void>((resolve) => {
-      sessionsOver = resolve;
-    });
-    const allSocketsClosed = new Promise<void>((resolve) => {
-      socketsClosed = resolve;
-    });
-    this.onIdle = () => {
-      if (this.admission.count === 0) sessionsOver();
-      if (this.open.size === 0 && this.preparing.size === 0 && this.refusals.waiting.size === 0)
-        socketsClosed();
-    };
-    this.onIdle();
-    // Not yet in SMTP, they have no transaction to finish: a moment to complete their PROXY header or TLS
-    // handshake (then they get 421), and no more, so that a silent client cannot hold the stop.
-    const preparingCutoff = setTimeout(
-      () => {
-        for (const socket of this.preparing) socket.destroy();
+    await drain(
+      {
+        admission: this.admission,
+        open: this.open,
+        preparing: this.preparing,
+        refusals: this.refusals,
+        watchIdle: (onIdle) => {
+          this.onIdle = onIdle;
+        },
       },
-      gracefully ? Math.min(timeout, PREPARE_GRACE_MS) : 0,
+      gracefully,
+      timeout,
     );
-    for (const connection of this.open) {
-      if (!connection.started) connection.session.shutdownNow();
-      else if (gracefully) connection.session.requestClose();
-      else connection.session.shutdownNow();
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), gracefully ? timeout : 0);
-    });
-    if (await Promise.race([allSessionsOver.then(() => false), expired])) {
-      for (const connection of this.open) connection.session.shutdownNow();
-    }
-    // Every client has its last reply: a moment to hang up (a lingering or refused socket would otherwise
-    // hold the stop for its own linger), then whoever has not is cut off.
-    const cutoff = setTimeout(() => {
-      for (const connection of this.open) connection.socket.destroy();
-      for (const socket of this.preparing) socket.destroy();
-      this.refusals.destroyAll();
-    }, PREPARE_GRACE_MS);
-    await allSocketsClosed;
-    clearTimeout(cutoff);
-    clearTimeout(timer);
-    clearTimeout(preparingCutoff);
     await listenersClosed;
-    this.onIdle = null;
     this.tlsProvider?.close(); // stops the session-ticket key rotation
     this.tlsProvider = null;
-    this.resolver?.cancel();
-    this.resolver = null;
+    this.resolver.cancel();
     this.state = "stopped";
   }
 
@@ -415,23 +300,16 @@ export class SmtpServer implements SmtpServerHooks {
       this.serveAdmitted(socket, role, this.admission.enterCounted(elsewhere));
       return;
     }
-    const { settings } = this;
     const ticket = this.admission.enter();
     if (!ticket) {
-      this.refusals.tooBusy(socket, role.implicitTls);
-      this.observer?.connectionRefused("max-connections", socket.remoteAddress ?? "");
-      this.log(
-        null,
-        "warn",
-        `Refused ${socket.remoteAddress}: maxConnections (${settings.maxConnections}) reached`,
-      );
+      this.intake.refuseBusy(socket, role);
       return;
     }
     if (!role.proxy) {
       const peer = socket.remoteAddress ?? "";
       // A ticket of this server's own: the count answers at once.
       const counted = this.admission.countClient(ticket, peer) as boolean;
-      if (!this.clientCounted(counted, socket, role, ticket, peer)) return;
+      if (!this.intake.clientCounted(counted, socket, role, ticket, peer)) return;
     }
     this.serveAdmitted(socket, role, ticket);
   }
@@ -453,7 +331,7 @@ export class SmtpServer implements SmtpServerHooks {
     socket.once("close", () => {
       if (this.preparing.delete(socket)) this.onIdle?.();
     });
-    this.prepare(socket, kind, ticket).then(
+    this.intake.prepare(socket, kind, ticket).then(
       (prepared) => {
         this.preparing.delete(socket);
         if (prepared && this.state === "running") {
@@ -474,60 +352,6 @@ export class SmtpServer implements SmtpServerHooks {
     );
   }
 
-  /** After the client's count: false (and the client refused) when it had too many connections already. */
-  private clientCounted(
-    counted: boolean,
-    socket: Socket,
-    { implicitTls }: ListenerRole,
-    ticket: AdmissionTicket,
-    client: string,
-  ): boolean {
-    if (counted) return true;
-    this.admission.leave(ticket); // refused: it no longer counts, whenever its socket closes
-    this.refusals.tooManyFromClient(socket, implicitTls);
-    this.observer?.connectionRefused("max-connections-per-ip", client);
-    this.log(
-      null,
-      "warn",
-      `Refused ${client}: maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
-    );
-    return false;
-  }
-
-  /**
-   * Before SMTP: the PROXY header (closed without a reply when bad), the client it names counted, then
-   * the implicit TLS handshake. Resolves with the socket to talk through, the header, the bytes that
-   * came after it (for the session: an early talker) and the client's address, or null when the client
-   * was refused.
-   */
-  private async prepare(
-    socket: Socket,
-    kind: ListenerRole,
-    ticket: AdmissionTicket,
-  ): Promise<[Socket, ProxyInfo | null, Buffer | undefined, string] | null> {
-    const timeout = this.settings.ioCmdTimeout;
-    const proxied = kind.proxy ? await readProxyHeader(socket, timeout) : null;
-    const peer = socket.remoteAddress ?? "";
-    const client = clientAddress(peer, proxied?.info ?? null);
-    // Clients the proxy could not name share one count, apart from the proxy's own direct clients. The
-    // proxy's own health checks (v2 LOCAL) are not counted: the proxy is trusted, and must not be refused
-    // its checks.
-    const healthCheck = proxied?.info.command === "LOCAL" && proxied.info.version === 2;
-    const counted = client || unnamedClientKey(peer);
-    if (proxied && !healthCheck) {
-      const allowed = await this.admission.countClient(ticket, counted);
-      if (!this.clientCounted(allowed, socket, kind, ticket, counted)) return null;
-    }
-    if (!kind.implicitTls) return [socket, proxied?.info ?? null, proxied?.rest, client];
-    // Behind a proxy, the start of the TLS handshake may have come with the header: the TLS layer gets it.
-    const early = proxied?.rest ?? Buffer.alloc(0);
-    const transport = early.length > 0 ? replayingSocket(socket, early) : socket;
-    const secured = await upgradeToTls(transport, this.tlsProvider as TlsContextProvider, {
-      handshakeTimeout: timeout,
-    });
-    return [secured, proxied?.info ?? null, undefined, client];
-  }
-
   /** A connection ready to talk SMTP (after its TLS handshake on an implicit TLS port). */
   private admit(
     socket: Socket,
@@ -539,23 +363,7 @@ export class SmtpServer implements SmtpServerHooks {
     client: string,
   ): void {
     const { settings } = this;
-    const ctx = this.newContext(tcp); // addresses from the TCP socket (a TLS layer over a stream has none)
-    if (proxied) {
-      ctx.server.proxy = proxied;
-      // PROXY (not LOCAL or UNKNOWN) with addresses: the real client is the one the proxy names.
-      if (proxied.command === "PROXY" && proxied.source && proxied.family !== "UNIX") {
-        ctx.server.remoteIp = ctx.server.remoteHost = proxied.source.address;
-        ctx.server.remotePort = proxied.source.port;
-        if (proxied.destination) {
-          ctx.server.localIp = ctx.server.localHost = proxied.destination.address;
-          ctx.server.localPort = proxied.destination.port;
-        }
-      }
-    }
-    if (socket instanceof TLSSocket && this.tlsProvider) {
-      ctx.server.encrypted = new Date();
-      ctx.server.tls = this.tlsProvider.describe(socket);
-    }
+    const ctx = connectionContext(tcp, socket, proxied, this.greetings, this.tlsProvider);
     const connection = new Connection(
       socket,
       ctx,
@@ -586,51 +394,9 @@ export class SmtpServer implements SmtpServerHooks {
     else this.waiting.push(connection);
   }
 
-  private newContext(socket: Socket): SessionContext {
-    return createContext({
-      localIp: socket.localAddress ?? "",
-      localPort: socket.localPort ?? 0,
-      remoteIp: socket.remoteAddress ?? "",
-      remotePort: socket.remotePort ?? 0,
-      localResponse: this.greeting,
-      heloResponse: this.heloGreeting,
-    });
-  }
-
   /** The active TLS context and certificate (the seed's ssl_context), after start() with TLS on. */
   get tls(): TlsContextProvider | null {
     return this.tlsProvider;
-  }
-
-  private async createTlsProvider(ticketKeySource: TicketKeySource | undefined): Promise<TlsContextProvider> {
-    const s = this.settings;
-    const listenNames = parseHostItems(s.hosts).filter((h) => h !== "*");
-    const names = deriveCertificateNames(
-      listenNames,
-      [],
-      s.tlsCertCn || undefined,
-      s.tlsCertSan === ""
-        ? undefined
-        : s.tlsCertSan
-            .split(",")
-            .map((n) => n.trim())
-            .filter(Boolean),
-      s.hostname,
-    );
-    return TlsContextProvider.create({
-      ...(s.tlsCertPath ? { certPath: s.tlsCertPath, keyPath: s.tlsKeyPath } : {}),
-      cn: names.cn,
-      san: names.san,
-      preset: s.tlsPreset,
-      ...(s.tlsCiphers ? { ciphers: s.tlsCiphers } : {}),
-      ...(s.tlsMinVersion ? { minVersion: s.tlsMinVersion } : {}),
-      ...(s.tlsCaPath ? { caPath: s.tlsCaPath } : {}),
-      ...(s.tlsRequestCert ? { requestCert: true } : {}),
-      ticketKeyRotation: s.tlsTicketKeyRotation,
-      ...(ticketKeySource ? { ticketKeySource } : {}),
-      sniCertificates: parseSniCertificates(s.tlsSniCertificates),
-      logger: (severity, message) => this.log(null, severity, message),
-    });
   }
 
   /** Gives the connection a processing slot: reverse lookup (bounded), connect hook, greeting. */
@@ -644,14 +410,9 @@ export class SmtpServer implements SmtpServerHooks {
   }
 
   private async lookupAndGreet(connection: Connection): Promise<void> {
-    const { server } = connection.ctx;
     // Through the (overridable) lookupHostname, bounded by reverseLookupTimeout either way.
     const lookup = (ip: string) => this.lookupHostname(ip);
-    const timeout = this.settings.reverseLookupTimeout;
-    [server.remoteHost, server.localHost] = await Promise.all([
-      boundedLookup(lookup, server.remoteIp, timeout),
-      boundedLookup(lookup, server.localIp, timeout),
-    ]);
+    await lookupHostNames(connection.ctx.server, lookup, this.settings.reverseLookupTimeout);
     await this.greet(connection);
   }
 
@@ -684,12 +445,8 @@ export class SmtpServer implements SmtpServerHooks {
    * The host name of `ip` by reverse DNS (PTR), or `ip` itself when there is none. Override it to use
    * another source (a cache, a local table); the server bounds it by reverseLookupTimeout either way.
    */
-  protected async lookupHostname(ip: string): Promise<string> {
-    if (!this.resolver) {
-      this.resolver = new dns.Resolver({ timeout: this.settings.reverseLookupTimeout, tries: 1 });
-    }
-    const names = await this.resolver.reverse(ip);
-    return names[0] ?? ip;
+  protected lookupHostname(ip: string): Promise<string> {
+    return this.resolver.lookup(ip);
   }
 
   /**
@@ -742,11 +499,5 @@ export class SmtpServer implements SmtpServerHooks {
 }
 
 const DONE = Promise.resolve();
-
-/**
- * Milliseconds a stop gives connections still in their PROXY header or implicit TLS handshake, and
- * clients that have their last reply, before it closes their sockets.
- */
-const PREPARE_GRACE_MS = 1000;
 
 function ignore(): void {}

@@ -271,11 +271,40 @@ async function readText(path: string, what: string, option: string): Promise<str
   }
 }
 
+/** How a certificate and its key are named in error messages: by their files, or by the options that gave them. */
+export interface PemOrigin {
+  /** "The TLS certificate file \"cert.pem\"" or "The TLS certificate given in tlsCert". */
+  certSource: string;
+  /** "The TLS private key file \"key.pem\"" or "The TLS private key given in tlsKey". */
+  keySource: string;
+  /** "in \"cert.pem\"" or "given in tlsCert": where the certificate is, after "The TLS certificate". */
+  certWhere: string;
+  /** "in \"key.pem\"" or "given in tlsKey". */
+  keyWhere: string;
+}
+
+function fileOrigin(certPath: string, keyPath: string): PemOrigin {
+  return {
+    certSource: `The TLS certificate file "${certPath}"`,
+    keySource: `The TLS private key file "${keyPath}"`,
+    certWhere: `in "${certPath}"`,
+    keyWhere: `in "${keyPath}"`,
+  };
+}
+
+/** The origin of a certificate and key given in memory, under these option names. */
+export function memoryOrigin(certOption: string, keyOption: string): PemOrigin {
+  return {
+    certSource: `The TLS certificate given in ${certOption}`,
+    keySource: `The TLS private key given in ${keyOption}`,
+    certWhere: `given in ${certOption}`,
+    keyWhere: `given in ${keyOption}`,
+  };
+}
+
 /**
- * Reads a PEM certificate chain (server certificate first) and its private key, and checks them:
- * an unreadable file, a file that is not PEM, a key that does not match the certificate, or a
- * certificate that is expired or not yet valid each throw one sentence naming the file and the remedy.
- * `now` is for tests.
+ * Reads a PEM certificate chain (server certificate first) and its private key, and checks them as
+ * checkCertificate does; an unreadable file throws one sentence naming the file. `now` is for tests.
  */
 export async function loadCertificate(
   certPath: string,
@@ -286,11 +315,24 @@ export async function loadCertificate(
     readText(certPath, "certificate", "tlsCertPath"),
     readText(keyPath, "private key", "tlsKeyPath"),
   ]);
+  return checkCertificate(certText, keyText, fileOrigin(certPath, keyPath), now);
+}
 
+/**
+ * Checks a PEM certificate chain (server certificate first) and its private key: text that is not PEM,
+ * a key that does not match the certificate, or a certificate that is expired or not yet valid each
+ * throw one sentence naming where they came from and the remedy.
+ */
+export function checkCertificate(
+  certText: string,
+  keyText: string,
+  origin: PemOrigin,
+  now: Date = new Date(),
+): LoadedCertificate {
   const blocks = certText.match(CERTIFICATE_BLOCK) ?? [];
   if (blocks.length === 0) {
     throw new Error(
-      `The TLS certificate file "${certPath}" holds no PEM certificate ("-----BEGIN CERTIFICATE-----"): give the certificate chain in PEM, the server certificate first.`,
+      `${origin.certSource} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"): give the certificate chain in PEM, the server certificate first.`,
     );
   }
   const chain = blocks.map((block, index) => {
@@ -298,7 +340,7 @@ export async function loadCertificate(
       return new X509Certificate(block);
     } catch (error) {
       throw new Error(
-        `The TLS certificate file "${certPath}" has a damaged certificate (PEM block ${index + 1}): export the certificate chain again in PEM.`,
+        `${origin.certSource} has a damaged certificate (PEM block ${index + 1}): export the certificate chain again in PEM.`,
         { cause: error },
       );
     }
@@ -307,12 +349,12 @@ export async function loadCertificate(
   const keyBlock = PRIVATE_KEY_BLOCK.exec(keyText);
   if (!keyBlock) {
     throw new Error(
-      `The TLS private key file "${keyPath}" holds no PEM private key ("-----BEGIN PRIVATE KEY-----"): give the certificate's private key in PEM.`,
+      `${origin.keySource} holds no PEM private key ("-----BEGIN PRIVATE KEY-----"): give the certificate's private key in PEM.`,
     );
   }
   if (keyBlock[1] === "ENCRYPTED PRIVATE KEY" || /Proc-Type:\s*4,ENCRYPTED/.test(keyBlock[0])) {
     throw new Error(
-      `The TLS private key in "${keyPath}" is encrypted with a passphrase: give it unencrypted (for example \`openssl pkey -in key.pem -out plain.pem\`) and protect the file by its permissions.`,
+      `The TLS private key ${origin.keyWhere} is encrypted with a passphrase: give it unencrypted (for example \`openssl pkey -in key.pem -out plain.pem\`) and protect the file by its permissions.`,
     );
   }
   let privateKey: ReturnType<typeof createPrivateKey>;
@@ -320,7 +362,7 @@ export async function loadCertificate(
     privateKey = createPrivateKey(keyBlock[0]);
   } catch (error) {
     throw new Error(
-      `The TLS private key file "${keyPath}" has a damaged private key: export the certificate's private key again in PEM.`,
+      `${origin.keySource} has a damaged private key: export the certificate's private key again in PEM.`,
       { cause: error },
     );
   }
@@ -328,19 +370,19 @@ export async function loadCertificate(
   const [leaf] = chain as [X509Certificate, ...X509Certificate[]];
   if (!leaf.checkPrivateKey(privateKey)) {
     throw new Error(
-      `The TLS private key in "${keyPath}" does not match the certificate in "${certPath}" (${leaf.subject.replace(/\n/g, ", ")}): give the key that the certificate was issued for, or a certificate file whose first certificate is the server's own.`,
+      `The TLS private key ${origin.keyWhere} does not match the certificate ${origin.certWhere} (${leaf.subject.replace(/\n/g, ", ")}): give the key that the certificate was issued for, or a certificate file whose first certificate is the server's own.`,
     );
   }
   const validFrom = new Date(leaf.validFrom);
   const validTo = new Date(leaf.validTo);
   if (now.getTime() > validTo.getTime()) {
     throw new Error(
-      `The TLS certificate in "${certPath}" expired on ${validTo.toISOString()}: renew it (for example with your ACME client) and give the new file.`,
+      `The TLS certificate ${origin.certWhere} expired on ${validTo.toISOString()}: renew it (for example with your ACME client) and give the new file.`,
     );
   }
   if (now.getTime() < validFrom.getTime()) {
     throw new Error(
-      `The TLS certificate in "${certPath}" is not valid before ${validFrom.toISOString()}: check the system clock, or use a certificate that is valid now.`,
+      `The TLS certificate ${origin.certWhere} is not valid before ${validFrom.toISOString()}: check the system clock, or use a certificate that is valid now.`,
     );
   }
   return { cert: `${blocks.join("\n")}\n`, key: keyBlock[0], x509: leaf, chain };

@@ -106,10 +106,12 @@ function upgradeShared(
 
 /**
  * Client certificates requested: node sets `authorized` / `authorizationError` only on sockets of a
- * tls.Server, so the connection goes through a tls.Server that never listens (documented use: "this
- * event can also be explicitly emitted by users to inject connections into the TLS server"). It is
- * built per handshake from the provider's current options, so it always has the newest certificate and
- * session-ticket key (its tickets resume on later connections like those of the shared context).
+ * tls.Server, so the connection goes through a tls.Server that never listens (an "engine"; documented
+ * use: "this event can also be explicitly emitted by users to inject connections into the TLS server").
+ * Making one costs a context made from PEM (about 3 ms of CPU), so engines are made once per generation
+ * of the provider's context (rebuilt on reload and on a new session-ticket key) and reused: see
+ * EnginePool. An engine serves one handshake at a time, because its events do not say which injected
+ * socket they are about.
  */
 function upgradeWithClientCertificates(
   socket: Duplex,
@@ -117,8 +119,8 @@ function upgradeWithClientCertificates(
   timeoutMs: number,
 ): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    // The policy is applied below, after the handshake, so that the reason can be reported.
-    const engine = tls.createServer({ ...provider.serverOptions(), rejectUnauthorized: false });
+    const pool = enginePool(provider);
+    const engine = pool.take();
     let secured: tls.TLSSocket | undefined;
     const outcome = settle(timeoutMs, () => (secured ?? socket).destroy(), resolve, reject);
     engine.once("secureConnection", (tlsSocket: tls.TLSSocket) => {
@@ -133,17 +135,22 @@ function upgradeWithClientCertificates(
       } else {
         outcome.succeed(tlsSocket);
       }
+      pool.giveBack(engine); // its socket reported its end: no later event of it can reach the engine
     });
     engine.once("tlsClientError", (error: Error, tlsSocket: tls.TLSSocket) => {
       secured = tlsSocket;
       outcome.fail(handshakeError(error));
+      pool.giveBack(engine); // node reports one client error per socket, and nothing after it
     });
     const onClose = () =>
       outcome.fail(new TlsHandshakeError("The client closed the connection during the TLS handshake."));
     socket.once("close", onClose);
+    // An engine whose handshake ended otherwise (timeout, closed raw socket) is dropped, not given back:
+    // its TLS socket may still report a late error, which must not reach the next handshake.
     outcome.onCleanup(() => {
       socket.off("close", onClose);
-      engine.removeAllListeners();
+      engine.removeAllListeners("secureConnection");
+      engine.removeAllListeners("tlsClientError");
     });
     // The engine's TLS socket, which copies the raw socket's allowHalfOpen, is out of reach until the
     // handshake ends. Not half-open, it closes itself on a FIN (see upgradeShared), which the engine then
@@ -152,4 +159,36 @@ function upgradeWithClientCertificates(
     socket.allowHalfOpen = false;
     engine.emit("connection", socket);
   });
+}
+
+/** Idle engines kept per generation at most: enough for bursts of handshakes, bounded in memory. */
+const MAX_IDLE_ENGINES = 16;
+
+/** The engines of one generation of a provider's context: made when none is idle, reused after. */
+class EnginePool {
+  private readonly idle: tls.Server[] = [];
+
+  constructor(private readonly options: tls.TlsOptions) {}
+
+  take(): tls.Server {
+    // The policy (rejectUnauthorized) is applied after the handshake, so that the reason can be reported.
+    return this.idle.pop() ?? tls.createServer({ ...this.options, rejectUnauthorized: false });
+  }
+
+  giveBack(engine: tls.Server): void {
+    if (this.idle.length < MAX_IDLE_ENGINES) this.idle.push(engine);
+  }
+}
+
+/** Keyed by the generation's active context: a reload or a new ticket key starts a new pool. */
+const pools = new WeakMap<tls.SecureContext, EnginePool>();
+
+function enginePool(provider: TlsContextProvider): EnginePool {
+  const generation = provider.activeContext;
+  let pool = pools.get(generation);
+  if (pool === undefined) {
+    pool = new EnginePool(provider.serverOptions());
+    pools.set(generation, pool);
+  }
+  return pool;
 }

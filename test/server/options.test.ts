@@ -12,6 +12,7 @@ import type { SessionContext } from "../../src/protocol/context.js";
 import type { Severity, SmtpServerHooks } from "../../src/protocol/hooks.js";
 import { HOOK_NAMES } from "../../src/server/hook-binding.js";
 import { defaultLogger } from "../../src/server/logger.js";
+import { LIBRARY_OPTION_SPECS } from "../../src/server/option-table.js";
 import { type Logger, OPTION_SPECS, type ServerSettings } from "../../src/server/options.js";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
 import { RawClient, silentLogger, waitFor } from "../helpers/clients.js";
@@ -109,6 +110,18 @@ test("every option of the table rejects a value of the wrong type, naming itself
   for (const spec of OPTION_SPECS) {
     // null is "not set" for an option whose default is null.
     for (const value of [{}, [[]], ...(spec.default === null ? [] : [null])]) {
+      assertRejected({ [spec.name]: value }, new RegExp(`\\b${spec.name}\\b`));
+    }
+  }
+});
+
+test("every library-only option (TLS material) rejects a value of the wrong type, naming itself", () => {
+  assert.deepEqual(
+    LIBRARY_OPTION_SPECS.map((spec) => spec.name),
+    ["tlsCert", "tlsKey", "tlsCa", "tlsSecureContext", "tlsSniCallback"],
+  );
+  for (const spec of LIBRARY_OPTION_SPECS) {
+    for (const value of [{}, 42, null]) {
       assertRejected({ [spec.name]: value }, new RegExp(`\\b${spec.name}\\b`));
     }
   }

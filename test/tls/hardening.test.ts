@@ -7,14 +7,13 @@
 import assert from "node:assert/strict";
 import { type TestContext, test } from "node:test";
 import tls from "node:tls";
+import { type TlsContextOptions, TlsContextProvider } from "../../src/tls/context.js";
+import { TLS_PRESET_NAMES } from "../../src/tls/presets.js";
 import {
   DEFAULT_TICKET_KEY_ROTATION,
   type TicketKeySource,
-  type TlsContextOptions,
-  TlsContextProvider,
   validateTicketKeyRotation,
-} from "../../src/tls/context.js";
-import { TLS_PRESET_NAMES } from "../../src/tls/presets.js";
+} from "../../src/tls/ticket-keys.js";
 import { upgradeToTls } from "../../src/tls/upgrade.js";
 import { runProgram } from "../helpers/clients.js";
 import { handshake, listen, tcpServer, tempDir, writeCertificate } from "./tls-helpers.js";
@@ -197,7 +196,7 @@ for (const [label, options] of UPGRADE_PATHS) {
     t.mock.timers.enable({ apis: ["setInterval"] });
     const provider = await TlsContextProvider.create(options);
     const port = await serveEcho(t, provider);
-    const ca = provider.certificatePem;
+    const ca = provider.certificatePem as string;
     for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
       const first = await ticketHandshake(port, ca, version);
       assert.equal(first.reused, false);

@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { before, test } from "node:test";
-import { RawClient, runProgram } from "./helpers/clients.js";
-import { NPM, packTarball, REPO_ROOT } from "./helpers/packing.js";
+import { RawClient, runProgram } from "../helpers/clients.js";
+import { NPM, packTarball, REPO_ROOT } from "../helpers/packing.js";
 
 const FIXTURES = join(REPO_ROOT, "test", "fixtures", "consumer");
 let consumer = "";

@@ -9,13 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, type TestContext, test } from "node:test";
 import { promisify } from "node:util";
-import { MailboxLmtpd } from "../examples/cookbook/lmtp-socket.js";
-import { SmtpError } from "../src/protocol/errors.js";
-import { SmtpServer, type SmtpServerOptions } from "../src/server/server.js";
-import { parseEnvelopeHeaders } from "../src/store/maildir.js";
-import { RawClient, silentLogger } from "./helpers/clients.js";
-import { needProgram, requireProgram } from "./helpers/programs.js";
-import { openSession } from "./helpers/session-harness.js";
+import { MailboxLmtpd } from "../../examples/cookbook/lmtp-socket.js";
+import { SmtpError } from "../../src/protocol/errors.js";
+import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
+import { parseEnvelopeHeaders } from "../../src/store/maildir.js";
+import { RawClient, silentLogger } from "../helpers/clients.js";
+import { needProgram, requireProgram } from "../helpers/programs.js";
+import { openSession } from "../helpers/session-harness.js";
 
 const run = promisify(execFile);
 const QUIET: SmtpServerOptions = { hostname: "mx.test", logger: silentLogger, loggerSeverity: "fatal" };
@@ -231,7 +231,7 @@ describe("mailgate serve --lmtp", () => {
   test("stores what an LMTP client delivers over a socket in the Maildir", async (t) => {
     const dir = await tempDir(t);
     const socketPath = join(dir, "lmtp.sock");
-    const main = new URL("../src/cli/main.js", import.meta.url).pathname;
+    const main = new URL("../../src/cli/main.js", import.meta.url).pathname;
     const child = spawn(
       process.execPath,
       [main, "serve", "--lmtp", "--socket-path", socketPath, "--maildir", join(dir, "mail")],

@@ -5,9 +5,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { createFileSinkServer } from "../examples/stream-to-file.js";
-import { RawClient } from "./helpers/clients.js";
-import { QUIET, started, transaction } from "./helpers/example-servers.js";
+import { createFileSinkServer } from "../../examples/stream-to-file.js";
+import { RawClient } from "../helpers/clients.js";
+import { QUIET, started, transaction } from "../helpers/example-servers.js";
 
 test("stream-to-file writes the message to a file before answering 250", async (t) => {
   const directory = await mkdtemp(join(tmpdir(), "mailgate-example-"));

@@ -2,9 +2,9 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
-import { packedFiles } from "./helpers/packing.js";
+import { packedFiles } from "../helpers/packing.js";
 
-const root = new URL("../../", import.meta.url);
+const root = new URL("../../../", import.meta.url);
 
 test("npm pack ships the code, types, LICENSE and docs, and source maps that carry their sources", async () => {
   const files = await packedFiles();

@@ -10,10 +10,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
-import { needProgram } from "./helpers/programs.js";
+import { needProgram } from "../helpers/programs.js";
 
 const run = promisify(execFile);
-const DEPLOY = new URL("../../examples/deploy/", import.meta.url).pathname;
+const DEPLOY = new URL("../../../examples/deploy/", import.meta.url).pathname;
 
 test("the systemd unit passes systemd-analyze verify", async (t) => {
   if (!needProgram(t, "systemd-analyze", "systemd")) return;

@@ -7,7 +7,7 @@ import {
   parsePortItems,
   resolveListenAddresses,
   wildcardAddresses,
-} from "../src/server/addresses.js";
+} from "../../src/server/addresses.js";
 
 // Resolving does not bind, so any IP literal will do; these are the seed's README hosts with a
 // documentation address (RFC 5737) in place of 192.168.0.1.
