@@ -8,18 +8,13 @@ import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
 import type { MessageHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
+import { type MessageResult, messageResult } from "./message-outcome.js";
 
 export interface MessageLimits {
   /** Largest message in bytes, 0 for no limit. */
   maxMessageSize: number;
   /** highWaterMark of the stream given to onMessageStream. */
   streamHighWaterMark: number;
-}
-
-/** How a message ended: a refusal, or what the hooks returned (a 250 text, per-recipient outcomes). */
-export interface MessageResult {
-  error: unknown;
-  value: unknown;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -146,7 +141,7 @@ export class MessageReceiver {
     const message = this.ctx.message;
     message.delivered = new Date();
     if (this.stream) return this.finishStream(this.stream);
-    if (this.error) return { error: this.error, value: undefined };
+    if (this.error) return messageResult(this.error, undefined);
     message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
     return this.runDataHook(undefined);
   }
@@ -159,14 +154,15 @@ export class MessageReceiver {
   private async finishStream(stream: Readable): Promise<MessageResult> {
     if (this.error) {
       await this.streamResult; // let the consumer clean up before the client hears the refusal
-      return { error: this.error, value: undefined };
+      return messageResult(this.error, undefined);
     }
     stream.push(null);
     const value = await this.streamResult;
-    if (this.streamFailure) return { error: this.streamFailure, value };
+    if (this.streamFailure) return messageResult(this.streamFailure, value);
     // The session closed while the consumer finished (its reply went out already): no hook starts for it.
-    if (this.abandoned)
-      return { error: new SmtpError(421, "Session closed before the message was handed over"), value };
+    if (this.abandoned) {
+      return messageResult(new SmtpError(421, "Session closed before the message was handed over"), value);
+    }
     return this.runDataHook(value);
   }
 
@@ -174,8 +170,8 @@ export class MessageReceiver {
   private runDataHook(value: unknown): Awaitable<MessageResult> {
     return thenCall(
       () => this.hooks.onMessageData(this.ctx),
-      (returned): MessageResult => ({ error: null, value: returned ?? value }),
-      (error): MessageResult => ({ error, value }),
+      (returned) => messageResult(null, returned ?? value),
+      (error) => messageResult(error, value),
     );
   }
 
