@@ -17,7 +17,7 @@ import type { MailTransaction } from "./transaction.js";
 
 /** What the session does after a step of the body pump. */
 export enum BodyProgress {
-  /** Wait for more input (or for a slow stream consumer). */
+  /** Wait for more input. */
   NeedMore = 0,
   /** Go on reading the body. */
   Continue = 1,
@@ -40,7 +40,9 @@ export class MessageIntake {
   /** Reads buffered octets into the message and runs the data hooks where the reader stopped. */
   pump(message: IncomingMessage): Awaitable<BodyProgress> {
     const { receiver } = message;
-    if (receiver.blocked) return BodyProgress.NeedMore;
+    // A stream consumer that wants no more bytes: the pump waits for it (and reads no input meanwhile).
+    const backpressure = receiver.backpressure;
+    if (backpressure) return backpressure.then(() => BodyProgress.Continue);
     const size = this.ctx.message.bytesize;
     const read = this.input.readBody(message.reader);
     if (read > 0) this.transport.dataReceived(read);

@@ -22,8 +22,8 @@ const EMPTY = Buffer.alloc(0);
 export class MessageReceiver {
   /** The first reason the message will be refused; once set, bytes are counted and dropped. */
   error: unknown = null;
-  /** True while the stream consumer wants no more bytes: the session stops reading input. */
-  blocked = false;
+  /** While the stream consumer wants no more bytes: settles when it reads again or the message fails. */
+  private full: { promise: Promise<void>; resolve: () => void } | null = null;
   private parts: Buffer[] = [];
   private stream: Readable | null = null;
   private streamResult: Promise<unknown> | null = null;
@@ -36,8 +36,6 @@ export class MessageReceiver {
     private readonly ctx: SessionContext,
     private readonly hooks: MessageHooks,
     private readonly limits: MessageLimits,
-    /** Called when a blocked stream consumer asks for more. */
-    private readonly wake: () => void,
   ) {
     const message = ctx.message;
     message.received = new Date();
@@ -86,7 +84,13 @@ export class MessageReceiver {
   private append(chunk: Buffer): void {
     if (this.stream) {
       if (this.streamFailure || this.stream.destroyed) return;
-      if (!this.stream.push(chunk)) this.blocked = true;
+      if (!this.stream.push(chunk) && !this.full) {
+        let resolve = () => {};
+        const promise = new Promise<void>((settle) => {
+          resolve = settle;
+        });
+        this.full = { promise, resolve };
+      }
     } else {
       this.parts.push(chunk);
     }
@@ -100,7 +104,21 @@ export class MessageReceiver {
     if (this.stream && !this.stream.destroyed) {
       this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
     }
-    this.blocked = false;
+    this.release();
+  }
+
+  /**
+   * Null while the message takes more bytes; while the stream consumer wants no more, a promise that
+   * settles when it reads again (or the message fails): the session reads no input meanwhile.
+   */
+  get backpressure(): Promise<void> | null {
+    return this.full?.promise ?? null;
+  }
+
+  private release(): void {
+    const full = this.full;
+    this.full = null;
+    full?.resolve();
   }
 
   /** The session ends before the message does (client gone, RSET, shutdown). */
@@ -178,11 +196,7 @@ export class MessageReceiver {
   private openStream(consumer: NonNullable<MessageHooks["onMessageStream"]>): void {
     const stream = new Readable({
       highWaterMark: this.limits.streamHighWaterMark,
-      read: () => {
-        if (!this.blocked) return;
-        this.blocked = false;
-        this.wake();
-      },
+      read: () => this.release(),
     });
     this.stream = stream;
     // The consumer learns of a failure when it reads; one that has not started reading yet (a store
@@ -202,9 +216,8 @@ export class MessageReceiver {
         (error) => {
           // The consumer failed (a store error...): read the message to its end, then answer the error.
           this.streamFailure = error ?? new Error("message stream hook failed");
-          this.blocked = false;
           if (!stream.destroyed) stream.destroy();
-          this.wake();
+          this.release();
         },
       );
   }

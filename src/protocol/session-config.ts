@@ -29,8 +29,8 @@ export interface SessionTransport {
   write(text: string): boolean;
   /** Ends the connection once written replies are flushed. */
   close(): void;
-  pauseInput(): void;
-  resumeInput(): void;
+  /** receive() returned false: the session has consumed its input, and takes more again. */
+  inputConsumed(): void;
   /** A command was answered: the per-command deadline starts again. */
   commandCompleted(): void;
   /** `bytes` of message data arrived: the DATA deadline grows by bytes / minimum data rate. */

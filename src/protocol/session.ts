@@ -28,7 +28,7 @@ import { commandLineLimit, GROUP_ENDERS, KNOWN_VERBS, undecodableLineError } fro
 export type { AuthFailureLimit, SessionConfig, SessionTransport } from "./session-config.js";
 export { KNOWN_VERBS } from "./verbs.js";
 
-/** Input kept while a hook runs before the socket is paused. */
+/** Input held unconsumed (while a hook, a stream consumer or the output holds the session up) before receive() says "no more". */
 const INPUT_HIGH_WATER = 256 * 1024;
 /**
  * Replies collected in one pass over pipelined input before they are written: the transport then says
@@ -45,7 +45,8 @@ export class SmtpSession {
   private readonly transaction: MailTransaction;
   private readonly commands: CommandHandlers;
   private readonly intake: MessageIntake;
-  private inputPaused = false;
+  /** receive() returned false: the transport waits for inputConsumed(). */
+  private inputWanted = false;
   private pumping = false;
   private running: Promise<void> | null = null;
   private closeRequested = false;
@@ -58,7 +59,7 @@ export class SmtpSession {
   ) {
     this.ctx = ctx;
     this.output = new ReplyQueue(ctx, config, hooks, transport);
-    this.transaction = new MailTransaction(ctx, config, hooks, () => void this.pump());
+    this.transaction = new MailTransaction(ctx, config, hooks);
     this.commands = new CommandHandlers(ctx, config, hooks, transport, this.output, this.transaction);
     this.intake = new MessageIntake(ctx, config, transport, this.input, this.output, this.transaction);
   }
@@ -103,10 +104,15 @@ export class SmtpSession {
     this.transport.commandCompleted();
   }
 
-  /** Feeds bytes from the client. */
-  receive(chunk: Buffer): void {
+  /**
+   * Feeds bytes from the client, in the manner of a Writable's write(): true when the session can take
+   * more now; false when the bytes it holds unconsumed passed the high-water mark (a hook, a slow stream
+   * consumer or a client that does not read its replies holds it up), and the transport should send no
+   * more until the session calls its inputConsumed().
+   */
+  receive(chunk: Buffer): boolean {
     const { phase } = this;
-    if (phase === CLOSED) return;
+    if (phase === CLOSED) return true;
     this.hooks.observer?.bytesReceived(this.ctx, chunk.length);
     if (phase === GREETING) {
       // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit. It is
@@ -115,19 +121,14 @@ export class SmtpSession {
       this.hooks.observer?.connectionRefused("early-talker", this.ctx.server.remoteIp);
       this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
       this.close();
-      return;
+      return true;
     }
-    if (phase === TLS) return; // plaintext after STARTTLS is never executed
+    if (phase === TLS) return true; // plaintext after STARTTLS is never executed
     this.input.append(chunk);
-    if (
-      (this.pumping || this.output.backedUp || this.transaction.message?.receiver.blocked) &&
-      this.input.buffered > INPUT_HIGH_WATER &&
-      !this.inputPaused
-    ) {
-      this.inputPaused = true;
-      this.transport.pauseInput();
-    }
     void this.pump();
+    if (this.input.buffered <= INPUT_HIGH_WATER || this.phase === CLOSED) return true;
+    this.inputWanted = true;
+    return false;
   }
   /** The client closed its side: abandon the session (a half-received message is discarded). */
   end(): void {
@@ -203,15 +204,13 @@ export class SmtpSession {
   }
 
   /**
-   * Resolves once everything received so far has been handled and the session waits for more input
-   * (not for a slow onMessageStream consumer).
+   * Resolves once everything received so far has been handled (hooks, a slow stream consumer and a
+   * backed-up output waited for) and the session waits for more input.
    */
   async whenIdle(): Promise<void> {
     for (;;) {
       if (this.running) await this.running;
       else if (this.output.drained && !this.isClosed) await this.output.drained;
-      else if (this.transaction.message?.receiver.blocked && !this.isClosed)
-        await new Promise((resolve) => setImmediate(resolve));
       else return;
     }
   }
@@ -308,16 +307,12 @@ export class SmtpSession {
     this.shutdownNow(formatReply(421, "4.3.0", `${this.config.hostname} Internal error, closing connection`));
   }
 
+  /** The pump stopped: when it ran dry (not held up by the output), the transport may send more. */
   private pumpFinally(): void {
     this.pumping = false;
-    if (
-      this.inputPaused &&
-      this.phase !== CLOSED &&
-      !this.output.backedUp &&
-      !this.transaction.message?.receiver.blocked
-    ) {
-      this.inputPaused = false;
-      this.transport.resumeInput();
+    if (this.inputWanted && this.phase !== CLOSED && !this.output.backedUp) {
+      this.inputWanted = false;
+      this.transport.inputConsumed();
     }
   }
 

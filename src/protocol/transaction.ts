@@ -38,8 +38,6 @@ export class MailTransaction {
     private readonly ctx: SessionContext,
     private readonly config: SessionConfig,
     private readonly hooks: SessionHooks,
-    /** Called when a stream consumer that wanted no more bytes asks for more. */
-    private readonly wake: () => void,
   ) {}
 
   /** MAIL or RCPT was accepted, or a message is being received or handed over. */
@@ -191,12 +189,10 @@ export class MailTransaction {
 
   private newReceiver(): MessageReceiver {
     const { config } = this;
-    const receiver = new MessageReceiver(
-      this.ctx,
-      this.hooks,
-      { maxMessageSize: config.maxMessageSize, streamHighWaterMark: config.messageChunkSize },
-      this.wake,
-    );
+    const receiver = new MessageReceiver(this.ctx, this.hooks, {
+      maxMessageSize: config.maxMessageSize,
+      streamHighWaterMark: config.messageChunkSize,
+    });
     this.ctx.message.write = (bytes) => receiver.insert(bytes);
     return receiver;
   }
