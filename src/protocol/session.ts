@@ -5,8 +5,10 @@
  *
  * Replies to a pipelined batch (RFC 2920) are collected and written in one piece when the input runs
  * dry; the state machine itself is the seed's (`process_line` of MidiSmtpServer), tightened where the
- * RFCs or safety demand it. What each command does is in mail-commands.ts, auth-exchange.ts, bdat.ts and
- * xclient.ts; the EHLO text in capabilities.ts; the replies to a message in message-outcome.ts.
+ * RFCs or safety demand it. This file reads the input (command lines, SASL lines, message bodies by the
+ * phase the session is in), runs the pump and answers for the session's life (greeting, timeouts,
+ * shutdown, STARTTLS). What each command does is command-handlers.ts's; the transaction's state is
+ * transaction.ts's; the body pump is message-intake.ts's; the replies and errors are reply-queue.ts's.
  */
 import { MAX_SASL_LINE_OCTETS } from "../sasl/mechanism.js";
 import type { AuthExchange } from "./auth-exchange.js";
@@ -28,7 +30,10 @@ import { commandLineLimit, GROUP_ENDERS, KNOWN_VERBS, undecodableLineError } fro
 export type { AuthFailureLimit, SessionConfig, SessionTransport } from "./session-config.js";
 export { KNOWN_VERBS } from "./verbs.js";
 
-/** Input held unconsumed (while a hook, a stream consumer or the output holds the session up) before receive() says "no more". */
+/**
+ * Input held unconsumed (while a hook, a stream consumer or a backed-up output holds the session up)
+ * before receive() says "no more".
+ */
 const INPUT_HIGH_WATER = 256 * 1024;
 /**
  * Replies collected in one pass over pipelined input before they are written: the transport then says
@@ -106,9 +111,9 @@ export class SmtpSession {
 
   /**
    * Feeds bytes from the client, in the manner of a Writable's write(): true when the session can take
-   * more now; false when the bytes it holds unconsumed passed the high-water mark (a hook, a slow stream
-   * consumer or a client that does not read its replies holds it up), and the transport should send no
-   * more until the session calls its inputConsumed().
+   * more now; false when its output is backed up (the client does not read its replies) or the bytes it
+   * holds unconsumed passed the high-water mark (a hook or a slow stream consumer holds it up): the
+   * transport then sends no more until the session calls its inputConsumed().
    */
   receive(chunk: Buffer): boolean {
     const { phase } = this;
@@ -126,10 +131,14 @@ export class SmtpSession {
     if (phase === TLS) return true; // plaintext after STARTTLS is never executed
     this.input.append(chunk);
     void this.pump();
-    if (this.input.buffered <= INPUT_HIGH_WATER || this.phase === CLOSED) return true;
+    // Not consumed while the client does not read its replies, nor beyond the high-water mark.
+    if (this.phase === CLOSED || (!this.output.backedUp && this.input.buffered <= INPUT_HIGH_WATER)) {
+      return true;
+    }
     this.inputWanted = true;
     return false;
   }
+
   /** The client closed its side: abandon the session (a half-received message is discarded). */
   end(): void {
     if (this.phase === CLOSED) return;
@@ -412,18 +421,14 @@ export class SmtpSession {
     // lost); only an unknown command keeps the seed's 500.
     const fail = (error: unknown) => this.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500);
     try {
-      const next = this.route(line, moreInput);
+      // STARTTLS is the session's own: the handshake changes what it reads from.
+      const next = line.verb === "STARTTLS" ? this.handleStartTls(line) : this.commands.run(line, moreInput);
       if (next instanceof Promise) return next.then((step) => this.follow(step)).catch(fail);
       this.follow(next);
     } catch (error) {
       fail(error);
     }
     return undefined;
-  }
-
-  private route(line: CommandLine, moreInput: boolean): Awaitable<NextStep> {
-    if (line.verb === "STARTTLS") return this.handleStartTls(line);
-    return this.commands.run(line, moreInput);
   }
 
   /** What a command's handler said comes next. */

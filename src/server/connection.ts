@@ -2,9 +2,9 @@
  * One connection = one driver: it owns the socket, the deadline and flow control, and feeds the
  * protocol session. Nothing else touches the socket.
  *
- * Flow control is the session's, stream-shaped: receive() answers false when the session holds too much
- * unconsumed input (a hook, a slow stream consumer, or a client that does not read its replies holds it
- * up), the socket then pauses, and inputConsumed() resumes it, as a Writable's write() and 'drain' do.
+ * Flow control is the session's, stream-shaped: receive() answers false when the client does not read its
+ * replies or the session holds too much unconsumed input (a hook or a slow stream consumer holds it up),
+ * the socket then pauses, and inputConsumed() resumes it, as a Writable's write() and 'drain' do.
  */
 import type { Socket } from "node:net";
 import type { SessionContext } from "../protocol/context.js";
