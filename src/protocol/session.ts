@@ -104,7 +104,7 @@ export class SmtpSession {
   private greet(): void {
     if (this.phase !== GREETING) return;
     this.phase = COMMAND;
-    this.reply(formatReply(220, undefined, this.ctx.server.localResponse));
+    this.output.reply(formatReply(220, undefined, this.ctx.server.localResponse));
     this.output.flush();
     this.transport.commandCompleted();
   }
@@ -124,7 +124,7 @@ export class SmtpSession {
       // dropped at once, so that it holds nothing while it waits for a slot or the greeting pause.
       this.hooks.log(this.ctx, "info", `Early talker ${this.ctx.server.remoteIp}: data before the greeting`);
       this.hooks.observer?.connectionRefused("early-talker", this.ctx.server.remoteIp);
-      this.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
+      this.output.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
       this.close();
       return true;
     }
@@ -165,7 +165,7 @@ export class SmtpSession {
     if (this.phase === CLOSED) return;
     // Also while committing: a hook that never settles must not hold the connection forever.
     this.transaction.abandon(new SmtpError(421, "Timeout", "4.4.2"));
-    this.reply(formatReply(421, "4.4.2", `${this.config.hostname} Error: timeout exceeded`));
+    this.output.reply(formatReply(421, "4.4.2", `${this.config.hostname} Error: timeout exceeded`));
     this.close();
   }
 
@@ -194,7 +194,7 @@ export class SmtpSession {
       return;
     }
     this.transaction.abandon(new SmtpError(421, "Connection closed"));
-    this.reply(reply);
+    this.output.reply(reply);
     this.close();
   }
 
@@ -208,7 +208,7 @@ export class SmtpSession {
 
   private closeForShutdown(): void {
     if (this.phase === CLOSED) return;
-    this.reply(this.shutdownReply());
+    this.output.reply(this.shutdownReply());
     this.close();
   }
 
@@ -290,11 +290,12 @@ export class SmtpSession {
     switch (phase.kind) {
       case "command":
         return this.pumpCommand();
-      case "body":
-        return thenCall(
-          () => this.intake.pump(phase.message),
-          (progress) => this.progressed(progress),
-        );
+      case "body": {
+        // No closure on the hot path: most steps of a message body settle at once.
+        const progress = this.intake.pump(phase.message);
+        if (typeof progress === "number") return this.progressed(progress);
+        return progress.then((settled) => this.progressed(settled));
+      }
       case "skip-chunk":
         return this.progressed(this.intake.skip(phase));
       case "auth":
@@ -377,7 +378,7 @@ export class SmtpSession {
     if (config.pipelining && more && GROUP_ENDERS.has(line.verb)) {
       // RFC 2920 3.1 and Postfix's smtpd_forbid_unauth_pipelining: nothing may follow these unanswered.
       // Above all, message content sent before the 354 could carry smuggled commands.
-      this.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
+      this.output.reply(formatReply(554, "5.5.0", "Error: SMTP protocol synchronization"));
       this.close();
       return false;
     }
@@ -446,7 +447,7 @@ export class SmtpSession {
     if (this.transaction.state === TxState.NeedHelo) {
       throw new SmtpError(503, "Error: send EHLO first", "5.5.1");
     }
-    this.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
+    this.output.reply(formatReply(220, "2.0.0", "Ready to start TLS"));
     this.output.flush();
     this.enter(TLS);
     this.input.drop();
@@ -475,10 +476,6 @@ export class SmtpSession {
   /** Answers an error as a command's failure (counted, and closing when it says so). */
   private answerError(error: unknown, defaultCode = 500): void {
     if (this.output.answerError(error, defaultCode)) this.close();
-  }
-
-  private reply(text: string): void {
-    this.output.reply(text);
   }
 
   /**
