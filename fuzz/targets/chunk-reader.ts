@@ -12,7 +12,9 @@
  *   - the header block ends once at most, before the first empty line (a CRLF at the start of the message
  *     or right after a CRLF; a reference check, written apart), with the bytes before it given out first.
  */
-import { ChunkReader, ChunkStop } from "../../src/protocol/chunking.js";
+
+import { BodyStop } from "../../src/protocol/body-reader.js";
+import { ChunkReader } from "../../src/protocol/chunking.js";
 import { invariant } from "../finding.js";
 import { seededRandom, splitBytes } from "../split.js";
 
@@ -62,10 +64,10 @@ export function fuzz(data: Buffer): void {
         reader.remaining === size - read,
         `${reader.remaining} octets remaining after ${read} of ${size}`,
       );
-      if (reader.stop === ChunkStop.HeadersEnd) {
+      if (reader.stop === BodyStop.HeadersEnd) {
         invariant(headersEnd === -1, "the header block ended twice");
         headersEnd = emitted;
-      } else if (reader.stop === ChunkStop.ChunkEnd) {
+      } else if (reader.stop === BodyStop.End) {
         break;
       } else {
         invariant(buffered.length === 0, "the reader stopped with input left and the chunk unfinished");

@@ -13,7 +13,9 @@
  *     starts the data or follows a CRLF (a reference check, written apart);
  *   - in "ensure" mode the stored message has CRLF line ends only.
  */
-import { type CrlfMode, DataDecoder, DecodeStop } from "../../src/protocol/data.js";
+
+import { BodyStop } from "../../src/protocol/body-reader.js";
+import { type CrlfMode, DataDecoder } from "../../src/protocol/data.js";
 import { invariant } from "../finding.js";
 import { splitBytes } from "../split.js";
 
@@ -44,13 +46,13 @@ function decode(mode: CrlfMode, pieces: Buffer[]): Decoded {
     buffered = Buffer.concat([buffered, piece]);
     let pos = 0;
     for (;;) {
-      const next = decoder.decode(buffered, pos);
+      const next = decoder.read(buffered, pos);
       invariant(
         next >= pos && next <= buffered.length,
         `decode() returned ${next} for ${pos}..${buffered.length}`,
       );
       pos = next;
-      if (decoder.stop === DecodeStop.End) {
+      if (decoder.stop === BodyStop.End) {
         return {
           output: Buffer.concat(parts),
           end: consumed + pos,
@@ -58,7 +60,7 @@ function decode(mode: CrlfMode, pieces: Buffer[]): Decoded {
           bareLineBreaks: decoder.bareLineBreaks,
         };
       }
-      if (decoder.stop === DecodeStop.NeedMore) break;
+      if (decoder.stop === BodyStop.NeedMore) break;
       invariant(headersEnd === -1, "the header block ended twice");
       headersEnd = outputLength;
     }

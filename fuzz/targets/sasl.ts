@@ -7,14 +7,15 @@
  * when the choice says so, else the initial response (or none).
  *
  * Invariants:
- *   - nothing throws but the documented SmtpError of parseAuthCommand (501);
+ *   - nothing throws but the documented SaslError of parseAuthCommand (answered 501);
  *   - base64 is accepted exactly when it is canonical RFC 4648 text (a reference check, written apart);
- *   - every challenge is canonical base64; every error is a 5xx SmtpError; lines over 12,288 octets are
+ *   - every challenge is canonical base64; every failure is answered with a 5xx; lines over 12,288 octets are
  *     refused as too long, never decoded;
  *   - credentials carry no CR, LF or NUL in their identities, hide the secret from JSON and inspection,
  *     and verifyPassword answers for the password sent (PLAIN, LOGIN) and never throws (CRAM-MD5).
  */
 import { inspect } from "node:util";
+import { saslFailureError } from "../../src/protocol/auth-exchange.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import { decodeBase64Strict } from "../../src/sasl/base64.js";
 import {
@@ -23,6 +24,7 @@ import {
   parseAuthCommand,
   SASL_MECHANISMS,
   type SaslCredentials,
+  SaslError,
   type SaslStep,
 } from "../../src/sasl/mechanism.js";
 import { invariant } from "../finding.js";
@@ -51,7 +53,10 @@ export function fuzz(data: Buffer): void {
     if (step.kind !== "challenge") return;
     step = exchange.next(line);
     if (Buffer.byteLength(line, "latin1") > MAX_SASL_LINE_OCTETS) {
-      invariant(step.kind === "error" && step.error.code === 500, "an over-long line was not refused");
+      invariant(
+        step.kind === "failed" && saslFailureError(step.failure).code === 500,
+        "an over-long line was not refused",
+      );
     }
   }
   checkStep(step);
@@ -62,7 +67,10 @@ function parseArguments(args: string): string | undefined {
   try {
     return parseAuthCommand(args).initialResponse;
   } catch (error) {
-    invariant(error instanceof SmtpError && error.code === 501, `AUTH arguments threw ${String(error)}`);
+    invariant(
+      error instanceof SaslError && saslFailureError(error.failure).code === 501,
+      `AUTH arguments threw ${String(error)}`,
+    );
     return undefined;
   }
 }
@@ -76,8 +84,9 @@ function checkBase64(text: string): void {
 function checkStep(step: SaslStep): void {
   if (step.kind === "challenge") {
     invariant(CANONICAL_BASE64.test(step.text), `a challenge that is not base64: ${step.text}`);
-  } else if (step.kind === "error") {
-    invariant(step.error instanceof SmtpError && step.error.code >= 500, `error ${step.error.message}`);
+  } else if (step.kind === "failed") {
+    const error = saslFailureError(step.failure);
+    invariant(error instanceof SmtpError && error.code >= 500, `error ${error.message}`);
   } else {
     checkCredentials(step.credentials);
   }

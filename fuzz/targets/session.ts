@@ -309,8 +309,7 @@ export async function fuzz(data: Buffer): Promise<void> {
     close: () => {
       seen.closed = true;
     },
-    pauseInput: () => {},
-    resumeInput: () => {},
+    inputConsumed: () => {},
     commandCompleted: () => {},
     dataReceived: () => {},
     xclientTrusted: scene.xclientTrusted,

@@ -5,18 +5,11 @@
  * the empty line is split across chunks.
  */
 
+import { type BodyReader, BodyStop } from "./body-reader.js";
+
 const CR = 13;
 const LF = 10;
 const CR_BYTE = Buffer.from([CR]);
-
-export enum ChunkStop {
-  /** The input ran out before the chunk did. */
-  NeedMore = 0,
-  /** The header block ends at the returned position (before its empty line). */
-  HeadersEnd = 1,
-  /** The chunk is complete; the returned position is just after its last octet. */
-  ChunkEnd = 2,
-}
 
 enum HeaderState {
   MidLine = 0,
@@ -27,10 +20,10 @@ enum HeaderState {
   Done = 4,
 }
 
-export class ChunkReader {
+export class ChunkReader implements BodyReader {
   /** Octets of the current chunk still to come. */
   remaining = 0;
-  stop: ChunkStop = ChunkStop.NeedMore;
+  stop: BodyStop = BodyStop.NeedMore;
   private state = HeaderState.LineStart;
   /** A CR that ended an earlier input at a line start: content, or the start of the empty line. */
   private heldCr = false;
@@ -57,8 +50,8 @@ export class ChunkReader {
       this.headersJustEnded = false;
     }
     this.remaining -= pos - start;
-    if (headersEnd) this.stop = ChunkStop.HeadersEnd;
-    else this.stop = this.remaining === 0 ? ChunkStop.ChunkEnd : ChunkStop.NeedMore;
+    if (headersEnd) this.stop = BodyStop.HeadersEnd;
+    else this.stop = this.remaining === 0 ? BodyStop.End : BodyStop.NeedMore;
     return pos;
   }
 

@@ -2,10 +2,32 @@
  * The session context handed to every hook, with the three parts of the seed's `ctx`
  * (server, envelope, message), camelCased. Dates are null until the event happens.
  */
-import type { TlsSessionInfo } from "../tls/context.js";
+import type { X509Certificate } from "node:crypto";
 import type { EsmtpParams } from "./commands.js";
 import type { ProxyInfo } from "./proxy.js";
-import type { Forwarded } from "./xclient.js";
+
+/** What the TLS layer says of an encrypted session (ctx.server.tls); src/tls fills it in. */
+export interface TlsSessionInfo {
+  /** "TLSv1.3", "TLSv1.2"... */
+  protocol: string;
+  /** OpenSSL cipher name, e.g. "TLS_AES_256_GCM_SHA384" or "ECDHE-RSA-AES128-GCM-SHA256". */
+  cipher: string;
+  /** IANA name of the cipher. */
+  cipherStandardName: string;
+  /** Hostname the client asked for by SNI, if any. */
+  servername: string | undefined;
+  /** The client's certificate, when one was requested and sent. */
+  peerCertificate: X509Certificate | undefined;
+  /** True when the client's certificate verified against `caPath` (never true without a CA file). */
+  verified: boolean;
+  /** Why it did not verify (an OpenSSL code such as "UNABLE_TO_VERIFY_LEAF_SIGNATURE"), if it did not. */
+  verifyError: string | undefined;
+}
+
+/** What XFORWARD said about the original client, for the next transaction (ctx.envelope.forwarded). */
+export type Forwarded = Partial<
+  Record<"name" | "addr" | "port" | "proto" | "helo" | "ident" | "source", string>
+>;
 
 export interface ServerInfo {
   /** Local host name (reverse DNS of the local address when lookups are on, else the address). */

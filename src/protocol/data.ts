@@ -18,6 +18,8 @@
  * input, so a clean chunk costs two native scans per line and no copy.
  */
 
+import { type BodyReader, BodyStop } from "./body-reader.js";
+
 export type CrlfMode = "ensure" | "leave" | "strict";
 
 export const CRLF_MODES: readonly CrlfMode[] = ["ensure", "leave", "strict"];
@@ -27,17 +29,7 @@ const LF = 10;
 const DOT = 46;
 const CRLF_BYTES = Buffer.from("\r\n");
 
-/** Why decode() returned. */
-export enum DecodeStop {
-  /** Every byte up to the returned position is decoded; the rest (at most 2 bytes) needs more input. */
-  NeedMore = 0,
-  /** The header block ends at the returned position (before its empty line): a hook may add headers. */
-  HeadersEnd = 1,
-  /** The returned position is just after <CRLF>.<CRLF>; the message is complete. */
-  End = 2,
-}
-
-export class DataDecoder {
+export class DataDecoder implements BodyReader {
   private lineStart = true;
   /**
    * Bytes of the current line are in the output. The header block ends at the first line end with none:
@@ -46,8 +38,8 @@ export class DataDecoder {
    */
   private lineHasOutput = false;
   private inHeaders = true;
-  /** Why the last decode() call returned. */
-  stop: DecodeStop = DecodeStop.NeedMore;
+  /** Why the last read() call returned (End: the message is complete). */
+  stop: BodyStop = BodyStop.NeedMore;
   /**
    * Number of bare CR and bare LF seen (in strict mode, any makes the message unacceptable). Leave mode
    * does not look for bare CRs (it keeps every byte), so there only bare LFs are counted.
@@ -61,9 +53,9 @@ export class DataDecoder {
 
   /**
    * Decodes input from `start`. Returns the position where it stopped, and sets `stop`. With NeedMore,
-   * bytes from the returned position on must be given again, followed by more input.
+   * bytes from the returned position on (at most 2) must be given again, followed by more input.
    */
-  decode(input: Buffer, start: number): number {
+  read(input: Buffer, start: number): number {
     const { mode } = this;
     const len = input.length;
     let pos = start;
@@ -76,7 +68,7 @@ export class DataDecoder {
           if (pos + 2 >= len) return this.pause(input, run, pos);
           if (input[pos + 1] === CR && input[pos + 2] === LF) {
             this.flush(input, run, pos);
-            this.stop = DecodeStop.End;
+            this.stop = BodyStop.End;
             return pos + 3;
           }
           this.flush(input, run, pos);
@@ -133,7 +125,7 @@ export class DataDecoder {
       pos = lf + 1;
     }
     this.flush(input, run, pos);
-    this.stop = DecodeStop.NeedMore;
+    this.stop = BodyStop.NeedMore;
     return pos;
   }
 
@@ -141,13 +133,13 @@ export class DataDecoder {
   private headersEnd(input: Buffer, run: number, pos: number): number {
     this.inHeaders = false;
     this.flush(input, run, pos);
-    this.stop = DecodeStop.HeadersEnd;
+    this.stop = BodyStop.HeadersEnd;
     return pos;
   }
 
   private pause(input: Buffer, run: number, pos: number): number {
     this.flush(input, run, pos);
-    this.stop = DecodeStop.NeedMore;
+    this.stop = BodyStop.NeedMore;
     return pos;
   }
 

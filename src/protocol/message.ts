@@ -8,6 +8,7 @@ import type { SessionContext } from "./context.js";
 import { SmtpError } from "./errors.js";
 import type { MessageHooks } from "./hooks.js";
 import { type Awaitable, thenCall } from "./maybe-async.js";
+import { type MessageResult, messageResult } from "./message-outcome.js";
 
 export interface MessageLimits {
   /** Largest message in bytes, 0 for no limit. */
@@ -16,19 +17,13 @@ export interface MessageLimits {
   streamHighWaterMark: number;
 }
 
-/** How a message ended: a refusal, or what the hooks returned (a 250 text, per-recipient outcomes). */
-export interface MessageResult {
-  error: unknown;
-  value: unknown;
-}
-
 const EMPTY = Buffer.alloc(0);
 
 export class MessageReceiver {
   /** The first reason the message will be refused; once set, bytes are counted and dropped. */
   error: unknown = null;
-  /** True while the stream consumer wants no more bytes: the session stops reading input. */
-  blocked = false;
+  /** While the stream consumer wants no more bytes: settles when it reads again or the message fails. */
+  private full: { promise: Promise<void>; resolve: () => void } | null = null;
   private parts: Buffer[] = [];
   private stream: Readable | null = null;
   private streamResult: Promise<unknown> | null = null;
@@ -41,8 +36,6 @@ export class MessageReceiver {
     private readonly ctx: SessionContext,
     private readonly hooks: MessageHooks,
     private readonly limits: MessageLimits,
-    /** Called when a blocked stream consumer asks for more. */
-    private readonly wake: () => void,
   ) {
     const message = ctx.message;
     message.received = new Date();
@@ -91,7 +84,13 @@ export class MessageReceiver {
   private append(chunk: Buffer): void {
     if (this.stream) {
       if (this.streamFailure || this.stream.destroyed) return;
-      if (!this.stream.push(chunk)) this.blocked = true;
+      if (!this.stream.push(chunk) && !this.full) {
+        let resolve = () => {};
+        const promise = new Promise<void>((settle) => {
+          resolve = settle;
+        });
+        this.full = { promise, resolve };
+      }
     } else {
       this.parts.push(chunk);
     }
@@ -105,7 +104,21 @@ export class MessageReceiver {
     if (this.stream && !this.stream.destroyed) {
       this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
     }
-    this.blocked = false;
+    this.release();
+  }
+
+  /**
+   * Null while the message takes more bytes; while the stream consumer wants no more, a promise that
+   * settles when it reads again (or the message fails): the session reads no input meanwhile.
+   */
+  get backpressure(): Promise<void> | null {
+    return this.full?.promise ?? null;
+  }
+
+  private release(): void {
+    const full = this.full;
+    this.full = null;
+    full?.resolve();
   }
 
   /** The session ends before the message does (client gone, RSET, shutdown). */
@@ -146,7 +159,7 @@ export class MessageReceiver {
     const message = this.ctx.message;
     message.delivered = new Date();
     if (this.stream) return this.finishStream(this.stream);
-    if (this.error) return { error: this.error, value: undefined };
+    if (this.error) return messageResult(this.error, undefined);
     message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
     return this.runDataHook(undefined);
   }
@@ -159,14 +172,15 @@ export class MessageReceiver {
   private async finishStream(stream: Readable): Promise<MessageResult> {
     if (this.error) {
       await this.streamResult; // let the consumer clean up before the client hears the refusal
-      return { error: this.error, value: undefined };
+      return messageResult(this.error, undefined);
     }
     stream.push(null);
     const value = await this.streamResult;
-    if (this.streamFailure) return { error: this.streamFailure, value };
+    if (this.streamFailure) return messageResult(this.streamFailure, value);
     // The session closed while the consumer finished (its reply went out already): no hook starts for it.
-    if (this.abandoned)
-      return { error: new SmtpError(421, "Session closed before the message was handed over"), value };
+    if (this.abandoned) {
+      return messageResult(new SmtpError(421, "Session closed before the message was handed over"), value);
+    }
     return this.runDataHook(value);
   }
 
@@ -174,19 +188,15 @@ export class MessageReceiver {
   private runDataHook(value: unknown): Awaitable<MessageResult> {
     return thenCall(
       () => this.hooks.onMessageData(this.ctx),
-      (returned): MessageResult => ({ error: null, value: returned ?? value }),
-      (error): MessageResult => ({ error, value }),
+      (returned) => messageResult(null, returned ?? value),
+      (error) => messageResult(error, value),
     );
   }
 
   private openStream(consumer: NonNullable<MessageHooks["onMessageStream"]>): void {
     const stream = new Readable({
       highWaterMark: this.limits.streamHighWaterMark,
-      read: () => {
-        if (!this.blocked) return;
-        this.blocked = false;
-        this.wake();
-      },
+      read: () => this.release(),
     });
     this.stream = stream;
     // The consumer learns of a failure when it reads; one that has not started reading yet (a store
@@ -206,9 +216,8 @@ export class MessageReceiver {
         (error) => {
           // The consumer failed (a store error...): read the message to its end, then answer the error.
           this.streamFailure = error ?? new Error("message stream hook failed");
-          this.blocked = false;
           if (!stream.destroyed) stream.destroy();
-          this.wake();
+          this.release();
         },
       );
   }

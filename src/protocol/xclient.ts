@@ -5,16 +5,11 @@
  */
 import { isIP } from "node:net";
 import { decodeXtext, type EsmtpParams } from "./commands.js";
-import type { ServerInfo } from "./context.js";
+import type { Forwarded, ServerInfo } from "./context.js";
 import { SmtpError } from "./errors.js";
 
 export const XCLIENT_ATTRIBUTES = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT"];
 export const XFORWARD_ATTRIBUTES = ["NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"];
-
-/** What XFORWARD said about the original client, for the next transaction (ctx.envelope.forwarded). */
-export type Forwarded = Partial<
-  Record<"name" | "addr" | "port" | "proto" | "helo" | "ident" | "source", string>
->;
 
 function attributeValues(
   params: EsmtpParams,
@@ -88,3 +83,5 @@ export function parseXforward(params: EsmtpParams, into: Forwarded): Forwarded {
   }
   return next;
 }
+
+export type { Forwarded } from "./context.js";

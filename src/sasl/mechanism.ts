@@ -13,7 +13,6 @@
 import { isUtf8 } from "node:buffer";
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { inspect } from "node:util";
-import { SmtpError } from "../protocol/errors.js";
 import { decodeBase64Strict, encodeBase64 } from "./base64.js";
 
 export type SaslMechanismName = "PLAIN" | "LOGIN" | "CRAM-MD5" | "XOAUTH2";
@@ -58,8 +57,8 @@ export type SaslStep =
   | { kind: "challenge"; text: string }
   /** The exchange is over: give these to the auth hook (235 on success, 535 5.7.8 on denial). */
   | { kind: "credentials"; credentials: SaslCredentials }
-  /** The exchange is over: send this error. */
-  | { kind: "error"; error: SmtpError };
+  /** The exchange is over: it failed (the protocol answers the failure with its reply). */
+  | { kind: "failed"; failure: SaslFailure };
 
 export interface SaslExchange {
   readonly mechanism: SaslMechanismName;
@@ -88,30 +87,59 @@ export interface AuthCommand {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Errors. Fresh values each time: an SmtpError is an Error with its own stack.
+// Failures. SASL knows nothing of SMTP replies: it says what went wrong, the protocol picks the reply.
 
-/** 504 for a mechanism we do not implement or do not offer (RFC 4954 section 6). */
-export function unrecognizedMechanismError(): SmtpError {
-  return new SmtpError(504, "Unrecognized authentication type", "5.5.4");
+/** What kind of failure ended an exchange (or refused an AUTH command's arguments). */
+export type SaslFailureKind =
+  /** The AUTH command's arguments are not `mechanism [initial-response]`. */
+  | "syntax"
+  /** A mechanism we do not implement or do not offer (RFC 4954 section 6). */
+  | "unknown-mechanism"
+  /** A response that is not what the mechanism expects (bad base64, bad UTF-8, missing fields). */
+  | "malformed"
+  /** The client sent "*" (RFC 4954 section 4). */
+  | "cancelled"
+  /** A response line over MAX_SASL_LINE_OCTETS. */
+  | "too-long"
+  /** An initial response to a mechanism where the server speaks first (RFC 4954 section 6). */
+  | "initial-response-not-allowed";
+
+/** A failure and its reason, a text safe to show the client: it never holds a secret or a response. */
+export interface SaslFailure {
+  kind: SaslFailureKind;
+  reason: string;
 }
 
-function syntaxError(): SmtpError {
-  return new SmtpError(501, "Syntax: AUTH mechanism [initial-response]", "5.5.4");
+/** Thrown by parseAuthCommand; carries the failure. */
+export class SaslError extends Error {
+  constructor(readonly failure: SaslFailure) {
+    super(failure.reason);
+    this.name = "SaslError";
+  }
 }
 
-function malformed(text: string): SmtpError {
-  return new SmtpError(501, text, "5.5.2");
+/** A mechanism we do not implement or do not offer. A fresh value each time. */
+export function unrecognizedMechanism(): SaslFailure {
+  return { kind: "unknown-mechanism", reason: "Unrecognized authentication type" };
 }
 
-const invalidBase64 = (): SmtpError => malformed("Cannot decode response: invalid base64");
-const invalidUtf8 = (): SmtpError => malformed("Cannot decode response: invalid UTF-8");
-const cancelled = (): SmtpError => new SmtpError(501, "Authentication cancelled", "5.0.0");
-const tooLong = (): SmtpError => new SmtpError(500, "Authentication exchange line is too long", "5.5.6");
+function syntaxError(): SaslError {
+  return new SaslError({ kind: "syntax", reason: "Syntax: AUTH mechanism [initial-response]" });
+}
 
-/** Thrown inside a mechanism's parser; turned into an "error" step. */
+function malformed(reason: string): SaslFailure {
+  return { kind: "malformed", reason };
+}
+
+const invalidBase64 = (): SaslFailure => malformed("Cannot decode response: invalid base64");
+const invalidUtf8 = (): SaslFailure => malformed("Cannot decode response: invalid UTF-8");
+const cancelled = (): SaslFailure => ({ kind: "cancelled", reason: "Authentication cancelled" });
+const tooLong = (): SaslFailure => ({ kind: "too-long", reason: "Authentication exchange line is too long" });
+
+/** Thrown inside a mechanism's parser; turned into a "failed" step. */
 class StepError extends Error {
-  constructor(readonly error: SmtpError) {
-    super(error.message);
+  constructor(readonly failure: SaslFailure) {
+    super(failure.reason);
   }
 }
 
@@ -123,9 +151,9 @@ const MECHANISM_SYNTAX = /^[A-Za-z0-9_-]{1,20}$/;
 
 /**
  * Splits the arguments of AUTH ("PLAIN dGVzdA==") into the mechanism (upper-cased) and the optional
- * initial response. Throws SmtpError 501 5.5.4 when the mechanism is missing or malformed or more
+ * initial response. Throws a SaslError ("syntax") when the mechanism is missing or malformed or more
  * than two arguments are given. The initial response is checked by the exchange's start(). An
- * unknown but well-formed mechanism is the caller's to refuse with unrecognizedMechanismError().
+ * unknown but well-formed mechanism is the caller's to refuse with unrecognizedMechanism().
  */
 export function parseAuthCommand(args: string): AuthCommand {
   const parts = args.split(" ").filter((part) => part !== "");
@@ -245,9 +273,10 @@ abstract class Exchange implements SaslExchange {
       if (initialResponse === undefined) return this.begin();
       if (!this.allowsInitialResponse) {
         // RFC 4954 section 6: "501 5.7.0 Client initiated Authentication Exchange".
-        throw new StepError(
-          new SmtpError(501, `${this.mechanism} does not allow an initial response`, "5.7.0"),
-        );
+        throw new StepError({
+          kind: "initial-response-not-allowed",
+          reason: `${this.mechanism} does not allow an initial response`,
+        });
       }
       return this.respond(decodeInitialResponse(initialResponse));
     });
@@ -273,7 +302,7 @@ abstract class Exchange implements SaslExchange {
       result = step();
     } catch (error) {
       if (!(error instanceof StepError)) throw error;
-      result = { kind: "error", error: error.error };
+      result = { kind: "failed", failure: error.failure };
     }
     if (result.kind !== "challenge") this.phase = "done";
     return result;
@@ -409,7 +438,7 @@ class XOAuth2Exchange extends Exchange {
 
 /**
  * A new exchange for `mechanism`. Throws TypeError for a name that is not a SaslMechanismName (check
- * with isSaslMechanismName first; the client gets unrecognizedMechanismError()).
+ * with isSaslMechanismName first; the client gets unrecognizedMechanism()).
  */
 export function createExchange(mechanism: SaslMechanismName, options: SaslExchangeOptions): SaslExchange {
   switch (mechanism) {

@@ -1,6 +1,10 @@
 /**
  * One connection = one driver: it owns the socket, the deadline and flow control, and feeds the
  * protocol session. Nothing else touches the socket.
+ *
+ * Flow control is the session's, stream-shaped: receive() answers false when the client does not read its
+ * replies or the session holds too much unconsumed input (a hook or a slow stream consumer holds it up),
+ * the socket then pauses, and inputConsumed() resumes it, as a Writable's write() and 'drain' do.
  */
 import type { Socket } from "node:net";
 import type { SessionContext } from "../protocol/context.js";
@@ -42,7 +46,7 @@ function connectionOf(socket: Socket): Connection {
 }
 
 function onSocketData(this: Socket, chunk: Buffer): void {
-  connectionOf(this).session.receive(chunk);
+  if (!connectionOf(this).session.receive(chunk)) this.pause();
 }
 
 /** The client half-closed: its last commands are still answered (QUIT after the final dot). */
@@ -73,8 +77,6 @@ export class Connection implements SessionTransport, Deadline {
   /** Its place in the deadline queue: one timer serves all connections, no work per command. */
   queueIndex = -1;
   private closing = false;
-  private sessionPaused = false;
-  private writePaused = false;
   /** Set once the session has been started. */
   started = false;
   /** From its start until its session is over: it holds one of the server's processing slots. */
@@ -147,23 +149,14 @@ export class Connection implements SessionTransport, Deadline {
     this.socket = secured;
     this.ctx.server.encrypted = new Date();
     this.ctx.server.tls = (this.tls as TlsContextProvider).describe(secured);
-    // The client read every plaintext reply (the 220 came before its handshake): whatever held the output
-    // back was on the plaintext socket, whose 'drain' is no longer listened to.
-    this.writePaused = false;
     this.listen(secured);
-    this.updateFlow();
   }
 
+  /** False when the client does not read its replies: the session runs no command until 'drain'. */
   write(text: string): boolean {
     if (this.socket.destroyed || this.closing) return true;
     this.socket.write(text);
-    if (!this.socket.writableNeedDrain) return true;
-    if (!this.writePaused) {
-      // The client does not read its replies: stop reading its commands until it does.
-      this.writePaused = true;
-      this.updateFlow();
-    }
-    return false;
+    return !this.socket.writableNeedDrain;
   }
 
   close(): void {
@@ -185,14 +178,8 @@ export class Connection implements SessionTransport, Deadline {
     else socket.once("finish", () => socket.destroy());
   }
 
-  pauseInput(): void {
-    this.sessionPaused = true;
-    this.updateFlow();
-  }
-
-  resumeInput(): void {
-    this.sessionPaused = false;
-    this.updateFlow();
+  inputConsumed(): void {
+    if (!this.socket.destroyed) this.socket.resume();
   }
 
   commandCompleted(): void {
@@ -206,12 +193,6 @@ export class Connection implements SessionTransport, Deadline {
     this.deadline = Math.min(now + commandTimeout, this.deadline + (bytes * 1000) / minDataRate);
   }
 
-  private updateFlow(): void {
-    if (this.socket.destroyed) return;
-    if (this.sessionPaused || this.writePaused) this.socket.pause();
-    else this.socket.resume();
-  }
-
   /** The socket failed. */
   failed(): void {
     this.session.end();
@@ -220,8 +201,6 @@ export class Connection implements SessionTransport, Deadline {
 
   /** The client reads its replies again. */
   drained(): void {
-    this.writePaused = false;
-    this.updateFlow();
     this.session.outputDrained();
   }
 

@@ -6,6 +6,7 @@
  */
 import type { X509Certificate } from "node:crypto";
 import type tls from "node:tls";
+import type { TlsSessionInfo } from "../protocol/context.js";
 import { loadCertificate } from "./certificates.js";
 import { checkTlsMaterial, loadCa, loadMainCertificate, type TlsMaterialOptions } from "./material.js";
 import { resolveTlsSettings, type TlsPreset } from "./presets.js";
@@ -50,23 +51,8 @@ export interface TlsContextOptions extends TlsMaterialOptions {
   logger?: TlsLogger;
 }
 
-/** What a connection's TLS looks like, for hooks and a `Received:` header. */
-export interface TlsSessionInfo {
-  /** "TLSv1.3", "TLSv1.2"... */
-  protocol: string;
-  /** OpenSSL cipher name, e.g. "TLS_AES_256_GCM_SHA384" or "ECDHE-RSA-AES128-GCM-SHA256". */
-  cipher: string;
-  /** IANA name of the cipher. */
-  cipherStandardName: string;
-  /** Hostname the client asked for by SNI, if any. */
-  servername: string | undefined;
-  /** The client's certificate, when one was requested and sent. */
-  peerCertificate: X509Certificate | undefined;
-  /** True when the client's certificate verified against the CAs (never true without them). */
-  verified: boolean;
-  /** Why it did not verify (an OpenSSL code such as "UNABLE_TO_VERIFY_LEAF_SIGNATURE"), if it did not. */
-  verifyError: string | undefined;
-}
+/** What a connection's TLS looks like, for hooks and a `Received:` header (defined with the session context). */
+export type { TlsSessionInfo };
 
 interface SniEntry {
   certPath: string;

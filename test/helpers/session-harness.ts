@@ -44,6 +44,7 @@ export interface Harness {
   /** Everything the session wrote, in order. */
   written: string[];
   closed: boolean;
+  /** receive() said "no more" and the session has not called inputConsumed() since. */
   paused: boolean;
   logs: string[];
   /** Feeds bytes (each array item as its own chunk), waits until handled, returns what was written meanwhile. */
@@ -91,10 +92,7 @@ export async function openSession(
     close: () => {
       harness.closed = true;
     },
-    pauseInput: () => {
-      harness.paused = true;
-    },
-    resumeInput: () => {
+    inputConsumed: () => {
       harness.paused = false;
     },
     commandCompleted: () => {},
@@ -136,7 +134,9 @@ export async function openSession(
     logs,
     async send(...chunks: (string | Buffer)[]) {
       for (const chunk of chunks) {
-        session.receive(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk);
+        if (!session.receive(typeof chunk === "string" ? Buffer.from(chunk, "latin1") : chunk)) {
+          harness.paused = true;
+        }
         await session.whenIdle();
       }
       return drain();

@@ -1,7 +1,8 @@
 /** CHUNKING / BDAT and BINARYMIME (RFC 3030), and the DSN parameters (RFC 3461), as transcripts. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ChunkReader, ChunkStop } from "../../src/protocol/chunking.js";
+import { BodyStop } from "../../src/protocol/body-reader.js";
+import { ChunkReader } from "../../src/protocol/chunking.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import { openSession } from "../helpers/session-harness.js";
 
@@ -28,14 +29,14 @@ describe("ChunkReader", () => {
     let emittedAtHeaders = -1;
     for (const piece of [bytes.subarray(0, cut), bytes.subarray(cut)]) {
       let pos = 0;
-      while (pos < piece.length || reader.stop === ChunkStop.HeadersEnd) {
+      while (pos < piece.length || reader.stop === BodyStop.HeadersEnd) {
         pos = reader.read(piece, pos);
-        if (reader.stop === ChunkStop.HeadersEnd) {
+        if (reader.stop === BodyStop.HeadersEnd) {
           headersAt = 1;
           emittedAtHeaders = Buffer.concat(out).length;
           continue;
         }
-        if (reader.stop !== ChunkStop.NeedMore) break;
+        if (reader.stop !== BodyStop.NeedMore) break;
         if (pos >= piece.length) break;
       }
     }

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { CRLF_MODES, type CrlfMode, DataDecoder, DecodeStop } from "../../src/protocol/data.js";
+import { BodyStop } from "../../src/protocol/body-reader.js";
+import { CRLF_MODES, type CrlfMode, DataDecoder } from "../../src/protocol/data.js";
 
 const bytes = (text: string): Buffer => Buffer.from(text, "latin1");
 
@@ -50,15 +51,15 @@ function decodeChunks(mode: CrlfMode, chunks: readonly (Buffer | string)[]): Dec
     const input = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
     let pos = 0;
     for (;;) {
-      const next = decoder.decode(input, pos);
+      const next = decoder.read(input, pos);
       assert.ok(next >= pos && next <= input.length, "the position stays within the input");
       pos = next;
-      if (decoder.stop === DecodeStop.HeadersEnd) {
+      if (decoder.stop === BodyStop.HeadersEnd) {
         headersEnd.push({ at: base + pos, outputLength });
         assert.ok(headersEnd.length <= 1, "HeadersEnd fires at most once");
         continue;
       }
-      if (decoder.stop === DecodeStop.End) return result(base + pos, base + pos);
+      if (decoder.stop === BodyStop.End) return result(base + pos, base + pos);
       break;
     }
     assert.ok(input.length - pos <= 2, `NeedMore leaves at most 2 bytes, left ${input.length - pos}`);
@@ -98,8 +99,8 @@ describe("end of data", () => {
       const input = bytes("DATA\r\nhello\r\n.\r\nQUIT\r\n");
       const emitted: Buffer[] = [];
       const decoder = new DataDecoder(mode, (chunk) => emitted.push(chunk));
-      assert.equal(decoder.decode(input, 6), 16);
-      assert.equal(decoder.stop, DecodeStop.End);
+      assert.equal(decoder.read(input, 6), 16);
+      assert.equal(decoder.stop, BodyStop.End);
       assert.equal(Buffer.concat(emitted).toString("latin1"), "hello\r\n");
       assert.equal(input.subarray(16).toString("latin1"), "QUIT\r\n");
     });
@@ -386,8 +387,8 @@ describe("zero copy", () => {
       const input = cleanText(64 * 1024);
       const emitted: Buffer[] = [];
       const decoder = new DataDecoder(mode, (chunk) => emitted.push(chunk));
-      assert.equal(decoder.decode(input, 0), input.length);
-      assert.equal(decoder.stop, DecodeStop.NeedMore);
+      assert.equal(decoder.read(input, 0), input.length);
+      assert.equal(decoder.stop, BodyStop.NeedMore);
       assert.equal(emitted.length, 1);
       const [part] = emitted as [Buffer];
       assert.equal(part.length, input.length);
@@ -399,8 +400,8 @@ describe("zero copy", () => {
       const input = Buffer.concat([clean, bytes("..dotted\r\ntail\r\n.\r\n")]);
       const emitted: Buffer[] = [];
       const decoder = new DataDecoder(mode, (chunk) => emitted.push(chunk));
-      assert.equal(decoder.decode(input, 0), input.length);
-      assert.equal(decoder.stop, DecodeStop.End);
+      assert.equal(decoder.read(input, 0), input.length);
+      assert.equal(decoder.stop, BodyStop.End);
       assert.equal(emitted.length, 2, "before and after the stuffed dot");
       sharesMemory(emitted[0] as Buffer, input, 0);
       assert.equal(emitted[0]?.length, clean.length);
@@ -410,7 +411,7 @@ describe("zero copy", () => {
       const partial = Buffer.concat([clean, bytes("no line end yet")]);
       const more: Buffer[] = [];
       const second = new DataDecoder(mode, (chunk) => more.push(chunk));
-      assert.equal(second.decode(partial, 0), partial.length);
+      assert.equal(second.read(partial, 0), partial.length);
       assert.equal(more.length, 1);
       sharesMemory(more[0] as Buffer, partial, 0);
     });

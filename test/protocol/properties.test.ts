@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { CRLF_MODES, type CrlfMode, DataDecoder, DecodeStop } from "../../src/protocol/data.js";
+import { BodyStop } from "../../src/protocol/body-reader.js";
+import { CRLF_MODES, type CrlfMode, DataDecoder } from "../../src/protocol/data.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import type { SessionHooks } from "../../src/protocol/hooks.js";
 import type { SessionConfig, SmtpSession } from "../../src/protocol/session.js";
@@ -53,13 +54,13 @@ function decodeChunks(mode: CrlfMode, chunks: readonly Buffer[]): Decoded {
     const input = tail.length === 0 ? chunk : Buffer.concat([tail, chunk]);
     let pos = 0;
     for (;;) {
-      pos = decoder.decode(input, pos);
-      if (decoder.stop === DecodeStop.HeadersEnd) {
+      pos = decoder.read(input, pos);
+      if (decoder.stop === BodyStop.HeadersEnd) {
         headersEnd.push({ at: base + pos, outputLength });
         assert.ok(headersEnd.length <= 1, "HeadersEnd fires at most once");
         continue;
       }
-      if (decoder.stop === DecodeStop.End) return result(base + pos, base + pos);
+      if (decoder.stop === BodyStop.End) return result(base + pos, base + pos);
       break;
     }
     assert.ok(input.length - pos <= 2, "NeedMore leaves at most 2 bytes");

@@ -1,24 +1,30 @@
 /** parseAuthCommand, the mechanism list and the 504 for unknown mechanisms (RFC 4954 sections 4, 6, 7). */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { saslFailureError } from "../../src/protocol/auth-exchange.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import {
   createExchange,
   isSaslMechanismName,
   parseAuthCommand,
   SASL_MECHANISMS,
+  SaslError,
   type SaslMechanismName,
-  unrecognizedMechanismError,
+  unrecognizedMechanism,
 } from "../../src/sasl/mechanism.js";
 
 function expectSyntaxError(args: string): void {
   assert.throws(
     () => parseAuthCommand(args),
-    (error: unknown) =>
-      error instanceof SmtpError &&
-      error.code === 501 &&
-      error.enhancedCode === "5.5.4" &&
-      error.render() === "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n",
+    (error: unknown) => {
+      if (!(error instanceof SaslError)) return false;
+      const reply = saslFailureError(error.failure);
+      return (
+        reply.code === 501 &&
+        reply.enhancedCode === "5.5.4" &&
+        reply.render() === "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"
+      );
+    },
     JSON.stringify(args),
   );
 }
@@ -97,11 +103,12 @@ describe("mechanism names", () => {
     assert.equal(isSaslMechanismName(""), false);
   });
 
-  test("unrecognizedMechanismError is 504 5.5.4, a fresh value each time", () => {
-    const error = unrecognizedMechanismError();
+  test("unrecognizedMechanism is answered 504 5.5.4, a fresh value each time", () => {
+    const failure = unrecognizedMechanism();
+    const error = saslFailureError(failure);
     assert.ok(error instanceof SmtpError);
     assert.equal(error.render(), "504 5.5.4 Unrecognized authentication type\r\n");
-    assert.notEqual(unrecognizedMechanismError(), error);
+    assert.notEqual(unrecognizedMechanism(), failure);
   });
 
   test("createExchange refuses a name outside SaslMechanismName", () => {

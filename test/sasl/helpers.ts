@@ -1,5 +1,6 @@
 /** Shared assertions for the SASL exchange tests. */
 import assert from "node:assert/strict";
+import { saslFailureError } from "../../src/protocol/auth-exchange.js";
 import type { SmtpError } from "../../src/protocol/errors.js";
 import type { SaslCredentials, SaslStep } from "../../src/sasl/mechanism.js";
 
@@ -22,14 +23,18 @@ export function expectCredentials(step: SaslStep): SaslCredentials {
   return step.credentials;
 }
 
-/** Asserts an error step with the exact code and enhanced code; returns the error. */
+/**
+ * Asserts a failed step whose reply (as the AUTH exchange answers it) has the exact code and enhanced
+ * code; returns that reply's error.
+ */
 export function expectError(step: SaslStep, code: number, enhanced: string): SmtpError {
-  assert.equal(step.kind, "error", `expected an error, got ${JSON.stringify(describe(step))}`);
-  if (step.kind !== "error") throw new Error("unreachable");
-  assert.equal(step.error.code, code, step.error.message);
-  assert.equal(step.error.enhancedCode, enhanced, step.error.message);
-  assert.match(step.error.render(), new RegExp(`^${code} ${enhanced.replaceAll(".", "\\.")} \\S.*\\r\\n$`));
-  return step.error;
+  assert.equal(step.kind, "failed", `expected a failure, got ${JSON.stringify(describe(step))}`);
+  if (step.kind !== "failed") throw new Error("unreachable");
+  const error = saslFailureError(step.failure);
+  assert.equal(error.code, code, error.message);
+  assert.equal(error.enhancedCode, enhanced, error.message);
+  assert.match(error.render(), new RegExp(`^${code} ${enhanced.replaceAll(".", "\\.")} \\S.*\\r\\n$`));
+  return error;
 }
 
 /** Asserts that none of `secrets` appears in what the client or the log would see of an error. */
@@ -39,7 +44,7 @@ export function assertNoSecret(error: SmtpError, ...secrets: string[]): void {
 }
 
 function describe(step: SaslStep): unknown {
-  if (step.kind === "error") return { kind: "error", reply: step.error.render() };
+  if (step.kind === "failed") return { kind: "failed", reply: saslFailureError(step.failure).render() };
   if (step.kind === "credentials") return { kind: "credentials", mechanism: step.credentials.mechanism };
   return step;
 }
