@@ -1,7 +1,7 @@
 /** mailgate's public face: the server, its error value, the types hooks see, and the stores. */
 /**
  * `runWorkers({ workers, options, create })`: your SmtpServer on every core, behind a primary that listens,
- * keeps the limits over all workers and restarts them one by one without refusing anyone (README, "Workers").
+ * keeps the limits over all workers and restarts them one by one without refusing anyone (docs/workers.md).
  */
 export {
   type PrimaryHandle,
@@ -37,7 +37,7 @@ export type { Awaitable } from "./protocol/maybe-async.js";
  * HELO and recipient and the reverse DNS name are written so that they cannot imitate the header's
  * structure or carry control characters (see src/protocol/received.ts).
  */
-/** The `observer` option: what the server reports for metrics (see the README, "Operations"). */
+/** The `observer` option: what the server reports for metrics (see docs/operations.md). */
 export type { RefusalReason, ServerObserver } from "./protocol/observer.js";
 export type { ProxyAddress, ProxyInfo, ProxySslInfo, ProxyTlvs } from "./protocol/proxy.js";
 export { type ReceivedOptions, receivedHeader } from "./protocol/received.js";
@@ -45,7 +45,7 @@ export { STANDARD_REPLIES } from "./protocol/replies.js";
 export type { Forwarded } from "./protocol/xclient.js";
 /** What onAuth receives: the mechanism's name and the client's credentials. */
 export type { SaslCredentials, SaslMechanismName } from "./sasl/mechanism.js";
-/** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (README, "Rate limits"). */
+/** Limits per client address: the AUTH failure limit's store, and rate limits as hooks (docs/security.md, "Rate limits"). */
 export {
   type AddressLimiter,
   MemoryAddressLimiter,
@@ -68,7 +68,7 @@ export {
   type StartOptions,
   type StopOptions,
 } from "./server/server.js";
-/** RabbitMQ: publishes each message with confirms; see the README, "Sinks: RabbitMQ". */
+/** RabbitMQ: publishes each message with confirms; see docs/sinks-rabbitmq.md. */
 export {
   AMQP_HEADERS,
   type AmqpDeclareOptions,
@@ -79,7 +79,7 @@ export {
   RABBITMQ_MAX_MESSAGE_SIZE,
 } from "./sinks/amqp.js";
 /**
- * The HTTP webhook sink (README, "Sinks: HTTP webhook"), and what a receiver written in Node needs to
+ * The HTTP webhook sink (docs/sinks-http.md), and what a receiver written in Node needs to
  * check its requests: the signature and the envelope header.
  */
 export { HttpSink, type HttpSinkOptions, refusalFrom } from "./sinks/http.js";
@@ -94,7 +94,7 @@ export {
   encodeMailgateEnvelope,
   type WireEnvelope,
 } from "./sinks/mailgate-envelope.js";
-/** NATS JetStream: publishes each message and awaits its PubAck; see the README, "Sinks: NATS JetStream". */
+/** NATS JetStream: publishes each message and awaits its PubAck; see docs/sinks-nats.md. */
 export {
   type NatsDeclareOptions,
   NatsSink,
@@ -112,7 +112,7 @@ export { natsSinkOptionsFromUrl } from "./sinks/nats-url.js";
 /** A sink's failure that a spool may take over (the broker said nothing about the message). */
 export { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sinks/sink-error.js";
 export type { SinkStartOptions } from "./sinks/sink-options.js";
-/** The spool for outages: wraps a sink, spools what it cannot take now; see the README, "Sinks: the spool". */
+/** The spool for outages: wraps a sink, spools what it cannot take now; see docs/sinks-spool.md. */
 export { SinkSpool, type SinkSpoolOptions, type SpoolStats } from "./sinks/spool.js";
 export type { SinkState } from "./sinks/spool-health.js";
 export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";

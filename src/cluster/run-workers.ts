@@ -1,7 +1,7 @@
 /**
  * runWorkers: the same SmtpServer on every core. The script that calls it runs as the primary (which
  * listens, keeps the limits and starts the workers) and again, in each worker process, where `create`
- * builds the server that serves the sockets the primary passes. See the README, "Workers".
+ * builds the server that serves the sockets the primary passes. See docs/workers.md.
  */
 import { availableParallelism } from "node:os";
 import type { Awaitable } from "../protocol/maybe-async.js";

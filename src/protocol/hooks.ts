@@ -1,6 +1,6 @@
 /**
  * The event hooks, declared once: SmtpServerHooks is what a user implements (every hook optional, as
- * documented in the README); SessionHooks is what the protocol engine calls, the same signatures with
+ * documented in docs/hooks.md); SessionHooks is what the protocol engine calls, the same signatures with
  * the server's defaults filled in.
  */
 import type { Readable } from "node:stream";

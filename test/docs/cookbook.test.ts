@@ -1,6 +1,6 @@
 /**
  * Every recipe of docs/cookbook.md runs here, from its file in examples/cookbook/, over loopback on port 0
- * with real clients (a raw one, nodemailer). The LMTP recipe runs in test/lmtp.test.ts (Python's
+ * with real clients (a raw one, nodemailer). The LMTP recipe runs in test/server/lmtp.test.ts (Python's
  * smtplib.LMTP and swaks over its UNIX socket); the port-0 recipe is a test itself, registered here.
  */
 import assert from "node:assert/strict";

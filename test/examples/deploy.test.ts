@@ -1,7 +1,7 @@
 /**
  * The deployment recipes in examples/deploy/: the systemd unit passes `systemd-analyze verify` (with its
  * ExecStart pointed at an executable that exists here), and the container file runs the command the
- * README documents. No container engine runs here and systemd is not PID 1: that is as far as they go.
+ * docs/operations.md documents. No container engine runs here and systemd is not PID 1: that is as far as they go.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";

@@ -38,7 +38,12 @@ export async function startServe(
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${output}`)), 10_000);
+    // Generous: a loaded 2-core machine can take seconds to start a Node process. One that does not start
+    // is killed, or the test file would wait for it forever.
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`serve did not start within 30 s:\n${output}`));
+    }, 30_000);
     const check = () => {
       const match = /serving [LS]MTP on 127\.0\.0\.1:(\d+)/.exec(output);
       if (match) {

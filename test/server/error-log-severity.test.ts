@@ -1,4 +1,4 @@
-/** The severity at which a hook's error is logged, as the README's "Errors and replies" states it. */
+/** The severity at which a hook's error is logged, as docs/hooks.md ("Errors and replies") states it. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SmtpError } from "../../src/index.js";
