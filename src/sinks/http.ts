@@ -28,6 +28,7 @@ import { Agent as HttpsAgent } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
+import { readUpTo } from "./collect.js";
 import { httpSinkSignature } from "./http-signature.js";
 import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
@@ -164,29 +165,19 @@ export class HttpSink implements MessageStore {
   }
 
   async #deliver(id: string, envelope: string, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
-    const iterator = message[Symbol.asyncIterator]();
+    // Read up to bufferMessagesUpTo first: a small message then costs the endpoint one quick request,
+    // and a slow SMTP client cannot hold a place in the window while it sends.
+    const head = await readUpTo(message, this.bufferMessagesUpTo);
+    const rest = head.rest ?? undefined;
     let done = false;
     try {
-      // Read up to bufferMessagesUpTo first: a small message then costs the endpoint one quick request,
-      // and a slow SMTP client cannot hold a place in the window while it sends.
-      const head: Buffer[] = [];
-      let headBytes = 0;
-      while (headBytes <= this.bufferMessagesUpTo) {
-        const next = await iterator.next();
-        if (next.done) {
-          done = true;
-          break;
-        }
-        head.push(next.value);
-        headBytes += next.value.length;
-      }
-      const receipt = await this.#post(id, envelope, head, done ? undefined : iterator);
+      const receipt = await this.#post(id, envelope, head.chunks, rest);
       done = true;
       return receipt;
     } finally {
       // Stopped before the end (a failed request): release the message stream, as for-await would. Not
       // awaited: the session reads the rest of the message itself.
-      if (!done) iterator.return?.()?.catch(() => {});
+      if (!done) rest?.return?.()?.catch(() => {});
     }
   }
 

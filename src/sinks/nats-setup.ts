@@ -49,6 +49,9 @@ export function connectionOptions(
     reconnectDelayHandler: reconnectDelay,
     pingInterval: settings.pingInterval,
     maxPingOut: 2,
+    // No Error (with its stack) made ahead of every request in case it fails: a cost per message. A failure
+    // still has its name, message and cause, which are all the sink reads.
+    noAsyncTraces: true,
     ...(token ? { token } : {}),
     ...(user ? { user, pass } : {}),
     ...(authenticator.length ? { authenticator } : {}),

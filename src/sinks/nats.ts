@@ -70,6 +70,8 @@ export class NatsSink implements MessageStore {
   #heldBytes = 0;
   /** Publishes awaiting their PubAck: a lost connection answers them at once. */
   readonly #pending = new Set<Pending>();
+  /** Publishes waiting for the end of this turn of the event loop (see #sendGathered). */
+  #gathered: (() => void)[] = [];
   /** Deliveries holding a window slot, for close(). */
   readonly #active = new Set<Promise<void>>();
 
@@ -334,33 +336,60 @@ export class NatsSink implements MessageStore {
   /**
    * Publishes and awaits the PubAck. `ack` settles with the answer, or with SinkUnavailable on a timeout or
    * a lost connection; `settled` once the client's request is over (its bytes are then no longer held).
+   * The publish goes out with the others of this turn of the event loop (see #sendGathered).
    */
   #publish(
     subject: string,
     body: Buffer,
     headerPairs: [string, string][],
   ): { ack: Promise<PubAck>; settled: Promise<void> } {
+    let answered = false;
     let answer: (error: Error | null, ack?: PubAck) => void = () => {};
     const ack = new Promise<PubAck>((resolve, reject) => {
-      answer = (error, value) => (error ? reject(error) : resolve(value as PubAck));
+      answer = (error, value) => {
+        answered = true;
+        if (error) reject(error);
+        else resolve(value as PubAck);
+      };
     });
     const pending: Pending = { answer: (error) => answer(error) };
     this.#pending.add(pending);
-    const js = this.#js as JetStreamClient;
-    const request = js.publish(subject, body, {
-      headers: toMsgHdrs(headerPairs),
-      timeout: this.#publishTimeout,
+    const settled = new Promise<void>((resolve) => {
+      this.#gathered.push(() => {
+        // Answered while it waited (the connection was lost, the sink closed): it never goes out.
+        if (answered) return resolve();
+        const js = this.#js as JetStreamClient;
+        // The request is over: its bytes are let go (settled) no later than the delivery hears the answer.
+        js.publish(subject, body, { headers: toMsgHdrs(headerPairs), timeout: this.#publishTimeout }).then(
+          (value) => {
+            resolve();
+            answer(null, value);
+          },
+          (error: unknown) => {
+            resolve();
+            answer(this.#classify(error, subject));
+          },
+        );
+      });
+      if (this.#gathered.length === 1) setImmediate(() => this.#sendGathered());
     });
-    const settled = request.then(
-      (value) => answer(null, value),
-      (error: unknown) => answer(this.#classify(error, subject)),
-    );
     return {
       ack,
       settled: settled.finally(() => {
         this.#pending.delete(pending);
       }),
     };
+  }
+
+  /**
+   * Hands this turn's publishes to the client together, so that it writes them to the socket at once (it
+   * flushes in a microtask after the first): many sessions' messages that end in one turn of the event loop
+   * leave in one write instead of one each. Nothing waits longer than that turn.
+   */
+  #sendGathered(): void {
+    const gathered = this.#gathered;
+    this.#gathered = [];
+    for (const send of gathered) send();
   }
 
   /** The server refused (an API error, no stream for the subject): a refusal; anything else: unavailable. */
