@@ -87,6 +87,8 @@ export class HttpSink implements MessageStore {
   readonly bufferMessagesUpTo: number;
   readonly #secret: Buffer;
   readonly #agent: HttpAgent;
+  /** Where each request goes, worked out of `url` once rather than for every request. */
+  readonly #target: { protocol: string; hostname: string; port: string | undefined; path: string };
   readonly #window: InFlightWindow;
   readonly #headers: Record<string, string>;
   /** Deliveries not yet settled, for close(). */
@@ -113,6 +115,12 @@ export class HttpSink implements MessageStore {
       return chosen;
     };
     this.url = url;
+    this.#target = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: url.port || undefined,
+      path: `${url.pathname}${url.search}`,
+    };
     this.requestTimeout = positive("requestTimeout", options.requestTimeout, 10_000);
     this.bufferMessagesUpTo = positive("bufferMessagesUpTo", options.bufferMessagesUpTo, 128 * 1024, 0);
     const maxSockets = positive("maxSockets", options.maxSockets, 16);
@@ -192,9 +200,11 @@ export class HttpSink implements MessageStore {
     deadline.arm();
     let leave: (() => void) | undefined;
     try {
-      leave = await this.#window.enter(deadline.signal).catch((error: unknown) => {
-        throw this.#unavailable(error instanceof Error ? error.message : String(error));
-      });
+      leave =
+        this.#window.tryEnter() ??
+        (await this.#window.enter(deadline.signal).catch((error: unknown) => {
+          throw this.#unavailable(error instanceof Error ? error.message : String(error));
+        }));
       if (this.#closing) throw this.#unavailable("the sink is closing");
       const timestamp = Math.floor(Date.now() / 1000).toString();
       const headers: OutgoingHttpHeaders = {
@@ -223,7 +233,9 @@ export class HttpSink implements MessageStore {
       else Object.assign(headers, { "Content-Length": size, ...sign(hash) });
 
       phase = "connecting";
-      const req = request(this.url, { method: "POST", agent: this.#agent, headers, signal: deadline.signal });
+      const req = request({ ...this.#target, method: "POST", agent: this.#agent, headers });
+      // The deadline (or another failure) destroys the request: its error ends it, see RequestEnding.
+      deadline.onAbort((reason) => req.destroy(reason instanceof Error ? reason : new Error(String(reason))));
       // The agent's idle timeout is for free connections; a request in use is bounded by the deadline
       // (a streamed body may pause while its SMTP client is slow). The agent sets it again when freed.
       req.once("socket", (socket) => socket.setTimeout(0));
@@ -286,9 +298,7 @@ export class HttpSink implements MessageStore {
       phase = bodySent ? "waiting for the answer" : phase;
       const outcome = await ended.outcome;
       if ("error" in outcome) {
-        const reason = deadline.expired
-          ? (deadline.signal.reason as Error).message
-          : describeError(outcome.error);
+        const reason = deadline.expired ? (deadline.reason as Error).message : describeError(outcome.error);
         throw this.#unavailable(reason);
       }
       const { response } = outcome;

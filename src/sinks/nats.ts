@@ -257,16 +257,15 @@ export class NatsSink implements MessageStore {
   /** A window slot within publishTimeout, or SinkUnavailable. */
   async #enterWindow(): Promise<() => void> {
     // A free slot is taken at once: the timer (a cost per message) only for a delivery that must wait.
-    const free = this.#window.inFlight < this.#window.size && this.#window.waiting === 0;
-    const signal = free
-      ? this.#closing.signal
-      : AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#publishTimeout)]);
-    let leave: () => void;
-    try {
-      leave = await this.#window.enter(signal);
-    } catch {
-      if (this.#closing.signal.aborted) throw unavailable("the sink is closed");
-      throw unavailable(`no publish slot within ${this.#publishTimeout} ms (the server is slow)`);
+    let leave = this.#window.tryEnter();
+    if (!leave) {
+      const timeout = AbortSignal.any([this.#closing.signal, AbortSignal.timeout(this.#publishTimeout)]);
+      try {
+        leave = await this.#window.enter(timeout);
+      } catch {
+        if (this.#closing.signal.aborted) throw unavailable("the sink is closed");
+        throw unavailable(`no publish slot within ${this.#publishTimeout} ms (the server is slow)`);
+      }
     }
     if (this.#window.inFlight > this.#peakInFlight) this.#peakInFlight = this.#window.inFlight;
     return leave;
