@@ -43,7 +43,7 @@ export async function readWholeMessage(
 }
 
 /** The chunks as one Buffer (the one chunk itself when there is only one). */
-export function joined(chunks: Buffer[], size: number): Buffer {
+function joined(chunks: Buffer[], size: number): Buffer {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
