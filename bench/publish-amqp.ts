@@ -4,7 +4,7 @@
  * fails it, as in the sink).
  */
 import amqplib from "amqplib";
-import { amqpHeaders } from "../src/sinks/amqp.js";
+import { amqpHeaders } from "../src/sinks/amqp-headers.js";
 import { PUBLISHED_ENVELOPE, type Publisher } from "./published-message.js";
 
 export interface AmqpTarget {

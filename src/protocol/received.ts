@@ -75,9 +75,14 @@ function isPlainAddress(address: string, utf8: boolean): boolean {
   );
 }
 
+/** The last date-time written and its second: every message of the same second has the same one. */
+let lastDate = { second: Number.NaN, text: "" };
+
 /** RFC 5322 3.3 date-time, e.g. "Sun, 22 Nov 2026 03:55:00 +0000". */
 function rfc5322Date(date: Date): string {
-  return date.toUTCString().replace("GMT", "+0000");
+  const second = Math.floor(date.getTime() / 1000);
+  if (second !== lastDate.second) lastDate = { second, text: date.toUTCString().replace("GMT", "+0000") };
+  return lastDate.text;
 }
 
 // RFC 5322 2.1.1: lines SHOULD stay within 78 characters and MUST within 998. Each clause starts a line of

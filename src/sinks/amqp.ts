@@ -17,47 +17,35 @@
  * The wire format (body, properties, headers) is documented in the README, "Sinks: RabbitMQ".
  */
 import { randomUUID } from "node:crypto";
-import type { Duplex } from "node:stream";
 import type amqplib from "amqplib";
 import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
+import { amqpHeaders } from "./amqp-headers.js";
+import {
+  type AmqpDeclareOptions,
+  addPending,
+  closeLink,
+  gatherWrites,
+  type Link,
+  onReturn,
+  openLink,
+  type Pending,
+  removePending,
+} from "./amqp-link.js";
 import { readWholeMessage } from "./collect.js";
 import { domainTemplate } from "./domain-template.js";
+import { ReconnectBackoff, reconnectDelay } from "./reconnect-backoff.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
 import { positiveInteger, type SinkStartOptions } from "./sink-options.js";
 
-type ChannelModel = amqplib.ChannelModel;
-type ConfirmChannel = amqplib.ConfirmChannel;
+export { AMQP_HEADERS, envelopeFromAmqpHeaders } from "./amqp-headers.js";
+export type { AmqpDeclareOptions } from "./amqp-link.js";
+
 type Message = amqplib.Message;
-type SocketOptions = NonNullable<Parameters<typeof amqplib.connect>[1]>;
 
 /** RabbitMQ's default max_message_size since 3.8 (128 MiB; the broker refuses larger bodies). */
 export const RABBITMQ_MAX_MESSAGE_SIZE = 128 * 1024 * 1024;
-
-/** Names of the AMQP headers the sink sets; a consumer reads the envelope back from them. */
-export const AMQP_HEADERS = {
-  from: "x-mailgate-from",
-  to: "x-mailgate-to",
-  clientAddress: "x-mailgate-client-address",
-  clientPort: "x-mailgate-client-port",
-  clientName: "x-mailgate-client-name",
-  helo: "x-mailgate-helo",
-  tlsProtocol: "x-mailgate-tls-protocol",
-  tlsCipher: "x-mailgate-tls-cipher",
-  authenticatedAs: "x-mailgate-authenticated-as",
-  smtputf8: "x-mailgate-smtputf8",
-  body: "x-mailgate-body",
-} as const;
-
-export interface AmqpDeclareOptions {
-  /** The exchange's type when the sink declares it (durable). Default "topic". */
-  exchangeType?: "direct" | "topic" | "fanout" | "headers";
-  /** A quorum queue to declare (durable) and bind to the exchange; none when omitted. */
-  queue?: string;
-  /** The binding key of `queue`. Default "#" (every routing key, on a topic exchange). */
-  bindingKey?: string;
-}
 
 export interface AmqpSinkOptions {
   /**
@@ -97,26 +85,6 @@ export interface AmqpSinkOptions {
 
 export type AmqpSinkState = "idle" | "connecting" | "connected" | "disconnected" | "closed";
 
-/** One publish waiting for its confirm. */
-interface Pending {
-  messageId: string;
-  /** The broker returned it (unroutable): its ack means failure. */
-  returned: string | null;
-  settle(error: Error | null): void;
-}
-
-/** One open connection with its confirm channel and the publishes waiting on it. */
-interface Link {
-  model: ChannelModel;
-  channel: ConfirmChannel;
-  /** Publishes awaiting a confirm, by message id, in publish order (returns come in that order too). */
-  byMessageId: Map<string, Pending[]>;
-  lost: boolean;
-  /** The connection's socket (amqplib keeps it as `stream`), corked while a turn's publishes gather. */
-  socket: Duplex | undefined;
-  corked: boolean;
-}
-
 const DEFAULTS = {
   routingKey: "{domain}",
   publishTimeout: 10_000,
@@ -124,12 +92,9 @@ const DEFAULTS = {
   maxMessageSize: RABBITMQ_MAX_MESSAGE_SIZE,
   connectTimeout: 5_000,
   heartbeat: 10,
-  reconnectDelay: { min: 250, max: 10_000 },
 };
 
 const SHORTSTR_MAX = 255;
-/** The socket's high-water mark: how much of a turn's publishes gatherWrites can hold in one writev. */
-const GATHERED_WRITES_BYTES = 1024 * 1024;
 
 export class AmqpSink implements MessageStore {
   readonly maxMessageSize: number;
@@ -142,7 +107,7 @@ export class AmqpSink implements MessageStore {
   readonly #window: number;
   readonly #connectTimeout: number;
   readonly #heartbeat: number;
-  readonly #reconnectDelay: { min: number; max: number };
+  readonly #backoff: ReconnectBackoff;
   readonly #closeTimeout: number;
   readonly #logger: Logger;
   readonly #tls: Record<string, unknown>;
@@ -150,7 +115,6 @@ export class AmqpSink implements MessageStore {
   #state: AmqpSinkState = "idle";
   #link: Link | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
-  #attempt = 0;
   #blocked = false;
   /** Window slots taken (a delivery from the moment it starts reading until its publish settles). */
   #inFlight = 0;
@@ -174,14 +138,7 @@ export class AmqpSink implements MessageStore {
     const url = parseUrl(options.url, this.#heartbeat);
     this.#url = url.connect;
     this.#redactedUrl = url.redacted;
-    const delay = options.reconnectDelay ?? DEFAULTS.reconnectDelay;
-    this.#reconnectDelay = {
-      min: positiveInteger("reconnectDelay.min", delay.min, DEFAULTS.reconnectDelay.min),
-      max: positiveInteger("reconnectDelay.max", delay.max, DEFAULTS.reconnectDelay.max),
-    };
-    if (this.#reconnectDelay.max < this.#reconnectDelay.min) {
-      throw new TypeError("Invalid option reconnectDelay: max is lower than min.");
-    }
+    this.#backoff = new ReconnectBackoff(reconnectDelay(options.reconnectDelay));
     this.#closeTimeout = positiveInteger("closeTimeout", options.closeTimeout, this.#publishTimeout);
     this.#logger = options.logger ?? defaultLogger;
     this.#tls = options.tls ?? {};
@@ -428,38 +385,15 @@ export class AmqpSink implements MessageStore {
   }
 
   async #connect(): Promise<void> {
-    const socketOptions: SocketOptions & { writableHighWaterMark: number } = {
-      timeout: this.#connectTimeout,
-      noDelay: true,
-      // Room for a whole turn's publishes while the socket is corked (see gatherWrites): at Node's
-      // default of 16 KiB, amqplib stops after six or seven 2 KB messages and writes the rest one by one.
-      // net.connect passes it to the socket (amqplib's types do not list it).
-      writableHighWaterMark: GATHERED_WRITES_BYTES,
-      clientProperties: { connection_name: "mailgate AmqpSink" },
-      ...this.#tls,
-    };
-    // Loaded on first use: a program that imports mailgate without this sink does not pay for amqplib.
-    const { connect } = (await import("amqplib")).default;
-    const model = await connect(this.#url, socketOptions);
-    let channel: ConfirmChannel;
-    try {
-      model.on("error", (error: Error) =>
-        this.#logger.warn(`AMQP connection error: ${describeError(error)}`),
-      );
-      channel = await model.createConfirmChannel();
-      if (this.#declare) await this.#declareTopology(model);
-    } catch (error) {
-      await model.close().catch(() => {});
-      throw error;
-    }
-    const link: Link = {
-      model,
-      channel,
-      byMessageId: new Map(),
-      lost: false,
-      socket: socketOf(model),
-      corked: false,
-    };
+    const link = await openLink({
+      url: this.#url,
+      exchange: this.exchange,
+      connectTimeout: this.#connectTimeout,
+      tls: this.#tls,
+      declare: this.#declare,
+      logger: this.#logger,
+    });
+    const { model, channel } = link;
     channel.on("return", (message: Message) => onReturn(link, message));
     channel.on("error", (error: Error) => this.#logger.warn(`AMQP channel error: ${describeError(error)}`));
     channel.on("close", () => this.#lose(link, "channel closed"));
@@ -480,27 +414,9 @@ export class AmqpSink implements MessageStore {
     }
     this.#link = link;
     this.#blocked = false;
-    this.#attempt = 0;
+    this.#backoff.reset();
     this.#state = "connected";
     this.#logger.info(`AMQP sink connected to ${this.#redactedUrl}, exchange "${this.exchange}"`);
-  }
-
-  async #declareTopology(model: ChannelModel): Promise<void> {
-    const declare = this.#declare as AmqpDeclareOptions;
-    const channel = await model.createChannel();
-    try {
-      if (this.exchange !== "") {
-        await channel.assertExchange(this.exchange, declare.exchangeType ?? "topic", { durable: true });
-      }
-      if (declare.queue !== undefined) {
-        await channel.assertQueue(declare.queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
-        if (this.exchange !== "") {
-          await channel.bindQueue(declare.queue, this.exchange, declare.bindingKey ?? "#");
-        }
-      }
-    } finally {
-      await channel.close().catch(() => {});
-    }
   }
 
   /** The link is gone: fail what waits on it (451; it may have reached the broker) and reconnect. */
@@ -522,11 +438,7 @@ export class AmqpSink implements MessageStore {
 
   #scheduleReconnect(): void {
     if (this.#state === "closed" || this.#reconnectTimer) return;
-    const { min, max } = this.#reconnectDelay;
-    const ceiling = Math.min(max, min * 2 ** Math.min(this.#attempt, 20));
-    // Jitter: between half and all of the ceiling, so that many instances do not reconnect in step.
-    const delay = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-    this.#attempt += 1;
+    const delay = this.#backoff.next();
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (this.#state === "closed") return;
@@ -540,118 +452,6 @@ export class AmqpSink implements MessageStore {
     }, delay);
     this.#reconnectTimer.unref();
   }
-}
-
-/**
- * Closes the connection (and its channels), waiting at most `timeoutMs` for the broker's close-ok: a
- * broker that no longer answers, or a socket already reset, must not hold close() forever. Past the bound,
- * the socket is destroyed.
- */
-async function closeLink(link: Link, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const closed = await Promise.race([
-    link.model.close().then(
-      () => true,
-      () => false,
-    ),
-    new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), timeoutMs);
-    }),
-  ]);
-  clearTimeout(timer);
-  // amqplib exposes no abort: its Connection keeps the socket as `stream`.
-  if (!closed) (link.model.connection as unknown as { stream?: { destroy(): void } }).stream?.destroy();
-}
-
-/** amqplib's socket (its Connection keeps it as `stream`; it exposes no accessor). */
-function socketOf(model: ChannelModel): Duplex | undefined {
-  return (model.connection as unknown as { stream?: Duplex }).stream;
-}
-
-/**
- * Corks the socket until amqplib has written this turn's publishes, so that they leave in one writev
- * instead of two writes each (the method and properties, then the body): amqplib writes a channel's frames
- * in a setImmediate that the channel's 'readable' event schedules, in a nextTick queued by the publish, so
- * the uncork is scheduled from a nextTick queued after the publish. Under load, when many sessions' messages end
- * in one turn of the event loop, this saves a system call (and, on loopback, the broker's receive path run
- * in this process) per frame. Should amqplib write later than that, the uncork comes first and the frames
- * are written one by one as before: nothing is ever held longer than one turn.
- */
-function gatherWrites(link: Link): void {
-  const socket = link.socket;
-  if (link.corked || !socket) return;
-  link.corked = true;
-  socket.cork();
-  process.nextTick(() =>
-    setImmediate(() => {
-      link.corked = false;
-      socket.uncork();
-    }),
-  );
-}
-
-/** A basic.return: the first unconfirmed publish with that message id was not routed. */
-function onReturn(link: Link, message: Message): void {
-  const id = String(message.properties.messageId ?? "");
-  const pending = link.byMessageId.get(id)?.find((candidate) => candidate.returned === null);
-  if (!pending) return;
-  const fields = message.fields as unknown as { replyCode?: number; replyText?: string; routingKey?: string };
-  pending.returned = `${fields.replyCode ?? "?"} ${fields.replyText ?? "returned"}, routing key "${fields.routingKey ?? ""}"`;
-}
-
-function addPending(link: Link, pending: Pending): void {
-  const list = link.byMessageId.get(pending.messageId);
-  if (list) list.push(pending);
-  else link.byMessageId.set(pending.messageId, [pending]);
-}
-
-function removePending(link: Link, pending: Pending): void {
-  const list = link.byMessageId.get(pending.messageId);
-  if (!list) return;
-  const index = list.indexOf(pending);
-  if (index >= 0) list.splice(index, 1);
-  if (list.length === 0) link.byMessageId.delete(pending.messageId);
-}
-
-/**
- * The AMQP headers for `envelope`: the envelope and the session's facts (see the README). Exported for the
- * benchmark's direct publisher, which sends the same headers; not part of the public API.
- */
-export function amqpHeaders(envelope: StoreEnvelope): Record<string, unknown> {
-  const headers: Record<string, unknown> = {
-    [AMQP_HEADERS.from]: envelope.from,
-    [AMQP_HEADERS.to]: [...envelope.to],
-  };
-  const session = envelope.session;
-  if (session) {
-    headers[AMQP_HEADERS.clientAddress] = session.clientAddress;
-    headers[AMQP_HEADERS.clientPort] = session.clientPort;
-    headers[AMQP_HEADERS.clientName] = session.clientName;
-    headers[AMQP_HEADERS.helo] = session.helo;
-    if (session.tls) {
-      headers[AMQP_HEADERS.tlsProtocol] = session.tls.protocol;
-      headers[AMQP_HEADERS.tlsCipher] = session.tls.cipher;
-    }
-    if (session.authenticatedAs !== null) headers[AMQP_HEADERS.authenticatedAs] = session.authenticatedAs;
-    headers[AMQP_HEADERS.smtputf8] = session.smtputf8;
-    headers[AMQP_HEADERS.body] = session.body;
-  }
-  return headers;
-}
-
-/** Reads back the envelope a consumer receives in a message's headers. */
-export function envelopeFromAmqpHeaders(
-  headers: Record<string, unknown> | undefined,
-  messageId?: string,
-): StoreEnvelope {
-  const from = headers?.[AMQP_HEADERS.from];
-  const to = headers?.[AMQP_HEADERS.to];
-  if (typeof from !== "string" || !Array.isArray(to) || !to.every((address) => typeof address === "string")) {
-    throw new Error(
-      `Not a mailgate message: headers ${AMQP_HEADERS.from} and ${AMQP_HEADERS.to} are missing.`,
-    );
-  }
-  return { from, to: to as string[], ...(messageId ? { id: messageId } : {}) };
 }
 
 /** The broker cannot take the message now: a spool may. */

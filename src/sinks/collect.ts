@@ -2,7 +2,12 @@
  * Reads a message stream into one Buffer, for sinks that must publish a message whole (an AMQP body, a
  * NATS payload), refusing it as soon as it passes the sink's limit: a message the broker would refuse is
  * never held whole in memory.
+ *
+ * A Node Readable (what `mailgate serve` and onMessageStream hand over) is read with read() on its
+ * 'readable' events rather than through its async iterator, which costs several microseconds of
+ * promises, listeners and end-of-stream tracking per message; anything else is iterated.
  */
+import { Readable } from "node:stream";
 import { SmtpError } from "../protocol/errors.js";
 
 /**
@@ -15,6 +20,15 @@ export async function readWholeMessage(
   limit: number,
   what = "the sink's maximum message size",
 ): Promise<Buffer> {
+  if (message instanceof Readable) {
+    const head = await readReadable(message, limit);
+    if (!head.ended) {
+      // As leaving a for-await loop would: the session drains the rest and answers this error.
+      message.destroy();
+      throw messageTooBig(limit, what);
+    }
+    return joined(head.chunks, head.size);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of message) {
@@ -25,6 +39,11 @@ export async function readWholeMessage(
     }
     chunks.push(chunk);
   }
+  return joined(chunks, size);
+}
+
+/** The chunks as one Buffer (the one chunk itself when there is only one). */
+function joined(chunks: Buffer[], size: number): Buffer {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
@@ -47,6 +66,11 @@ export interface MessageHead {
  * has while holding at most `bound` bytes and one chunk.
  */
 export async function readUpTo(message: AsyncIterable<Buffer>, bound: number): Promise<MessageHead> {
+  if (message instanceof Readable) {
+    const { chunks, size, ended } = await readReadable(message, bound);
+    // The iterator takes over where read() stopped: what is still buffered comes first.
+    return { chunks, size, rest: ended ? null : (message[Symbol.asyncIterator]() as AsyncIterator<Buffer>) };
+  }
   const iterator = message[Symbol.asyncIterator]();
   const chunks: Buffer[] = [];
   let size = 0;
@@ -56,4 +80,59 @@ export async function readUpTo(message: AsyncIterable<Buffer>, bound: number): P
     if (size > bound) return { chunks, size, rest: iterator };
   }
   return { chunks, size, rest: null };
+}
+
+/**
+ * Reads `stream` until it ends or passes `bound` bytes. Rejects with the stream's error (the session
+ * aborted the message), or with a premature-close error if it is destroyed before its end, as its async
+ * iterator would. Leaves the stream paused, with nothing of it read beyond the chunks returned.
+ */
+function readReadable(
+  stream: Readable,
+  bound: number,
+): Promise<{ chunks: Buffer[]; size: number; ended: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      stream.off("readable", onReadable);
+      stream.off("end", onEnd);
+      stream.off("error", onError);
+      stream.off("close", onClose);
+    };
+    const onReadable = () => {
+      for (let chunk: Buffer | null = stream.read(); chunk !== null; chunk = stream.read()) {
+        chunks.push(chunk);
+        size += chunk.length;
+        if (size > bound) {
+          stop();
+          resolve({ chunks, size, ended: false });
+          return;
+        }
+      }
+    };
+    const onEnd = () => {
+      stop();
+      resolve({ chunks, size, ended: true });
+    };
+    const onError = (error: Error) => {
+      stop();
+      reject(error);
+    };
+    const onClose = () => {
+      stop();
+      reject(stream.errored ?? prematureClose());
+    };
+    if (stream.errored) return reject(stream.errored);
+    if (stream.destroyed) return reject(prematureClose());
+    stream.on("readable", onReadable);
+    stream.on("end", onEnd);
+    stream.on("error", onError);
+    stream.on("close", onClose);
+  });
+}
+
+/** What a stream's async iterator throws when the stream is destroyed before its end. */
+function prematureClose(): Error {
+  return Object.assign(new Error("Premature close"), { code: "ERR_STREAM_PREMATURE_CLOSE" });
 }

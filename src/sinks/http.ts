@@ -28,6 +28,7 @@ import { Agent as HttpsAgent } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
+import { readUpTo } from "./collect.js";
 import { httpSinkSignature } from "./http-signature.js";
 import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
@@ -86,6 +87,8 @@ export class HttpSink implements MessageStore {
   readonly bufferMessagesUpTo: number;
   readonly #secret: Buffer;
   readonly #agent: HttpAgent;
+  /** Where each request goes, worked out of `url` once rather than for every request. */
+  readonly #target: { protocol: string; hostname: string; port: string | undefined; path: string };
   readonly #window: InFlightWindow;
   readonly #headers: Record<string, string>;
   /** Deliveries not yet settled, for close(). */
@@ -112,6 +115,12 @@ export class HttpSink implements MessageStore {
       return chosen;
     };
     this.url = url;
+    this.#target = {
+      protocol: url.protocol,
+      hostname: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+      port: url.port || undefined,
+      path: `${url.pathname}${url.search}`,
+    };
     this.requestTimeout = positive("requestTimeout", options.requestTimeout, 10_000);
     this.bufferMessagesUpTo = positive("bufferMessagesUpTo", options.bufferMessagesUpTo, 128 * 1024, 0);
     const maxSockets = positive("maxSockets", options.maxSockets, 16);
@@ -164,29 +173,19 @@ export class HttpSink implements MessageStore {
   }
 
   async #deliver(id: string, envelope: string, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
-    const iterator = message[Symbol.asyncIterator]();
+    // Read up to bufferMessagesUpTo first: a small message then costs the endpoint one quick request,
+    // and a slow SMTP client cannot hold a place in the window while it sends.
+    const head = await readUpTo(message, this.bufferMessagesUpTo);
+    const rest = head.rest ?? undefined;
     let done = false;
     try {
-      // Read up to bufferMessagesUpTo first: a small message then costs the endpoint one quick request,
-      // and a slow SMTP client cannot hold a place in the window while it sends.
-      const head: Buffer[] = [];
-      let headBytes = 0;
-      while (headBytes <= this.bufferMessagesUpTo) {
-        const next = await iterator.next();
-        if (next.done) {
-          done = true;
-          break;
-        }
-        head.push(next.value);
-        headBytes += next.value.length;
-      }
-      const receipt = await this.#post(id, envelope, head, done ? undefined : iterator);
+      const receipt = await this.#post(id, envelope, head.chunks, rest);
       done = true;
       return receipt;
     } finally {
       // Stopped before the end (a failed request): release the message stream, as for-await would. Not
       // awaited: the session reads the rest of the message itself.
-      if (!done) iterator.return?.()?.catch(() => {});
+      if (!done) rest?.return?.()?.catch(() => {});
     }
   }
 
@@ -201,9 +200,11 @@ export class HttpSink implements MessageStore {
     deadline.arm();
     let leave: (() => void) | undefined;
     try {
-      leave = await this.#window.enter(deadline.signal).catch((error: unknown) => {
-        throw this.#unavailable(error instanceof Error ? error.message : String(error));
-      });
+      leave =
+        this.#window.tryEnter() ??
+        (await this.#window.enter(deadline.signal).catch((error: unknown) => {
+          throw this.#unavailable(error instanceof Error ? error.message : String(error));
+        }));
       if (this.#closing) throw this.#unavailable("the sink is closing");
       const timestamp = Math.floor(Date.now() / 1000).toString();
       const headers: OutgoingHttpHeaders = {
@@ -232,7 +233,9 @@ export class HttpSink implements MessageStore {
       else Object.assign(headers, { "Content-Length": size, ...sign(hash) });
 
       phase = "connecting";
-      const req = request(this.url, { method: "POST", agent: this.#agent, headers, signal: deadline.signal });
+      const req = request({ ...this.#target, method: "POST", agent: this.#agent, headers });
+      // The deadline (or another failure) destroys the request: its error ends it, see RequestEnding.
+      deadline.onAbort((reason) => req.destroy(reason instanceof Error ? reason : new Error(String(reason))));
       // The agent's idle timeout is for free connections; a request in use is bounded by the deadline
       // (a streamed body may pause while its SMTP client is slow). The agent sets it again when freed.
       req.once("socket", (socket) => socket.setTimeout(0));
@@ -295,9 +298,7 @@ export class HttpSink implements MessageStore {
       phase = bodySent ? "waiting for the answer" : phase;
       const outcome = await ended.outcome;
       if ("error" in outcome) {
-        const reason = deadline.expired
-          ? (deadline.signal.reason as Error).message
-          : describeError(outcome.error);
+        const reason = deadline.expired ? (deadline.reason as Error).message : describeError(outcome.error);
         throw this.#unavailable(reason);
       }
       const { response } = outcome;

@@ -5,7 +5,7 @@
  *
  *     nats://user:password@nats.example:4222?stream=MAIL&subject=mail.{domain}&publishTimeout=5000
  */
-import type { NatsDeclareOptions, NatsSinkOptions, NatsTlsOptions } from "./nats.js";
+import type { NatsDeclareOptions, NatsSinkOptions, NatsTlsOptions } from "./nats-options.js";
 
 type Setter = (options: NatsSinkOptions, value: string, name: string) => void;
 

@@ -22,6 +22,13 @@ export class InFlightWindow {
     return this.#waiting.length;
   }
 
+  /** The function that gives a place back, if one is free now and nobody waits; otherwise undefined. */
+  tryEnter(): (() => void) | undefined {
+    if (this.#free === 0 || this.#waiting.length > 0) return undefined;
+    this.#free -= 1;
+    return this.#leaver();
+  }
+
   /** Resolves with the function that gives the place back; rejects with the signal's reason if it aborts first. */
   enter(signal: AbortSignal): Promise<() => void> {
     signal.throwIfAborted();
@@ -68,12 +75,16 @@ export class DeadlineExceeded extends Error {
 }
 
 /**
- * A timer that aborts its signal `ms` after it is armed. Arming a running timer leaves it running (the
- * time already spent counts); disarming stops it. The delivery disarms it only while it waits for the
- * SMTP client, whose own timeouts bound that wait.
+ * A timer that aborts `ms` after it is armed. Arming a running timer leaves it running (the time already
+ * spent counts); disarming stops it. The delivery disarms it only while it waits for the SMTP client,
+ * whose own timeouts bound that wait. Its AbortSignal is made only when something asks for it (a wait for
+ * a place in the window): a delivery that never waits pays for a timer, not for a signal and its listeners.
  */
 export class Deadline {
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+  #onAbort: ((reason: unknown) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -82,17 +93,32 @@ export class Deadline {
   ) {}
 
   get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#aborted) this.#controller.abort(this.#reason);
+    }
     return this.#controller.signal;
   }
 
+  /** Why it aborted (a DeadlineExceeded once the time is up), or undefined. */
+  get reason(): unknown {
+    return this.#reason;
+  }
+
   get expired(): boolean {
-    return this.#controller.signal.reason instanceof DeadlineExceeded;
+    return this.#reason instanceof DeadlineExceeded;
+  }
+
+  /** `callback` gets the reason when it aborts (at once if it has): one callback, the last one given. */
+  onAbort(callback: (reason: unknown) => void): void {
+    this.#onAbort = callback;
+    if (this.#aborted) callback(this.#reason);
   }
 
   arm(): void {
-    if (this.#timer || this.#controller.signal.aborted) return;
+    if (this.#timer || this.#aborted) return;
     this.#timer = setTimeout(() => {
-      this.#controller.abort(new DeadlineExceeded(`${this.describe()} after ${this.ms} ms`));
+      this.#abort(new DeadlineExceeded(`${this.describe()} after ${this.ms} ms`));
     }, this.ms);
   }
 
@@ -104,6 +130,14 @@ export class Deadline {
   /** Aborts at once (the delivery failed for another reason) and stops the timer. */
   abort(reason: unknown): void {
     this.disarm();
-    this.#controller.abort(reason);
+    this.#abort(reason);
+  }
+
+  #abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    this.#onAbort?.(reason);
   }
 }
