@@ -1,6 +1,6 @@
 /**
  * The RabbitMQ sink's message headers, shared by the sink and by consumers written in Node (see the
- * README, "Sinks: RabbitMQ"): the envelope and the session's facts as AMQP headers (AMQP field tables carry
+ * docs/sinks-rabbitmq.md): the envelope and the session's facts as AMQP headers (AMQP field tables carry
  * UTF-8, so SMTPUTF8 addresses travel as they are).
  */
 import type { StoreEnvelope } from "../store/store.js";
@@ -21,7 +21,7 @@ export const AMQP_HEADERS = {
 } as const;
 
 /**
- * The AMQP headers for `envelope`: the envelope and the session's facts (see the README). Exported for the
+ * The AMQP headers for `envelope`: the envelope and the session's facts (see docs/sinks-rabbitmq.md). Exported for the
  * benchmark's direct publisher, which sends the same headers; not part of the public API.
  */
 export function amqpHeaders(envelope: StoreEnvelope): Record<string, unknown> {

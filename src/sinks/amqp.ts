@@ -14,7 +14,7 @@
  * - Reconnects are the sink's job: after a loss it reconnects in the background with a bounded, jittered
  *   backoff, and while it is not connected deliver() answers 451 at once.
  *
- * The wire format (body, properties, headers) is documented in the README, "Sinks: RabbitMQ".
+ * The wire format (body, properties, headers) is documented in docs/sinks-rabbitmq.md.
  */
 import { randomUUID } from "node:crypto";
 import type amqplib from "amqplib";

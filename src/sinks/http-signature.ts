@@ -1,6 +1,6 @@
 /**
  * The HTTP sink's wire format, shared by the sink and by receivers written in Node: the envelope header
- * and the request signature (described in the README, "Sinks: HTTP webhook").
+ * and the request signature (described in docs/sinks-http.md).
  *
  * The envelope travels as one header, `Mailgate-Envelope` (see mailgate-envelope.ts).
  *

@@ -5,7 +5,7 @@
  *     const sink = new HttpSink({ url: "https://mail.example/inbound", secret: process.env.SINK_SECRET });
  *     onMessageStream: (ctx, stream) => sink.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)
  *
- * The request (see the README, "Sinks: HTTP webhook", and http-signature.ts):
+ * The request (see docs/sinks-http.md and http-signature.ts):
  *
  *     POST <url path> HTTP/1.1
  *     Content-Type: message/rfc822

@@ -1,6 +1,6 @@
 /**
- * The NATS sink's message headers, shared by the sink and by consumers written in Node (see the README,
- * "Sinks: NATS JetStream"). NATS headers are ASCII, like HTTP's: the envelope travels in the one
+ * The NATS sink's message headers, shared by the sink and by consumers written in Node (see
+ * docs/sinks-nats.md). NATS headers are ASCII, like HTTP's: the envelope travels in the one
  * `Mailgate-Envelope` format of every sink (base64url of UTF-8 JSON), the id as JetStream's `Nats-Msg-Id`,
  * and a message too large for one NATS message as a claim check: the Object Store bucket and object name
  * that hold its bytes, with an empty body.

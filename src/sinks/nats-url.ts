@@ -1,7 +1,7 @@
 /**
  * NatsSink options from one URL (for a command line or a config value): the server, credentials as the
- * URL's user information, everything else as query parameters. The parameters are listed in the README,
- * "Sinks: NATS JetStream"; an unknown one is an error, not ignored.
+ * URL's user information, everything else as query parameters. The parameters are listed in
+ * docs/sinks-nats.md; an unknown one is an error, not ignored.
  *
  *     nats://user:password@nats.example:4222?stream=MAIL&subject=mail.{domain}&publishTimeout=5000
  */

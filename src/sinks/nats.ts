@@ -15,7 +15,7 @@
  * - After a publish timed out, the sink takes nothing new until a PING to the server is answered: a
  *   stalled connection must not pile more messages into the client's outbound buffer than the window.
  *
- * The wire format is in nats-headers.ts and the README, "Sinks: NATS JetStream".
+ * The wire format is in nats-headers.ts and docs/sinks-nats.md.
  */
 import { randomUUID } from "node:crypto";
 import type { JetStreamClient, PubAck } from "@nats-io/jetstream";

@@ -1,5 +1,5 @@
 /**
- * The spool's file format: a MaildirStore message (README, "What is stored, and when") whose first line
+ * The spool's file format: a MaildirStore message (docs/serve.md, "What is stored, and when") whose first line
  * after the trace headers carries what the trace headers do not, the message id and the session facts:
  *
  *     Return-Path: <sender@example.org>                 (MaildirStore's trace headers, UTF-8 as received)

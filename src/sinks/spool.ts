@@ -10,7 +10,7 @@
  *
  * The directory: tmp/, new/, cur/ (the spool, a Maildir: one file per message in new/, in the format of
  * spool-file.ts), refused/ (a Maildir of the messages the sink kept refusing) and mailgate-spool.lock
- * (the pid of the process that has it open). README, "Sinks: the spool".
+ * (the pid of the process that has it open). See docs/sinks-spool.md.
  */
 import { randomUUID } from "node:crypto";
 import { readdir, rm, stat } from "node:fs/promises";
