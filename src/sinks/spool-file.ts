@@ -10,9 +10,13 @@
  *
  * So a spooled message is also a readable Maildir message, and SMTPUTF8 addresses are kept byte for byte.
  */
+import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { parseEnvelopeHeaders } from "../store/maildir.js";
 import type { SessionFacts, StoreEnvelope } from "../store/store.js";
+
+/** A spooled file is read, never followed: a symlink swapped in fails (ELOOP) and goes to refused/. */
+const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
 
 const SPOOL_HEADER = "X-Mailgate-Spool: ";
 
@@ -42,7 +46,7 @@ export interface SpooledMessage {
 
 /** Reads the envelope of the spooled file at `path`; throws if it is not one (or ENOENT if it is gone). */
 export async function readSpooledMessage(path: string): Promise<SpooledMessage> {
-  const file = await open(path, "r");
+  const file = await open(path, READ_NO_FOLLOW);
   let head: Buffer;
   let size: number;
   try {
@@ -80,7 +84,7 @@ async function* wholeBody(body: Buffer): AsyncGenerator<Buffer> {
 
 /** The file from `start` to its end, opened only when the first chunk is asked for. */
 async function* fileBody(path: string, start: number): AsyncGenerator<Buffer> {
-  const file = await open(path, "r");
+  const file = await open(path, READ_NO_FOLLOW);
   try {
     yield* readFrom(file, start);
   } finally {

@@ -13,7 +13,7 @@
  * (the pid of the process that has it open). See docs/sinks-spool.md.
  */
 import { randomUUID } from "node:crypto";
-import { readdir, rm, stat } from "node:fs/promises";
+import { lstat, readdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { SmtpError } from "../protocol/errors.js";
 import { defaultLogger } from "../server/logger.js";
@@ -317,12 +317,15 @@ export class SinkSpool implements MessageStore {
   }
 }
 
-/** The spooled files in `newDirectory`, with their sizes. */
+/**
+ * The spooled files in `newDirectory`, with their sizes. Only regular files: a symlink planted there is
+ * never followed (it could make the forwarder send a file from outside the spool), nor is a FIFO opened.
+ */
 async function listSpooled(newDirectory: string): Promise<SpooledFile[]> {
   const files: SpooledFile[] = [];
   for (const name of await readdir(newDirectory)) {
     if (name.startsWith(".")) continue;
-    const info = await stat(join(newDirectory, name)).catch(() => undefined);
+    const info = await lstat(join(newDirectory, name)).catch(() => undefined);
     if (info?.isFile()) files.push({ name, size: info.size, refusals: 0 });
   }
   return files;

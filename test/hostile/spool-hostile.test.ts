@@ -1,10 +1,10 @@
 /**
  * The spool directory under attack (attack round on --spool): what a crash or another hand leaves in it.
- * What held is asserted; the holes found are todo tests whose fix belongs to src/sinks/ (see each todo).
+ * What held is asserted, and the holes it found (stale locks, symlinks) stay closed.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -15,6 +15,12 @@ import { SECRET } from "../sinks/http-helpers.js";
 import { filesIn, spoolFixture, startEndpoint } from "../sinks/spool-helpers.js";
 
 const LOCK_FILE = "mailgate-spool.lock";
+
+/** Field 22 of /proc/PID/stat: the process's start time in clock ticks since boot. */
+async function startTimeOf(pid: number): Promise<string> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8");
+  return text.slice(text.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+}
 const FAST_RETRY = { retryDelay: { min: 20, max: 100 }, maxRefusals: 2 };
 
 function sinkTo(url: string): HttpSink {
@@ -29,9 +35,7 @@ function spooledText(id: string, body: string): string {
   );
 }
 
-test("a lock left by a killed process whose pid this process has now (a container's fixed pid) is taken over", {
-  todo: "src/sinks/spool-lock.ts: `owner === process.pid` is read as 'this process has it open already', but after kill -9 or an OOM kill the restarted process often has the same pid (PID 1 in a container), so the spool never opens again. Fix: keep the paths this process holds in a module-level Set; a lock naming our pid that is not in it is stale and taken over.",
-}, async (t) => {
+test("a lock left by a killed process whose pid this process has now (a container's fixed pid) is taken over", async (t) => {
   const endpoint = await startEndpoint(t);
   const fixture = await spoolFixture(t);
   const first = await fixture.open(sinkTo(endpoint.url));
@@ -41,25 +45,61 @@ test("a lock left by a killed process whose pid this process has now (a containe
   await second.close();
 });
 
-test("a lock whose pid now belongs to a process started after the lock was written is taken over", {
-  todo: "src/sinks/spool-lock.ts: after a crash and a reboot the lock's pid is often some other live process, and isAlive() keeps the spool closed for good. Fix: write `pid starttime` (field 22 of /proc/PID/stat) in the lock and count the owner alive only if /proc/PID/stat still shows that start time (where /proc exists; elsewhere fall back to the pid alone).",
-}, async (t) => {
+test("a lock whose pid now belongs to another process (started at another time) is taken over", async (t) => {
   const endpoint = await startEndpoint(t);
   const fixture = await spoolFixture(t);
   const first = await fixture.open(sinkTo(endpoint.url));
   await first.close();
-  // The dead owner's pid, reused by a process that started after the lock was written.
+  // The dead owner's pid, now another process's: the lock records the start time its owner had.
   const stranger = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)"], { stdio: "ignore" });
   t.after(() => stranger.kill());
   await delay(50);
-  await writeFile(join(fixture.directory, LOCK_FILE), `${stranger.pid}\n`);
+  const started = await startTimeOf(stranger.pid as number);
+  assert.notEqual(started, "", "/proc gives the start time");
+  await writeFile(join(fixture.directory, LOCK_FILE), `${stranger.pid} ${Number(started) - 1}\n`);
   const second = await fixture.open(sinkTo(endpoint.url));
   await second.close();
+
+  // The same pid with its own start time is the owner: the spool stays its.
+  await writeFile(join(fixture.directory, LOCK_FILE), `${stranger.pid} ${started}\n`);
+  await assert.rejects(fixture.open(sinkTo(endpoint.url)), {
+    message: new RegExp(`process ${stranger.pid} uses it`),
+  });
 });
 
-test("a symlink planted in new/ is not followed out of the spool: what it points to is not forwarded", {
-  todo: "src/sinks/spool.ts listSpooled() uses stat() and src/sinks/spool-file.ts readSpooledMessage() opens with open(path, 'r'): both follow symlinks, so a link in new/ to a file elsewhere in the spool's format is forwarded to the broker (then only the link is removed). Fix: lstat() in listSpooled (and skip or refuse what is not a regular file), and open with fs.constants.O_RDONLY | O_NOFOLLOW in readSpooledMessage so that a link swapped in later fails with ELOOP and goes to refused/.",
-}, async (t) => {
+test("two processes taking over one stale lock: exactly one gets the spool", async (t) => {
+  const fixture = await spoolFixture(t);
+  await writeFile(join(fixture.directory, LOCK_FILE), "999999999 1\n");
+  const script = `
+    import { SinkSpool, HttpSink } from ${JSON.stringify(new URL("../../src/index.js", import.meta.url).href)};
+    const sink = new HttpSink({ url: "http://127.0.0.1:9/", secret: "x".repeat(32), requestTimeout: 200 });
+    try {
+      const spool = await SinkSpool.open(${JSON.stringify(fixture.directory)}, sink);
+      process.stdout.write("opened");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await spool.close();
+    } catch (error) {
+      process.stdout.write("refused: " + error.message);
+    }
+  `;
+  const outcomes = await Promise.all(
+    Array.from({ length: 6 }, async () => {
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let out = "";
+      child.stdout.on("data", (chunk) => {
+        out += chunk;
+      });
+      await new Promise((resolve) => child.on("exit", resolve));
+      return out;
+    }),
+  );
+  assert.equal(outcomes.filter((outcome) => outcome === "opened").length, 1, outcomes.join("\n"));
+  for (const outcome of outcomes.filter((o) => o !== "opened")) assert.match(outcome, /^refused: .* uses it/);
+});
+
+test("a symlink planted in new/ is not followed out of the spool: what it points to is not forwarded", async (t) => {
   const endpoint = await startEndpoint(t);
   const fixture = await spoolFixture(t);
   const outside = await mkdtemp(join(tmpdir(), "mailgate-outside-"));
