@@ -1,6 +1,6 @@
 /**
- * The context a connection starts with: every documented field, in the order it always had, with its
- * initial value; nothing shared between two contexts (hooks may change any of it); and
+ * The context a connection starts with: every documented field (no more, no fewer) with its initial
+ * value; nothing shared between two contexts (hooks may change any of it); and
  * ctx.message.write refused until a session installs its own.
  */
 import assert from "node:assert/strict";
@@ -16,31 +16,9 @@ const ENDS = {
   heloResponse: "mx.test at your service",
 };
 
-test("a new context: the fields of ctx.server in their order, and their initial values", () => {
+test("a new context: the fields of ctx.server and their initial values", () => {
   const before = Date.now();
   const { server } = createContext(ENDS);
-  assert.deepEqual(Object.keys(server), [
-    "localIp",
-    "localPort",
-    "remoteIp",
-    "remotePort",
-    "localResponse",
-    "heloResponse",
-    "localHost",
-    "remoteHost",
-    "helo",
-    "heloCommand",
-    "connected",
-    "exceptions",
-    "errors",
-    "authorizationId",
-    "authenticationId",
-    "authenticated",
-    "authMechanism",
-    "encrypted",
-    "tls",
-    "proxy",
-  ]);
   const { connected, ...rest } = server;
   assert.ok(connected instanceof Date && connected.getTime() >= before && connected.getTime() <= Date.now());
   assert.deepEqual(rest, {
@@ -72,19 +50,6 @@ test("a UNIX socket peer is localhost, with no address", () => {
 test("the initial envelope and message, and emptyEnvelope()", () => {
   const { envelope, message } = createContext(ENDS);
   for (const candidate of [envelope, emptyEnvelope()]) {
-    assert.deepEqual(Object.keys(candidate), [
-      "from",
-      "to",
-      "encodingBody",
-      "encodingUtf8",
-      "declaredSize",
-      "mailParams",
-      "rcptParams",
-      "dsn",
-      "rcptDsn",
-      "requireTls",
-      "forwarded",
-    ]);
     assert.deepEqual(candidate, {
       from: "",
       to: [],
@@ -102,13 +67,14 @@ test("the initial envelope and message, and emptyEnvelope()", () => {
     assert.equal(Object.getPrototypeOf(candidate.mailParams), null);
     assert.equal("toString" in candidate.mailParams, false);
   }
-  assert.deepEqual(Object.keys(message), [
-    "received",
-    "delivered",
+  // The documented fields, whatever their order (deepEqual on the values checks the same for the others).
+  assert.deepEqual(Object.keys(message).sort(), [
     "bytesize",
-    "headers",
     "crlf",
     "data",
+    "delivered",
+    "headers",
+    "received",
     "write",
   ]);
   assert.equal(message.received, null);
