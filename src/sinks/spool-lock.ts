@@ -28,9 +28,16 @@ export class SpoolLock {
       throw new Error(`Cannot open the spool "${spool}": this process has it open already.`);
     }
     const me = `${process.pid} ${await startTime(process.pid)}`.trim();
+    const waitEmptyUntil = Date.now() + STALE_TAKEOVER_MS + 1000;
     for (let attempt = 0; ; attempt++) {
       if (await createLock(path, me)) break;
       const owner = parseLock(await readFile(path, "utf8").catch(() => ""));
+      if (!owner && (await isYoung(path)) && Date.now() < waitEmptyUntil) {
+        // Another process has just created it and not yet written its pid (or died doing so: once the
+        // lock is old enough, it is taken over): look again shortly.
+        await delay(TAKEOVER_WAIT_MS);
+        continue;
+      }
       if (owner && (await isRunning(owner))) {
         throw new Error(
           `Cannot open the spool "${spool}": process ${owner.pid} uses it (${path}); give each instance its own spool.`,
@@ -87,10 +94,19 @@ async function takeOver(path: string): Promise<void> {
   }
   try {
     const owner = parseLock(await readFile(path, "utf8").catch(() => ""));
-    if (!owner || !(await isRunning(owner))) await unlink(path).catch(() => {});
+    const stale = owner ? !(await isRunning(owner)) : !(await isYoung(path));
+    if (stale) await unlink(path).catch(() => {});
   } finally {
     await unlink(marker).catch(() => {});
   }
+}
+
+/** Whether the file at `path` was written in the last few seconds (a lock still being made). */
+async function isYoung(path: string): Promise<boolean> {
+  return stat(path).then(
+    (info) => Date.now() - info.mtimeMs < STALE_TAKEOVER_MS,
+    () => false,
+  );
 }
 
 interface LockOwner {

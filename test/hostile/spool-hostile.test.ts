@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -65,6 +65,17 @@ test("a lock whose pid now belongs to another process (started at another time) 
   await assert.rejects(fixture.open(sinkTo(endpoint.url)), {
     message: new RegExp(`process ${stranger.pid} uses it`),
   });
+});
+
+test("an empty lock (its process died before writing its pid) is taken over once it is old", async (t) => {
+  const endpoint = await startEndpoint(t);
+  const fixture = await spoolFixture(t);
+  const lock = join(fixture.directory, LOCK_FILE);
+  await writeFile(lock, "");
+  const longAgo = new Date(Date.now() - 60_000);
+  await utimes(lock, longAgo, longAgo);
+  const spool = await fixture.open(sinkTo(endpoint.url));
+  await spool.close();
 });
 
 test("two processes taking over one stale lock: exactly one gets the spool", async (t) => {
