@@ -13,7 +13,10 @@ import { setTimeout as delay } from "node:timers/promises";
 /** The lock files this process holds: a lock naming our pid but not in here is a dead predecessor's. */
 const held = new Set<string>();
 
-/** A takeover whose marker is older than this was interrupted (its process died): the marker is removed. */
+/**
+ * A takeover marker or an empty lock older than this was left by a process that died mid-way: it is removed
+ * (a restart sooner than that after such a crash is refused once, with a sentence saying why).
+ */
 const STALE_TAKEOVER_MS = 10_000;
 const TAKEOVER_ATTEMPTS = 40;
 const TAKEOVER_WAIT_MS = 50;
