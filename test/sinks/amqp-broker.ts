@@ -2,6 +2,7 @@
  * What the AMQP sink tests share: the broker (RabbitMQ at 127.0.0.1:5672, guest/guest, or a skip that
  * says what to start; under CI=true a missing broker fails) and its clean-up.
  */
+import assert from "node:assert/strict";
 import type { TestContext } from "node:test";
 import amqplib from "amqplib";
 import { AmqpSink, type AmqpSinkOptions } from "../../src/index.js";
@@ -80,4 +81,24 @@ export async function proxiedSinkOrSkip(
   });
   t.after(() => sink.close());
   return { sink, proxy, channel: broker.channel, queue };
+}
+
+/**
+ * Asserts that every message that got a 250 (`accepted`, by message id) is in `queued`, byte-exact;
+ * returns how many copies of each id the queue held (a retried publish may have made two).
+ */
+export function assertQueueHoldsAccepted(
+  queued: readonly amqplib.GetMessage[],
+  accepted: ReadonlyMap<string, Buffer>,
+): Map<string, number> {
+  const copies = new Map<string, number>();
+  for (const received of queued) {
+    const id = String(received.properties.messageId);
+    copies.set(id, (copies.get(id) ?? 0) + 1);
+    const sent = accepted.get(id);
+    if (sent) assert.deepEqual(received.content, sent, `message ${id} byte-exact`);
+  }
+  const missing = [...accepted.keys()].filter((id) => !copies.has(id));
+  assert.deepEqual(missing, [], "every message that got 250 is in the queue");
+  return copies;
 }

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { SmtpError } from "../../src/index.js";
 import { waitFor } from "../helpers/clients.js";
-import { drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
+import { assertQueueHoldsAccepted, drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
 import { message, runLoad } from "./sink-load.js";
 import { startSinkServer } from "./sink-server.js";
 
@@ -73,15 +73,7 @@ describe("AmqpSink faults", () => {
     assert.deepEqual(load.hung, [], "no session waited past its deadline");
     assert.deepEqual(load.other, [], "every reply was 250 or 451 4.3.0");
     const queued = await drainQueue(channel, queue);
-    const copies = new Map<string, number>();
-    for (const received of queued) {
-      const id = String(received.properties.messageId);
-      copies.set(id, (copies.get(id) ?? 0) + 1);
-      const sent = load.accepted.get(id);
-      if (sent) assert.deepEqual(received.content, sent, `message ${id} byte-exact`);
-    }
-    const missing = [...load.accepted.keys()].filter((id) => !copies.has(id));
-    assert.deepEqual(missing, [], "every message that got 250 is in the queue");
+    const copies = assertQueueHoldsAccepted(queued, load.accepted);
     t.diagnostic(
       `accepted ${load.accepted.size}, refused ${load.refused}, queued ${queued.length} (${queued.length - copies.size} duplicates by id, ${copies.size - load.accepted.size} ids that got 451 but reached the broker)`,
     );

@@ -9,7 +9,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AmqpSink } from "../../src/index.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
-import { BROKER_URL, brokerOrSkip, cleanUpAfter, drainQueue, proxiedSinkOrSkip } from "./amqp-broker.js";
+import {
+  assertQueueHoldsAccepted,
+  BROKER_URL,
+  brokerOrSkip,
+  cleanUpAfter,
+  drainQueue,
+  proxiedSinkOrSkip,
+} from "./amqp-broker.js";
 import { message, runLoad } from "./sink-load.js";
 import { ehloClient, queuedId, sendOne, startSinkServer, uniqueName } from "./sink-server.js";
 import { keptLogger, spoolFixture, spoolProgress } from "./spool-helpers.js";
@@ -56,15 +63,7 @@ describe("SinkSpool with AmqpSink", () => {
     // Publishes that timed out during the stall are confirmed once it ends: wait for the queue to settle.
     await waitFor(() => sink.inFlight === 0, "the stalled publishes to settle", 15_000);
     const queued = await drainQueue(channel, queue);
-    const copies = new Map<string, number>();
-    for (const received of queued) {
-      const id = String(received.properties.messageId);
-      copies.set(id, (copies.get(id) ?? 0) + 1);
-      const sent = load.accepted.get(id);
-      if (sent) assert.deepEqual(received.content, sent, `message ${id} byte-exact`);
-    }
-    const missing = [...load.accepted.keys()].filter((id) => !copies.has(id));
-    assert.deepEqual(missing, [], "every message that got 250 is in the queue");
+    const copies = assertQueueHoldsAccepted(queued, load.accepted);
     t.diagnostic(
       `accepted ${load.accepted.size}, spooled ${spool.stats.spooled}, forwarded ${spool.stats.forwarded}, queued ${queued.length} (${queued.length - copies.size} duplicates by id)`,
     );

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { type TestContext, test } from "node:test";
 import type tls from "node:tls";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/server.js";
-import { runProgram, silentLogger } from "../helpers/clients.js";
+import { runProgram, silentLogger, startTestServer } from "../helpers/clients.js";
 import { needProgram } from "../helpers/programs.js";
 import { OpensslClient, tempDir, writeCertificate } from "./tls-helpers.js";
 
@@ -21,18 +21,8 @@ const MODES: Mode[] = ["STARTTLS", "implicit TLS"];
 
 /** A server on 127.0.0.1 port 0 speaking STARTTLS or implicit TLS; stopped after the test. */
 async function startServer(t: TestContext, mode: Mode, options: SmtpServerOptions = {}): Promise<SmtpServer> {
-  const server = new SmtpServer({
-    hosts: "127.0.0.1",
-    ports: "0",
-    hostname: "mx.test",
-    logger: silentLogger,
-    loggerSeverity: "fatal",
-    ...(mode === "STARTTLS" ? { tlsMode: "optional" } : { tlsPorts: "0" }),
-    ...options,
-  });
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  return server;
+  const modeOptions: SmtpServerOptions = mode === "STARTTLS" ? { tlsMode: "optional" } : { tlsPorts: "0" };
+  return (await startTestServer(t, { ...modeOptions, ...options })).server;
 }
 
 /** s_client's arguments to reach `server` in `mode`. */
