@@ -14,6 +14,7 @@ import { timedStore } from "../ops/timed-store.js";
 import { workersEndpointHandlers } from "../ops/workers-operations.js";
 import type { SessionContext } from "../protocol/context.js";
 import type { Severity } from "../protocol/hooks.js";
+import { batchedStdout } from "../server/batched-output.js";
 import { lineLogger, severityEnabled } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { SmtpServer, SmtpServerOptions } from "../server/server.js";
@@ -37,7 +38,7 @@ export class ServeOperations {
     const metrics = this.metrics;
     const options: Pick<SmtpServerOptions, "observer" | "onLogging"> = {};
     if (metrics) options.observer = metrics;
-    this.logger = lineLogger(process.stdout); // a server program's log is its output
+    this.logger = lineLogger(batchedStdout()); // a server program's log is its output, written once per turn
     if (flags.logFormat === "json") {
       const events = jsonLogEvents();
       this.logger = {

@@ -9,6 +9,7 @@ import type { PrimaryServices } from "../cluster/run-workers.js";
 import type { SessionContext } from "../protocol/context.js";
 import { SmtpError } from "../protocol/errors.js";
 import { receivedHeader } from "../protocol/received.js";
+import { batchedStdout } from "../server/batched-output.js";
 import { lineLogger } from "../server/logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings } from "../server/options.js";
 import type { RateLimitName } from "../server/rate-limits.js";
@@ -45,7 +46,7 @@ export function createStoringServer(
   /** The id of each session's message under way, from its Received header to the store. */
   const messageIds = new WeakMap<SessionContext, string>();
   const server = new SmtpServer({
-    logger: lineLogger(process.stdout), // a server program's log is its output
+    logger: lineLogger(batchedStdout()), // a server program's log is its output, written once per turn
     ...options,
     maxMessageSize: sizeLimit(options.maxMessageSize, store.maxMessageSize),
     ...limits?.hooks,

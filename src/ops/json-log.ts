@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import pino, { type DestinationStream } from "pino";
 import type { SessionContext } from "../protocol/context.js";
 import type { Severity } from "../protocol/hooks.js";
+import { batchedStdout } from "../server/batched-output.js";
 
 export type LogEvent = (
   ctx: SessionContext | null,
@@ -16,8 +17,8 @@ export type LogEvent = (
   error?: unknown,
 ) => void;
 
-/** Writes each event as a JSON line to `destination` (stdout by default). */
-export function jsonLogEvents(destination: DestinationStream = pino.destination(1)): LogEvent {
+/** Writes each event as a JSON line to `destination` (stdout by default, written once per turn). */
+export function jsonLogEvents(destination: DestinationStream = batchedStdout()): LogEvent {
   const logger = pino(
     {
       level: "debug", // the server filters by loggerSeverity before it calls this

@@ -12,13 +12,24 @@ export function severityEnabled(severity: Severity, threshold: Severity): boolea
   return RANK[severity] >= RANK[threshold];
 }
 
+/** Where lines go: a stream (process.stderr), or a BatchedOutput (src/server/batched-output.ts). */
+export interface LineSink {
+  write(text: string): unknown;
+}
+
 /**
- * A logger writing "YYYY-MM-DD HH:MM:SS: [LEVEL] message" lines (the seed's format, UTC) to `stream`.
+ * A logger writing "YYYY-MM-DD HH:MM:SS: [LEVEL] message" lines (the seed's format, UTC) to `sink`.
  */
-export function lineLogger(stream: NodeJS.WritableStream): Logger {
+export function lineLogger(sink: LineSink): Logger {
+  let second = -1;
+  let stamp = "";
   const writeLine = (level: string, message: string) => {
-    const stamp = new Date().toISOString().replace("T", " ").slice(0, 19);
-    stream.write(`${stamp}: [${level}] ${message}\n`);
+    const now = Date.now();
+    if (Math.floor(now / 1000) !== second) {
+      second = Math.floor(now / 1000);
+      stamp = new Date(now).toISOString().replace("T", " ").slice(0, 19);
+    }
+    sink.write(`${stamp}: [${level}] ${message}\n`);
   };
   return {
     debug: (message) => writeLine("DEBUG", message),

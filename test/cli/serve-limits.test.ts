@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { RawClient } from "../helpers/clients.js";
 import { REDIS_URL, redisOrSkip } from "../helpers/redis.js";
 import { endpointOf, get, sample } from "../helpers/scrape.js";
-import { startServe } from "../helpers/serve-process.js";
+import { printed, startServe } from "../helpers/serve-process.js";
 
 test("two mailgate serve instances share a client's message quota through Redis", async (t) => {
   const admin = await redisOrSkip(t);
@@ -49,10 +49,7 @@ test("two mailgate serve instances share a client's message quota through Redis"
     "421 4.7.0 Too many messages from your address, try again later\r\n",
     "the quota used on the first instance holds on the second",
   );
-  assert.match(
-    second.output(),
-    /\[127\.0\.0\.1:\d+\] Refused: over the messages-per-minute limit \(421 4\.7\.0\)/,
-  );
+  await printed(second, /\[127\.0\.0\.1:\d+\] Refused: over the messages-per-minute limit \(421 4\.7\.0\)/);
   assert.equal(await admin.redis.get(`${admin.prefix}messages:127.0.0.1`), "3");
 });
 

@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { parseEnvelopeHeaders } from "../../src/store/maildir.js";
 import { RawClient, waitFor } from "../helpers/clients.js";
 import { requireProgram } from "../helpers/programs.js";
-import { MAIN, type Served, startServe } from "../helpers/serve-process.js";
+import { MAIN, printed, type Served, startServe } from "../helpers/serve-process.js";
 
 const run = promisify(execFile);
 
@@ -123,8 +123,8 @@ describe("mailgate serve", () => {
     );
   });
 
-  test("prints one line per accepted message", () => {
-    assert.match(served.output(), /Stored \S+ from <py@x\.test> for 2 recipient\(s\)/);
+  test("prints one line per accepted message", async () => {
+    await printed(served, /Stored \S+ from <py@x\.test> for 2 recipient\(s\)/);
   });
 
   test("says at start which Maildir it stores into", () => {

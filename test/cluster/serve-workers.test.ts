@@ -7,22 +7,9 @@ import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { RawClient, waitFor } from "../helpers/clients.js";
+import { RawClient } from "../helpers/clients.js";
 import { MailLoop, storedMarkers } from "../helpers/mail-loop.js";
-import { type Served, serveWorkers } from "../helpers/serve-process.js";
-
-/** Resolves when `pattern` has matched the output `count` times; fails with the output's end otherwise. */
-async function printed(server: Served, pattern: RegExp, count: number, timeoutMs = 30_000): Promise<void> {
-  const global = new RegExp(pattern.source, "g");
-  const matched = () => (server.output().match(global)?.length ?? 0) >= count;
-  await waitFor(matched, `${count} x ${pattern}`, timeoutMs).catch((error: Error) => {
-    const lines = server
-      .output()
-      .split("\n")
-      .filter((line) => !line.includes("] Stored "));
-    throw new Error(`${error.message}; the server printed:\n${lines.slice(-30).join("\n")}`);
-  });
-}
+import { printed, type Served, serveWorkers } from "../helpers/serve-process.js";
 
 function workerPids(server: Served): string[] {
   return [...server.output().matchAll(/Worker (\d+) ready/g)].map((match) => match[1] as string);

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
+import { waitFor } from "./clients.js";
 
 export const MAIN = new URL("../../src/cli/main.js", import.meta.url).pathname;
 
@@ -71,4 +72,21 @@ export async function serveWorkers(t: TestContext, args: string[]): Promise<{ se
     await rm(dir, { recursive: true, force: true });
   });
   return { served: started, dir };
+}
+
+/**
+ * Resolves when `pattern` has matched the output `count` times; fails with the output's end otherwise.
+ * Serve writes its log once per event-loop turn, so a line caused by a client's command may reach the
+ * output just after the client got its reply: wait for it.
+ */
+export async function printed(server: Served, pattern: RegExp, count = 1, timeoutMs = 30_000): Promise<void> {
+  const global = new RegExp(pattern.source, "g");
+  const matched = () => (server.output().match(global)?.length ?? 0) >= count;
+  await waitFor(matched, `${count} x ${pattern}`, timeoutMs).catch((error: Error) => {
+    const lines = server
+      .output()
+      .split("\n")
+      .filter((line) => !line.includes("] Stored "));
+    throw new Error(`${error.message}; the server printed:\n${lines.slice(-30).join("\n")}`);
+  });
 }

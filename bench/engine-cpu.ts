@@ -1,0 +1,136 @@
+/**
+ * The protocol engine's own CPU per message, without sockets: a session (src/protocol/session.ts) fed the
+ * dialogue of a client that waits for each reply (MAIL, RCPT, DATA, a 2 KB body), once with an
+ * onMessageData hook that discards the message and once with an onMessageStream hook that drains the
+ * stream with `for await`. Socket reads and writes (most of a real server's time: see `npm run
+ * bench:engine`) are left out, so that a change to the engine shows in a few seconds and through a busy
+ * machine's noise. Rounds interleave the two; the figures are medians with their spread.
+ *
+ *   npm run bench:engine-cpu [-- --messages N] [--rounds N]
+ */
+import { parseArgs } from "node:util";
+import { createContext } from "../src/protocol/context.js";
+import type { SessionHooks } from "../src/protocol/hooks.js";
+import { type SessionConfig, type SessionTransport, SmtpSession } from "../src/protocol/session.js";
+import { showSpread, spread } from "./report-format.js";
+
+const CONFIG: SessionConfig = {
+  hostname: "mx.bench",
+  lmtp: false,
+  crlfMode: "ensure",
+  pipelining: true,
+  internationalization: true,
+  chunking: true,
+  dsn: true,
+  requireTls: false,
+  tls: false,
+  tlsRequired: false,
+  auth: { mode: "forbidden", mechanisms: [], overPlaintext: false, maxFailures: 5 },
+  maxMessageSize: 10 * 1024 * 1024,
+  maxRecipients: 100,
+  maxBadCommands: 20,
+  heloStrict: false,
+  maxCommandLineLength: 512,
+  ioBufferMaxSize: 1024 * 1024,
+  messageChunkSize: 64 * 1024,
+  logDialog: false,
+};
+
+const body = `Subject: bench\r\n\r\n${"x".repeat(76)}\r\n`.repeat(26);
+const MESSAGE_LINES = [
+  "MAIL FROM:<sender@example.com>\r\n",
+  "RCPT TO:<recipient@example.com>\r\n",
+  "DATA\r\n",
+  `${body}.\r\n`,
+].map((line) => Buffer.from(line, "latin1"));
+
+type Kind = "data" | "stream";
+
+function hooks(kind: Kind): SessionHooks {
+  const none = () => {};
+  return {
+    onConnect: none,
+    onHelo: none,
+    onMailFrom: () => undefined,
+    onRcptTo: () => undefined,
+    onMessageDataStart: none,
+    onMessageDataReceiving: none,
+    onMessageDataHeaders: none,
+    onMessageData: (ctx) => {
+      if (kind === "data" && ctx.message.data.length === 0) throw new Error("empty message");
+    },
+    ...(kind === "stream" && {
+      async onMessageStream(_ctx, stream) {
+        let bytes = 0;
+        for await (const chunk of stream) bytes += (chunk as Buffer).length;
+        if (bytes === 0) throw new Error("empty message");
+      },
+    }),
+    onProcessLineUnknown: none,
+    onAuth: () => undefined,
+    log: none,
+  };
+}
+
+/** Sends `messages` messages through one session, each line after the previous reply; CPU µs per message. */
+async function run(kind: Kind, messages: number): Promise<number> {
+  let replies = 0;
+  let waiting: (() => void) | null = null;
+  const transport: SessionTransport = {
+    write: () => {
+      replies++;
+      waiting?.();
+      return true;
+    },
+    close: () => {},
+    inputConsumed: () => {},
+    commandCompleted: () => {},
+    dataReceived: () => {},
+  };
+  const ctx = createContext({
+    localIp: "127.0.0.1",
+    localPort: 25,
+    remoteIp: "127.0.0.1",
+    remotePort: 40000,
+    localResponse: "mx.bench ESMTP",
+    heloResponse: "mx.bench",
+  });
+  const session = new SmtpSession(CONFIG, hooks(kind), transport, ctx);
+  await session.start();
+  const exchange = async (line: Buffer) => {
+    const expected = replies + 1;
+    session.receive(line);
+    while (replies < expected) {
+      await new Promise<void>((resolve) => {
+        waiting = resolve;
+      });
+      waiting = null;
+    }
+  };
+  await exchange(Buffer.from("EHLO client.example\r\n"));
+  const start = process.cpuUsage();
+  for (let i = 0; i < messages; i++) for (const line of MESSAGE_LINES) await exchange(line);
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / messages;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { messages: { type: "string", default: "20000" }, rounds: { type: "string", default: "7" } },
+  });
+  const messages = Number(values.messages);
+  const rounds = Number(values.rounds);
+  await run("data", messages / 4); // warm-up: let the JIT settle before the first measured round
+  await run("stream", messages / 4);
+  const figures: Record<Kind, number[]> = { data: [], stream: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const kind of ["data", "stream"] as const) figures[kind].push(await run(kind, messages));
+  }
+  const micros = (value: number) => value.toFixed(1);
+  for (const kind of ["data", "stream"] as const) {
+    process.stdout.write(`${kind.padEnd(6)} ${showSpread(spread(figures[kind]), micros)} µs CPU/message\n`);
+  }
+  process.stdout.write(`(${rounds} interleaved rounds of ${messages} messages, median and spread)\n`);
+}
+
+await main();
