@@ -222,7 +222,7 @@ describe("RCPT TO parameters", () => {
       type: "rfc822",
       address: "a+b@example.com",
     });
-    assert.deepEqual(recipientDsn({ ORCPT: "x-Type-9;" + "a".repeat(500) }, true).orcpt, {
+    assert.deepEqual(recipientDsn({ ORCPT: `x-Type-9;${"a".repeat(500)}` }, true).orcpt, {
       type: "x-type-9",
       address: "a".repeat(500),
     });
