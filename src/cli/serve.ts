@@ -13,6 +13,7 @@ import { batchedStdout } from "../server/batched-output.js";
 import { lineLogger } from "../server/logger.js";
 import { type Logger, OPTION_SPECS, resolveSettings } from "../server/options.js";
 import type { RateLimitName } from "../server/rate-limits.js";
+import { RefusalWarnings } from "../server/refusal-warnings.js";
 import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
@@ -163,8 +164,10 @@ export async function openStoringServer(
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
+    // Bounded, as the refusals at accept: a client flooding past its limit must not write a line each time.
+    const refusalWarnings = new RefusalWarnings((message) => server.onLogging(null, "info", message));
     const refused = (ctx: SessionContext, name: RateLimitName) => {
-      server.onLogging(ctx, "info", `Refused: over the ${name}-per-minute limit (421 4.7.0)`);
+      refusalWarnings.refused(ctx.server.remoteIp, `over the ${name}-per-minute limit (421 4.7.0)`);
       const reason = name === "connections" ? "connection-rate" : "message-rate";
       operations.serverOptions.observer?.connectionRefused?.(reason, ctx.server.remoteIp);
     };

@@ -15,6 +15,7 @@ import { formatAddress } from "../server/addresses.js";
 import { Admission, type AdmissionTicket } from "../server/admission.js";
 import { type ListenerRole, type Listeners, type ListenPlan, openListeners } from "../server/listeners.js";
 import type { ServerSettings } from "../server/options.js";
+import { RefusalWarnings } from "../server/refusal-warnings.js";
 import { Refusals } from "../server/refusals.js";
 import { rotatingTicketKeys } from "../tls/context.js";
 import type { Question, ReportKind, ToPrimary } from "./messages.js";
@@ -53,6 +54,8 @@ export class Primary {
   private readonly settings: Readonly<ServerSettings>;
   private readonly admission: Admission;
   private readonly refusals: Refusals;
+  /** The refusals' warnings, at most one line per reason every 10 s under a flood. */
+  private readonly refusalWarnings = new RefusalWarnings((message) => this.options.log("warn", message));
   private readonly workers = new Set<WorkerProcess>();
   private readonly waiting: Waiting[] = [];
   private listening: Listeners | null = null;
@@ -228,9 +231,9 @@ export class Primary {
     if (!ticket) {
       this.refusals.tooBusy(socket, role.implicitTls);
       this.options.refused?.("max-connections", socket.remoteAddress ?? "");
-      this.options.log(
-        "warn",
-        `Refused ${socket.remoteAddress}: maxConnections (${this.settings.maxConnections}) reached`,
+      this.refusalWarnings.refused(
+        socket.remoteAddress ?? "",
+        `maxConnections (${this.settings.maxConnections}) reached`,
       );
       return;
     }
@@ -240,9 +243,9 @@ export class Primary {
       this.admission.leave(ticket);
       this.refusals.tooManyFromClient(socket, role.implicitTls);
       this.options.refused?.("max-connections-per-ip", peer);
-      this.options.log(
-        "warn",
-        `Refused ${peer}: maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
+      this.refusalWarnings.refused(
+        peer,
+        `maxConnectionsPerIp (${this.settings.maxConnectionsPerIp}) reached`,
       );
       return;
     }

@@ -13,6 +13,7 @@ import { clientAddress, unnamedClientKey } from "./client-key.js";
 import type { ListenerRole } from "./listeners.js";
 import type { ServerSettings } from "./options.js";
 import { readProxyHeader, replayingSocket } from "./proxy-reader.js";
+import { RefusalWarnings } from "./refusal-warnings.js";
 import type { Refusals } from "./refusals.js";
 
 /** What the intake needs of its server. */
@@ -33,6 +34,9 @@ export interface IntakeParts {
 export type Prepared = [Socket, ProxyInfo | null, Buffer | undefined, string];
 
 export class Intake {
+  /** The refusals' warnings, at most one line per reason every 10 s under a flood. */
+  private readonly refusalWarnings = new RefusalWarnings((message) => this.parts.warn(message));
+
   constructor(private readonly parts: IntakeParts) {}
 
   /** maxConnections reached: a 421, and the refusal counted and logged. */
@@ -40,7 +44,10 @@ export class Intake {
     const { refusals, observer, settings } = this.parts;
     refusals.tooBusy(socket, implicitTls);
     observer?.connectionRefused("max-connections", socket.remoteAddress ?? "");
-    this.parts.warn(`Refused ${socket.remoteAddress}: maxConnections (${settings.maxConnections}) reached`);
+    this.refusalWarnings.refused(
+      socket.remoteAddress ?? "",
+      `maxConnections (${settings.maxConnections}) reached`,
+    );
   }
 
   /** After the client's count: false (and the client refused) when it had too many connections already. */
@@ -56,7 +63,7 @@ export class Intake {
     admission.leave(ticket); // refused: it no longer counts, whenever its socket closes
     refusals.tooManyFromClient(socket, implicitTls);
     observer?.connectionRefused("max-connections-per-ip", client);
-    this.parts.warn(`Refused ${client}: maxConnectionsPerIp (${settings.maxConnectionsPerIp}) reached`);
+    this.refusalWarnings.refused(client, `maxConnectionsPerIp (${settings.maxConnectionsPerIp}) reached`);
     return false;
   }
 

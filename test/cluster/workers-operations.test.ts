@@ -106,5 +106,5 @@ test("--connections-per-minute holds across both workers: the 4th connection fro
   const other = await RawClient.greeted(served.port, "127.0.0.1", "127.0.0.2");
   assert.match(await other.command("QUIT"), /^221 /);
   other.close();
-  await printed(served, /Refused: over the connections-per-minute limit \(421 4\.7\.0\)/);
+  await printed(served, /Refused 127\.0\.0\.1: over the connections-per-minute limit \(421 4\.7\.0\)/);
 });

@@ -1,0 +1,87 @@
+/**
+ * Connections refused at accept are logged at most once per reason and interval, with a count of the
+ * others: a flood must not write a line per connection (a disk filled by the log is a denial of service).
+ */
+import assert from "node:assert/strict";
+import { type TestContext, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { RefusalWarnings } from "../../src/server/refusal-warnings.js";
+import { RawClient, startRecordingServer, waitFor } from "../helpers/clients.js";
+
+test("the first refusal is logged at once, the others of the interval in one line at its end", async () => {
+  const lines: string[] = [];
+  const warnings = new RefusalWarnings((line) => lines.push(line), 100);
+  warnings.refused("192.0.2.1", "maxConnections (1) reached");
+  for (let i = 0; i < 500; i++) warnings.refused("192.0.2.2", "maxConnections (1) reached");
+  warnings.refused("192.0.2.3", "maxConnectionsPerIp (2) reached");
+  warnings.refused("", "maxConnectionsPerIp (2) reached");
+  assert.deepEqual(lines, [
+    "Refused 192.0.2.1: maxConnections (1) reached",
+    "Refused 192.0.2.3: maxConnectionsPerIp (2) reached",
+  ]);
+  await sleep(150);
+  assert.deepEqual(lines.slice(2).sort(), [
+    "Refused 1 more connection(s) in the last 0.1 s: maxConnectionsPerIp (2) reached",
+    "Refused 500 more connection(s) in the last 0.1 s: maxConnections (1) reached",
+  ]);
+  // A flood that goes on: one line per interval.
+  warnings.refused("192.0.2.4", "maxConnections (1) reached");
+  await sleep(150);
+  assert.equal(lines.at(-1), "Refused 1 more connection(s) in the last 0.1 s: maxConnections (1) reached");
+  // Once an interval passed without refusals, the next one is logged at once, with its address.
+  await sleep(150);
+  const quietCount = lines.length;
+  warnings.refused("192.0.2.5", "maxConnections (1) reached");
+  assert.deepEqual(lines.slice(quietCount), ["Refused 192.0.2.5: maxConnections (1) reached"]);
+});
+
+test("a client whose address is unknown (reset before it was accepted) is named so, not 'undefined'", () => {
+  const lines: string[] = [];
+  new RefusalWarnings((line) => lines.push(line), 100).refused("", "maxConnections (1) reached");
+  assert.deepEqual(lines, ["Refused a client whose address is unknown: maxConnections (1) reached"]);
+});
+
+async function flood(t: TestContext, port: number, connections: number): Promise<void> {
+  const refused = await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const client = await RawClient.connect(port);
+      t.after(() => client.close());
+      return client.untilEnd();
+    }),
+  );
+  for (const reply of refused) assert.match(reply, /^421 /);
+}
+
+test("a flood of connections beyond maxConnections writes one warning, not one per connection", async (t) => {
+  const warnings: string[] = [];
+  const { server, port } = await startRecordingServer(t, {
+    maxConnections: 1,
+    maxProcessings: 1,
+    onLogging(_ctx, severity, message) {
+      if (severity === "warn") warnings.push(message);
+    },
+  });
+  assert.ok(server);
+  const holder = await RawClient.greeted(port);
+  t.after(() => holder.close());
+  await flood(t, port, 200);
+  await waitFor(() => warnings.length > 0, "the first refusal's warning");
+  assert.deepEqual(warnings, [warnings[0]]);
+  assert.match(warnings[0] ?? "", /^Refused 127\.0\.0\.1: maxConnections \(1\) reached$/);
+});
+
+test("the same for maxConnectionsPerIp", async (t) => {
+  const warnings: string[] = [];
+  const { port } = await startRecordingServer(t, {
+    maxConnectionsPerIp: 1,
+    onLogging(_ctx, severity, message) {
+      if (severity === "warn") warnings.push(message);
+    },
+  });
+  const holder = await RawClient.greeted(port);
+  t.after(() => holder.close());
+  await flood(t, port, 200);
+  await waitFor(() => warnings.length > 0, "the first refusal's warning");
+  assert.deepEqual(warnings, [warnings[0]]);
+  assert.match(warnings[0] ?? "", /^Refused 127\.0\.0\.1: maxConnectionsPerIp \(1\) reached$/);
+});
