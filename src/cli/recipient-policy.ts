@@ -111,12 +111,24 @@ export function parseAcceptDomains(text: string): string[] {
   });
 }
 
-/** local@domain as a lookup key: lower-cased, the domain in ASCII; undefined when it is not an address. */
+/**
+ * local@domain as a lookup key: lower-cased, the local part unquoted, the domain in ASCII; undefined when
+ * it is not an address.
+ */
 function addressKey(address: string): string | undefined {
   const at = address.lastIndexOf("@");
   if (at <= 0 || at === address.length - 1) return undefined;
   const domain = asciiDomain(address.slice(at + 1));
-  return domain === undefined ? undefined : `${address.slice(0, at).toLowerCase()}@${domain}`;
+  return domain === undefined ? undefined : `${unquoted(address.slice(0, at)).toLowerCase()}@${domain}`;
+}
+
+/**
+ * RFC 5321 4.1.2: a local part is the same whether quoted or not ("alice" is alice, "a\"b" is a"b), as
+ * Postfix compares them: the quotes and the backslashes of quoted pairs go.
+ */
+function unquoted(local: string): string {
+  if (local.length < 2 || !local.startsWith('"') || !local.endsWith('"')) return local;
+  return local.slice(1, -1).replace(/\\(.)/g, "$1");
 }
 
 /** A domain in lower-case ASCII (an address literal as written), or undefined when it is none. */

@@ -57,10 +57,20 @@ describe("recipient policy", () => {
       "ALICE@example.org",
       "z@xn--bcher-kva.example",
       "z@Bücher.example",
+      '"alice"@example.org',
+      '"Alice"@Example.org',
     ]) {
       assert.equal(refusal(policy, accepted), null, accepted);
     }
-    for (const refused of ["bob@example.org", "a@sub.example.com", "a@example.net", "postmaster", "a@"]) {
+    for (const refused of [
+      "bob@example.org",
+      "a@sub.example.com",
+      "a@example.net",
+      "postmaster",
+      "a@",
+      '"alice@example.org"@evil.example',
+      '"al ice"@example.org',
+    ]) {
       assert.equal(
         refusal(policy, refused),
         "550 5.1.1 Recipient address rejected: user unknown\r\n",
