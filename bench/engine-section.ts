@@ -19,7 +19,12 @@ import type { ServerId } from "./servers.js";
 
 /** The scenarios issue 18 measures: 2 KB, many messages per connection, no PIPELINING, 1 and 100 sessions. */
 export const ENGINE_SCENARIOS = /^2k-s(1|100)-many-nopipe$/;
-export const ENGINE_SERVERS: readonly ServerId[] = ["mailgate", "mailgate-stream", "node-floor"];
+export const ENGINE_SERVERS: readonly ServerId[] = [
+  "mailgate",
+  "mailgate-stream",
+  "mailgate-stream-events",
+  "node-floor",
+];
 
 /** Issue 18's targets. */
 const STREAM_TO_DATA = 0.95;
@@ -52,6 +57,7 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
     const stream = rates(result, "mailgate-stream");
     if (data.length === 0 || stream.length === 0) continue;
     const floor = rates(result, "node-floor");
+    const events = rates(result, "mailgate-stream-events");
     const msgs = (samples: MessageSample[]) =>
       samples.length ? showSpread(spread(samples.map((s) => s.messagesPerSecond))) : "n/a";
     const cpu = (samples: MessageSample[]) => showSpread(spread(samples.map(cpuPerMessage)));
@@ -71,6 +77,9 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
       ratioOf(streamToFloor),
       cpu(data),
       cpu(stream),
+      msgs(events),
+      ratioOf(perRound(events, data)),
+      events.length ? cpu(events) : "n/a",
     ]);
     const target = (what: string, values: number[], required: number) => {
       if (values.length === 0) return;
@@ -90,7 +99,7 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
   return [
     "## Engine (issue 18): onMessageStream against onMessageData",
     "",
-    `\`mailgate\` (an onMessageData hook that discards the buffered message) and \`mailgate-stream\` (an onMessageStream hook that drains the stream), each beside \`node-floor\`, in the same interleaved rounds; messages/s are medians with the lowest and highest round in brackets, ratios are taken round by round and then their median (lowest–highest). ${runLine(run)} \`npm run bench:engine\` runs just these.`,
+    `\`mailgate\` (an onMessageData hook that discards the buffered message) and \`mailgate-stream\` (an onMessageStream hook that drains the stream), each beside \`node-floor\`, in the same interleaved rounds; \`mailgate-stream-events\` drains the same stream with 'data' and 'end' listeners instead of \`for await\` (informative: the difference between the two stream servers is the consumer's idiom, Node's async iterator, not the engine; the targets use \`mailgate-stream\`); messages/s are medians with the lowest and highest round in brackets, ratios are taken round by round and then their median (lowest–highest). ${runLine(run)} \`npm run bench:engine\` runs just these.`,
     "",
     ...sharedMachineNote(run),
     table(
@@ -105,6 +114,9 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
         "stream ÷ floor",
         "`mailgate` CPU µs/msg",
         "`mailgate-stream` CPU µs/msg",
+        "`mailgate-stream-events` msg/s",
+        "events ÷ data",
+        "`mailgate-stream-events` CPU µs/msg",
       ],
       rows,
     ),

@@ -51,7 +51,8 @@ const MAX_IDLE_SETTLE_SECONDS = SESSION_TIMEOUT_SECONDS - 60;
 const HELP = `Usage: npm run bench -- [options]
 
   --engine                issue 18's comparison only (npm run bench:engine): scenarios 2k-s1-many-nopipe
-                          and 2k-s100-many-nopipe, servers mailgate, mailgate-stream and node-floor,
+                          and 2k-s100-many-nopipe, servers mailgate, mailgate-stream,
+                          mailgate-stream-events and node-floor,
                           --runs 5, --ceiling-files 0, --out .bench-tmp/engine.md (each can still be given)
   --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
                           --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256 --ceiling-files 1000
@@ -72,7 +73,8 @@ const HELP = `Usage: npm run bench -- [options]
                           as many writers as the scenario has sessions (default 3000; 0 = never)
   --only REGEX            only the scenarios whose id matches (ids: 2k-s100-many-nopipe, 2k-s1-one-pipe,
                           50m, idle, 1g, ...)
-  --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-serve, smtp-server,
+  --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-stream-events,
+                          mailgate-serve, smtp-server,
                           smtp-sink, node-floor, mailgate-workers2, mailgate-serve-workers2,
                           mailgate-serve-amqp, mailgate-serve-nats, mailgate-serve-http),
                           comma-separated; node-floor, a reference (the least work a Node server can

@@ -77,7 +77,7 @@ export interface ScenarioConfig {
 /** node-floor is a reference for the 2 KB scenarios only (see bench/node-floor.ts). */
 const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
 /** The stream hook beside the buffered one (issue 18), in the scenarios without PIPELINING, many per connection. */
-const STREAM_SERVERS: ServerId[] = ["mailgate-stream"];
+const STREAM_SERVERS: ServerId[] = ["mailgate-stream", "mailgate-stream-events"];
 /** `mailgate serve --sink` (issue 19): in the scenario issue 19 names only, to keep the run short. */
 const SINK_SERVERS = Object.keys(SINK_BACKENDS) as SinkServerId[];
 /** 1 against 2 workers (issue 21): in the same scenario as the sinks, beside mailgate and mailgate-serve. */

@@ -34,6 +34,7 @@ import {
 export type ServerId =
   | "mailgate"
   | "mailgate-stream"
+  | "mailgate-stream-events"
   | "mailgate-serve"
   | WorkersServerId
   | "smtp-server"
@@ -67,7 +68,14 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
   "mailgate-stream": {
     id: "mailgate-stream",
     ours: true,
-    description: "mailgate library, onMessageStream hook that drains the stream (nothing buffered)",
+    description:
+      "mailgate library, onMessageStream hook that drains the stream with `for await` (nothing buffered)",
+  },
+  "mailgate-stream-events": {
+    id: "mailgate-stream-events",
+    ours: true,
+    description:
+      "mailgate library, onMessageStream hook that drains the stream with 'data' and 'end' listeners (the engine's stream path without the async iterator's cost)",
   },
   "mailgate-serve": {
     id: "mailgate-serve",
@@ -254,6 +262,7 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
   switch (id) {
     case "mailgate":
     case "mailgate-stream":
+    case "mailgate-stream-events":
     case "mailgate-workers2":
     case "smtp-server":
     case "node-floor":

@@ -5,7 +5,8 @@
  *
  * kinds:
  *   mailgate         SmtpServer with an onMessageData hook that discards ctx.message.data
- *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream
+ *   mailgate-stream  SmtpServer with an onMessageStream hook that drains the stream with `for await`
+ *   mailgate-stream-events  the same, draining with 'data' and 'end' listeners
  *   mailgate-workers2  the mailgate kind's server on 2 worker processes (runWorkers): this script runs
  *                    again in each worker, which counts its own messages; the primary sums the workers'
  *                    counts (asked for as their "metrics" report) when it is told to stop
@@ -28,6 +29,7 @@ import { HOST, SESSION_TIMEOUT_SECONDS } from "./util.js";
 export type SinkKind =
   | "mailgate"
   | "mailgate-stream"
+  | "mailgate-stream-events"
   | "mailgate-workers2"
   | "smtp-server"
   | "node-floor"
@@ -96,17 +98,36 @@ function discardingServer(Server: typeof SmtpServer, options: SinkOptions): Smtp
   });
 }
 
-async function startMailgate(streaming: boolean, options: SinkOptions): Promise<number> {
+/** How the mailgate kinds take a message: buffered, or streamed and drained one of two ways. */
+type Intake = "data" | "for-await" | "events";
+
+async function startMailgate(intake: Intake, options: SinkOptions): Promise<number> {
   const { SmtpServer } = await import("../src/index.js");
-  const server = streaming
-    ? new SmtpServer({
-        ...mailgateOptions(options),
-        async onMessageStream(_ctx, stream) {
-          for await (const chunk of stream) bytes += (chunk as Buffer).length;
-          messages++;
-        },
-      })
-    : discardingServer(SmtpServer, options);
+  const server =
+    intake === "for-await"
+      ? new SmtpServer({
+          ...mailgateOptions(options),
+          async onMessageStream(_ctx, stream) {
+            for await (const chunk of stream) bytes += (chunk as Buffer).length;
+            messages++;
+          },
+        })
+      : intake === "events"
+        ? new SmtpServer({
+            ...mailgateOptions(options),
+            onMessageStream: (_ctx, stream) =>
+              new Promise<void>((resolve, reject) => {
+                stream.on("data", (chunk: Buffer) => {
+                  bytes += chunk.length;
+                });
+                stream.on("error", reject);
+                stream.on("end", () => {
+                  messages++;
+                  resolve();
+                });
+              }),
+          })
+        : discardingServer(SmtpServer, options);
   await server.start();
   return server.ports[0] as number;
 }
@@ -212,10 +233,13 @@ async function main(): Promise<void> {
   let stop = async (): Promise<Counts> => ({ messages, bytes });
   switch (kind) {
     case "mailgate":
-      port = await startMailgate(false, options);
+      port = await startMailgate("data", options);
       break;
     case "mailgate-stream":
-      port = await startMailgate(true, options);
+      port = await startMailgate("for-await", options);
+      break;
+    case "mailgate-stream-events":
+      port = await startMailgate("events", options);
       break;
     case "mailgate-workers2": {
       const primary = await startMailgateWorkers(2, options);
@@ -235,7 +259,7 @@ async function main(): Promise<void> {
       break;
     default:
       throw new Error(
-        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, mailgate-workers2, smtp-server, node-floor or http-endpoint.`,
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, mailgate-stream-events, mailgate-workers2, smtp-server, node-floor or http-endpoint.`,
       );
   }
   process.on("message", (message: { type?: string }) => {
