@@ -183,7 +183,12 @@ describe("applyXclient", () => {
         bad,
       );
     }
-    for (const bad of ["ADDR=mail.example", "ADDR=192.0.2.300", "DESTADDR=IPV6:zz::1", "ADDR=IPV6:192.0.2.1x"]) {
+    for (const bad of [
+      "ADDR=mail.example",
+      "ADDR=192.0.2.300",
+      "DESTADDR=IPV6:zz::1",
+      "ADDR=IPV6:192.0.2.1x",
+    ]) {
       const keyword = bad.split("=")[0];
       assert.equal(
         refusal(() => applyXclient(parameters(bad), serverInfo())),
