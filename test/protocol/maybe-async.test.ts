@@ -3,11 +3,22 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isPromiseLike, thenCall } from "../../src/protocol/maybe-async.js";
 
+/** A thenable that is not a promise, built on purpose: what thenCall must wait for besides promises. */
+function thenable<T>(value: T): PromiseLike<T> {
+  const then = (resolve: (settled: T) => void) => resolve(value);
+  // biome-ignore lint/suspicious/noThenProperty: a thenable is what this test is about
+  return Object.fromEntries([["then", then]]) as unknown as PromiseLike<T>;
+}
+
 test("isPromiseLike: objects and functions with a then method, nothing else", () => {
-  const thenableFunction = Object.assign(() => {}, { then() {} });
-  for (const value of [Promise.resolve(1), { then() {} }, thenableFunction])
+  // biome-ignore lint/suspicious/noThenProperty: a thenable is what this test is about
+  const thenableFunction = Object.assign(() => {}, Object.fromEntries([["then", () => {}]]));
+  for (const value of [Promise.resolve(1), thenable(1), thenableFunction]) {
     assert.equal(isPromiseLike(value), true);
-  for (const value of [null, undefined, 0, "then", true, {}, { then: 1 }, () => {}, Symbol("x")]) {
+  }
+  // biome-ignore lint/suspicious/noThenProperty: a thenable is what this test is about
+  const notCallable = Object.fromEntries([["then", 1]]);
+  for (const value of [null, undefined, 0, "then", true, {}, notCallable, () => {}, Symbol("x")]) {
     assert.equal(isPromiseLike(value), false, String(value));
   }
 });
@@ -40,12 +51,9 @@ test("a promise or thenable: next runs once it settles, and a promise is returne
   );
   assert.ok(result instanceof Promise);
   assert.equal(await result, 6);
-  const thenable = {
-    then: (resolve: (value: number) => void) => resolve(5),
-  } as unknown as PromiseLike<number>;
   assert.equal(
     await thenCall(
-      () => thenable,
+      () => thenable(5),
       (value) => value + 1,
     ),
     6,
