@@ -245,6 +245,27 @@ describe("receivedHeader: the for clause", () => {
     }
     assert.equal(forOf("j\u00f6rg@y.example", false), null);
   });
+
+  test("the bounds: a path of 254 octets is named, 255 is not; both sides of the @ must be there and plain", () => {
+    const local = "l".repeat(64);
+    const domain = (octets: number) => `${"d".repeat(octets - 8)}.example`;
+    const longest = `${local}@${domain(254 - 65)}`;
+    assert.equal(Buffer.byteLength(longest), 254);
+    assert.equal(forOf(longest), `<${longest}>`);
+    assert.equal(forOf(`${local}@${domain(255 - 65)}`), null);
+    for (const to of ["@y.example", "b@", "b@y!.example", "b@!y.example", "b@y.example!", "!b c@y.example"]) {
+      assert.equal(forOf(to), null, to);
+    }
+    for (const to of ["b@\u00fc!", "b@!\u00fc", "\u00fc b@y.example", "b\u00a0@y.example"]) {
+      assert.equal(forOf(to, true), null, JSON.stringify(to));
+    }
+    assert.equal(forOf("!#$%&'*+-/=?^_`{|}~.b@y-z_1.example"), "<!#$%&'*+-/=?^_`{|}~.b@y-z_1.example>");
+  });
+
+  test("with several recipients there is no for clause", () => {
+    const header = receivedHeader(context({ to: ["b@y.example", "c@y.example"] }), OPTIONS);
+    assert.doesNotMatch(header, /\tfor </);
+  });
 });
 
 describe("receivedHeader: folding", () => {
@@ -272,5 +293,19 @@ describe("receivedHeader: folding", () => {
     const header = receivedHeader(context({ helo: "a".repeat(5000) }), OPTIONS);
     assertWellFormed(header);
     assert.ok(header.startsWith(`Received: from ${"a".repeat(252)}...\r\n\t([192.0.2.1])\r\n`), header);
+  });
+
+  test("a HELO of exactly 255 octets is kept whole", () => {
+    const header = receivedHeader(context({ helo: "a".repeat(255) }), OPTIONS);
+    assert.ok(header.startsWith(`Received: from ${"a".repeat(255)}\r\n\t([192.0.2.1])\r\n`), header);
+  });
+
+  test("the date is the message's second: two dates a second apart are written apart", () => {
+    const first = receivedHeader(context({}), { ...OPTIONS, date: DATE });
+    const next = receivedHeader(context({}), { ...OPTIONS, date: new Date(DATE.getTime() + 1000) });
+    const again = receivedHeader(context({}), { ...OPTIONS, date: new Date(DATE.getTime() + 999) });
+    assert.match(first, /\sSun, 22 Nov 2026 03:47:20 \+0000\r\n$/);
+    assert.match(next, /\sSun, 22 Nov 2026 03:47:21 \+0000\r\n$/);
+    assert.match(again, /\sSun, 22 Nov 2026 03:47:20 \+0000\r\n$/);
   });
 });
