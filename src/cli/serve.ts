@@ -161,11 +161,11 @@ export async function openStoringServer(
   let server: SmtpServer;
   let policy: RecipientPolicy | undefined;
   let limits: OpenedLimits | undefined;
+  // Bounded, as the refusals at accept: a client flooding past its limit must not write a line each time.
+  const refusalWarnings = new RefusalWarnings((message) => server.onLogging(null, "info", message));
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
-    // Bounded, as the refusals at accept: a client flooding past its limit must not write a line each time.
-    const refusalWarnings = new RefusalWarnings((message) => server.onLogging(null, "info", message));
     const refused = (ctx: SessionContext, name: RateLimitName) => {
       refusalWarnings.refused(ctx.server.remoteIp, `over the ${name}-per-minute limit (421 4.7.0)`);
       const reason = name === "connections" ? "connection-rate" : "message-rate";
@@ -197,6 +197,7 @@ export async function openStoringServer(
       }
     },
     async close() {
+      refusalWarnings.flush();
       await openedLimits.close();
       await store.close?.();
     },

@@ -208,6 +208,7 @@ export class Primary {
     await closed;
     this.stopTicketKeys();
     this.refusals.destroyAll();
+    this.refusalWarnings.flush();
     this.state = "stopped";
   }
 

@@ -3,8 +3,9 @@
  * a line per message, and writing each line on its own costs a system call per line (stdout to a file or a
  * pipe is written synchronously). Lines keep their order; what is gathered is written at the end of the
  * turn, before it exceeds PIPE_BUF (so that each write to a pipe shared with other processes, as workers
- * share their primary's stdout, stays atomic: whole lines, never interleaved), and when the process exits.
- * A process killed outright (SIGKILL, an abort) loses at most the current turn's lines.
+ * share their primary's stdout, stays atomic: whole lines, never interleaved; a single line longer than
+ * that is written alone), and when the process exits (a crash too, before its report is printed). A
+ * process killed outright (SIGKILL, an abort) loses at most the current turn's lines.
  */
 
 import type { LineSink } from "./logger.js";
@@ -19,6 +20,7 @@ export class BatchedOutput {
   private readonly flushNow = () => this.flush();
 
   constructor(private readonly stream: LineSink) {
+    // Node emits 'exit' before it prints an uncaught exception: the last lines come before the report.
     process.on("exit", this.flushNow);
   }
 
@@ -31,22 +33,36 @@ export class BatchedOutput {
     this.scheduled ??= setImmediate(this.flushNow);
   }
 
-  /** Writes what is queued now. */
-  flush(): void {
+  /** Writes what is queued now; `done` (pino's flush callback) is called once it is written. */
+  flush(done?: (error?: Error) => void): void {
     if (this.scheduled) clearImmediate(this.scheduled);
     this.scheduled = null;
-    if (this.pending === "") return;
-    const text = this.pending;
-    this.pending = "";
-    this.pendingBytes = 0;
-    this.stream.write(text);
+    if (this.pending !== "") {
+      const text = this.pending;
+      this.pending = "";
+      this.pendingBytes = 0;
+      this.stream.write(text);
+    }
+    done?.();
   }
 }
 
 let stdoutOutput: BatchedOutput | undefined;
 
-/** The one batched writer of this process's stdout (the text and the JSON log share it, in order). */
+/**
+ * The one batched writer of this process's stdout (the text and the JSON log share it, in order). When
+ * stdout fails (EPIPE: whoever read it is gone), the log stops and the server goes on serving: one warning
+ * on stderr says so. Without a listener the error would end the process.
+ */
 export function batchedStdout(): BatchedOutput {
-  stdoutOutput ??= new BatchedOutput(process.stdout);
+  if (stdoutOutput) return stdoutOutput;
+  let failed = false;
+  const stdout = process.stdout;
+  stdout.on("error", (error: Error) => {
+    if (failed) return;
+    failed = true;
+    process.emitWarning(`mailgate: stdout failed (${error.message}); the log is no longer written.`);
+  });
+  stdoutOutput = new BatchedOutput({ write: (text: string) => !failed && stdout.write(text) });
   return stdoutOutput;
 }

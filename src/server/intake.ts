@@ -39,6 +39,11 @@ export class Intake {
 
   constructor(private readonly parts: IntakeParts) {}
 
+  /** The server stopped: the refusals counted but not logged yet are summed up now. */
+  stopped(): void {
+    this.refusalWarnings.flush();
+  }
+
   /** maxConnections reached: a 421, and the refusal counted and logged. */
   refuseBusy(socket: Socket, { implicitTls }: ListenerRole): void {
     const { refusals, observer, settings } = this.parts;

@@ -276,6 +276,7 @@ export class SmtpServer implements SmtpServerHooks {
     this.tlsProvider?.close(); // stops the session-ticket key rotation
     this.tlsProvider = null;
     this.resolver.cancel();
+    this.intake.stopped();
     this.state = "stopped";
   }
 

@@ -8,11 +8,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { RefusalWarnings } from "../../src/server/refusal-warnings.js";
 import { RawClient, startRecordingServer, waitFor } from "../helpers/clients.js";
 
-test("the first refusal is logged at once, the others of the interval in one line at its end", async () => {
+test("the first refusal is logged at once, the others of the interval in one line at its end, by address", async () => {
   const lines: string[] = [];
   const warnings = new RefusalWarnings((line) => lines.push(line), 100);
   warnings.refused("192.0.2.1", "maxConnections (1) reached");
   for (let i = 0; i < 500; i++) warnings.refused("192.0.2.2", "maxConnections (1) reached");
+  for (let i = 0; i < 20; i++) warnings.refused("192.0.2.3", "maxConnections (1) reached");
+  warnings.refused("192.0.2.9", "maxConnections (1) reached");
+  warnings.refused("192.0.2.8", "maxConnections (1) reached");
   warnings.refused("192.0.2.3", "maxConnectionsPerIp (2) reached");
   warnings.refused("", "maxConnectionsPerIp (2) reached");
   assert.deepEqual(lines, [
@@ -21,13 +24,16 @@ test("the first refusal is logged at once, the others of the interval in one lin
   ]);
   await sleep(150);
   assert.deepEqual(lines.slice(2).sort(), [
-    "Refused 1 more connection(s) in the last 0.1 s: maxConnectionsPerIp (2) reached",
-    "Refused 500 more connection(s) in the last 0.1 s: maxConnections (1) reached",
+    "Refused 1 more in the last 0.1 s from 1 address(es) (most: an unknown address 1): maxConnectionsPerIp (2) reached",
+    "Refused 522 more in the last 0.1 s from 4 address(es) (most: 192.0.2.2 500, 192.0.2.3 20, 192.0.2.9 1): maxConnections (1) reached",
   ]);
   // A flood that goes on: one line per interval.
   warnings.refused("192.0.2.4", "maxConnections (1) reached");
   await sleep(150);
-  assert.equal(lines.at(-1), "Refused 1 more connection(s) in the last 0.1 s: maxConnections (1) reached");
+  assert.equal(
+    lines.at(-1),
+    "Refused 1 more in the last 0.1 s from 1 address(es) (most: 192.0.2.4 1): maxConnections (1) reached",
+  );
   // Once an interval passed without refusals, the next one is logged at once, with its address.
   await sleep(150);
   const quietCount = lines.length;
@@ -35,10 +41,33 @@ test("the first refusal is logged at once, the others of the interval in one lin
   assert.deepEqual(lines.slice(quietCount), ["Refused 192.0.2.5: maxConnections (1) reached"]);
 });
 
-test("a client whose address is unknown (reset before it was accepted) is named so, not 'undefined'", () => {
+test("flush() writes the summaries under way at once (the server stops); nothing is left to come", async () => {
+  const lines: string[] = [];
+  const warnings = new RefusalWarnings((line) => lines.push(line), 100);
+  warnings.refused("192.0.2.1", "over the messages-per-minute limit (421 4.7.0)");
+  warnings.refused("192.0.2.1", "over the messages-per-minute limit (421 4.7.0)");
+  warnings.flush();
+  assert.deepEqual(lines, [
+    "Refused 192.0.2.1: over the messages-per-minute limit (421 4.7.0)",
+    "Refused 1 more in the last 0.1 s from 1 address(es) (most: 192.0.2.1 1): over the messages-per-minute limit (421 4.7.0)",
+  ]);
+  await sleep(150);
+  assert.equal(lines.length, 2);
+});
+
+test("at most 1000 addresses are counted apart in an interval; the rest are still counted", async () => {
+  const lines: string[] = [];
+  const warnings = new RefusalWarnings((line) => lines.push(line), 100);
+  warnings.refused("first", "r");
+  for (let i = 0; i < 1500; i++) warnings.refused(`198.51.100.${i}`, "r");
+  warnings.flush();
+  assert.match(lines[1] ?? "", /^Refused 1500 more in the last 0\.1 s from 1000\+ address\(es\) \(most: /);
+});
+
+test("a client without an address (a UNIX socket peer, a reset before accept) is named so, not 'undefined'", () => {
   const lines: string[] = [];
   new RefusalWarnings((line) => lines.push(line), 100).refused("", "maxConnections (1) reached");
-  assert.deepEqual(lines, ["Refused a client whose address is unknown: maxConnections (1) reached"]);
+  assert.deepEqual(lines, ["Refused an unknown address: maxConnections (1) reached"]);
 });
 
 async function flood(t: TestContext, port: number, connections: number): Promise<void> {
