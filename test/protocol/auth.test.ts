@@ -8,9 +8,9 @@ import { describe, test } from "node:test";
 import type { SessionContext } from "../../src/protocol/context.js";
 import { SmtpError } from "../../src/protocol/errors.js";
 import type { SessionHooks } from "../../src/protocol/hooks.js";
-import type { Observer } from "../../src/protocol/observer.js";
 import type { AuthFailureLimit, SessionConfig } from "../../src/protocol/session-config.js";
 import { MAX_SASL_LINE_OCTETS } from "../../src/sasl/mechanism.js";
+import { observerOf } from "../helpers/refusal.js";
 import { openSession, TEST_CONFIG } from "../helpers/session-harness.js";
 
 const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
@@ -22,24 +22,6 @@ const TEMPORARY = "454 4.7.0 Temporary authentication failure\r\n";
 const TOO_MANY = "421 4.7.0 mx.test Error: too many authentication failures\r\n";
 const ADDRESS_HELD =
   "421 4.7.0 mx.test Error: too many authentication failures from your address, try again later\r\n";
-
-/** An observer that ignores every event but those given. */
-function observer(events: Partial<Observer>): Observer {
-  const none = () => {};
-  return {
-    connectionOpened: none,
-    connectionClosed: none,
-    connectionRefused: none,
-    command: none,
-    reply: none,
-    bytesReceived: none,
-    messageAccepted: none,
-    messageRefused: none,
-    hookFailed: none,
-    authFailed: none,
-    ...events,
-  };
-}
 
 /** The onAuth of these tests: alice/secret is right; the hook's return value is `returns`. */
 function checker(returns?: unknown): SessionHooks["onAuth"] {
@@ -222,7 +204,7 @@ describe("the exchange", () => {
 describe("failures", () => {
   test("wrong credentials: 535, logged with the user and never the secret; the third ends the session", async () => {
     const failed: SessionContext[] = [];
-    const t = await greeted({ hooks: { observer: observer({ authFailed: (ctx) => failed.push(ctx) }) } });
+    const t = await greeted({ hooks: { observer: observerOf({ authFailed: (ctx) => failed.push(ctx) }) } });
     for (let i = 1; i <= 2; i++) {
       assert.equal(await t.send(`AUTH PLAIN ${PLAIN("alice", "wrong")}\r\n`), INVALID);
       assert.equal(t.closed, false);
@@ -301,7 +283,9 @@ describe("the client's failures across sessions (addressLimit)", () => {
     const t = await greeted({
       auth: { addressLimit: held },
       hooks: {
-        observer: observer({ connectionRefused: (reason, address) => refused.push(`${reason} ${address}`) }),
+        observer: observerOf({
+          connectionRefused: (reason, address) => refused.push(`${reason} ${address}`),
+        }),
       },
     });
     assert.equal(await t.send(`AUTH PLAIN ${PLAIN("alice", "secret")}\r\n`), ADDRESS_HELD);

@@ -13,18 +13,7 @@ import {
   parseEsmtpParams,
   parsePathArgument,
 } from "../../src/protocol/commands.js";
-import { SmtpError } from "../../src/protocol/errors.js";
-
-/** The reply `run` throws, as sent without its CRLF. */
-function refusal(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof SmtpError, String(error));
-    return error.render().trimEnd();
-  }
-  assert.fail("accepted");
-}
+import { refusal } from "../helpers/refusal.js";
 
 const line = (text: string | Buffer) =>
   decodeCommandLine(typeof text === "string" ? Buffer.from(text, "latin1") : text);

@@ -6,27 +6,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { SmtpError } from "../../src/protocol/errors.js";
-import type { Observer } from "../../src/protocol/observer.js";
+import { observerOf } from "../helpers/refusal.js";
 import { openSession } from "../helpers/session-harness.js";
 
 const TOO_MANY = "421 4.7.0 mx.test Error: too many errors, closing connection\r\n";
-
-function observing(events: Partial<Observer>): Observer {
-  const none = () => {};
-  return {
-    connectionOpened: none,
-    connectionClosed: none,
-    connectionRefused: none,
-    command: none,
-    reply: none,
-    bytesReceived: none,
-    messageAccepted: none,
-    messageRefused: none,
-    hookFailed: none,
-    authFailed: none,
-    ...events,
-  };
-}
 
 test("bad commands (500, 501, 502, 503, 504, 555) are counted; one more than maxBadCommands ends the session", async () => {
   const t = await openSession({ config: { maxBadCommands: 3 } });
@@ -64,7 +47,7 @@ test("a hook that throws an Error: 500 for a command, 451 for a message, its tex
       onMailFrom: () => {
         throw boom;
       },
-      observer: observing({ hookFailed: (_ctx, error) => failures.push(error) }),
+      observer: observerOf({ hookFailed: (_ctx, error) => failures.push(error) }),
     },
   });
   await t.send("EHLO client.example\r\n");
@@ -153,7 +136,7 @@ test("a 421 from a hook closes the session at once; a message's answer that clos
 
 test("accepted and refused messages are told to the observer, once per reply (per recipient in LMTP)", async () => {
   const events: string[] = [];
-  const observer = observing({
+  const observer = observerOf({
     messageAccepted: () => events.push("accepted"),
     messageRefused: () => events.push("refused"),
   });

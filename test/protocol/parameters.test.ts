@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { EsmtpParams } from "../../src/protocol/commands.js";
 import { emptyEnvelope } from "../../src/protocol/context.js";
-import { SmtpError } from "../../src/protocol/errors.js";
 import {
   type MailParameterOffer,
   recipientDsn,
   recordMailParameters,
 } from "../../src/protocol/parameters.js";
+import { refusal } from "../helpers/refusal.js";
 
 const ALL: MailParameterOffer = {
   internationalization: true,
@@ -33,17 +33,6 @@ function mail(params: EsmtpParams, offer: Partial<MailParameterOffer> = {}, encr
   const envelope = emptyEnvelope();
   recordMailParameters(envelope, params, { ...ALL, ...offer }, encrypted);
   return envelope;
-}
-
-/** The reply a bad parameter gets, as sent: "555 5.5.4 Unsupported parameter X". */
-function refusal(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof SmtpError, String(error));
-    return error.render().trimEnd();
-  }
-  assert.fail("the parameter was accepted");
 }
 
 describe("MAIL FROM parameters", () => {

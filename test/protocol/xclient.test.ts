@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { parseEsmtpParams } from "../../src/protocol/commands.js";
-import { SmtpError } from "../../src/protocol/errors.js";
 import { applyXclient, parseXforward } from "../../src/protocol/xclient.js";
+import { refusal } from "../helpers/refusal.js";
 import { newContext, openSession } from "../helpers/session-harness.js";
 
 const trusted = { transport: { xclientTrusted: true } };
@@ -83,17 +83,6 @@ test("an untrusted client gets 550 and no XCLIENT in EHLO", async () => {
 /** A fresh session's ServerInfo: 127.0.0.1:40000 to 127.0.0.1:25, no HELO, not authenticated. */
 const serverInfo = () => newContext().server;
 const parameters = (text: string) => parseEsmtpParams(text);
-
-/** The reply an XCLIENT or XFORWARD argument gets, as sent. */
-function refusal(run: () => unknown): string {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof SmtpError, String(error));
-    return error.render().trimEnd();
-  }
-  assert.fail("accepted");
-}
 
 describe("applyXclient", () => {
   test("every attribute replaces what the session knew; the others stay", () => {
