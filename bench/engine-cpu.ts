@@ -7,7 +7,11 @@
  * bench:engine`) are left out, so that a change to the engine shows in a few seconds and through a busy
  * machine's noise. Rounds interleave the two; the figures are medians with their spread.
  *
- *   npm run bench:engine-cpu [-- --messages N] [--rounds N]
+ *   npm run bench:engine-cpu [-- --messages N] [--rounds N] [--sessions N] [--kind K ...]
+ *
+ * With --sessions N (default 1), N sessions take the messages at once, their lines interleaved as a busy
+ * server's are: each session's state is then cold in the caches when its next line comes. --kind (repeatable)
+ * runs only the kinds named (data, stream, stream-events), for a profile of one.
  */
 import { parseArgs } from "node:util";
 import { createContext } from "../src/protocol/context.js";
@@ -85,8 +89,8 @@ function hooks(kind: Kind): SessionHooks {
   };
 }
 
-/** Sends `messages` messages through one session, each line after the previous reply; CPU µs per message. */
-async function run(kind: Kind, messages: number): Promise<number> {
+/** A session of `kind` and the client that talks to it, waiting for each reply before its next line. */
+async function openSession(kind: Kind): Promise<(line: Buffer) => Promise<void>> {
   let replies = 0;
   let waiting: (() => void) | null = null;
   const transport: SessionTransport = {
@@ -121,28 +125,53 @@ async function run(kind: Kind, messages: number): Promise<number> {
     }
   };
   await exchange(Buffer.from("EHLO client.example\r\n"));
+  return exchange;
+}
+
+/**
+ * Sends `messages` messages through `sessions` sessions at once (each client waits for its reply, so their
+ * lines interleave as a busy server's do); CPU µs per message.
+ */
+async function run(kind: Kind, messages: number, sessions: number): Promise<number> {
+  const clients = await Promise.all(Array.from({ length: sessions }, () => openSession(kind)));
   const start = process.cpuUsage();
-  for (let i = 0; i < messages; i++) for (const line of MESSAGE_LINES) await exchange(line);
+  await Promise.all(
+    clients.map(async (exchange, index) => {
+      for (let i = index; i < messages; i += sessions) for (const line of MESSAGE_LINES) await exchange(line);
+    }),
+  );
   const used = process.cpuUsage(start);
   return (used.user + used.system) / messages;
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { messages: { type: "string", default: "20000" }, rounds: { type: "string", default: "7" } },
+    options: {
+      messages: { type: "string", default: "20000" },
+      rounds: { type: "string", default: "7" },
+      sessions: { type: "string", default: "1" },
+      kind: { type: "string", multiple: true },
+    },
   });
+  const kinds = (values.kind ?? KINDS) as Kind[];
+  for (const kind of kinds) {
+    if (!KINDS.includes(kind)) throw new Error(`Invalid --kind ${kind}: it accepts ${KINDS.join(", ")}.`);
+  }
   const messages = Number(values.messages);
   const rounds = Number(values.rounds);
-  for (const kind of KINDS) await run(kind, messages / 4); // warm-up: let the JIT settle first
+  const sessions = Number(values.sessions);
+  for (const kind of kinds) await run(kind, messages / 4, sessions); // warm-up: let the JIT settle first
   const figures: Record<Kind, number[]> = { data: [], stream: [], "stream-events": [] };
   for (let round = 0; round < rounds; round++) {
-    for (const kind of KINDS) figures[kind].push(await run(kind, messages));
+    for (const kind of kinds) figures[kind].push(await run(kind, messages, sessions));
   }
   const micros = (value: number) => value.toFixed(1);
-  for (const kind of KINDS) {
+  for (const kind of kinds) {
     process.stdout.write(`${kind.padEnd(13)} ${showSpread(spread(figures[kind]), micros)} µs CPU/message\n`);
   }
-  process.stdout.write(`(${rounds} interleaved rounds of ${messages} messages, median and spread)\n`);
+  process.stdout.write(
+    `(${rounds} interleaved rounds of ${messages} messages over ${sessions} session${sessions === 1 ? "" : "s"}, median and spread)\n`,
+  );
 }
 
 await main();

@@ -88,7 +88,7 @@ const HELP = `Usage: npm run bench -- [options]
                           127.0.0.1:5672 (guest/guest) and NATS with JetStream at 127.0.0.1:4222;
                           a sink whose broker is not there is left out, with a line saying so
   --plain-generator G     who sends the 2 KB scenarios without PIPELINING: smtp-source (default) or load
-  --profile               run the mailgate children with --cpu-prof (profiles in .bench-tmp/profiles/)
+  --profile               run the mailgate and node-floor children with --cpu-prof (profiles in .bench-tmp/profiles/)
   --warmup N              before each measured 2 KB run, send this many messages (at most a fifth of
                           the run's count) to the same server, unmeasured (default 2000; 0 = none)
   --timeout S             a generator run longer than this is killed and the run fails (default 600)
@@ -375,7 +375,8 @@ async function main(): Promise<number> {
   progress(
     `\nWrote ${relative(process.cwd(), out) || out} (raw runs: ${relative(process.cwd(), raw)}) in ${Math.round((report.finished.getTime() - started.getTime()) / 1000)} s.`,
   );
-  if (profileDir) progress(`CPU profiles of the mailgate children: ${relative(process.cwd(), profileDir)}/`);
+  if (profileDir)
+    progress(`CPU profiles of the mailgate and node-floor children: ${relative(process.cwd(), profileDir)}/`);
   progress("Removing the Maildirs of mailgate serve...");
   removeMaildirs();
   if (broken > 0) progress(`${broken} run(s) broke: see "Broken run" in the report.`);

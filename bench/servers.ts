@@ -285,7 +285,8 @@ function filesFor(options: StartOptions): number {
 }
 
 function profileArgs(id: ServerId | SinkKind, options: StartOptions): string[] {
-  if (!options.profileDir || !(id in SERVER_SPECS) || !SERVER_SPECS[id as ServerId].ours) return [];
+  const profiled = id in SERVER_SPECS && (SERVER_SPECS[id as ServerId].ours || id === "node-floor");
+  if (!options.profileDir || !profiled) return [];
   // Workers are forked with the primary's Node options: Node's default names (with the pid) keep their
   // profiles apart.
   const workers = id === "mailgate-workers2" || id === "mailgate-serve-workers2";

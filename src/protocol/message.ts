@@ -92,7 +92,22 @@ export class MessageReceiver {
         this.full = { promise, resolve };
       }
     } else {
-      this.parts.push(chunk);
+      this.keep(chunk);
+    }
+  }
+
+  /**
+   * Keeps a chunk of the buffered message. A chunk that continues the last one in the same memory (the
+   * decoder splits a clean message only where the headers end) widens it instead, so that a message that
+   * arrived in one read is handed over without a copy.
+   */
+  private keep(chunk: Buffer): void {
+    const { parts } = this;
+    const last = parts[parts.length - 1];
+    if (last && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
+      parts[parts.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
+    } else {
+      parts.push(chunk);
     }
   }
 

@@ -358,7 +358,7 @@ export class SmtpSession {
     const { bytes, lineStart, lineEnd } = input;
     let line: CommandLine;
     try {
-      line = decodeCommandLine(bytes.subarray(lineStart, lineEnd));
+      line = decodeCommandLine(bytes, lineStart, lineEnd);
     } catch (error) {
       this.answerError(undecodableLineError(bytes, lineStart, lineEnd, error));
       return true;

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import fc from "fast-check";
 import {
   decodeCommandLine,
   decodeXtext,
@@ -280,6 +281,38 @@ describe("parsePathArgument", () => {
     assert.equal(
       refusal(() => to("TO:<a@[192.0.2.300]>")),
       "501 5.1.2 Syntax error in the domain of the mailbox",
+    );
+  });
+
+  test("property: ASCII mailboxes are judged as the RFC grammar's regular expressions judge them", () => {
+    // The parser checks ASCII local parts and domains with character tables, not regular expressions;
+    // this reference is the grammar as patterns (dot-atoms of atext; labels of letters, digits and "_"
+    // with "-" inside), applied to the same inputs, with and without SMTPUTF8.
+    const atom = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/;
+    const label = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?$/;
+    const part = fc
+      .array(
+        fc.constantFrom("a", "Z", "0", "_", "-", ".", "+", "!", "~", "`", "(", " ", "\t", "\x7f", "\x01"),
+        {
+          maxLength: 8,
+        },
+      )
+      .map((chars) => chars.join(""));
+    fc.assert(
+      fc.property(part, part, fc.boolean(), (local, domain, utf8) => {
+        const mailbox = `${local}@${domain}`;
+        const validLocal = local !== "" && local.split(".").every((a) => atom.test(a));
+        const validDomain = domain !== "" && domain.split(".").every((l) => label.test(l));
+        let verdict: string;
+        try {
+          verdict = to(`TO:<${mailbox}>`, utf8).address === mailbox ? "accepted" : "changed";
+        } catch (error) {
+          verdict = (error as Error).message;
+        }
+        if (validLocal && validDomain) assert.equal(verdict, "accepted", mailbox);
+        else assert.notEqual(verdict, "accepted", mailbox);
+      }),
+      { numRuns: 3000 },
     );
   });
 
