@@ -85,7 +85,9 @@ export class MessageIntake {
         );
       default:
         // Input that arrived while a hook ran replaced the buffer: go on with it.
-        return this.input.bytes !== input ? BodyProgress.Continue : BodyProgress.NeedMore;
+        if (this.input.bytes !== input) return BodyProgress.Continue;
+        message.receiver.flush(); // the input ran dry: what was read goes to the consumer now
+        return BodyProgress.NeedMore;
     }
   }
 
@@ -107,6 +109,7 @@ export class MessageIntake {
         },
       );
     }
+    receiver.flush();
     this.output.reply(chunkReceivedReply(message.chunkSize));
     return BodyProgress.Commands;
   }

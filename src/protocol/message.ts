@@ -25,6 +25,8 @@ export class MessageReceiver {
   /** While the stream consumer wants no more bytes: settles when it reads again or the message fails. */
   private full: { promise: Promise<void>; resolve: () => void } | null = null;
   private parts: Buffer[] = [];
+  /** The last bytes added, not handed over yet: the next chunk may continue them (see append()). */
+  private held: Buffer | null = null;
   private stream: Readable | null = null;
   private streamResult: Promise<unknown> | null = null;
   private streamFailure: unknown = null;
@@ -81,33 +83,43 @@ export class MessageReceiver {
     this.append(typeof bytes === "string" ? Buffer.from(bytes) : bytes);
   }
 
+  /**
+   * Adds bytes after those already added. A chunk that continues the last one in the same memory (the
+   * decoder splits a clean message only where the headers end) widens it instead, so that a message that
+   * arrived in one read reaches the buffer or the stream in one piece, without a copy. The last run is
+   * held back until something else follows it or flush() is called.
+   */
   private append(chunk: Buffer): void {
-    if (this.stream) {
-      if (this.streamFailure || this.stream.destroyed) return;
-      if (!this.stream.push(chunk) && !this.full) {
-        let resolve = () => {};
-        const promise = new Promise<void>((settle) => {
-          resolve = settle;
-        });
-        this.full = { promise, resolve };
-      }
-    } else {
-      this.keep(chunk);
+    const held = this.held;
+    if (held && held.buffer === chunk.buffer && held.byteOffset + held.length === chunk.byteOffset) {
+      this.held = Buffer.from(held.buffer, held.byteOffset, held.length + chunk.length);
+      return;
     }
+    this.flush();
+    this.held = chunk;
   }
 
   /**
-   * Keeps a chunk of the buffered message. A chunk that continues the last one in the same memory (the
-   * decoder splits a clean message only where the headers end) widens it instead, so that a message that
-   * arrived in one read is handed over without a copy.
+   * Hands the bytes held back to the stream (or the buffer): the session calls it when it stops reading
+   * the message for now, so that a stream consumer is never kept waiting for bytes that arrived.
    */
-  private keep(chunk: Buffer): void {
-    const { parts } = this;
-    const last = parts[parts.length - 1];
-    if (last && last.buffer === chunk.buffer && last.byteOffset + last.length === chunk.byteOffset) {
-      parts[parts.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + chunk.length);
-    } else {
-      parts.push(chunk);
+  flush(): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = null;
+    if (this.error) return;
+    const { stream } = this;
+    if (!stream) {
+      this.parts.push(held);
+      return;
+    }
+    if (this.streamFailure || stream.destroyed) return;
+    if (!stream.push(held) && !this.full) {
+      let resolve = () => {};
+      const promise = new Promise<void>((settle) => {
+        resolve = settle;
+      });
+      this.full = { promise, resolve };
     }
   }
 
@@ -116,6 +128,7 @@ export class MessageReceiver {
     if (this.error || this.finished) return;
     this.error = error;
     this.parts = [];
+    this.held = null;
     if (this.stream && !this.stream.destroyed) {
       this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
     }
@@ -171,6 +184,7 @@ export class MessageReceiver {
   /** The last byte arrived: completes the stream or the buffer and runs onMessageData. */
   finish(): Awaitable<MessageResult> {
     this.finished = true;
+    this.flush();
     const message = this.ctx.message;
     message.delivered = new Date();
     if (this.stream) return this.finishStream(this.stream);
@@ -219,6 +233,7 @@ export class MessageReceiver {
     stream.on("error", () => {});
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
+    this.flush();
     // The consumer starts a turn later; a message abandoned meanwhile (the session closed) never starts it.
     this.streamResult = Promise.resolve()
       .then(() => (this.error ? undefined : consumer(this.ctx, stream)))

@@ -114,6 +114,24 @@ describe("buffered (onMessageData)", () => {
     assert.equal(await refusing.headersEnded(), null, "a refusal that does not close is answered at the end");
     assert.equal((refusing.error as SmtpError).code, 550);
   });
+  test("runs of one read are joined without a copy; bytes from elsewhere keep their place", async () => {
+    const { ctx, message } = receiver({}, 0);
+    await message.begin();
+    const read = bytes("Subject: a\r\n\r\nbody\r\n");
+    message.write(read.subarray(0, 12)); // the decoder stops where the headers end...
+    message.write(read.subarray(12)); // ...and goes on from there, in the same memory
+    assert.equal((await message.finish()).kind, "accepted");
+    assert.equal(ctx.message.data.toString("latin1"), "Subject: a\r\n\r\nbody\r\n");
+    assert.equal(ctx.message.data.buffer, read.buffer, "a view of the input, not a copy");
+
+    const split = receiver({}, 0);
+    await split.message.begin();
+    split.message.write(read.subarray(0, 10));
+    split.message.insert("X-Added: 1\r\n"); // a hook's header between two runs of the same read
+    split.message.write(read.subarray(10));
+    await split.message.finish();
+    assert.equal(split.ctx.message.data.toString("latin1"), "Subject: aX-Added: 1\r\n\r\n\r\nbody\r\n");
+  });
 });
 
 describe("streamed (onMessageStream)", () => {
@@ -133,7 +151,34 @@ describe("streamed (onMessageStream)", () => {
     assert.equal(seen, "H: 1\r\nabcdef");
   });
 
-  test("backpressure: while the consumer reads nothing past its highWaterMark, the session is told to wait", async () => {
+  test("runs of one read reach the consumer as one chunk; an inserted header is a chunk of its own, in place", async () => {
+    const chunks: string[] = [];
+    const { message } = receiver(
+      {
+        onMessageStream: async (_ctx, stream: Readable) => {
+          stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString("latin1")));
+          await new Promise((resolve) => stream.on("end", resolve));
+        },
+      },
+      0,
+    );
+    await message.begin();
+    await turn();
+    const read = bytes("A: 1\r\n\r\nbody\r\n");
+    message.write(read.subarray(0, 6));
+    message.write(read.subarray(6));
+    message.flush();
+    await turn();
+    assert.deepEqual(chunks, ["A: 1\r\n\r\nbody\r\n"]);
+    const next = bytes("more\r\nend\r\n");
+    message.write(next.subarray(0, 6));
+    message.insert("X: 2\r\n");
+    message.write(next.subarray(6));
+    await message.finish();
+    assert.deepEqual(chunks, ["A: 1\r\n\r\nbody\r\n", "more\r\n", "X: 2\r\n", "end\r\n"]);
+  });
+
+  test("backpressure: while the consumer reads nothing past its highWaterMark, the session is told to wait (once the bytes are flushed to it)", async () => {
     let stream: Readable | undefined;
     const { message } = receiver(
       {
@@ -148,9 +193,12 @@ describe("streamed (onMessageStream)", () => {
     await message.begin();
     assert.equal(message.backpressure, null);
     message.write(bytes("12345678"));
+    assert.equal(message.backpressure, null, "written bytes are held until the session flushes them");
+    message.flush();
     const waiting = message.backpressure;
     assert.ok((waiting as unknown) instanceof Promise);
     message.write(bytes("9"));
+    message.flush();
     assert.equal(message.backpressure, waiting, "one wait, however many writes");
     await turn();
     stream?.read();
@@ -164,6 +212,7 @@ describe("streamed (onMessageStream)", () => {
     await turn();
     for (let i = 0; i < 10; i++) {
       message.write(bytes("0123456789"));
+      message.flush();
       await (message.backpressure ?? undefined);
     }
     assert.deepEqual(await message.finish(), { kind: "accepted", text: "early" });
