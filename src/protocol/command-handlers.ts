@@ -20,6 +20,9 @@ import { type MailTransaction, TxState } from "./transaction.js";
 import { HTTP_VERBS, NOT_IMPLEMENTED } from "./verbs.js";
 import { applyXclient, parseXforward } from "./xclient.js";
 
+/** DATA's 354, rendered once. */
+const START_MAIL_INPUT = formatReply(354, undefined, 'Enter message, ending with "." on a line by itself');
+
 /** What the session does after a command: read another phase, close, or (undefined) read commands. */
 export type NextStep = Phase | "close" | undefined | void;
 
@@ -136,7 +139,7 @@ export class CommandHandlers {
     return thenCall(
       () => message.receiver.begin(),
       (): NextStep => {
-        this.output.reply(formatReply(354, undefined, 'Enter message, ending with "." on a line by itself'));
+        this.output.reply(START_MAIL_INPUT);
         return { kind: "body", message };
       },
       (error) => {

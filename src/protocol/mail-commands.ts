@@ -13,6 +13,10 @@ import { recipientDsn, recordMailParameters } from "./parameters.js";
 import { formatReply } from "./replies.js";
 import type { SessionConfig } from "./session-config.js";
 
+/** The usual 250s of MAIL and RCPT, rendered once. */
+const SENDER_OK = formatReply(250, "2.1.0", "Ok");
+const RECIPIENT_OK = formatReply(250, "2.1.5", "Ok");
+
 export const HELP_REPLY = formatReply(214, "2.0.0", [
   "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
   "See RFC 5321 for their use",
@@ -54,7 +58,7 @@ export function mailFrom(
       const accepted = addressOrReply(returned, address);
       envelope.from = accepted.address;
       envelope.mailParams = params;
-      return formatReply(250, "2.1.0", accepted.text);
+      return accepted.text === "Ok" ? SENDER_OK : formatReply(250, "2.1.0", accepted.text);
     },
   );
 }
@@ -76,7 +80,7 @@ export function rcptTo(
       envelope.to.push(accepted.address);
       envelope.rcptParams.push(params);
       envelope.rcptDsn.push(dsn);
-      return formatReply(250, "2.1.5", accepted.text);
+      return accepted.text === "Ok" ? RECIPIENT_OK : formatReply(250, "2.1.5", accepted.text);
     },
   );
 }
