@@ -217,7 +217,11 @@ const DIRECT_PUBLISH_SCRIPT = join(REPO_ROOT, "build", "bench", "direct-publish.
 const SMTP_SOURCE_OVERHEAD = 116;
 const LOAD_CLIENT = "the load client";
 
-export function smtpSourceArgs(scenario: MessageScenario, messages: number, port: number | string): string[] {
+export function smtpSourceArgs(
+  scenario: Pick<MessageScenario, "sessions" | "perConnection" | "bodyBytes">,
+  messages: number,
+  port: number | string,
+): string[] {
   return [
     "-s",
     String(scenario.sessions),
