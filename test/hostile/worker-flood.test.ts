@@ -47,14 +47,16 @@ test("after 1,500 connect-and-reset and a worker killed mid-flood, the limits ad
   t.after(() => {
     for (const client of held) client.close();
   });
-  // A place given back by a connection that ended may reach the primary a moment after its socket closed.
+  // A place given back by a connection that ended may reach the primary a moment after its socket closed
+  // (on a loaded machine, the flood's last places came back after this loop had started: CI saw "Too many
+  // connections from your address" for the first place): each place is asked for during 5 s. A place that
+  // leaked never comes back, and the fourth connection below must still be refused.
   const admitted = async (localAddress: string): Promise<RawClient | undefined> => {
     for (let attempt = 0; attempt < 50; attempt++) {
       const client = await RawClient.connect(server.port, "127.0.0.1", localAddress);
       const reply = await client.reply();
       if (reply.startsWith("220 ")) return client;
       client.close();
-      if (/Too many connections from your address/.test(reply)) return undefined;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     return undefined;

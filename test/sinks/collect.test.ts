@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { SmtpError } from "../../src/index.js";
 import { readUpTo, readWholeMessage } from "../../src/sinks/collect.js";
+import { WholeMessage } from "../../src/store/whole-message.js";
 
 const parts = ["Subject: a\r\n", "\r\n", "body line\r\n"].map((text) => Buffer.from(text));
 const whole = Buffer.concat(parts);
@@ -34,6 +35,7 @@ async function* iterable(chunks: Buffer[]): AsyncGenerator<Buffer> {
 for (const [kind, make] of [
   ["a Readable", (chunks: Buffer[]) => fed(chunks)],
   ["an async iterable", (chunks: Buffer[]) => iterable(chunks)],
+  ["a WholeMessage", (chunks: Buffer[]) => new WholeMessage(Buffer.concat(chunks))],
 ] as const) {
   describe(`reading ${kind}`, () => {
     test("readWholeMessage returns every byte in order", async () => {
@@ -66,6 +68,11 @@ for (const [kind, make] of [
     });
   });
 }
+
+test("readWholeMessage takes a WholeMessage's buffer as it is, without a copy", async () => {
+  const message = new WholeMessage(Buffer.from(whole));
+  assert.equal(await readWholeMessage(message, whole.length), message.data);
+});
 
 describe("reading a Readable that fails", () => {
   test("the session's error reaches the reader", async () => {
