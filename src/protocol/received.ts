@@ -90,18 +90,59 @@ function rfc5322Date(date: Date): string {
 // never inside one (a word is at most 255 octets, an address 256, so no line nears 998).
 const FOLD_AT = 78;
 
-function fold(words: readonly string[]): string {
-  let text = "";
-  let line = "";
-  for (const piece of words) {
-    if (line === "") line = piece;
-    else if (line.length + 1 + piece.length <= FOLD_AT) line += ` ${piece}`;
+/**
+ * The header's text, clause by clause: each clause starts a line of its own, and a clause longer than
+ * FOLD_AT is folded between its words. A word is held until the next one comes, so that the last may still
+ * take the ";" that ends the clauses before the date.
+ */
+class FoldedHeader {
+  /** Lines done, each ended by its line break (and, within a clause, the next line's tab). */
+  private text = "";
+  /** The line being filled; "" before the first word. */
+  private line = "";
+  /** The word not placed yet, and whether it starts a clause. */
+  private held = "";
+  private heldStartsClause = false;
+
+  /** Starts a clause with `first`. */
+  clause(first: string): void {
+    this.place();
+    this.held = first;
+    this.heldStartsClause = true;
+  }
+
+  /** Adds a word to the clause under way. */
+  word(next: string): void {
+    this.place();
+    this.held = next;
+    this.heldStartsClause = false;
+  }
+
+  /** Appends `suffix` to the last word given (the ";" before the date). */
+  endWord(suffix: string): void {
+    this.held += suffix;
+  }
+
+  /** The header, CRLF-ended. */
+  done(): string {
+    this.place();
+    return `${this.text}${this.line}\r\n`;
+  }
+
+  private place(): void {
+    const piece = this.held;
+    if (piece === "") return;
+    this.held = "";
+    if (this.line === "") this.line = piece;
+    else if (this.heldStartsClause) {
+      this.text += `${this.line}\r\n\t`;
+      this.line = piece;
+    } else if (this.line.length + 1 + piece.length <= FOLD_AT) this.line += ` ${piece}`;
     else {
-      text += `${line}\r\n`;
-      line = `\t${piece}`;
+      this.text += `${this.line}\r\n`;
+      this.line = `\t${piece}`;
     }
   }
-  return text + line;
 }
 
 /**
@@ -124,29 +165,29 @@ export function receivedHeader(ctx: SessionContext, options: ReceivedOptions): s
   const suffix = `${server.encrypted ? "S" : ""}${server.authenticated ? "A" : ""}`;
   const protocol = `${utf8 ? (base === "LMTP" ? "UTF8LMTP" : "UTF8SMTP") : base}${suffix}`;
 
+  const header = new FoldedHeader();
+  header.clause(`Received: from ${word(server.helo)}`);
   // TCP-info: "[address]" when the address is all we know, "name [address]" otherwise; a UNIX socket peer
   // has no address and is named localhost.
-  const tcpInfo =
-    server.remoteIp === ""
-      ? [word(server.remoteHost)]
-      : server.remoteHost !== server.remoteIp && server.remoteHost !== ""
-        ? [word(server.remoteHost), addressLiteral(server.remoteIp)]
-        : [addressLiteral(server.remoteIp)];
-  tcpInfo[0] = `(${tcpInfo[0]}`;
-  tcpInfo[tcpInfo.length - 1] = `${tcpInfo[tcpInfo.length - 1]})`;
-
-  const clauses: string[][] = [
-    [`Received: from ${word(server.helo)}`, ...tcpInfo],
-    [`by ${word(options.hostname)}`, "(mailgate)", `with ${protocol}`],
-  ];
-  const by = clauses[1] as string[];
-  if (options.id) by.push(`id ${word(options.id)}`);
+  if (server.remoteIp === "") {
+    header.word(`(${word(server.remoteHost)})`);
+  } else if (server.remoteHost !== server.remoteIp && server.remoteHost !== "") {
+    header.word(`(${word(server.remoteHost)}`);
+    header.word(`${addressLiteral(server.remoteIp)})`);
+  } else {
+    header.word(`(${addressLiteral(server.remoteIp)})`);
+  }
+  header.clause(`by ${word(options.hostname)}`);
+  header.word("(mailgate)");
+  header.word(`with ${protocol}`);
+  if (options.id) header.word(`id ${word(options.id)}`);
   const recipient = envelope.to.length === 1 ? (envelope.to[0] as string) : "";
-  if (recipient !== "" && isPlainAddress(recipient, utf8)) clauses.push([`for <${recipient}>`]);
-  if (server.tls)
-    clauses.push([`(version=${word(server.tls.protocol)}`, `cipher=${word(server.tls.cipher)})`]);
-  const last = clauses[clauses.length - 1] as string[];
-  last[last.length - 1] += ";";
-  clauses.push([rfc5322Date(options.date ?? new Date())]);
-  return `${clauses.map(fold).join("\r\n\t")}\r\n`;
+  if (recipient !== "" && isPlainAddress(recipient, utf8)) header.clause(`for <${recipient}>`);
+  if (server.tls) {
+    header.clause(`(version=${word(server.tls.protocol)}`);
+    header.word(`cipher=${word(server.tls.cipher)})`);
+  }
+  header.endWord(";");
+  header.clause(rfc5322Date(options.date ?? new Date()));
+  return header.done();
 }
