@@ -128,8 +128,6 @@ export type {
   StoreEnvelope,
   StoreStatus,
 } from "./store/store.js";
-/** A message in one piece for a store's deliver(): `sink.deliver(envelope, new WholeMessage(ctx.message.data))`. */
-export { WholeMessage } from "./store/whole-message.js";
 /**
  * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
  * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.

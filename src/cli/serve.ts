@@ -19,7 +19,6 @@ import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore } from "../store/store.js";
-import { WholeMessage } from "../store/whole-message.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import type { ServeFlags } from "./flags.js";
 import { type OpenedLimits, openLimits } from "./limits.js";
@@ -84,29 +83,22 @@ export function createStoringServer(
       messageIds.set(ctx, id);
       ctx.message.write(receivedHeader(ctx, { hostname: server.settings.hostname, id }));
     },
-    // A store that reads each message whole gets the buffer the session keeps anyway, in one piece; any
-    // other store the stream, so that a large message is never held whole.
-    ...(store.readsWholeMessages
-      ? { onMessageData: (ctx) => deliver(ctx, new WholeMessage(ctx.message.data)) }
-      : { onMessageStream: (ctx, stream) => deliver(ctx, stream) }),
+    async onMessageStream(ctx, stream) {
+      const envelope = {
+        from: ctx.envelope.from,
+        to: [...ctx.envelope.to],
+        id: messageIds.get(ctx),
+        session: sessionFacts(ctx),
+      };
+      const receipt = await store.deliver(envelope, stream);
+      server.onLogging(
+        ctx,
+        "info",
+        `Stored ${receipt.id} from <${ctx.envelope.from}> for ${ctx.envelope.to.length} recipient(s), ${receipt.size} bytes`,
+      );
+      return `Ok: stored as ${receipt.id}`;
+    },
   });
-
-  /** Hands the message of `ctx` to the store; the 250's text names where it went. */
-  async function deliver(ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> {
-    const envelope = {
-      from: ctx.envelope.from,
-      to: [...ctx.envelope.to],
-      id: messageIds.get(ctx),
-      session: sessionFacts(ctx),
-    };
-    const receipt = await store.deliver(envelope, message);
-    server.onLogging(
-      ctx,
-      "info",
-      `Stored ${receipt.id} from <${ctx.envelope.from}> for ${ctx.envelope.to.length} recipient(s), ${receipt.size} bytes`,
-    );
-    return `Ok: stored as ${receipt.id}`;
-  }
   return server;
 }
 

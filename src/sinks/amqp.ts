@@ -98,8 +98,6 @@ const SHORTSTR_MAX = 255;
 
 export class AmqpSink implements MessageStore {
   readonly maxMessageSize: number;
-  /** Every message is published as one body: `mailgate serve` hands it over whole (see MessageStore). */
-  readonly readsWholeMessages = true;
   readonly exchange: string;
   readonly #url: string;
   readonly #redactedUrl: string;

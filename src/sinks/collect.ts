@@ -3,14 +3,12 @@
  * NATS payload), refusing it as soon as it passes the sink's limit: a message the broker would refuse is
  * never held whole in memory.
  *
- * A WholeMessage (what `mailgate serve` hands a store that reads whole messages) is taken as it is; a Node
- * Readable (what onMessageStream hands over) is read with read() on its 'readable' events rather than
- * through its async iterator, which costs several microseconds of promises, listeners and end-of-stream
- * tracking per message; anything else is iterated.
+ * A Node Readable (what `mailgate serve` and onMessageStream hand over) is read with read() on its
+ * 'readable' events rather than through its async iterator, which costs several microseconds of
+ * promises, listeners and end-of-stream tracking per message; anything else is iterated.
  */
 import { Readable } from "node:stream";
 import { SmtpError } from "../protocol/errors.js";
-import { WholeMessage } from "../store/whole-message.js";
 
 /**
  * The whole of `message` as one Buffer, or an SmtpError 552 5.3.4 as soon as it passes `limit` bytes
@@ -22,10 +20,6 @@ export async function readWholeMessage(
   limit: number,
   what = "the sink's maximum message size",
 ): Promise<Buffer> {
-  if (message instanceof WholeMessage) {
-    if (message.data.length > limit) throw messageTooBig(limit, what);
-    return message.data;
-  }
   if (message instanceof Readable) {
     const head = await readReadable(message, limit);
     if (!head.ended) {

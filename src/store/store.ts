@@ -74,12 +74,5 @@ export interface MessageStore extends StoreStatus {
    * `mailgate serve` advertises the smaller of this and maxMessageSize in SIZE.
    */
   readonly maxMessageSize?: number;
-  /**
-   * The store reads every message whole before it delivers it (a broker publishes one payload): `mailgate
-   * serve` then hands it the message the session has already buffered, as a WholeMessage (one chunk),
-   * instead of a stream, which costs less per message. Leave it unset for a store that writes the bytes as
-   * they arrive (the Maildir), so that a large message is never held whole in memory.
-   */
-  readonly readsWholeMessages?: boolean;
   close?(): Promise<void>;
 }

@@ -8,7 +8,6 @@ import { Readable } from "node:stream";
 import { describe, test } from "node:test";
 import { SmtpError } from "../../src/index.js";
 import { readUpTo, readWholeMessage } from "../../src/sinks/collect.js";
-import { WholeMessage } from "../../src/store/whole-message.js";
 
 const parts = ["Subject: a\r\n", "\r\n", "body line\r\n"].map((text) => Buffer.from(text));
 const whole = Buffer.concat(parts);
@@ -35,7 +34,6 @@ async function* iterable(chunks: Buffer[]): AsyncGenerator<Buffer> {
 for (const [kind, make] of [
   ["a Readable", (chunks: Buffer[]) => fed(chunks)],
   ["an async iterable", (chunks: Buffer[]) => iterable(chunks)],
-  ["a WholeMessage", (chunks: Buffer[]) => new WholeMessage(Buffer.concat(chunks))],
 ] as const) {
   describe(`reading ${kind}`, () => {
     test("readWholeMessage returns every byte in order", async () => {
@@ -68,11 +66,6 @@ for (const [kind, make] of [
     });
   });
 }
-
-test("readWholeMessage takes a WholeMessage's buffer as it is, without a copy", async () => {
-  const message = new WholeMessage(Buffer.from(whole));
-  assert.equal(await readWholeMessage(message, whole.length), message.data);
-});
 
 describe("reading a Readable that fails", () => {
   test("the session's error reaches the reader", async () => {
