@@ -96,7 +96,7 @@ const FOLD_AT = 78;
  * take the ";" that ends the clauses before the date.
  */
 class FoldedHeader {
-  /** Lines done, each ended by its line break (and, within a clause, the next line's tab). */
+  /** Lines done, each ended by its line break (and, before a new clause, that clause's tab). */
   private text = "";
   /** The line being filled; "" before the first word. */
   private line = "";
