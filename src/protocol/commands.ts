@@ -318,8 +318,7 @@ export function isAddressLiteral(text: string): boolean {
 
 /** True when every character is 7-bit (addresses need SMTPUTF8 otherwise). */
 export function isAsciiText(text: string): boolean {
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
-  return true;
+  return textKind(text) !== TextKind.NonAscii;
 }
 
 const PARAM_KEYWORD = /^[A-Za-z0-9][A-Za-z0-9-]*$/;
