@@ -24,6 +24,7 @@ export const ENGINE_SERVERS: readonly ServerId[] = [
   "mailgate-stream",
   "mailgate-stream-events",
   "node-floor",
+  "node-floor-stream",
 ];
 
 /** Issue 18's targets. */
@@ -50,6 +51,7 @@ function perRound(a: MessageSample[], b: MessageSample[]): number[] {
 
 export function engineSection(results: readonly EngineResult[], run: RunFacts): string {
   const rows: string[][] = [];
+  const floorRows: string[][] = [];
   const targets: string[][] = [];
   for (const result of results) {
     if (!ENGINE_SCENARIOS.test(result.scenario.id)) continue;
@@ -81,6 +83,19 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
       ratioOf(perRound(events, data)),
       events.length ? cpu(events) : "n/a",
     ]);
+    const floorStream = rates(result, "node-floor-stream");
+    if (floorStream.length > 0 && floor.length > 0) {
+      floorRows.push([
+        id,
+        msgs(floor),
+        msgs(floorStream),
+        ratioOf(perRound(floorStream, floor)),
+        cpu(floor),
+        cpu(floorStream),
+        ratioOf(streamToData),
+        ratioOf(perRound(stream, floorStream)),
+      ]);
+    }
     const target = (what: string, values: number[], required: number) => {
       if (values.length === 0) return;
       const measured = spread(values).median;
@@ -123,5 +138,25 @@ export function engineSection(results: readonly EngineResult[], run: RunFacts): 
     "",
     table(["target", "measured (median of rounds)", "required", "met"], targets),
     "",
+    ...(floorRows.length > 0
+      ? [
+          "What handing a message over as a Readable costs a server that does nothing else: `node-floor-stream` is `node-floor` that also pushes each message's bytes into a Readable, drained with `for await` as `mailgate-stream`'s hook drains it, and answers 250 once the drain ends. Its ratio to `node-floor` is the most that any Node server whose consumer reads a Readable this way can reach against one that does not; `mailgate-stream`'s stream ÷ data is beside it.",
+          "",
+          table(
+            [
+              "scenario",
+              "`node-floor` msg/s",
+              "`node-floor-stream` msg/s",
+              "floor: stream ÷ data",
+              "`node-floor` CPU µs/msg",
+              "`node-floor-stream` CPU µs/msg",
+              "mailgate: stream ÷ data",
+              "`mailgate-stream` ÷ `node-floor-stream`",
+            ],
+            floorRows,
+          ),
+          "",
+        ]
+      : []),
   ].join("\n");
 }

@@ -20,9 +20,17 @@
  * bench/load.ts), which it answers correctly.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import { Readable } from "node:stream";
 
 /** Called once per message with its size in bytes (see the header). */
 export type OnMessage = (bytes: number) => void;
+
+/**
+ * `node-floor-stream`: drains a message handed over as a Readable; the 250 waits for its promise. The
+ * Readable gets the bytes as they arrive (any part of the end-of-data marker that ended an earlier chunk
+ * included), in the chunks they arrived in.
+ */
+export type ConsumeMessage = (message: Readable) => Promise<void>;
 
 const LF = 0x0a;
 const END_OF_DATA = Buffer.from("\r\n.\r\n");
@@ -48,9 +56,13 @@ const DATA_REPLY = "354 End data with <CR><LF>.<CR><LF>\r\n";
 const QUEUED_REPLY = "250 2.0.0 Ok: queued\r\n";
 const QUIT_REPLY = "221 2.0.0 Bye\r\n";
 
-/** A server that answers every connection as described in the header; it does not listen yet. */
-export function createNodeFloor(onMessage: OnMessage): Server {
-  return createServer({ noDelay: true }, (socket) => new FloorSession(socket, onMessage));
+/**
+ * A server that answers every connection as described in the header; it does not listen yet. With
+ * `consume`, each message is also handed to it as a Readable, and its 250 waits for the promise
+ * (`node-floor-stream`: the least a Node server that streams messages to a consumer can do).
+ */
+export function createNodeFloor(onMessage: OnMessage, consume?: ConsumeMessage): Server {
+  return createServer({ noDelay: true }, (socket) => new FloorSession(socket, onMessage, consume));
 }
 
 /**
@@ -82,10 +94,15 @@ class FloorSession {
   private tail: Buffer = EMPTY;
   /** Data mode: the message's bytes received in earlier chunks. */
   private received = 0;
+  /** With a consumer, data mode: the message's Readable. */
+  private stream: Readable | null = null;
+  /** With a consumer: its promise for the message under way, from DATA until it settles. */
+  private handing: Promise<void> | null = null;
 
   constructor(
     private readonly socket: Socket,
     private readonly onMessage: OnMessage,
+    private readonly consume?: ConsumeMessage,
   ) {
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
     socket.on("error", () => {}); // a client that resets: the socket closes, nothing to clean up
@@ -97,14 +114,25 @@ class FloorSession {
     if (this.closing) return;
     const buffer = this.line.length > 0 ? Buffer.concat([this.line, chunk]) : chunk;
     this.line = EMPTY;
-    let replies = "";
+    // While a consumer finishes a message, what follows waits (the generators send nothing meanwhile).
+    if (this.handing && !this.inData) this.line = buffer;
+    else this.handle(buffer, "");
+  }
+
+  /** Handles `buffer` after the replies `before`, until it ends or a message waits for its consumer. */
+  private handle(buffer: Buffer, before: string): void {
+    let replies = before;
     let at = 0;
     while (at < buffer.length && !this.closing) {
       if (this.inData) {
         const end = this.message(buffer, at);
         if (end < 0) break;
-        replies += QUEUED_REPLY;
         at = end;
+        if (this.handing) {
+          this.resumeAfter(this.handing, buffer.subarray(at), replies);
+          return;
+        }
+        replies += QUEUED_REPLY;
       } else {
         const end = buffer.indexOf(LF, at) + 1;
         if (end === 0) {
@@ -119,6 +147,19 @@ class FloorSession {
     else if (replies !== "") this.socket.write(replies);
   }
 
+  /** Once the consumer's promise settles: the 250 after `replies`, then the input that followed. */
+  private resumeAfter(consumed: Promise<void>, rest: Buffer, replies: string): void {
+    consumed.then(
+      () => {
+        this.handing = null;
+        const waiting = this.line;
+        this.line = EMPTY;
+        this.handle(waiting.length > 0 ? Buffer.concat([rest, waiting]) : rest, replies + QUEUED_REPLY);
+      },
+      () => this.socket.destroy(),
+    );
+  }
+
   /**
    * Consumes message bytes from `at`: returns the index past the end-of-data marker once it is there
    * (the message is counted and command mode resumes), else -1 (every byte from `at` was message).
@@ -128,12 +169,19 @@ class FloorSession {
     if (end < 0) {
       this.received += buffer.length - at;
       this.tail = lastBytes(this.tail, buffer.subarray(at));
+      this.stream?.push(buffer.subarray(at));
       return -1;
     }
     this.onMessage(this.received + end - at - DOT_LINE);
     this.inData = false;
     this.received = 0;
     this.tail = EMPTY;
+    const { stream } = this;
+    if (stream) {
+      if (end - DOT_LINE > at) stream.push(buffer.subarray(at, end - DOT_LINE));
+      stream.push(null);
+      this.stream = null;
+    }
     return end;
   }
 
@@ -144,6 +192,11 @@ class FloorSession {
       case DATA:
         this.inData = true;
         this.tail = DATA_LINE_END;
+        if (this.consume) {
+          const stream = new Readable({ read() {} });
+          this.stream = stream;
+          this.handing = this.consume(stream);
+        }
         return DATA_REPLY;
       case QUIT:
         this.closing = true;

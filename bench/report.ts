@@ -34,7 +34,7 @@ import {
   smtpSourceArgs,
 } from "./scenarios.js";
 import { SERVER_SPECS, type ServerId } from "./servers.js";
-import { sinkBackend } from "./sink-backends.js";
+import { SINK_SCENARIO, sinksSection } from "./sinks-section.js";
 import { formatBytes, median, REPO_ROOT, SESSION_TIMEOUT_SECONDS } from "./util.js";
 
 export interface ScenarioResult {
@@ -392,170 +392,6 @@ function nodeFloorNote(results: ScenarioResult[]): string {
 }
 
 // ---- sinks (issue 19) ----
-
-interface SinkFigures {
-  server: ServerId;
-  name: string;
-  runs: number;
-  rate: Spread;
-  /** mailgate serve's CPU time per message, in microseconds. */
-  cpuPerMessage: Spread;
-  /** The discarding hook's, in the same scenario (median). */
-  hookCpuPerMessage: number;
-  /** What the sink adds: cpuPerMessage's median − hookCpuPerMessage. */
-  addedCpuPerMessage: number;
-  hookRate: number;
-  ceilingRuns: number;
-  ceilingRate: Spread;
-  /** The direct publisher's CPU time per message, in microseconds. */
-  ceilingCpuPerMessage: Spread;
-  /** The highest VmHWM of mailgate serve's runs. */
-  peakRss: number;
-}
-
-/** The one scenario where the sink servers (issue 19) and the workers servers (issue 21) run. */
-const SINK_SCENARIO = "2k-s100-many-nopipe";
-
-function sinkFigures(results: ScenarioResult[]): SinkFigures[] {
-  const result = results.find((r) => r.scenario.id === SINK_SCENARIO);
-  if (!result) return [];
-  const hook = messageFigures(result, "mailgate");
-  const figures: SinkFigures[] = [];
-  for (const server of result.servers) {
-    const backend = sinkBackend(server);
-    const samples = messageSamples(result, server);
-    if (!backend || samples.length === 0) continue;
-    const ceilings = result.sinkCeilings[server] ?? [];
-    const serverCpu = spread(samples.map(cpuPerMessage));
-    const hookCpu = hook?.cpuPerMessage ?? Number.NaN;
-    figures.push({
-      server,
-      name: backend.name,
-      runs: samples.length,
-      rate: spread(samples.map((s) => s.messagesPerSecond)),
-      cpuPerMessage: serverCpu,
-      hookCpuPerMessage: hookCpu,
-      addedCpuPerMessage: serverCpu.median - hookCpu,
-      hookRate: hook?.messagesPerSecond ?? Number.NaN,
-      ceilingRuns: ceilings.length,
-      ceilingRate: spread(ceilings.map((c) => c.messagesPerSecond)),
-      ceilingCpuPerMessage: spread(ceilings.map((c) => (c.publisherCpu * c.elapsedMs * 1000) / c.messages)),
-      peakRss: Math.max(...samples.map((s) => s.peakRss)),
-    });
-  }
-  return figures;
-}
-
-/** Issue 19's targets for each sink measured. */
-function sinkTargets(figures: SinkFigures[]): Target[] {
-  return figures.flatMap((f) => {
-    const added = f.addedCpuPerMessage / f.ceilingCpuPerMessage.median;
-    return [
-      {
-        what: `${f.name}: CPU the sink adds per message (\`${f.server}\` − \`mailgate\`) ÷ the direct publisher's`,
-        measured: ratio(added),
-        required: "≤ 1.2x",
-        met: Number.isFinite(added) ? added <= 1.2 : undefined,
-      },
-      {
-        what: `${f.name}: \`${f.server}\` peak RSS (highest of ${f.runs} runs)`,
-        measured: formatBytes(f.peakRss),
-        required: "< 150 MB",
-        met: Number.isFinite(f.peakRss) ? f.peakRss < 150 * 2 ** 20 : undefined,
-      },
-      {
-        what: `${f.name}: msg/s ÷ the discarding hook's`,
-        measured: ratio(f.rate.median / f.hookRate),
-        required: undefined,
-        met: undefined,
-      },
-      {
-        what: `${f.name}: msg/s ÷ the direct publisher's (ceiling)`,
-        measured: ratio(f.rate.median / f.ceilingRate.median),
-        required: undefined,
-        met: undefined,
-      },
-    ];
-  });
-}
-
-/** "## Sinks": `mailgate serve --sink` beside the discarding hook and each sink's ceiling, with issue 19's targets. */
-function sinksSection(report: BenchReport): string {
-  const figures = sinkFigures(report.results);
-  const result = report.results.find((r) => r.scenario.id === SINK_SCENARIO);
-  const leftOut = result?.leftOut ?? [];
-  if (figures.length === 0 && leftOut.length === 0) return "";
-  const lines = [
-    "## Sinks (issue 19)",
-    "",
-    `\`mailgate serve --sink\` in scenario \`${SINK_SCENARIO}\` (${result?.scenario.title}), beside the discarding hook (\`mailgate\`) of the same run and each sink's ceiling: the same 2 KB messages published directly by the client library, ${(result?.scenario as MessageScenario | undefined)?.sessions} in flight, no SMTP, run right before each run of its sink's server (the servers' order rotates run by run). Medians of the runs, with the lowest and highest in brackets. CPU per message is the process's CPU time ÷ messages: mailgate's for the servers, the publisher's own for the ceilings (the broker's and the endpoint's are never counted). ${runLine(report)}`,
-    "",
-    ...sharedMachineNote(report),
-  ];
-  if (figures.length > 0) {
-    lines.push(
-      table(
-        [
-          "sink",
-          "runs (server / ceiling)",
-          "msg/s",
-          "ceiling msg/s",
-          "÷ hook msg/s",
-          "÷ ceiling msg/s",
-          "mailgate CPU µs/msg",
-          "hook CPU µs/msg",
-          "added by the sink µs/msg",
-          "publisher CPU µs/msg",
-          "added ÷ publisher (≤ 1.2x)",
-          "peak RSS, highest run (< 150 MB)",
-        ],
-        figures.map((f) => [
-          `${f.name} (\`${f.server}\`)`,
-          `${f.runs} / ${f.ceilingRuns}`,
-          showSpread(f.rate),
-          showSpread(f.ceilingRate),
-          ratio(f.rate.median / f.hookRate),
-          ratio(f.rate.median / f.ceilingRate.median),
-          showSpread(f.cpuPerMessage),
-          int(f.hookCpuPerMessage),
-          int(f.addedCpuPerMessage),
-          showSpread(f.ceilingCpuPerMessage),
-          ratio(f.addedCpuPerMessage / f.ceilingCpuPerMessage.median),
-          formatBytes(f.peakRss),
-        ]),
-      ),
-      "",
-      table(
-        ["target", "measured", "required", "met"],
-        sinkTargets(figures).map((t) =>
-          t.required === undefined
-            ? [t.what, t.measured, "(reported, not targeted)", ""]
-            : [t.what, t.measured, t.required, t.met === undefined ? "n/a" : t.met ? "yes" : "**no**"],
-        ),
-      ),
-      "",
-    );
-    for (const f of figures) {
-      const backend = sinkBackend(f.server);
-      lines.push(`- ${f.name}: ${SERVER_SPECS[f.server].description}. Ceiling: ${backend?.ceiling}.`);
-    }
-    lines.push(
-      "",
-      '"Added by the sink" is everything `mailgate serve --sink` spends per message beyond the discarding hook: the sink\'s client library, and also what the CLI does for any store (the Received header, the session facts, one log line per message). The HTTP endpoint is `examples/http-receiver.ts` in its own child process (`MAILGATE_SINK_SECRET=... node build/bench/sink.js http-endpoint`) with a store that reads each message and keeps nothing: it checks every signature with `verifyHttpSinkSignature` and answers 200. Each RabbitMQ run publishes into an exchange and quorum queue of its own, each NATS run into a stream of its own (file storage), declared before the run and deleted with their messages after it; a run counts only if the queue, the stream or the endpoint holds exactly the messages that got a 250 (or, for a ceiling, a confirm).',
-      "",
-    );
-  }
-  for (const note of leftOut) lines.push(`Left out: ${note}.`, "");
-  if (figures.length > 0) lines.push("Commands (PORT and `<run>` differ from run to run):", "");
-  for (const f of figures) {
-    const server = (result?.samples[f.server]?.[0] as MessageSample | undefined)?.command;
-    const ceiling = result?.sinkCeilings[f.server]?.[0]?.command;
-    if (server) lines.push(`- \`${f.server}\`: \`${server}\``);
-    if (ceiling) lines.push(`- its ceiling: \`${ceiling}\``);
-  }
-  if (figures.length > 0) lines.push("");
-  return lines.join("\n");
-}
 
 /** Issue 21's pairs: each server in one process, and the same on 2 workers behind a primary. */
 const WORKERS_PAIRS: { single: ServerId; workers: ServerId }[] = [
@@ -972,7 +808,7 @@ export function renderReport(report: BenchReport): string {
       "",
     );
   }
-  const sinks = sinksSection(report);
+  const sinks = sinksSection(report.results, report);
   if (sinks) out.push(sinks);
   const workers = workersSection(report);
   if (workers) out.push(workers);

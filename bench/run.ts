@@ -52,7 +52,7 @@ const HELP = `Usage: npm run bench -- [options]
 
   --engine                issue 18's comparison only (npm run bench:engine): scenarios 2k-s1-many-nopipe
                           and 2k-s100-many-nopipe, servers mailgate, mailgate-stream,
-                          mailgate-stream-events and node-floor,
+                          mailgate-stream-events, node-floor and node-floor-stream,
                           --runs 5, --ceiling-files 0, --out .bench-tmp/engine.md (each can still be given)
   --quick                 smoke run: --runs 1 --messages 1000 --max-run-seconds 5 --warmup 200
                           --idle 500 --idle-settle 5 --large-count 2 --huge-mb 256 --ceiling-files 1000
@@ -75,10 +75,14 @@ const HELP = `Usage: npm run bench -- [options]
                           50m, idle, 1g, ...)
   --servers LIST          only these servers (mailgate, mailgate-stream, mailgate-stream-events,
                           mailgate-serve, smtp-server,
-                          smtp-sink, node-floor, mailgate-workers2, mailgate-serve-workers2,
+                          smtp-sink, node-floor, node-floor-stream, mailgate-workers2,
+                          mailgate-serve-workers2, mailgate-serve-null,
                           mailgate-serve-amqp, mailgate-serve-nats, mailgate-serve-http),
                           comma-separated; node-floor, a reference (the least work a Node server can
-                          do per command), runs in the 2 KB scenarios only; the mailgate-serve-<sink>
+                          do per command), runs in the 2 KB scenarios only, node-floor-stream (the same
+                          handing each message to a Readable drained with for await) in those without
+                          PIPELINING, many per connection; mailgate-serve-null (mailgate serve's work
+                          for any store, into nothing) beside the sinks; the mailgate-serve-<sink>
                           servers (mailgate serve --sink, issue 19) and the workers servers (the
                           discarding hook with runWorkers and mailgate serve --workers 2, issue 21;
                           CPU and RSS summed over the primary and its workers) in 2k-s100-many-nopipe

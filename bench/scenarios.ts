@@ -76,10 +76,16 @@ export interface ScenarioConfig {
 
 /** node-floor is a reference for the 2 KB scenarios only (see bench/node-floor.ts). */
 const SMALL_SERVERS: ServerId[] = ["mailgate", "mailgate-serve", "smtp-server", "smtp-sink", "node-floor"];
-/** The stream hook beside the buffered one (issue 18), in the scenarios without PIPELINING, many per connection. */
-const STREAM_SERVERS: ServerId[] = ["mailgate-stream", "mailgate-stream-events"];
-/** `mailgate serve --sink` (issue 19): in the scenario issue 19 names only, to keep the run short. */
-const SINK_SERVERS = Object.keys(SINK_BACKENDS) as SinkServerId[];
+/**
+ * The stream hook beside the buffered one (issue 18), in the scenarios without PIPELINING, many per
+ * connection, with node-floor's streaming twin as their reference.
+ */
+const STREAM_SERVERS: ServerId[] = ["mailgate-stream", "mailgate-stream-events", "node-floor-stream"];
+/**
+ * `mailgate serve --sink` (issue 19), and `mailgate serve` into nothing beside them (what of their CPU is
+ * not the sink's): in the scenario issue 19 names only, to keep the run short.
+ */
+const SINK_SERVERS: ServerId[] = ["mailgate-serve-null", ...(Object.keys(SINK_BACKENDS) as SinkServerId[])];
 /** 1 against 2 workers (issue 21): in the same scenario as the sinks, beside mailgate and mailgate-serve. */
 const WORKERS_SERVERS: WorkersServerId[] = ["mailgate-workers2", "mailgate-serve-workers2"];
 

@@ -36,10 +36,12 @@ export type ServerId =
   | "mailgate-stream"
   | "mailgate-stream-events"
   | "mailgate-serve"
+  | "mailgate-serve-null"
   | WorkersServerId
   | "smtp-server"
   | "smtp-sink"
   | "node-floor"
+  | "node-floor-stream"
   | SinkServerId;
 
 /** `mailgate serve --sink`: one server per sink of bench/sink-backends.ts. */
@@ -128,6 +130,18 @@ export const SERVER_SPECS: Record<ServerId, ServerSpec> = {
     ours: false,
     description:
       "reference, not a peer: the least work a Node SMTP server can do per command (bench/node-floor.ts: net sockets, one write per batch of replies, only line ends and the end-of-data marker looked for, nothing kept)",
+  },
+  "mailgate-serve-null": {
+    id: "mailgate-serve-null",
+    ours: true,
+    description:
+      "`mailgate serve`'s server (the Received header, message id, session facts and log line of every store) into a store that reads each message whole and keeps nothing: the part of `mailgate serve --sink` that is not the sink's",
+  },
+  "node-floor-stream": {
+    id: "node-floor-stream",
+    ours: false,
+    description:
+      "reference, not a peer: node-floor that also hands each message to a Readable drained with `for await`, its 250 waiting for the drain (the least a Node server that streams messages to a consumer can do)",
   },
 };
 
@@ -265,7 +279,9 @@ export async function startServer(id: ServerId, options: StartOptions): Promise<
     case "mailgate-stream-events":
     case "mailgate-workers2":
     case "smtp-server":
+    case "mailgate-serve-null":
     case "node-floor":
+    case "node-floor-stream":
       return startSink(id, options);
     case "mailgate-serve":
     case "mailgate-serve-workers2":
@@ -285,7 +301,7 @@ function filesFor(options: StartOptions): number {
 }
 
 function profileArgs(id: ServerId | SinkKind, options: StartOptions): string[] {
-  const profiled = id in SERVER_SPECS && (SERVER_SPECS[id as ServerId].ours || id === "node-floor");
+  const profiled = id in SERVER_SPECS && (SERVER_SPECS[id as ServerId].ours || id.startsWith("node-floor"));
   if (!options.profileDir || !profiled) return [];
   // Workers are forked with the primary's Node options: Node's default names (with the pid) keep their
   // profiles apart.

@@ -11,7 +11,13 @@
  *                    again in each worker, which counts its own messages; the primary sums the workers'
  *                    counts (asked for as their "metrics" report) when it is told to stop
  *   smtp-server      nodemailer's smtp-server, onData draining the stream then calling back
+ *   mailgate-serve-null  what `mailgate serve` does per message for any store (the Received header, the
+ *                    message id, the session facts, the log line), into a store that reads each message
+ *                    whole, as the broker sinks do, and keeps nothing: the part of `mailgate serve --sink`
+ *                    that is not the sink's
  *   node-floor       the reference responder of bench/node-floor.ts (not a peer: see there)
+ *   node-floor-stream  the same, also handing each message to a Readable drained with `for await` as
+ *                    mailgate-stream's hook does, its 250 waiting for the drain (see there)
  *   http-endpoint    not an SMTP server: the endpoint of `mailgate serve --sink http://...` and of the
  *                    direct HTTP publisher (examples/http-receiver.ts checking every signature with the
  *                    secret in MAILGATE_SINK_SECRET, reading each body and discarding it)
@@ -31,8 +37,10 @@ export type SinkKind =
   | "mailgate-stream"
   | "mailgate-stream-events"
   | "mailgate-workers2"
+  | "mailgate-serve-null"
   | "smtp-server"
   | "node-floor"
+  | "node-floor-stream"
   | "http-endpoint";
 
 export interface SinkOptions {
@@ -132,6 +140,33 @@ async function startMailgate(intake: Intake, options: SinkOptions): Promise<numb
   return server.ports[0] as number;
 }
 
+/** `mailgate serve`'s server (createStoringServer) into a store that reads each message whole and drops it. */
+async function startServeIntoNothing(options: SinkOptions): Promise<number> {
+  const { createStoringServer } = await import("../src/cli/serve.js");
+  const { readWholeMessage } = await import("../src/sinks/collect.js");
+  const nothing: MessageStore = {
+    async deliver(envelope, message) {
+      const size = (await readWholeMessage(message, Number.MAX_SAFE_INTEGER)).length;
+      bytes += size;
+      messages++;
+      return { id: envelope.id ?? "", location: "discarded", size };
+    },
+  };
+  // As the benchmark starts `mailgate serve`: its default log (info, to standard output) and limits.
+  const server = createStoringServer(
+    {
+      ports: 0,
+      hosts: HOST,
+      maxProcessings: options.maxConnections,
+      maxConnections: options.maxConnections,
+      maxMessageSize: 0,
+    },
+    nothing,
+  );
+  await server.start();
+  return server.ports[0] as number;
+}
+
 /**
  * The discarding server on `workers` worker processes. In the primary: resolves with the port and what
  * stops it (the workers' counts summed, then every worker stopped). In a worker: resolves with null once
@@ -196,12 +231,21 @@ async function startSmtpServer(options: SinkOptions): Promise<number> {
   return listenOnLoopback(server);
 }
 
-async function startNodeFloor(options: SinkOptions): Promise<number> {
+async function startNodeFloor(options: SinkOptions, streamed: boolean): Promise<number> {
   const { createNodeFloor } = await import("./node-floor.js");
-  const server = createNodeFloor((size) => {
+  const count = (size: number) => {
     bytes += size;
     messages++;
-  });
+  };
+  const server = createNodeFloor(
+    count,
+    streamed
+      ? async (stream) => {
+          // The same drain as mailgate-stream's hook; the bytes are counted at the end of data.
+          for await (const chunk of stream) void chunk;
+        }
+      : undefined,
+  );
   server.maxConnections = options.maxConnections;
   return listenOnLoopback(server);
 }
@@ -251,15 +295,21 @@ async function main(): Promise<void> {
     case "smtp-server":
       port = await startSmtpServer(options);
       break;
+    case "mailgate-serve-null":
+      port = await startServeIntoNothing(options);
+      break;
     case "node-floor":
-      port = await startNodeFloor(options);
+      port = await startNodeFloor(options, false);
+      break;
+    case "node-floor-stream":
+      port = await startNodeFloor(options, true);
       break;
     case "http-endpoint":
       port = await startHttpEndpoint();
       break;
     default:
       throw new Error(
-        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, mailgate-stream-events, mailgate-workers2, smtp-server, node-floor or http-endpoint.`,
+        `Unknown sink kind ${JSON.stringify(kind)}; use mailgate, mailgate-stream, mailgate-stream-events, mailgate-workers2, mailgate-serve-null, smtp-server, node-floor, node-floor-stream or http-endpoint.`,
       );
   }
   process.on("message", (message: { type?: string }) => {
