@@ -4,6 +4,7 @@
  * JSON object `{"from", "to", "session"}`. Header values are Latin-1 at best, and SMTPUTF8 addresses are
  * UTF-8, so the JSON is never put into a header as it is.
  */
+import { sessionFactsFrom } from "../store/session-facts.js";
 import type { SessionFacts, StoreEnvelope } from "../store/store.js";
 
 /** The envelope as it travels in Mailgate-Envelope (the id has its own header). */
@@ -38,10 +39,15 @@ export function decodeMailgateEnvelope(value: string | undefined): WireEnvelope 
     !isString(wire.from) ||
     !Array.isArray(wire.to) ||
     wire.to.length === 0 ||
-    !wire.to.every(isString) ||
-    (wire.session !== null && typeof wire.session !== "object")
+    !wire.to.every(isString)
   ) {
     throw new TypeError("Mailgate-Envelope lacks from, to or session.");
   }
-  return { from: wire.from, to: wire.to, session: wire.session ?? null };
+  let session: SessionFacts | null;
+  try {
+    session = sessionFactsFrom(wire.session);
+  } catch (error) {
+    throw new TypeError(`Mailgate-Envelope is wrong: ${(error as Error).message}.`);
+  }
+  return { from: wire.from, to: wire.to, session };
 }

@@ -13,6 +13,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { parseEnvelopeHeaders } from "../store/maildir.js";
+import { sessionFactsFrom } from "../store/session-facts.js";
 import type { SessionFacts, StoreEnvelope } from "../store/store.js";
 
 /** A spooled file is read, never followed: a symlink swapped in fails (ELOOP) and goes to refused/. */
@@ -64,18 +65,39 @@ export async function readSpooledMessage(path: string): Promise<SpooledMessage> 
       `Not a spooled message: no ${SPOOL_HEADER.trim()} line within its first ${HEAD_MAX} bytes.`,
     );
   }
-  const facts = JSON.parse(head.toString("latin1", bodyOffset + SPOOL_HEADER.length, lineEnd)) as {
-    id?: unknown;
-    session?: SessionFacts | null;
-  };
-  if (typeof facts.id !== "string" || facts.id === "") {
-    throw new Error(`Not a spooled message: its ${SPOOL_HEADER.trim()} line has no id.`);
-  }
+  const { id, session } = spooledFacts(head.toString("latin1", bodyOffset + SPOOL_HEADER.length, lineEnd));
   const start = lineEnd + 2;
-  const identified: IdentifiedEnvelope = { ...envelope, id: facts.id };
-  if (facts.session) identified.session = facts.session;
+  const identified: IdentifiedEnvelope = { ...envelope, id };
+  if (session) identified.session = session;
   const body = head.length === size ? wholeBody(head.subarray(start)) : fileBody(path, start);
   return { envelope: identified, body };
+}
+
+/**
+ * The id and session facts of an X-Mailgate-Spool line, checked: a file planted in the spool or damaged
+ * there must not reach the sink with facts of the wrong types, nor with an id that holds a line break or
+ * another control character (it becomes a header: AMQP's message-id, NATS's Nats-Msg-Id, the HTTP sink's).
+ */
+function spooledFacts(json: string): { id: string; session: SessionFacts | null } {
+  const malformed = (why: string) =>
+    new Error(`Not a spooled message: its ${SPOOL_HEADER.trim()} line ${why}.`);
+  let facts: unknown;
+  try {
+    facts = JSON.parse(json);
+  } catch {
+    throw malformed("is not JSON");
+  }
+  if (typeof facts !== "object" || facts === null) throw malformed("is not a JSON object");
+  const { id, session } = facts as { id?: unknown; session?: unknown };
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  if (typeof id !== "string" || id === "" || /[\x00-\x1f\x7f]/.test(id)) {
+    throw malformed("has no id, or one with control characters");
+  }
+  try {
+    return { id, session: sessionFactsFrom(session) };
+  } catch (error) {
+    throw malformed(`is wrong: ${(error as Error).message}`);
+  }
 }
 
 async function* wholeBody(body: Buffer): AsyncGenerator<Buffer> {
