@@ -44,7 +44,7 @@ export interface ServeFlags {
   sink: SinkFlags | undefined;
   /** --metrics-listen, --log-format. */
   operations: OperationsFlags;
-  /** --workers and --worker-drain-timeout: one process, or a primary and its workers. */
+  /** --workers, --worker-drain-timeout and --worker-hang-timeout: one process, or a primary and its workers. */
   workers: WorkerFlags;
   help: boolean;
 }

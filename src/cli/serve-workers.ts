@@ -19,6 +19,7 @@ export async function serveWithWorkers(flags: Omit<ServeFlags, "help">): Promise
   const handle = await runWorkers({
     workers: flags.workers.workers,
     drainTimeout: flags.workers.drainTimeout,
+    hangTimeout: flags.workers.hangTimeout,
     options: { logger, ...flags.settings, ...operations.serverOptions },
     async create(primary) {
       opened = await openStoringServer(flags, operations, primary);

@@ -50,7 +50,9 @@ export type ToPrimary =
   /** The answer to the primary's "report" request of the same number. */
   | { type: "report"; request: number; report: ReportContent }
   /** The worker's server has stopped; the process is about to exit. */
-  | { type: "stopped" };
+  | { type: "stopped" }
+  /** The answer to "ping": the worker's event loop runs. */
+  | { type: "alive" };
 
 export type ToWorker =
   /** An accepted socket (the message's handle), admitted by the primary, from a listener of `role`. */
@@ -68,4 +70,6 @@ export type ToWorker =
    */
   | { type: "retire"; drainTimeout: number }
   /** Stop now, gracefully (SIGTERM, SIGINT). */
-  | { type: "stop" };
+  | { type: "stop" }
+  /** Answer "alive" (the primary's watch for a worker whose event loop is blocked). */
+  | { type: "ping" };

@@ -29,6 +29,8 @@ export interface PrimaryOptions {
   workers: number;
   /** Milliseconds a retired worker lets its sessions end by themselves before it stops (rolling restart). */
   drainTimeout: number;
+  /** Milliseconds a worker may go without answering (its event loop blocked) before it is killed; 0: never. */
+  hangTimeout: number;
   log(severity: Severity, message: string): void;
   /** Told of each connection the primary refuses at accept (for metrics). */
   refused?(reason: "max-connections" | "max-connections-per-ip", clientAddress: string): void;
@@ -49,6 +51,8 @@ const BACKOFF_FIRST_MS = 100;
 const BACKOFF_CAP_MS = 30_000;
 /** A worker that served this long before it crashed is not part of a crash loop: the backoff starts anew. */
 const STABLE_MS = 10_000;
+/** The longest pause between two checks that the workers' event loops run (see watchWorkers). */
+const WATCH_MAX_MS = 5000;
 
 export class Primary {
   private readonly settings: Readonly<ServerSettings>;
@@ -77,6 +81,8 @@ export class Primary {
   private readonly replacements = new Set<NodeJS.Timeout>();
   private restarting: Promise<void> | null = null;
   private restartAgain = false;
+  /** The watch for workers whose event loop is blocked (hangTimeout). */
+  private watch: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: PrimaryOptions) {
     const s = options.settings;
@@ -119,6 +125,7 @@ export class Primary {
         { pauseOnConnect: true },
       );
       this.state = "running";
+      this.watchWorkers();
       const started = Array.from({ length: this.options.workers }, () => this.startWorker());
       await Promise.all(started.map((worker) => worker.ready));
     } catch (error) {
@@ -195,6 +202,7 @@ export class Primary {
   async stop(): Promise<void> {
     if (this.state === "stopping" || this.state === "stopped") return;
     this.state = "stopping";
+    clearInterval(this.watch);
     for (const timer of this.replacements) clearTimeout(timer);
     this.replacements.clear();
     const closed = this.listening?.close();
@@ -398,6 +406,29 @@ export class Primary {
     else this.authTurns.set(key, rest);
     const next = rest[0];
     if (next && next !== head) next.worker.send({ type: "answer", request: next.request, value: true });
+  }
+
+  /**
+   * Every third of hangTimeout (5 s at most), each worker is asked to answer; one that has not answered
+   * anything for hangTimeout is killed, and replaced as a crashed one is: a worker stuck in a loop would
+   * otherwise hold its connections forever.
+   */
+  private watchWorkers(): void {
+    const { hangTimeout } = this.options;
+    if (hangTimeout === 0) return;
+    this.watch = setInterval(
+      () => {
+        for (const worker of this.workers) {
+          if (!worker.checkAlive(hangTimeout)) continue;
+          this.options.log(
+            "error",
+            `Worker ${worker.pid} has not answered for ${hangTimeout} ms (its event loop is blocked: a hook that never gives it back?); killing it`,
+          );
+        }
+      },
+      Math.max(10, Math.min(WATCH_MAX_MS, Math.floor(hangTimeout / 3))),
+    );
+    this.watch.unref();
   }
 
   private exited(worker: WorkerProcess, how: string): void {

@@ -42,6 +42,11 @@ export interface RunWorkersOptions {
    */
   drainTimeout?: number;
   /**
+   * Milliseconds a worker may go without answering the primary (its event loop blocked: a hook stuck in
+   * a loop) before it is killed and replaced as a crashed one is. Default 30000; 0 turns the watch off.
+   */
+  hangTimeout?: number;
+  /**
    * What SIGHUP (or handle.reloadTls()) does in each worker, with that worker's server; default: its TLS
    * certificate files read again.
    */
@@ -76,6 +81,8 @@ export interface PrimaryHandle {
 }
 
 export const DEFAULT_DRAIN_TIMEOUT = 30_000;
+/** hangTimeout's default: a worker silent this long (its event loop blocked) is killed and replaced. */
+export const DEFAULT_HANG_TIMEOUT = 30_000;
 
 /** True in a process that runWorkers started as a worker. */
 export function isWorkerProcess(): boolean {
@@ -100,8 +107,14 @@ export async function runWorkers(run: RunWorkersOptions): Promise<PrimaryHandle 
   if (isWorkerProcess()) return serveFromPrimary(run.create, run.reload ?? reloadTlsCertificates);
   const workers = workerCount(run.workers);
   const drainTimeout = run.drainTimeout ?? DEFAULT_DRAIN_TIMEOUT;
-  if (!Number.isSafeInteger(drainTimeout) || drainTimeout < 0) {
-    throw new RangeError(`Invalid drainTimeout ${drainTimeout}: give the milliseconds, from 0.`);
+  const hangTimeout = run.hangTimeout ?? DEFAULT_HANG_TIMEOUT;
+  for (const [name, value] of [
+    ["drainTimeout", drainTimeout],
+    ["hangTimeout", hangTimeout],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`Invalid ${name} ${value}: give the milliseconds, from 0.`);
+    }
   }
   // Built only to validate the options as every worker will, and to read their settings.
   const { settings } = new SmtpServer(run.options);
@@ -112,6 +125,7 @@ export async function runWorkers(run: RunWorkersOptions): Promise<PrimaryHandle 
     plan: listenPlan(settings, given.ports !== undefined || given.hosts !== undefined),
     workers,
     drainTimeout,
+    hangTimeout,
     log: (severity, message) => {
       if (severityEnabled(severity, settings.loggerSeverity)) writeLog(logger, null, severity, message);
     },

@@ -32,6 +32,8 @@ export class WorkerProcess {
   readonly exited: Promise<void>;
   /** When it became ready (performance.now()), 0 before. */
   readyAt = 0;
+  /** When a message from it came last (performance.now()): any message shows that its event loop runs. */
+  private heardAt = performance.now();
   private readonly child: ChildProcess;
   private killTimer: NodeJS.Timeout | undefined;
 
@@ -53,6 +55,7 @@ export class WorkerProcess {
     });
     this.ready.catch(() => {}); // whoever waits for it handles the failure; a replacement's is logged at exit
     this.child.on("message", (message: ToPrimary) => {
+      this.heardAt = performance.now();
       if (message.type === "ready" && this.state === "starting") {
         this.state = "ready";
         this.readyAt = performance.now();
@@ -94,6 +97,21 @@ export class WorkerProcess {
       return;
     }
     this.child.send(message, socket, {}, (error) => sent?.(error ?? null));
+  }
+
+  /**
+   * The watch for a blocked event loop (a hook that never gives it back), at each of the primary's checks:
+   * a worker not heard from for `hangTimeout` ms is killed (its exit is handled as a crash's); any other is
+   * asked to answer. True when it was killed.
+   */
+  checkAlive(hangTimeout: number): boolean {
+    if (this.state === "exited" || !this.child.connected) return false;
+    if (performance.now() - this.heardAt > hangTimeout) {
+      this.child.kill("SIGKILL");
+      return true;
+    }
+    this.send({ type: "ping" });
+    return false;
   }
 
   /** No more connections: its sessions may end by themselves for `drainTimeout` ms, then it stops. */

@@ -191,6 +191,9 @@ class PrimaryLink {
       case "stop":
         void this.stop();
         break;
+      case "ping":
+        this.send({ type: "alive" });
+        break;
     }
   }
 
