@@ -40,6 +40,11 @@ export interface SessionTransport {
    * and ctx.server.tls, and resume reading decrypted bytes. Rejects (and ends the connection) on failure.
    */
   startTls?(): Promise<void>;
+  /**
+   * The client talked before the greeting and is refused: the transport logs it, a line per flood rather
+   * than per connection (the session says nothing in the log itself, so a flood cannot fill it).
+   */
+  refusedEarlyTalker?(): void;
   /** The peer may use XCLIENT and XFORWARD (it is on the server's xclientTrusted list). */
   readonly xclientTrusted?: boolean;
 }

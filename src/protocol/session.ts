@@ -122,7 +122,7 @@ export class SmtpSession {
     if (phase === GREETING) {
       // RFC 5321 3.1: the client must wait for the greeting; talking first is a spambot's habit. It is
       // dropped at once, so that it holds nothing while it waits for a slot or the greeting pause.
-      this.hooks.log(this.ctx, "info", `Early talker ${this.ctx.server.remoteIp}: data before the greeting`);
+      this.transport.refusedEarlyTalker?.();
       this.hooks.observer?.connectionRefused("early-talker", this.ctx.server.remoteIp);
       this.output.reply(formatReply(554, "5.5.0", "Protocol error: data received before the greeting"));
       this.close();

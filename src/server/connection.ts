@@ -28,6 +28,8 @@ export interface ConnectionOptions extends ConnectionLimits {
   sessionClosed(connection: Connection): void;
   /** The socket the connection was made with has closed (its deadline is no longer watched). */
   closed(connection: Connection): void;
+  /** Its client talked before the greeting and was refused (for the log, bounded under a flood). */
+  refusedEarlyTalker(connection: Connection): void;
 }
 
 /** Milliseconds a closed session waits for the client to hang up before the socket is destroyed. */
@@ -157,6 +159,10 @@ export class Connection implements SessionTransport, Deadline {
     if (this.socket.destroyed || this.closing) return true;
     this.socket.write(text);
     return !this.socket.writableNeedDrain;
+  }
+
+  refusedEarlyTalker(): void {
+    this.options.refusedEarlyTalker(this);
   }
 
   close(): void {

@@ -55,6 +55,11 @@ export class Intake {
     );
   }
 
+  /** Its client talked before the greeting (the session answered 554 and closes): logged, bounded. */
+  refusedEarlyTalker(client: string): void {
+    this.refusalWarnings.refused(client, "data before the greeting (early talker)");
+  }
+
   /** After the client's count: false (and the client refused) when it had too many connections already. */
   clientCounted(
     counted: boolean,

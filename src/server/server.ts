@@ -116,6 +116,7 @@ export class SmtpServer implements SmtpServerHooks {
         this.linger(connection);
       },
       closed: (connection) => this.release(connection),
+      refusedEarlyTalker: (connection) => this.intake.refusedEarlyTalker(connection.ctx.server.remoteIp),
     };
     this.admission = new Admission(s.maxConnections, s.maxConnectionsPerIp);
     this.refusals = new Refusals(s.hostname, s.maxConnections, () => this.onIdle?.());

@@ -114,3 +114,27 @@ test("the same for maxConnectionsPerIp", async (t) => {
   assert.deepEqual(warnings, [warnings[0]]);
   assert.match(warnings[0] ?? "", /^Refused 127\.0\.0\.1: maxConnectionsPerIp \(1\) reached$/);
 });
+
+test("the same for early talkers: a flood of them writes one line, not one per connection", async (t) => {
+  const lines: string[] = [];
+  const { server, port } = await startRecordingServer(t, {
+    greetingDelay: 200,
+    onLogging(_ctx, severity, message) {
+      if (/early talker/i.test(message)) lines.push(`${severity} ${message}`);
+    },
+  });
+  const talkers = await Promise.all(
+    Array.from({ length: 100 }, async () => {
+      const talker = await RawClient.connect(port);
+      t.after(() => talker.close());
+      talker.write("EHLO too.early\r\n");
+      return talker.untilEnd();
+    }),
+  );
+  for (const reply of talkers) assert.match(reply, /^554 5\.5\.0 /);
+  assert.deepEqual(lines, ["warn Refused 127.0.0.1: data before the greeting (early talker)"]);
+  await server.stop();
+  assert.deepEqual(lines.slice(1), [
+    "warn Refused 99 more in the last 10 s from 1 address(es) (most: 127.0.0.1 99): data before the greeting (early talker)",
+  ]);
+});
