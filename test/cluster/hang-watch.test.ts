@@ -5,36 +5,25 @@
  * takes its place, and the other worker serves meanwhile.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { RawClient, waitFor } from "../helpers/clients.js";
+import { spawnNode } from "../helpers/serve-process.js";
 
 const PROGRAM = new URL("./hanging-worker.js", import.meta.url).pathname;
 
 test("a worker stuck in a hook is killed after hangTimeout and replaced; the other serves meanwhile", async (t) => {
-  const child = spawn(process.execPath, [PROGRAM], {
-    env: { ...process.env, HANG_TIMEOUT: "1000" },
-    stdio: "pipe",
-  });
-  let output = "";
-  child.stdout.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const { child, output, exited } = spawnNode([PROGRAM], { env: { ...process.env, HANG_TIMEOUT: "1000" } });
   t.after(async () => {
     child.kill("SIGKILL");
     await exited;
   });
   await waitFor(
-    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output),
+    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output()),
     "the start line",
     20_000,
   );
-  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
-  const started = /with workers (\d+), (\d+)/.exec(output)?.slice(1) as string[];
+  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]);
+  const started = /with workers (\d+), (\d+)/.exec(output())?.slice(1) as string[];
 
   const send = async (client: RawClient, rcpt: string): Promise<string> => {
     await client.command("EHLO x.test");
@@ -54,12 +43,12 @@ test("a worker stuck in a hook is killed after hangTimeout and replaced; the oth
   assert.match(await send(served, "box@y.test"), /^250 2\.0\.0 Ok: worker \d+/);
   served.close();
 
-  await waitFor(() => /has not answered for 1000 ms/.test(output), "the watch's error line", 10_000);
-  const killed = /Worker (\d+) has not answered for 1000 ms \(its event loop is blocked/.exec(output)?.[1];
-  assert.ok(killed && started.includes(killed), `one of the started workers was killed:\n${output}`);
+  await waitFor(() => /has not answered for 1000 ms/.test(output()), "the watch's error line", 10_000);
+  const killed = /Worker (\d+) has not answered for 1000 ms \(its event loop is blocked/.exec(output())?.[1];
+  assert.ok(killed && started.includes(killed), `one of the started workers was killed:\n${output()}`);
   await stuck.closed;
   await waitFor(
-    () => output.includes(`Worker ${killed} killed by SIGKILL; a new one starts in`),
+    () => output().includes(`Worker ${killed} killed by SIGKILL; a new one starts in`),
     "the replacement",
     5000,
   );
@@ -67,7 +56,7 @@ test("a worker stuck in a hook is killed after hangTimeout and replaced; the oth
   // The replacement serves: sessions reach two live workers again, none of them the killed one.
   await waitFor(
     () => {
-      const now = [...output.matchAll(/workers now (\d+), (\d+)/g)].at(-1)?.slice(1) ?? [];
+      const now = [...output().matchAll(/workers now (\d+), (\d+)/g)].at(-1)?.slice(1) ?? [];
       return now.length === 2 && !now.includes(killed);
     },
     "two workers serving again",

@@ -4,41 +4,32 @@
  * SIGTERM stops everything and the process exits 0.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { RawClient, waitFor } from "../helpers/clients.js";
+import { spawnNode } from "../helpers/serve-process.js";
 
 const EXAMPLE = new URL("../../examples/every-core.js", import.meta.url).pathname;
 
 test("runWorkers runs examples/every-core.ts on two workers, restarts them and stops", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "mailgate-every-core-"));
-  const child = spawn(process.execPath, [EXAMPLE], {
+  const { child, output, exited } = spawnNode([EXAMPLE], {
     cwd: dir,
     env: { ...process.env, PORT: "0", WORKERS: "2" },
-    stdio: "pipe",
   });
-  let output = "";
-  child.stdout.on("data", (chunk) => {
-    output += chunk;
-  });
-  child.stderr.on("data", (chunk) => {
-    output += chunk;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
   t.after(async () => {
     child.kill("SIGKILL");
     await exited;
     await rm(dir, { recursive: true, force: true });
   });
   await waitFor(
-    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output),
+    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output()),
     "the start line",
     20_000,
   );
-  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output)?.[1]);
+  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]);
 
   const send = async (rcpt: string): Promise<string> => {
     const client = await RawClient.greeted(port);
@@ -63,12 +54,12 @@ test("runWorkers runs examples/every-core.ts on two workers, restarts them and s
   assert.equal(pids.size, 2, "both workers served");
 
   child.kill("SIGUSR2");
-  await waitFor(() => output.includes("Rolling restart done"), "the rolling restart", 30_000);
+  await waitFor(() => output().includes("Rolling restart done"), "the rolling restart", 30_000);
   const after = /by worker (\d+)/.exec(await send("box@y.test"))?.[1] as string;
   assert.ok(!pids.has(after), "a new worker serves after the restart");
 
   child.kill("SIGTERM");
   assert.equal(await exited, 0);
-  assert.match(output, /\nstopped\n/);
+  assert.match(output(), /\nstopped\n/);
   assert.equal((await readdir(join(dir, "mail", "new"))).length, 5);
 });

@@ -25,38 +25,43 @@ export async function startServe(
   args: readonly string[] = [],
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Served> {
-  const child = spawn(process.execPath, [MAIN, "serve", "--ports", "0", ...args], {
-    cwd,
-    env,
-    stdio: "pipe",
-  });
-  let output = "";
-  child.stdout.on("data", (d) => {
-    output += d;
-  });
-  child.stderr.on("data", (d) => {
-    output += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const { child, output, exited } = spawnNode([MAIN, "serve", "--ports", "0", ...args], { cwd, env });
   const port = await new Promise<number>((resolve, reject) => {
     // Generous: a loaded 2-core machine can take seconds to start a Node process. One that does not start
     // is killed, or the test file would wait for it forever.
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`serve did not start within 30 s:\n${output}`));
+      reject(new Error(`serve did not start within 30 s:\n${output()}`));
     }, 30_000);
     const check = () => {
-      const match = /serving [LS]MTP on 127\.0\.0\.1:(\d+)/.exec(output);
+      const match = /serving [LS]MTP on 127\.0\.0\.1:(\d+)/.exec(output());
       if (match) {
         clearTimeout(timer);
-        child.stdout.off("data", check);
+        child.stdout?.off("data", check);
         resolve(Number(match[1]));
       }
     };
-    child.stdout.on("data", check);
-    child.on("exit", () => reject(new Error(`serve exited:\n${output}`)));
+    child.stdout?.on("data", check);
+    child.on("exit", () => reject(new Error(`serve exited:\n${output()}`)));
   });
-  return { child, port, output: () => output, exited };
+  return { child, port, output, exited };
+}
+
+/** A Node program (`args`: its script and arguments) as a child process, with what it prints gathered. */
+export function spawnNode(
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Omit<Served, "port"> {
+  const child = spawn(process.execPath, args, { ...options, stdio: "pipe" });
+  let output = "";
+  child.stdout?.on("data", (d) => {
+    output += d;
+  });
+  child.stderr?.on("data", (d) => {
+    output += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, output: () => output, exited };
 }
 
 /**
