@@ -129,6 +129,11 @@ export type {
   StoreStatus,
 } from "./store/store.js";
 /**
+ * A message already in memory, for MessageStore.deliver: `store.deliver(envelope, new
+ * WholeMessage(ctx.message.data))` from onMessageData; the sinks take its bytes without iterating.
+ */
+export { WholeMessage } from "./store/whole-message.js";
+/**
  * `server.tls` (null without TLS) is a TlsContextProvider: `certificate` (X509Certificate),
  * `certificatePem`, `generated`, `reload()`, SNI certificates; `ctx.server.tls` is a TlsSessionInfo.
  */

@@ -29,6 +29,15 @@ import {
   workerParseArgsOptions,
 } from "./worker-flags.js";
 
+/**
+ * Where `mailgate serve` departs from the library's defaults (its --help and docs/serve.md say so):
+ * messages of up to 64 KB, what a stream would hold before pausing anyway, are handed to the store whole,
+ * without the Readable that costs more per message than the message itself.
+ */
+export const SERVE_DEFAULTS: Readonly<Pick<ServerSettings, "bufferMessagesUpTo">> = {
+  bufferMessagesUpTo: 64 * 1024,
+};
+
 export interface ServeFlags {
   settings: Partial<ServerSettings>;
   maildir: string;
@@ -297,7 +306,9 @@ export function serveHelp(): string {
           ? "none"
           : String(spec.default);
     const values = spec.values ? ` One of: ${spec.values.join(", ")}.` : "";
-    lines.push(`  ${shown}`, `      ${spec.description}${values} (default: ${fallback})`);
+    const own = SERVE_DEFAULTS[spec.name as keyof typeof SERVE_DEFAULTS];
+    const defaults = own === undefined ? fallback : `${own}; the library's: ${fallback}`;
+    lines.push(`  ${shown}`, `      ${spec.description}${values} (default: ${defaults})`);
   }
   lines.push("  -h, --help      Show this help.");
   return `${lines.join("\n")}\n`;

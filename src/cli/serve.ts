@@ -18,9 +18,10 @@ import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
-import type { MessageStore } from "../store/store.js";
+import type { MessageStore, StoreEnvelope } from "../store/store.js";
+import { WholeMessage } from "../store/whole-message.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
-import type { ServeFlags } from "./flags.js";
+import { SERVE_DEFAULTS, type ServeFlags } from "./flags.js";
 import { type OpenedLimits, openLimits } from "./limits.js";
 import { openSink } from "./open-sink.js";
 import { ServeOperations } from "./operations.js";
@@ -46,10 +47,28 @@ export function createStoringServer(
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
   const messageIds = new WeakMap<SessionContext, string>();
+  /** The sessions whose message under way went to onMessageStream (past bufferMessagesUpTo). */
+  const streamed = new WeakSet<SessionContext>();
+  const envelopeOf = (ctx: SessionContext): StoreEnvelope => ({
+    from: ctx.envelope.from,
+    to: [...ctx.envelope.to],
+    id: messageIds.get(ctx),
+    session: sessionFacts(ctx),
+  });
+  const deliver = async (ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> => {
+    const receipt = await store.deliver(envelopeOf(ctx), message);
+    server.onLogging(
+      ctx,
+      "info",
+      `Stored ${receipt.id} from <${ctx.envelope.from}> for ${ctx.envelope.to.length} recipient(s), ${receipt.size} bytes`,
+    );
+    return `Ok: stored as ${receipt.id}`;
+  };
   const server = new SmtpServer({
     logger: lineLogger(batchedStdout()), // a server program's log is its output, written once per turn
     ...options,
     maxMessageSize: sizeLimit(options.maxMessageSize, store.maxMessageSize),
+    bufferMessagesUpTo: options.bufferMessagesUpTo ?? SERVE_DEFAULTS.bufferMessagesUpTo,
     ...limits?.hooks,
     ...(limits?.authFailureLimiter && { authFailureLimiter: limits.authFailureLimiter }),
     ...(accounts
@@ -75,6 +94,7 @@ export function createStoringServer(
         }
       : {}),
     onMessageDataStart(ctx) {
+      streamed.delete(ctx);
       sequence = (sequence + 1) % 0x100000000;
       // Unique across instances too (the instance part), so that a store or broker may use it as the
       // message's id: a retried delivery of the same message is then recognisable downstream.
@@ -83,20 +103,15 @@ export function createStoringServer(
       messageIds.set(ctx, id);
       ctx.message.write(receivedHeader(ctx, { hostname: server.settings.hostname, id }));
     },
-    async onMessageStream(ctx, stream) {
-      const envelope = {
-        from: ctx.envelope.from,
-        to: [...ctx.envelope.to],
-        id: messageIds.get(ctx),
-        session: sessionFacts(ctx),
-      };
-      const receipt = await store.deliver(envelope, stream);
-      server.onLogging(
-        ctx,
-        "info",
-        `Stored ${receipt.id} from <${ctx.envelope.from}> for ${ctx.envelope.to.length} recipient(s), ${receipt.size} bytes`,
-      );
-      return `Ok: stored as ${receipt.id}`;
+    // A message past bufferMessagesUpTo is streamed to the store as it arrives...
+    onMessageStream(ctx, stream) {
+      streamed.add(ctx);
+      return deliver(ctx, stream);
+    },
+    // ...a smaller one is handed over whole once it is complete.
+    onMessageData(ctx) {
+      if (streamed.has(ctx)) return undefined; // onMessageStream's result stands
+      return deliver(ctx, new WholeMessage(ctx.message.data));
     },
   });
   return server;

@@ -3,7 +3,7 @@
  * serve, how long a worker retired by a rolling restart lets its sessions end, and how long a worker may
  * go without answering before it is killed. Parsing only; src/cli/serve-workers.ts runs them.
  */
-import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANG_TIMEOUT } from "../cluster/run-workers.js";
+import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT } from "../cluster/run-workers.js";
 import { UsageError, wholeNumber } from "./flag-values.js";
 
 export interface WorkerFlags {
@@ -32,6 +32,11 @@ export function parseWorkerFlags(values: Record<string, string | boolean | undef
       typeof drain === "string" ? wholeNumber("worker-drain-timeout", drain) : DEFAULT_DRAIN_TIMEOUT,
     hangTimeout: typeof hang === "string" ? wholeNumber("worker-hang-timeout", hang) : DEFAULT_HANG_TIMEOUT,
   };
+  if (parsed.hangTimeout > 0 && parsed.hangTimeout < MIN_HANG_TIMEOUT) {
+    throw new UsageError(
+      `Invalid value for --worker-hang-timeout: "${hang}"; it accepts 0 (no watch) or a whole number of at least ${MIN_HANG_TIMEOUT}.`,
+    );
+  }
   for (const [flag, value] of [
     ["worker-drain-timeout", drain],
     ["worker-hang-timeout", hang],
@@ -50,6 +55,6 @@ export function workerHelpLines(): string[] {
     "  --worker-drain-timeout MS",
     `      How long a worker retired by a rolling restart lets its sessions end by themselves before idle ones get 421 and transactions have 10 s to finish (default: ${DEFAULT_DRAIN_TIMEOUT}).`,
     "  --worker-hang-timeout MS",
-    `      How long a worker may go without answering the primary (its event loop blocked, by a hook stuck in a loop say) before it is killed and a new one takes its place; 0 never (default: ${DEFAULT_HANG_TIMEOUT}).`,
+    `      How long a worker may go without answering the primary (its event loop blocked, by a hook stuck in a loop say) before it is killed and a new one takes its place; at least ${MIN_HANG_TIMEOUT}, or 0 never (default: ${DEFAULT_HANG_TIMEOUT}).`,
   ];
 }

@@ -409,26 +409,41 @@ export class Primary {
   }
 
   /**
-   * Every third of hangTimeout (5 s at most), each worker is asked to answer; one that has not answered
-   * anything for hangTimeout is killed, and replaced as a crashed one is: a worker stuck in a loop would
-   * otherwise hold its connections forever.
+   * Every third of hangTimeout (5 s at most), each worker is asked to answer; one that has answered
+   * nothing for hangTimeout is killed, and replaced as a crashed one is: a worker stuck in a loop would
+   * otherwise hold its connections forever. The verdict waits for the I/O of the turn (setImmediate), so
+   * answers already received count; and a check that comes much later than it should (the primary itself
+   * was paused: SIGSTOP, a frozen container) starts every clock again instead of blaming the workers.
    */
   private watchWorkers(): void {
     const { hangTimeout } = this.options;
     if (hangTimeout === 0) return;
-    this.watch = setInterval(
-      () => {
-        for (const worker of this.workers) {
-          if (!worker.checkAlive(hangTimeout)) continue;
-          this.options.log(
-            "error",
-            `Worker ${worker.pid} has not answered for ${hangTimeout} ms (its event loop is blocked: a hook that never gives it back?); killing it`,
-          );
-        }
-      },
-      Math.max(10, Math.min(WATCH_MAX_MS, Math.floor(hangTimeout / 3))),
-    );
+    const interval = Math.min(WATCH_MAX_MS, Math.floor(hangTimeout / 3));
+    let last = performance.now();
+    this.watch = setInterval(() => {
+      const now = performance.now();
+      const paused = now - last > 2 * interval;
+      last = now;
+      setImmediate(() => this.checkWorkers(hangTimeout, paused));
+    }, interval);
     this.watch.unref();
+  }
+
+  private checkWorkers(hangTimeout: number, paused: boolean): void {
+    if (this.state !== "running") return; // stopping: each worker has its own deadline to exit
+    for (const worker of this.workers) {
+      if (paused) worker.heardNow();
+      const silence = worker.silence;
+      if (silence <= hangTimeout) {
+        worker.ping();
+        continue;
+      }
+      this.options.log(
+        "error",
+        `Worker ${worker.pid} has not answered for ${Math.round(silence)} ms, over the ${hangTimeout} ms of the worker hang timeout (its event loop is blocked: a hook that never gives it back?); killing it`,
+      );
+      worker.kill();
+    }
   }
 
   private exited(worker: WorkerProcess, how: string): void {

@@ -43,7 +43,8 @@ export interface RunWorkersOptions {
   drainTimeout?: number;
   /**
    * Milliseconds a worker may go without answering the primary (its event loop blocked: a hook stuck in
-   * a loop) before it is killed and replaced as a crashed one is. Default 30000; 0 turns the watch off.
+   * a loop) before it is killed and replaced as a crashed one is; from 1000, or 0 to turn the watch off.
+   * Default 30000. A worker is watched from the time it is ready.
    */
   hangTimeout?: number;
   /**
@@ -83,6 +84,8 @@ export interface PrimaryHandle {
 export const DEFAULT_DRAIN_TIMEOUT = 30_000;
 /** hangTimeout's default: a worker silent this long (its event loop blocked) is killed and replaced. */
 export const DEFAULT_HANG_TIMEOUT = 30_000;
+/** The least hangTimeout (other than 0): below it, a busy machine's pauses would pass for hangs. */
+export const MIN_HANG_TIMEOUT = 1000;
 
 /** True in a process that runWorkers started as a worker. */
 export function isWorkerProcess(): boolean {
@@ -115,6 +118,11 @@ export async function runWorkers(run: RunWorkersOptions): Promise<PrimaryHandle 
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new RangeError(`Invalid ${name} ${value}: give the milliseconds, from 0.`);
     }
+  }
+  if (hangTimeout > 0 && hangTimeout < MIN_HANG_TIMEOUT) {
+    throw new RangeError(
+      `Invalid hangTimeout ${hangTimeout}: give at least ${MIN_HANG_TIMEOUT} ms, or 0 to turn the watch off.`,
+    );
   }
   // Built only to validate the options as every worker will, and to read their settings.
   const { settings } = new SmtpServer(run.options);

@@ -34,6 +34,8 @@ export class WorkerProcess {
   readyAt = 0;
   /** When a message from it came last (performance.now()): any message shows that its event loop runs. */
   private heardAt = performance.now();
+  /** Killed by the watch: it is not watched again while its exit is on its way. */
+  private killed = false;
   private readonly child: ChildProcess;
   private killTimer: NodeJS.Timeout | undefined;
 
@@ -100,18 +102,30 @@ export class WorkerProcess {
   }
 
   /**
-   * The watch for a blocked event loop (a hook that never gives it back), at each of the primary's checks:
-   * a worker not heard from for `hangTimeout` ms is killed (its exit is handled as a crash's); any other is
-   * asked to answer. True when it was killed.
+   * Milliseconds since the worker was last heard from (any message counts), for the primary's watch for a
+   * blocked event loop; 0 for a worker that is not watched: one still starting (Node and the program's
+   * own start come first), one already killed, or one whose channel is closed (it is exiting).
    */
-  checkAlive(hangTimeout: number): boolean {
-    if (this.state === "exited" || !this.child.connected) return false;
-    if (performance.now() - this.heardAt > hangTimeout) {
-      this.child.kill("SIGKILL");
-      return true;
-    }
+  get silence(): number {
+    if (this.state === "starting" || this.state === "exited" || this.killed || !this.child.connected)
+      return 0;
+    return performance.now() - this.heardAt;
+  }
+
+  /** Asks it to answer (the watch's ping). */
+  ping(): void {
     this.send({ type: "ping" });
-    return false;
+  }
+
+  /** The watch's clock starts again (the primary itself was paused: nobody could answer it meanwhile). */
+  heardNow(): void {
+    this.heardAt = performance.now();
+  }
+
+  /** Kills it at once: its event loop is blocked, so it could not act on SIGTERM. Its exit replaces it. */
+  kill(): void {
+    this.killed = true;
+    this.child.kill("SIGKILL");
   }
 
   /** No more connections: its sessions may end by themselves for `drainTimeout` ms, then it stops. */

@@ -15,7 +15,14 @@ export interface MessageLimits {
   maxMessageSize: number;
   /** highWaterMark of the stream given to onMessageStream. */
   streamHighWaterMark: number;
+  /**
+   * With onMessageStream: bytes kept before the stream is opened; a message that ends within them goes to
+   * onMessageData whole, never to onMessageStream (0: the stream is opened at the start).
+   */
+  bufferUpTo: number;
 }
+
+type StreamConsumer = NonNullable<MessageHooks["onMessageStream"]>;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -25,6 +32,10 @@ export class MessageReceiver {
   /** While the stream consumer wants no more bytes: settles when it reads again or the message fails. */
   private full: { promise: Promise<void>; resolve: () => void } | null = null;
   private parts: Buffer[] = [];
+  /** The bytes in `parts`, while they are kept (no stream). */
+  private partsBytes = 0;
+  /** The stream consumer, while the message is within bufferUpTo: it is started once the message passes it. */
+  private waitingConsumer: StreamConsumer | null = null;
   /** The last bytes added, not handed over yet: the next chunk may continue them (see append()). */
   private held: Buffer | null = null;
   private stream: Readable | null = null;
@@ -48,15 +59,18 @@ export class MessageReceiver {
   }
 
   /**
-   * Runs the data-start hook (its error refuses the message before any data) and opens the stream, unless
-   * the message was abandoned while the hook ran (the session closed): no consumer is started for it.
+   * Runs the data-start hook (its error refuses the message before any data) and opens the stream (with
+   * bufferUpTo, once the message passes it), unless the message was abandoned while the hook ran (the
+   * session closed): no consumer is started for it.
    */
   begin(): Awaitable<void> {
     return thenCall(
       () => this.hooks.onMessageDataStart(this.ctx),
       () => {
         const consumer = this.hooks.onMessageStream;
-        if (consumer && !this.error) this.openStream(consumer);
+        if (!consumer || this.error) return;
+        if (this.limits.bufferUpTo > 0) this.waitingConsumer = consumer;
+        else this.openStream(consumer);
       },
     );
   }
@@ -111,6 +125,13 @@ export class MessageReceiver {
     const { stream } = this;
     if (!stream) {
       this.parts.push(held);
+      this.partsBytes += held.length;
+      const consumer = this.waitingConsumer;
+      if (consumer && this.partsBytes > this.limits.bufferUpTo) {
+        // Too big to be handed over whole: from now on it is streamed, what was kept first.
+        this.waitingConsumer = null;
+        this.openStream(consumer);
+      }
       return;
     }
     if (this.streamFailure || stream.destroyed) return;
@@ -128,6 +149,8 @@ export class MessageReceiver {
     if (this.error || this.finished) return;
     this.error = error;
     this.parts = [];
+    this.partsBytes = 0;
+    this.waitingConsumer = null;
     this.held = null;
     if (this.stream && !this.stream.destroyed) {
       this.stream.destroy(error instanceof Error ? error : new Error(String(error)));
@@ -189,6 +212,7 @@ export class MessageReceiver {
     message.delivered = new Date();
     if (this.stream) return this.finishStream(this.stream);
     if (this.error) return messageResult(this.error, undefined);
+    this.waitingConsumer = null; // it ended within bufferUpTo: onMessageData gets it whole
     message.data = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
     return this.runDataHook(undefined);
   }
@@ -222,7 +246,7 @@ export class MessageReceiver {
     );
   }
 
-  private openStream(consumer: NonNullable<MessageHooks["onMessageStream"]>): void {
+  private openStream(consumer: StreamConsumer): void {
     const stream = new Readable({
       highWaterMark: this.limits.streamHighWaterMark,
       read: () => this.release(),
@@ -233,6 +257,7 @@ export class MessageReceiver {
     stream.on("error", () => {});
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
+    this.partsBytes = 0;
     this.flush();
     // The consumer starts a turn later; a message abandoned meanwhile (the session closed) never starts it.
     this.streamResult = Promise.resolve()

@@ -91,6 +91,11 @@ export interface SessionConfig {
   ioBufferMaxSize: number;
   /** highWaterMark of the stream given to onMessageStream. */
   messageChunkSize: number;
+  /**
+   * A message that ends within this many bytes is not streamed: onMessageStream is not called for it and
+   * onMessageData gets it whole. 0 (the default): every message is streamed when onMessageStream is set.
+   */
+  bufferMessagesUpTo?: number;
   /** Log every command and reply at debug severity. */
   logDialog: boolean;
 }

@@ -195,6 +195,7 @@ export class MailTransaction {
     const receiver = new MessageReceiver(this.ctx, this.hooks, {
       maxMessageSize: config.maxMessageSize,
       streamHighWaterMark: config.messageChunkSize,
+      bufferUpTo: config.bufferMessagesUpTo ?? 0,
     });
     this.ctx.message.write = (bytes) => receiver.insert(bytes);
     return receiver;

@@ -31,6 +31,7 @@ export function compileSessionConfig(s: ServerSettings, authFailureLimiter?: Add
     maxCommandLineLength: s.maxCommandLineLength,
     ioBufferMaxSize: s.ioBufferMaxSize,
     messageChunkSize: s.ioBufferChunkSize,
+    bufferMessagesUpTo: s.bufferMessagesUpTo,
     logDialog: severityEnabled("debug", s.loggerSeverity),
     tls: s.tlsMode !== "forbidden",
     tlsRequired: s.tlsMode === "required",

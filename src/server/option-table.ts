@@ -28,6 +28,7 @@ export interface ServerSettings {
   ioCmdTimeout: number;
   minDataRate: number;
   ioBufferChunkSize: number;
+  bufferMessagesUpTo: number;
   ioBufferMaxSize: number;
   pipeliningExtension: boolean;
   internationalizationExtensions: boolean;
@@ -179,6 +180,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: 64 * 1024,
     min: 1024,
     description: "Bytes buffered for a slow onMessageStream consumer before reading from the client pauses.",
+  },
+  {
+    name: "bufferMessagesUpTo",
+    kind: "integer",
+    default: 0,
+    min: 0,
+    description:
+      "With onMessageStream: a message that ends within this many bytes is not streamed; onMessageData gets it whole in ctx.message.data (a Readable per message costs more than a small message). 0 = every message streamed. `mailgate serve` uses 65536 unless given.",
   },
   {
     name: "ioBufferMaxSize",

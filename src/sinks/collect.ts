@@ -5,10 +5,12 @@
  *
  * A Node Readable (what `mailgate serve` and onMessageStream hand over) is read with read() on its
  * 'readable' events rather than through its async iterator, which costs several microseconds of
- * promises, listeners and end-of-stream tracking per message; anything else is iterated.
+ * promises, listeners and end-of-stream tracking per message; a WholeMessage (a small message `mailgate
+ * serve` buffered) is taken as it is; anything else is iterated.
  */
 import { Readable } from "node:stream";
 import { SmtpError } from "../protocol/errors.js";
+import { WholeMessage } from "../store/whole-message.js";
 
 /**
  * The whole of `message` as one Buffer, or an SmtpError 552 5.3.4 as soon as it passes `limit` bytes
@@ -20,6 +22,10 @@ export async function readWholeMessage(
   limit: number,
   what = "the sink's maximum message size",
 ): Promise<Buffer> {
+  if (message instanceof WholeMessage) {
+    if (message.data.length > limit) throw messageTooBig(limit, what);
+    return message.data;
+  }
   if (message instanceof Readable) {
     const head = await readReadable(message, limit);
     if (!head.ended) {
@@ -66,6 +72,10 @@ export interface MessageHead {
  * has while holding at most `bound` bytes and one chunk.
  */
 export async function readUpTo(message: AsyncIterable<Buffer>, bound: number): Promise<MessageHead> {
+  if (message instanceof WholeMessage && message.data.length <= bound) {
+    const { data } = message;
+    return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };
+  }
   if (message instanceof Readable) {
     const { chunks, size, ended } = await readReadable(message, bound);
     // The iterator takes over where read() stopped: what is still buffered comes first.

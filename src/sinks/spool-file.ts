@@ -30,6 +30,15 @@ const READ_CHUNK = 64 * 1024;
 /** An envelope with the id the spool keeps for it (given by the caller, or drawn by the spool). */
 export type IdentifiedEnvelope = StoreEnvelope & { id: string };
 
+/**
+ * An id the spool can keep: a non-empty string without line breaks or other control characters (it
+ * becomes a header of the sink's: AMQP's message-id, NATS's Nats-Msg-Id, the HTTP sink's).
+ */
+export function isSpoolableId(id: unknown): id is string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
+  return typeof id === "string" && id !== "" && !/[\x00-\x1f\x7f]/.test(id);
+}
+
 /** The X-Mailgate-Spool line for `envelope`: ASCII only, one line (JSON escapes every control character). */
 export function spoolHeader(envelope: IdentifiedEnvelope): Buffer {
   const json = JSON.stringify({ id: envelope.id, session: envelope.session ?? null }).replace(
@@ -89,10 +98,7 @@ function spooledFacts(json: string): { id: string; session: SessionFacts | null 
   }
   if (typeof facts !== "object" || facts === null) throw malformed("is not a JSON object");
   const { id, session } = facts as { id?: unknown; session?: unknown };
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for
-  if (typeof id !== "string" || id === "" || /[\x00-\x1f\x7f]/.test(id)) {
-    throw malformed("has no id, or one with control characters");
-  }
+  if (!isSpoolableId(id)) throw malformed("has no id, or one with control characters");
   try {
     return { id, session: sessionFactsFrom(session) };
   } catch (error) {

@@ -23,7 +23,7 @@ import { prepareMaildir } from "../store/maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { messageTooBig } from "./collect.js";
 import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
-import { type IdentifiedEnvelope, spoolHeader } from "./spool-file.js";
+import { type IdentifiedEnvelope, isSpoolableId, spoolHeader } from "./spool-file.js";
 import { type SpooledFile, SpoolForwarder } from "./spool-forwarder.js";
 import { SinkHealth, type SinkState } from "./spool-health.js";
 import { SpoolLock } from "./spool-lock.js";
@@ -214,7 +214,14 @@ export class SinkSpool implements MessageStore {
   deliver(envelope: StoreEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     if (this.#closed)
       return Promise.reject(new SinkUnavailable(`Spool ${this.directory}`, "the spool is closing"));
-    const delivery = this.#deliver({ ...envelope, id: envelope.id ?? randomUUID() }, message);
+    const id = envelope.id ?? randomUUID();
+    if (!isSpoolableId(id)) {
+      // Read back, it would be refused: never accept what could not be forwarded.
+      return Promise.reject(
+        new TypeError(`Cannot spool message id ${JSON.stringify(id)}: empty or with control characters.`),
+      );
+    }
+    const delivery = this.#deliver({ ...envelope, id }, message);
     this.#active.add(delivery);
     const forget = () => this.#active.delete(delivery);
     delivery.then(forget, forget);

@@ -24,6 +24,10 @@ test("--workers takes a whole number from 1 or auto; 1 (a single process) by def
     /--worker-hang-timeout applies only with --workers above 1 or auto/,
   );
   assert.throws(() => parseServeFlags(["--workers", "2", "--worker-hang-timeout", "-1"]), UsageError);
+  assert.throws(
+    () => parseServeFlags(["--workers", "2", "--worker-hang-timeout", "500"]),
+    /--worker-hang-timeout: "500"; it accepts 0 \(no watch\) or a whole number of at least 1000/,
+  );
 });
 
 test("--help lists the flags with their defaults", () => {

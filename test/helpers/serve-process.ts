@@ -47,10 +47,14 @@ export async function startServe(
   return { child, port, output, exited };
 }
 
-/** A Node program (`args`: its script and arguments) as a child process, with what it prints gathered. */
+/**
+ * A Node program (`args`: its script and arguments) as a child process, with what it prints gathered.
+ * `detached`: in a process group of its own, so that a test can kill the program and its children at once
+ * (`process.kill(-child.pid)`).
+ */
 export function spawnNode(
   args: readonly string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; detached?: boolean } = {},
 ): Omit<Served, "port"> {
   const child = spawn(process.execPath, args, { ...options, stdio: "pipe" });
   let output = "";

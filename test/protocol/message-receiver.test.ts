@@ -22,11 +22,16 @@ function hooks(overrides: Partial<MessageHooks> = {}): MessageHooks {
   };
 }
 
-function receiver(overrides: Partial<MessageHooks> = {}, maxMessageSize = 10, streamHighWaterMark = 16_384) {
+function receiver(
+  overrides: Partial<MessageHooks> = {},
+  maxMessageSize = 10,
+  streamHighWaterMark = 16_384,
+  bufferUpTo = 0,
+) {
   const ctx = newContext();
   return {
     ctx,
-    message: new MessageReceiver(ctx, hooks(overrides), { maxMessageSize, streamHighWaterMark }),
+    message: new MessageReceiver(ctx, hooks(overrides), { maxMessageSize, streamHighWaterMark, bufferUpTo }),
   };
 }
 
@@ -80,6 +85,7 @@ describe("buffered (onMessageData)", () => {
     const fresh = new MessageReceiver(ctx, hooks({ onMessageData: () => "queued as 9" }), {
       maxMessageSize: 0,
       streamHighWaterMark: 16_384,
+      bufferUpTo: 0,
     });
     assert.equal(ctx.message.headers, false);
     assert.ok(ctx.message.received instanceof Date);
@@ -299,5 +305,70 @@ describe("streamed (onMessageStream)", () => {
     message.abandon(new Error("gone"));
     await turn();
     assert.equal(started, false);
+  });
+});
+
+describe("bufferUpTo: small messages are not streamed", () => {
+  const streaming = (seen: { chunks: string[]; streams: number }) => ({
+    onMessageStream: async (_ctx: unknown, stream: Readable) => {
+      seen.streams += 1;
+      for await (const chunk of stream) seen.chunks.push((chunk as Buffer).toString("latin1"));
+      return "streamed";
+    },
+    onMessageData: (ctx: { message: { data: Buffer } }) =>
+      ctx.message.data.length > 0 ? `whole: ${ctx.message.data.toString("latin1")}` : undefined,
+  });
+
+  test("a message that ends within the bound never reaches onMessageStream: onMessageData gets it whole", async () => {
+    const seen = { chunks: [] as string[], streams: 0 };
+    const { ctx, message } = receiver(streaming(seen), 0, 16_384, 12);
+    message.insert("H: 1\r\n");
+    await message.begin();
+    message.write(bytes("abc"));
+    message.flush();
+    message.write(bytes("def"));
+    assert.deepEqual(await message.finish(), { kind: "accepted", text: "whole: H: 1\r\nabcdef" });
+    assert.equal(seen.streams, 0);
+    assert.equal(ctx.message.data.toString("latin1"), "H: 1\r\nabcdef");
+  });
+
+  test("one byte past the bound: the stream opens with everything kept so far, in order, then the rest", async () => {
+    const seen = { chunks: [] as string[], streams: 0 };
+    const { ctx, message } = receiver(streaming(seen), 0, 16_384, 12);
+    message.insert("H: 1\r\n");
+    await message.begin();
+    message.write(bytes("abcdef"));
+    message.flush(); // 12 bytes kept: still within
+    await turn();
+    assert.equal(seen.streams, 0);
+    message.write(bytes("g"));
+    message.flush(); // 13: streamed from now on
+    message.write(bytes("hij"));
+    assert.deepEqual(await message.finish(), { kind: "accepted", text: "streamed" });
+    assert.equal(seen.streams, 1);
+    assert.equal(seen.chunks.join(""), "H: 1\r\nabcdefghij");
+    assert.equal(ctx.message.data.length, 0, "a streamed message is not also buffered");
+  });
+
+  test("a small message refused before its end reaches neither hook", async () => {
+    const seen = { chunks: [] as string[], streams: 0 };
+    let dataHook = false;
+    const { message } = receiver(
+      {
+        ...streaming(seen),
+        onMessageData: () => {
+          dataHook = true;
+        },
+      },
+      4,
+      16_384,
+      64,
+    );
+    await message.begin();
+    message.write(bytes("too long"));
+    const result = await message.finish();
+    assert.equal(result.kind, "refused");
+    assert.equal(seen.streams, 0);
+    assert.equal(dataHook, false);
   });
 });

@@ -172,6 +172,7 @@ test("the defaults are the documented ones", () => {
     ioCmdTimeout: 30_000,
     minDataRate: 500,
     ioBufferChunkSize: 64 * 1024,
+    bufferMessagesUpTo: 0,
     ioBufferMaxSize: 1024 * 1024,
     pipeliningExtension: true,
     internationalizationExtensions: true,

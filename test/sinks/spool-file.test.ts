@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { decodeMailgateEnvelope, type SessionFacts } from "../../src/index.js";
 import { readSpooledMessage, spoolHeader } from "../../src/sinks/spool-file.js";
+import { WholeMessage } from "../../src/store/whole-message.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
 import { spoolFixture } from "./spool-helpers.js";
 
@@ -142,4 +143,23 @@ test("a consumer refuses a Mailgate-Envelope whose session facts have the wrong 
   assert.equal(decodeMailgateEnvelope(encode(null)).session, null);
   assert.throws(() => decodeMailgateEnvelope(encode({ ...FACTS, smtputf8: 1 })), /smtputf8 is not a boolean/);
   assert.throws(() => decodeMailgateEnvelope(encode("facts")), /session facts are not an object/);
+});
+
+test("the spool refuses at once an id it could not forward: nothing is stored or sent", async (t) => {
+  const fixture = await spoolFixture(t);
+  const delivered: string[] = [];
+  const spool = await fixture.open({
+    async deliver(envelope) {
+      delivered.push(envelope.id ?? "");
+      return { id: envelope.id ?? "", location: "test", size: 0 };
+    },
+  });
+  for (const id of ["line\r\nbreak", "tab\there", ""]) {
+    await assert.rejects(
+      spool.deliver({ from: "a@example.org", to: ["b@example.com"], id }, new WholeMessage(BODY)),
+      /Cannot spool message id/,
+    );
+  }
+  assert.deepEqual(delivered, []);
+  assert.deepEqual(await readdir(join(fixture.directory, "new")), []);
 });
