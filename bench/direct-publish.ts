@@ -45,7 +45,7 @@ function secret(): string {
 }
 
 /** Each publisher loads only its own client library. */
-async function openPublisher(target: PublishTarget, inFlight: number): Promise<Publisher> {
+export async function openPublisher(target: PublishTarget, inFlight: number): Promise<Publisher> {
   switch (target.kind) {
     case "amqp":
       return (await import("./publish-amqp.js")).openAmqpPublisher(target, secret());
@@ -57,7 +57,7 @@ async function openPublisher(target: PublishTarget, inFlight: number): Promise<P
 }
 
 /** Publishes `count` messages with ids prefix-0, prefix-1...: `inFlight` workers, each awaiting its confirm. */
-async function publishAll(
+export async function publishAll(
   publisher: Publisher,
   message: Buffer,
   count: number,
