@@ -21,6 +21,7 @@ import type { Logger } from "../server/options.js";
 import { MaildirStore } from "../store/maildir.js";
 import { prepareMaildir } from "../store/maildir-setup.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
+import { WholeMessage } from "../store/whole-message.js";
 import { messageTooBig } from "./collect.js";
 import { SINK_TEMPORARY_TEXT, SinkUnavailable } from "./sink-error.js";
 import { type IdentifiedEnvelope, isSpoolableId, spoolHeader } from "./spool-file.js";
@@ -250,22 +251,23 @@ export class SinkSpool implements MessageStore {
   async #deliver(envelope: IdentifiedEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     if (this.#health.skipSink) return this.#spool(envelope, message);
     const spillPath = () => join(this.directory, "tmp", `spill.${process.pid}.${++spills}`);
-    const tee = new MessageTee(message, this.#bufferUpTo, spillPath);
+    // A message whole in memory can be read again as it is: it needs no tee to be spooled after a failure.
+    const tee = message instanceof WholeMessage ? null : new MessageTee(message, this.#bufferUpTo, spillPath);
     try {
-      const receipt = await this.sink.deliver(envelope, tee);
+      const receipt = await this.sink.deliver(envelope, tee ?? message);
       this.#health.answered();
       return receipt;
     } catch (error) {
       // The message itself failed (the session aborted it): nothing to keep.
-      if (tee.sourceError !== undefined) throw tee.sourceError;
+      if (tee?.sourceError !== undefined) throw tee.sourceError;
       if (!(error instanceof SinkUnavailable)) {
         if (error instanceof SmtpError) this.#health.answered();
         throw error;
       }
       this.#health.failed(error.message);
-      return await this.#spool(envelope, tee.replay());
+      return await this.#spool(envelope, tee ? tee.replay() : message);
     } finally {
-      await tee.dispose();
+      await tee?.dispose();
     }
   }
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { decodeMailgateEnvelope, type SessionFacts } from "../../src/index.js";
+import { SinkUnavailable } from "../../src/sinks/sink-error.js";
 import { readSpooledMessage, spoolHeader } from "../../src/sinks/spool-file.js";
 import { WholeMessage } from "../../src/store/whole-message.js";
 import { silentLogger, waitFor } from "../helpers/clients.js";
@@ -162,4 +163,45 @@ test("the spool refuses at once an id it could not forward: nothing is stored or
   }
   assert.deepEqual(delivered, []);
   assert.deepEqual(await readdir(join(fixture.directory, "new")), []);
+});
+
+test("a WholeMessage the sink cannot take now is spooled byte-exact, then forwarded with its id", async (t) => {
+  const fixture = await spoolFixture(t);
+  let up = false;
+  const received: { id: string; bytes: Buffer; whole: boolean }[] = [];
+  const spool = await fixture.open(
+    {
+      async deliver(envelope, message) {
+        if (!up) throw new SinkUnavailable("test sink", "down");
+        const chunks: Buffer[] = [];
+        for await (const chunk of message) chunks.push(chunk);
+        received.push({
+          id: envelope.id ?? "",
+          bytes: Buffer.concat(chunks),
+          whole: message instanceof WholeMessage,
+        });
+        return { id: envelope.id ?? "", location: "test", size: 0 };
+      },
+    },
+    { retryDelay: { min: 20, max: 100 } },
+  );
+  const receipt = await spool.deliver(
+    { from: "a@example.org", to: ["b@example.com"], id: "WHOLE1", session: FACTS },
+    new WholeMessage(BODY),
+  );
+  assert.equal(receipt.id, "WHOLE1");
+  assert.equal(spool.stats.spooled, 1);
+  up = true;
+  await waitFor(() => received.length === 1, "the spooled message to be forwarded", 5000);
+  assert.deepEqual(received[0]?.id, "WHOLE1");
+  assert.deepEqual(received[0]?.bytes, BODY);
+  // Straight through while the sink is up: the sink gets the WholeMessage itself, no tee in between.
+  await spool.deliver({ from: "a@example.org", to: ["b@example.com"], id: "WHOLE2" }, new WholeMessage(BODY));
+  assert.deepEqual(
+    received.map((r) => [r.id, r.whole]),
+    [
+      ["WHOLE1", false],
+      ["WHOLE2", true],
+    ],
+  );
 });
