@@ -291,3 +291,42 @@ describe("DSN parameters", () => {
     );
   });
 });
+
+describe("bufferMessagesUpTo with BDAT", () => {
+  /** A session whose onMessageStream records what it read; onMessageData records whole messages. */
+  async function bounded(limit: number) {
+    const streamed: string[] = [];
+    const whole: string[] = [];
+    const t = await ready(
+      { bufferMessagesUpTo: limit },
+      {
+        onMessageStream: async (_ctx: unknown, stream: AsyncIterable<Buffer>) => {
+          let text = "";
+          for await (const chunk of stream) text += chunk.toString("latin1");
+          streamed.push(text);
+        },
+        onMessageData: (ctx: { message: { data: Buffer } }) => {
+          if (ctx.message.data.length > 0) whole.push(ctx.message.data.toString("latin1"));
+        },
+      },
+    );
+    return { t, streamed, whole };
+  }
+
+  test("chunks that end within the bound: one whole message, no stream", async () => {
+    const { t, streamed, whole } = await bounded(10);
+    assert.equal(
+      await t.send("BDAT 4\r\nabcdBDAT 6 LAST\r\nefghij"),
+      `250 2.0.0 Ok: 4 octets received\r\n${ACCEPTED}`,
+    );
+    assert.deepEqual({ streamed, whole }, { streamed: [], whole: ["abcdefghij"] });
+  });
+
+  test("a chunk that passes the bound: streamed from then on, the chunks before it first", async () => {
+    const { t, streamed, whole } = await bounded(10);
+    assert.equal(await t.send("BDAT 6\r\nabcdef"), "250 2.0.0 Ok: 6 octets received\r\n");
+    assert.equal(await t.send("BDAT 5\r\nghijk"), "250 2.0.0 Ok: 5 octets received\r\n");
+    assert.equal(await t.send("BDAT 3 LAST\r\nlmn"), ACCEPTED);
+    assert.deepEqual({ streamed, whole }, { streamed: ["abcdefghijklmn"], whole: [] });
+  });
+});
