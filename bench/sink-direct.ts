@@ -1,7 +1,7 @@
 /**
  * Each sink's own cost, without SMTP: the sink that `mailgate serve --sink` opens (the same flags, the same
  * destination as `npm run bench` gives it) driven the way the direct publisher (the sink's ceiling) is,
- * `--in-flight` messages at a time, each a `WholeMessage` of the benchmark's 2 KB message with its envelope
+ * `--in-flight` messages at a time (its `--sink-window` set to as many), each a `WholeMessage` of the benchmark's 2 KB message with its envelope
  * and session facts, in interleaved rounds with that publisher in the same process. CPU per message is this
  * process's CPU time ÷ messages; the ratio sink ÷ publisher is what the sink's code adds to the client
  * library's own work when both are driven alike (in `mailgate serve` the sink is driven by SMTP sessions,
@@ -72,7 +72,8 @@ async function main(): Promise<void> {
     try {
       const env = { ...process.env, ...destination.env };
       Object.assign(process.env, destination.env); // the publisher reads its secret from there
-      const flags = parseServeFlags(destination.flags).sink;
+      // Driven alike: the sink's window (and the HTTP sink's connections) as many as the publisher's.
+      const flags = parseServeFlags([...destination.flags, "--sink-window", String(inFlight)]).sink;
       if (!flags) throw new Error(`no sink in ${destination.flags.join(" ")}`);
       const { store } = await openSink(flags, env, quiet);
       const viaSink: Publisher = {

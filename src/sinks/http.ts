@@ -29,6 +29,7 @@ import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { readUpTo } from "./collect.js";
+import { isHeaderSafeId } from "./header-safe-id.js";
 import { httpSinkSignature } from "./http-signature.js";
 import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
 import { describeError, SinkUnavailable, sinkRefusal } from "./sink-error.js";
@@ -76,8 +77,6 @@ export interface HttpSinkOptions {
 
 /** A refusal body is read up to this many bytes. */
 const MAX_ANSWER_BYTES = 4096;
-/** A message id is sent as a header value: visible ASCII only. */
-const MESSAGE_ID = /^[\x21-\x7e]{1,256}$/;
 /** Replies an endpoint may choose (x5z: mail system status; not 421 or 521, which close the session). */
 const REFUSAL_CODE = /^[45]5\d$/;
 
@@ -160,7 +159,7 @@ export class HttpSink implements MessageStore {
     if (envelope.to.length === 0)
       return Promise.reject(new TypeError("Cannot send a message without recipients."));
     const id = envelope.id ?? randomUUID();
-    if (!MESSAGE_ID.test(id)) {
+    if (!isHeaderSafeId(id)) {
       return Promise.reject(
         new TypeError(`Cannot send message id ${JSON.stringify(id)}: not visible ASCII.`),
       );

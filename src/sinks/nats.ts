@@ -24,6 +24,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../server/options.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { messageTooBig, readUpTo } from "./collect.js";
+import { isHeaderSafeId } from "./header-safe-id.js";
 import { natsMailHeaders } from "./nats-headers.js";
 import { putObject } from "./nats-object-upload.js";
 import { type NatsSettings, type NatsSinkOptions, natsSettings } from "./nats-options.js";
@@ -37,9 +38,6 @@ export type { NatsDeclareOptions, NatsSinkOptions, NatsTlsOptions } from "./nats
 
 /** "stalled": connected, but a publish timed out and the server has not answered a PING since. */
 export type NatsSinkState = "idle" | "connecting" | "connected" | "stalled" | "disconnected" | "closed";
-
-/** A message id travels as a header value and an object name: visible ASCII only. */
-const MESSAGE_ID = /^[\x21-\x7e]{1,256}$/;
 
 /** One publish whose PubAck the sink awaits: settled by the server's answer, a timeout or a lost link. */
 interface Pending {
@@ -189,7 +187,7 @@ export class NatsSink implements MessageStore {
   async deliver(envelope: StoreEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     if (envelope.to.length === 0) throw new TypeError("Cannot publish a message without recipients.");
     const id = envelope.id ?? randomUUID();
-    if (!MESSAGE_ID.test(id)) throw new TypeError("Cannot publish a message id that is not visible ASCII.");
+    if (!isHeaderSafeId(id)) throw new TypeError("Cannot publish a message id that is not visible ASCII.");
     const subject = this.#settings.subjectFor(envelope);
     this.#ensureUsable(); // 451 at once: never read a message the sink cannot publish now
     const leave = await this.#enterWindow();
