@@ -15,7 +15,8 @@
  * whoever reads the stored message agree on where the headers end.
  *
  * Hot path: lines are found with Buffer.indexOf and unchanged runs are emitted as subarrays of the
- * input, so a clean chunk costs two native scans per line and no copy.
+ * input, so a clean chunk costs two native scans per line and no copy; each byte is scanned at most once
+ * for LF and once for CR, whatever the mix of line ends.
  */
 
 import { type BodyReader, BodyStop } from "./body-reader.js";
@@ -60,6 +61,11 @@ export class DataDecoder implements BodyReader {
     const len = input.length;
     let pos = start;
     let run = start; // first byte of the unchanged run not yet emitted
+    // The next LF and CR at or after pos, each searched again only once pos has passed it (-1: none in
+    // the rest of the input). Searching both from every line would scan the rest of the input once per
+    // line when one of them is rare: quadratic in a message of bare LFs or bare CRs.
+    let nextLf = -2;
+    let nextCr = -2;
 
     while (pos < len) {
       if (this.lineStart) {
@@ -78,9 +84,11 @@ export class DataDecoder implements BodyReader {
         this.lineStart = false;
       }
 
-      const lf = input.indexOf(LF, pos);
+      if (nextLf !== -1 && nextLf < pos) nextLf = input.indexOf(LF, pos);
+      const lf = nextLf;
       if (mode !== "leave") {
-        const cr = input.indexOf(CR, pos);
+        if (nextCr !== -1 && nextCr < pos) nextCr = input.indexOf(CR, pos);
+        const cr = nextCr;
         if (cr !== -1 && (lf === -1 || cr < lf - 1)) {
           // A CR that is not right before the next LF: bare, unless the LF is still to come.
           if (cr > pos) this.lineHasOutput = true;

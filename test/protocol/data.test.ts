@@ -417,3 +417,49 @@ describe("zero copy", () => {
     });
   }
 });
+
+describe("linear cost: each byte is searched at most once for LF and once for CR", () => {
+  /**
+   * `text` as a Buffer whose indexOf counts the bytes it looks at (up to the match, or to the end), so
+   * that a search repeated over the rest of the input shows without timing anything.
+   */
+  function counted(text: string): { input: Buffer; scanned: () => number } {
+    let scanned = 0;
+    const input = bytes(text);
+    const searchOf = Buffer.prototype.indexOf;
+    Object.defineProperty(input, "indexOf", {
+      value(this: Buffer, value: number, from: number) {
+        const found = searchOf.call(this, value, from);
+        scanned += (found === -1 ? this.length : found + 1) - from;
+        return found;
+      },
+    });
+    return { input, scanned: () => scanned };
+  }
+
+  const LINES = 20_000;
+  const messages: Record<string, string> = {
+    "bare LFs": `${"x\n".repeat(LINES)}\r\n.\r\n`,
+    "bare CRs": `${"x\r".repeat(LINES)}\r\n.\r\n`,
+    "bare CRs, then one LF": `${"x\r".repeat(LINES)}\n\r\n.\r\n`,
+    "CRLF lines": `${"x\r\n".repeat(LINES)}.\r\n`,
+  };
+  for (const mode of CRLF_MODES) {
+    for (const [shape, text] of Object.entries(messages)) {
+      test(`${mode}: ${shape}`, () => {
+        const { input, scanned } = counted(text);
+        const decoder = new DataDecoder(mode, () => {});
+        let pos = 0;
+        do pos = decoder.read(input, pos);
+        while (decoder.stop === BodyStop.HeadersEnd);
+        assert.equal(decoder.stop, BodyStop.End);
+        assert.equal(pos, input.length);
+        // Before: a message of 40 KB of bare LFs scanned ~400 MB looking for a CR (one scan per line).
+        assert.ok(
+          scanned() <= 2 * input.length,
+          `${scanned()} bytes scanned for a ${input.length}-byte input`,
+        );
+      });
+    }
+  }
+});
