@@ -1,7 +1,7 @@
 /**
  * `mailgate serve --workers N|auto`, --worker-drain-timeout and --worker-hang-timeout: how many processes
  * serve, how long a worker retired by a rolling restart lets its sessions end, and how long a worker may
- * go without answering before it is killed. Parsing only; src/cli/serve-workers.ts runs them.
+ * go silent (no heartbeat) before it is killed. Parsing only; src/cli/serve-workers.ts runs them.
  */
 import { DEFAULT_DRAIN_TIMEOUT, DEFAULT_HANG_TIMEOUT, MIN_HANG_TIMEOUT } from "../cluster/run-workers.js";
 import { UsageError, wholeNumber } from "./flag-values.js";
@@ -55,6 +55,6 @@ export function workerHelpLines(): string[] {
     "  --worker-drain-timeout MS",
     `      How long a worker retired by a rolling restart lets its sessions end by themselves before idle ones get 421 and transactions have 10 s to finish (default: ${DEFAULT_DRAIN_TIMEOUT}).`,
     "  --worker-hang-timeout MS",
-    `      How long a worker may go without answering the primary (its event loop blocked, by a hook stuck in a loop say) before it is killed and a new one takes its place; at least ${MIN_HANG_TIMEOUT}, or 0 never (default: ${DEFAULT_HANG_TIMEOUT}).`,
+    `      How long a worker may go without sending the primary its heartbeat (its event loop blocked, by a hook stuck in a loop say) before it is killed and a new one takes its place; at least ${MIN_HANG_TIMEOUT}, or 0 never (default: ${DEFAULT_HANG_TIMEOUT}).`,
   ];
 }

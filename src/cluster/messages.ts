@@ -7,6 +7,12 @@ import type { ListenerRole } from "../server/listeners.js";
 /** The environment variable that makes a process started by the primary a worker: its worker number. */
 export const WORKER_ENV = "MAILGATE_WORKER";
 
+/**
+ * The environment variable that tells a worker how often (milliseconds) to send "alive" once it is ready,
+ * for the primary's watch for a blocked event loop; absent: no heartbeat (the watch is off).
+ */
+export const HEARTBEAT_ENV = "MAILGATE_WORKER_HEARTBEAT";
+
 /** A question a worker asks the primary, answered by an "answer" with the same `request` number. */
 export type Question =
   /** Count a connection for the client a PROXY header named (maxConnectionsPerIp); answer: allowed. */
@@ -51,7 +57,10 @@ export type ToPrimary =
   | { type: "report"; request: number; report: ReportContent }
   /** The worker's server has stopped; the process is about to exit. */
   | { type: "stopped" }
-  /** The answer to "ping": the worker's event loop runs. */
+  /**
+   * Sent on the worker's own timer (HEARTBEAT_ENV): its event loop runs. Not an answer to anything the
+   * primary sends: a message to the worker may wait in the channel behind sockets it has yet to take.
+   */
   | { type: "alive" };
 
 export type ToWorker =
@@ -70,6 +79,4 @@ export type ToWorker =
    */
   | { type: "retire"; drainTimeout: number }
   /** Stop now, gracefully (SIGTERM, SIGINT). */
-  | { type: "stop" }
-  /** Answer "alive" (the primary's watch for a worker whose event loop is blocked). */
-  | { type: "ping" };
+  | { type: "stop" };

@@ -29,7 +29,7 @@ export interface PrimaryOptions {
   workers: number;
   /** Milliseconds a retired worker lets its sessions end by themselves before it stops (rolling restart). */
   drainTimeout: number;
-  /** Milliseconds a worker may go without answering (its event loop blocked) before it is killed; 0: never. */
+  /** Milliseconds a worker may go silent (its event loop blocked) before it is killed; 0: never. */
   hangTimeout: number;
   log(severity: Severity, message: string): void;
   /** Told of each connection the primary refuses at accept (for metrics). */
@@ -221,10 +221,14 @@ export class Primary {
   }
 
   private startWorker(): WorkerProcess {
-    const worker = new WorkerProcess(++this.workerNumbers, {
-      message: (from, message) => this.received(from, message),
-      exit: (from, how) => this.exited(from, how),
-    });
+    const worker = new WorkerProcess(
+      ++this.workerNumbers,
+      {
+        message: (from, message) => this.received(from, message),
+        exit: (from, how) => this.exited(from, how),
+      },
+      this.watchInterval(),
+    );
     this.workers.add(worker);
     worker.send({ type: "ticket-key", key: this.ticketKey });
     return worker;
@@ -408,17 +412,26 @@ export class Primary {
     if (next && next !== head) next.worker.send({ type: "answer", request: next.request, value: true });
   }
 
+  /** How often workers send "alive" and the watch looks: a third of hangTimeout, 5 s at most; 0 if off. */
+  private watchInterval(): number {
+    return Math.min(WATCH_MAX_MS, Math.floor(this.options.hangTimeout / 3));
+  }
+
   /**
-   * Every third of hangTimeout (5 s at most), each worker is asked to answer; one that has answered
-   * nothing for hangTimeout is killed, and replaced as a crashed one is: a worker stuck in a loop would
-   * otherwise hold its connections forever. The verdict waits for the I/O of the turn (setImmediate), so
-   * answers already received count; and a check that comes much later than it should (the primary itself
-   * was paused: SIGSTOP, a frozen container) starts every clock again instead of blaming the workers.
+   * Every third of hangTimeout (5 s at most), each ready worker sends "alive" on its own timer, and the
+   * primary looks at when it last heard from each; one silent for hangTimeout is killed, and replaced as
+   * a crashed one is: a worker stuck in a loop would otherwise hold its connections forever. The worker
+   * speaks first because the primary could not ask: a message to a worker waits in the channel until the
+   * worker has taken every socket sent before it (one turn of its event loop each), so a busy worker that
+   * is handed many connections would look silent. The verdict waits for the I/O of the turn
+   * (setImmediate), so messages already received count; and a check that comes much later than it should
+   * (the primary itself was paused: SIGSTOP, a frozen container) starts every clock again instead of
+   * blaming the workers.
    */
   private watchWorkers(): void {
     const { hangTimeout } = this.options;
     if (hangTimeout === 0) return;
-    const interval = Math.min(WATCH_MAX_MS, Math.floor(hangTimeout / 3));
+    const interval = this.watchInterval();
     let last = performance.now();
     this.watch = setInterval(() => {
       const now = performance.now();
@@ -434,10 +447,7 @@ export class Primary {
     for (const worker of this.workers) {
       if (paused) worker.heardNow();
       const silence = worker.silence;
-      if (silence <= hangTimeout) {
-        worker.ping();
-        continue;
-      }
+      if (silence <= hangTimeout) continue;
       this.options.log(
         "error",
         `Worker ${worker.pid} has not answered for ${Math.round(silence)} ms, over the ${hangTimeout} ms of the worker hang timeout (its event loop is blocked: a hook that never gives it back?); killing it`,

@@ -5,7 +5,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import type { Socket } from "node:net";
 import type { AdmissionTicket } from "../server/admission.js";
-import { type ToPrimary, type ToWorker, WORKER_ENV } from "./messages.js";
+import { HEARTBEAT_ENV, type ToPrimary, type ToWorker, WORKER_ENV } from "./messages.js";
 
 export type WorkerState = "starting" | "ready" | "retiring" | "stopping" | "exited";
 
@@ -43,10 +43,15 @@ export class WorkerProcess {
     /** Its number, counted up from 1 by the primary (the MAILGATE_WORKER variable). */
     readonly number: number,
     events: WorkerEvents,
+    /** Milliseconds between the worker's "alive" messages once it is ready; 0: none (no watch). */
+    heartbeat: number,
   ) {
     const script = process.argv[1] as string;
+    const env: NodeJS.ProcessEnv = { ...process.env, [WORKER_ENV]: String(number) };
+    if (heartbeat > 0) env[HEARTBEAT_ENV] = String(heartbeat);
+    else delete env[HEARTBEAT_ENV];
     this.child = fork(script, process.argv.slice(2), {
-      env: { ...process.env, [WORKER_ENV]: String(number) },
+      env,
       execArgv: process.execArgv,
     });
     let becameReady = () => {};
@@ -110,11 +115,6 @@ export class WorkerProcess {
     if (this.state === "starting" || this.state === "exited" || this.killed || !this.child.connected)
       return 0;
     return performance.now() - this.heardAt;
-  }
-
-  /** Asks it to answer (the watch's ping). */
-  ping(): void {
-    this.send({ type: "ping" });
   }
 
   /** The watch's clock starts again (the primary itself was paused: nobody could answer it meanwhile). */

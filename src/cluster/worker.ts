@@ -13,7 +13,14 @@ import type { AddressLimiter } from "../server/address-limiter.js";
 import type { CountedElsewhere } from "../server/admission.js";
 import type { SmtpServer } from "../server/server.js";
 import type { TicketKeySource } from "../tls/context.js";
-import type { Question, ReportContent, ReportKind, ToPrimary, ToWorker } from "./messages.js";
+import {
+  HEARTBEAT_ENV,
+  type Question,
+  type ReportContent,
+  type ReportKind,
+  type ToPrimary,
+  type ToWorker,
+} from "./messages.js";
 
 /** What a worker's primary offers the server that `create` builds. */
 export interface PrimaryServices {
@@ -64,6 +71,7 @@ export async function serveFromPrimary(
   }
   const stopped = link.serve(server);
   link.send({ type: "ready" });
+  link.beat(Number(process.env[HEARTBEAT_ENV] ?? 0));
   return { role: "worker", server, stopped };
 }
 
@@ -157,6 +165,15 @@ class PrimaryLink {
     else sent?.();
   }
 
+  /**
+   * Tells the primary every `ms` milliseconds that this event loop runs (its watch for a blocked one);
+   * 0: never. The timer does not keep the process alive.
+   */
+  beat(ms: number): void {
+    if (!(ms > 0)) return;
+    setInterval(() => this.send({ type: "alive" }), ms).unref();
+  }
+
   /** Serves the sockets the primary passes; resolves when the server has stopped. */
   serve(server: SmtpServer): Promise<void> {
     this.server = server;
@@ -190,9 +207,6 @@ class PrimaryLink {
         break;
       case "stop":
         void this.stop();
-        break;
-      case "ping":
-        this.send({ type: "alive" });
         break;
     }
   }

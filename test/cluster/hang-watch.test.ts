@@ -80,8 +80,8 @@ test("a worker stuck in a hook is killed after hangTimeout and replaced; the oth
     client.close();
   }
 
-  // The primary itself paused (SIGSTOP: Ctrl-Z, a frozen container) for longer than the hang timeout: the
-  // workers could not answer a primary that did not ask; none is taken for hung.
+  // The primary itself paused (SIGSTOP: Ctrl-Z, a frozen container) for longer than the hang timeout: it
+  // could not hear the workers meanwhile; none is taken for hung.
   const beforePause = output().length;
   process.kill(child.pid as number, "SIGSTOP");
   await new Promise((resolve) => setTimeout(resolve, 2500));
@@ -91,4 +91,34 @@ test("a worker stuck in a hook is killed after hangTimeout and replaced; the oth
   const client = await RawClient.greeted(port);
   assert.match(await send(client, "box@y.test"), /^250 2\.0\.0 Ok: worker \d+/);
   client.close();
+});
+
+test("a worker that is busy but turning is not taken for hung, however many connections wait to reach it", async (t) => {
+  // Each connection costs its worker 200 ms of blocking work, and 24 arrive at once: a message from the
+  // primary waits in the channel behind the sockets sent before it (one turn of the worker each), so a
+  // ping from the primary would take ~2.4 s to arrive. The worker's own heartbeat comes between turns.
+  const { child, output, exited } = spawnNode([PROGRAM], {
+    env: { ...process.env, HANG_TIMEOUT: "1000", BUSY_CONNECT_MS: "200" },
+    detached: true,
+  });
+  t.after(async () => {
+    try {
+      process.kill(-(child.pid as number), "SIGKILL");
+    } catch {
+      // the group is gone already
+    }
+    await exited;
+  });
+  await waitFor(
+    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output()),
+    "the start line",
+    20_000,
+  );
+  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]);
+  const clients = await Promise.all(Array.from({ length: 24 }, () => RawClient.greeted(port)));
+  for (const client of clients) client.close();
+  // One more watch period after the last greeting: a late verdict would show now.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.doesNotMatch(output(), /has not answered/);
+  assert.doesNotMatch(output(), /killed by SIGKILL/);
 });

@@ -1,6 +1,7 @@
 /**
  * The program of test/cluster/hang-watch.test.ts: runWorkers with two workers whose onRcptTo never returns
- * for hang@example.com (a loop that blocks the worker's event loop), the watch set by HANG_TIMEOUT.
+ * for hang@example.com (a loop that blocks the worker's event loop), the watch set by HANG_TIMEOUT; with
+ * BUSY_CONNECT_MS, each connection also costs its worker that many milliseconds of blocking work.
  */
 import { runWorkers, SmtpServer, type SmtpServerOptions } from "../../src/index.js";
 
@@ -8,6 +9,7 @@ import { runWorkers, SmtpServer, type SmtpServerOptions } from "../../src/index.
 // nothing to run from it.
 if (process.env.HANG_TIMEOUT !== undefined) {
   const options: SmtpServerOptions = { hosts: "127.0.0.1", ports: 0, loggerSeverity: "info" };
+  const busyConnect = Number(process.env.BUSY_CONNECT_MS ?? 0);
   const handle = await runWorkers({
     workers: 2,
     hangTimeout: Number(process.env.HANG_TIMEOUT),
@@ -15,6 +17,11 @@ if (process.env.HANG_TIMEOUT !== undefined) {
     create: () =>
       new SmtpServer({
         ...options,
+        onConnect() {
+          // A worker that is slow but turning (BUSY_CONNECT_MS of work for every connection).
+          const until = performance.now() + busyConnect;
+          while (performance.now() < until);
+        },
         onRcptTo(_ctx, address) {
           if (address === "hang@example.com") for (;;);
         },
