@@ -34,6 +34,7 @@ const CONFIG: SessionConfig = {
   maxMessageSize: 10 * 1024 * 1024,
   maxRecipients: 100,
   maxBadCommands: 20,
+  maxRecipientRefusals: 20,
   heloStrict: false,
   maxCommandLineLength: 512,
   ioBufferMaxSize: 1024 * 1024,

@@ -19,6 +19,8 @@ export class ReplyQueue {
   /** The session closed: nothing more is said. */
   private closed = false;
   private badCommands = 0;
+  /** RCPT commands refused with a 5xx since the last message accepted (maxRecipientRefusals). */
+  private refusedRecipients = 0;
   /** The transport's output is backed up: no command runs until it drains. */
   private blocked = false;
   /** Resolved when the output drains or the session ends (whenIdle waits on it). */
@@ -86,16 +88,21 @@ export class ReplyQueue {
   }
 
   /**
-   * Answers an error as a command's failure: its reply, counted as a bad command when it is one. True when
-   * the session must close now: the error says so (421, 521) or there were too many (a 421 is queued).
+   * Answers an error as the failure of a `verb` command: its reply, counted as a bad command when it is
+   * one, or as a refused recipient (a 5xx to RCPT). True when the session must close now: the error says
+   * so (421, 521) or there were too many (a 421 is queued).
    */
-  answerError(thrown: unknown, defaultCode = 500): boolean {
+  answerError(thrown: unknown, defaultCode = 500, verb = ""): boolean {
     const error = this.replyError(thrown, defaultCode);
     if (!(error instanceof SmtpError)) return false;
     if (error.closesConnection) return true;
-    if (!BAD_COMMAND_CODES.has(error.code)) return false;
-    this.badCommands++;
-    if (this.badCommands <= this.config.maxBadCommands) return false;
+    if (BAD_COMMAND_CODES.has(error.code)) {
+      if (++this.badCommands <= this.config.maxBadCommands) return false;
+    } else if (verb === "RCPT" && error.code >= 500) {
+      if (++this.refusedRecipients <= this.config.maxRecipientRefusals) return false;
+    } else {
+      return false;
+    }
     this.reply(
       formatReply(421, "4.7.0", `${this.config.hostname} Error: too many errors, closing connection`),
     );
@@ -143,6 +150,7 @@ export class ReplyQueue {
       } else {
         this.reply(formatReply(250, "2.0.0", answer.text));
         this.hooks.observer?.messageAccepted(this.ctx);
+        this.refusedRecipients = 0; // a client that delivers is not guessing addresses
       }
       if (closing) this.closed = true;
     }

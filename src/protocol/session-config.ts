@@ -83,6 +83,8 @@ export interface SessionConfig {
   maxRecipients: number;
   /** Unknown, malformed or out-of-sequence commands allowed before 421 and close. */
   maxBadCommands: number;
+  /** RCPT commands refused with a 5xx since the last message delivered, allowed before 421 and close. */
+  maxRecipientRefusals: number;
   /** HELO/EHLO/LHLO must name a domain or an address literal (RFC 5321 4.1.1.1); see helo.ts. */
   heloStrict: boolean;
   /** Longest command line in octets including CRLF (RFC 5321 4.5.3.1.4: 512). */

@@ -27,6 +27,7 @@ export function compileSessionConfig(s: ServerSettings, authFailureLimiter?: Add
     maxMessageSize: s.maxMessageSize,
     maxRecipients: s.maxRecipients,
     maxBadCommands: s.maxBadCommands,
+    maxRecipientRefusals: s.maxRecipientRefusals,
     heloStrict: s.heloStrict,
     maxCommandLineLength: s.maxCommandLineLength,
     ioBufferMaxSize: s.ioBufferMaxSize,

@@ -38,6 +38,7 @@ export interface ServerSettings {
   maxMessageSize: number;
   maxRecipients: number;
   maxBadCommands: number;
+  maxRecipientRefusals: number;
   heloStrict: boolean;
   maxCommandLineLength: number;
   lmtp: boolean;
@@ -252,6 +253,14 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     min: 0,
     description:
       "Unknown, malformed or out-of-sequence commands a session may make; the next one gets 421 and close.",
+  },
+  {
+    name: "maxRecipientRefusals",
+    kind: "integer",
+    default: 20,
+    min: 1,
+    description:
+      "Recipients a session may have refused with a 5xx reply (an unknown mailbox, a policy) since it last delivered a message; the next refusal gets 421 and close, so that a client guessing addresses learns this many per connection (Postfix: smtpd_hard_error_limit).",
   },
   {
     name: "heloStrict",

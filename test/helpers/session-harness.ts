@@ -23,6 +23,7 @@ export const TEST_CONFIG: SessionConfig = {
   maxMessageSize: 1024 * 1024,
   maxRecipients: 100,
   maxBadCommands: 20,
+  maxRecipientRefusals: 20,
   heloStrict: false,
   maxCommandLineLength: 512,
   ioBufferMaxSize: 1024 * 1024,

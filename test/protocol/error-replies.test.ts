@@ -39,6 +39,33 @@ test("a hook's refusal with another code (550) is not a bad command", async () =
   assert.equal(t.ctx.server.exceptions, 3);
 });
 
+test("recipients refused with a 5xx are counted; one more than maxRecipientRefusals ends the session (address guessing)", async () => {
+  const t = await openSession({
+    config: { maxRecipientRefusals: 3 },
+    hooks: {
+      onRcptTo: (_ctx, address) => {
+        if (address === "busy@d.example") throw new SmtpError(450, "Try again later", "4.2.0");
+        if (address !== "known@d.example") throw new SmtpError(550, "No such user", "5.1.1");
+      },
+    },
+  });
+  await t.send("EHLO client.example\r\n");
+  await t.send("MAIL FROM:<a@b.example>\r\n");
+  const guess = (n: number) => t.send(`RCPT TO:<guess${n}@d.example>\r\n`);
+  for (let i = 0; i < 3; i++) assert.equal(await guess(i), "550 5.1.1 No such user\r\n");
+  // A temporary refusal is not a guess answered.
+  assert.match(await t.send("RCPT TO:<busy@d.example>\r\n"), /^450 /);
+  // A message delivered starts the count again: the client is not guessing.
+  assert.match(await t.send("RCPT TO:<known@d.example>\r\n"), /^250 /);
+  assert.match(await t.send("DATA\r\n"), /^354 /);
+  assert.match(await t.send("Subject: hi\r\n\r\nbody\r\n.\r\n"), /^250 /);
+  await t.send("MAIL FROM:<a@b.example>\r\n");
+  for (let i = 3; i < 6; i++) assert.equal(await guess(i), "550 5.1.1 No such user\r\n");
+  assert.equal(t.closed, false, "three since the last message are allowed");
+  assert.equal(await guess(6), `550 5.1.1 No such user\r\n${TOO_MANY}`);
+  assert.equal(t.closed, true);
+});
+
 test("a hook that throws an Error: 500 for a command, 451 for a message, its text only logged", async () => {
   const failures: unknown[] = [];
   const boom = new Error("database password is hunter2");

@@ -182,6 +182,7 @@ test("the defaults are the documented ones", () => {
     maxMessageSize: 25 * 1024 * 1024,
     maxRecipients: 100,
     maxBadCommands: 20,
+    maxRecipientRefusals: 20,
     heloStrict: false,
     maxCommandLineLength: 512,
     lmtp: false,
