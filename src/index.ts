@@ -115,12 +115,19 @@ export type { SinkStartOptions } from "./sinks/sink-options.js";
 /** The spool for outages: wraps a sink, spools what it cannot take now; see docs/sinks-spool.md. */
 export { SinkSpool, type SinkSpoolOptions, type SpoolStats } from "./sinks/spool.js";
 export type { SinkState } from "./sinks/spool-health.js";
+/**
+ * `await stagingStore(sink, directory)`: the sink gets a streamed message only once it was received whole
+ * into a file under `directory` (a slow client then holds disk space, not the sink's window or memory).
+ */
+export { stagingStore } from "./sinks/staging.js";
 export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
 /**
  * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,
  * BODY), for StoreEnvelope.session: `store.deliver({ from, to, id, session: sessionFacts(ctx) }, stream)`.
  */
 export { sessionFacts } from "./store/session-facts.js";
+/** A message received whole into a file (what stagingStore hands its sink): re-readable, its size known. */
+export { StagedMessage } from "./store/staged-message.js";
 export type {
   DeliveryReceipt,
   MessageStore,

@@ -5,13 +5,16 @@
  */
 import { readFile } from "node:fs/promises";
 import { connect, isIP } from "node:net";
+import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
 import type { Logger } from "../server/options.js";
 import { AmqpSink } from "../sinks/amqp.js";
 import { HttpSink } from "../sinks/http.js";
 import { NatsSink } from "../sinks/nats.js";
 import { natsSinkOptionsFromUrl } from "../sinks/nats-url.js";
+import { describeError } from "../sinks/sink-error.js";
 import { SinkSpool } from "../sinks/spool.js";
+import { stagingStore } from "../sinks/staging.js";
 import type { MessageStore } from "../store/store.js";
 import { redactedSinkUrl, type SinkFlags } from "./sink-flags.js";
 
@@ -26,9 +29,26 @@ export interface OpenedSink {
 
 /**
  * The sink the flags ask for, started; behind a SinkSpool with --spool (then a sink unreachable at start
- * is a warning: it keeps trying, and the spool takes the messages meanwhile).
+ * is a warning: it keeps trying, and the spool takes the messages meanwhile); streamed messages staged in
+ * --sink-stage-dir before either sees them (src/sinks/staging.ts).
  */
 export async function openSink(
+  flags: SinkFlags,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): Promise<OpenedSink> {
+  const opened = await openSpooledSink(flags, env, logger);
+  try {
+    return { ...opened, store: await stagingStore(opened.store, flags.stageDirectory ?? tmpdir()) };
+  } catch (error) {
+    await opened.store.close?.();
+    throw new Error(
+      `Cannot make a staging directory in ${flags.stageDirectory ?? tmpdir()} (--sink-stage-dir): ${describeError(error)}.`,
+    );
+  }
+}
+
+async function openSpooledSink(
   flags: SinkFlags,
   env: NodeJS.ProcessEnv,
   logger: Logger,

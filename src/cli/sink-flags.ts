@@ -37,6 +37,8 @@ export interface SinkFlags {
   exchange: string | undefined;
   routingKey: string | undefined;
   declareQueue: string | undefined;
+  /** --sink-stage-dir: where messages past bufferMessagesUpTo are received whole before the sink's turn. */
+  stageDirectory: string | undefined;
   /** --spool DIR and its bounds: outages are spooled there instead of answered 451. */
   spool: { directory: string; maxBytes: number | undefined; maxMessages: number | undefined } | undefined;
 }
@@ -107,6 +109,13 @@ export const SINK_FLAG_SPECS: readonly SinkFlagSpec[] = [
     kinds: ["amqp"],
     value: "NAME",
     help: "Quick start: declare the exchange (durable, topic) and a durable quorum queue NAME bound to it with # on every connect (default: declare nothing).",
+  },
+  {
+    flag: "sink-stage-dir",
+    kind: "string",
+    kinds: ALL_KINDS,
+    value: "DIR",
+    help: "Where a message larger than --buffer-messages-up-to is received whole, in a private directory made at start and removed at exit, before the sink reads it: a slow client then holds disk space, never a place in the sink's window or the message in memory. Each file is deleted once its delivery has settled (default: the system's temporary directory, $TMPDIR or /tmp).",
   },
   {
     flag: "spool",
@@ -214,6 +223,10 @@ export function parseSinkFlags(
       'An amqp sink needs --sink-exchange NAME (--sink-exchange="" for the default exchange).',
     );
   }
+  const stageDirectory = given("sink-stage-dir");
+  if (stageDirectory === "") {
+    throw new UsageError("Invalid value for --sink-stage-dir: it needs a directory path.");
+  }
   const spoolDirectory = given("spool");
   if (spoolDirectory === "") throw new UsageError("Invalid value for --spool: it needs a directory path.");
   for (const flag of ["spool-max-bytes", "spool-max-messages"]) {
@@ -231,6 +244,7 @@ export function parseSinkFlags(
     exchange,
     routingKey: given("sink-routing-key"),
     declareQueue: given("sink-declare-queue"),
+    stageDirectory,
     spool:
       spoolDirectory === undefined
         ? undefined

@@ -6,10 +6,12 @@
  * A Node Readable (what `mailgate serve` and onMessageStream hand over) is read with read() on its
  * 'readable' events rather than through its async iterator, which costs several microseconds of
  * promises, listeners and end-of-stream tracking per message; a WholeMessage (a small message `mailgate
- * serve` buffered) is taken as it is; anything else is iterated.
+ * serve` buffered) is taken as it is, a StagedMessage (a larger one it staged in a file) in one read of
+ * its file; anything else is iterated.
  */
 import { Readable } from "node:stream";
 import { SmtpError } from "../protocol/errors.js";
+import { StagedMessage } from "../store/staged-message.js";
 import { WholeMessage } from "../store/whole-message.js";
 
 /**
@@ -25,6 +27,10 @@ export async function readWholeMessage(
   if (message instanceof WholeMessage) {
     if (message.data.length > limit) throw messageTooBig(limit, what);
     return message.data;
+  }
+  if (message instanceof StagedMessage) {
+    if (message.size > limit) throw messageTooBig(limit, what);
+    return message.read();
   }
   if (message instanceof Readable) {
     const head = await readReadable(message, limit);
@@ -74,6 +80,10 @@ export interface MessageHead {
 export async function readUpTo(message: AsyncIterable<Buffer>, bound: number): Promise<MessageHead> {
   if (message instanceof WholeMessage && message.data.length <= bound) {
     const { data } = message;
+    return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };
+  }
+  if (message instanceof StagedMessage && message.size <= bound) {
+    const data = await message.read();
     return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };
   }
   if (message instanceof Readable) {

@@ -20,6 +20,7 @@ import { defaultLogger } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import { MaildirStore } from "../store/maildir.js";
 import { prepareMaildir } from "../store/maildir-setup.js";
+import { StagedMessage } from "../store/staged-message.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { WholeMessage } from "../store/whole-message.js";
 import { messageTooBig } from "./collect.js";
@@ -251,8 +252,10 @@ export class SinkSpool implements MessageStore {
   async #deliver(envelope: IdentifiedEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     if (this.#health.skipSink) return this.#spool(envelope, message);
     const spillPath = () => join(this.directory, "tmp", `spill.${process.pid}.${++spills}`);
-    // A message whole in memory can be read again as it is: it needs no tee to be spooled after a failure.
-    const tee = message instanceof WholeMessage ? null : new MessageTee(message, this.#bufferUpTo, spillPath);
+    // A message whole in memory or staged in a file can be read again as it is: it needs no tee to be
+    // spooled after a failure.
+    const replayable = message instanceof WholeMessage || message instanceof StagedMessage;
+    const tee = replayable ? null : new MessageTee(message, this.#bufferUpTo, spillPath);
     try {
       const receipt = await this.sink.deliver(envelope, tee ?? message);
       this.#health.answered();

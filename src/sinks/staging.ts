@@ -1,0 +1,107 @@
+/**
+ * Staging: a sink gets a large message only once it has been received whole. `mailgate serve` hands a
+ * message of up to bufferMessagesUpTo over in memory (a WholeMessage); a larger one, which it streams as it
+ * arrives, is written here to a file of its own first, and the sink reads that file at its own pace.
+ *
+ * Without it, a sink works while the SMTP client sends: it holds a place in its window for as long as the
+ * client takes (a few clients sending slowly held every place of the HTTP sink's, and everyone else got
+ * 451), and the broker sinks, which publish a message whole, held it in memory meanwhile (40 sessions
+ * sending 24 MB each without ever ending took a server to 1 GB). Staged, the client's pace costs disk
+ * space (at most what the sessions under way send, each within maxMessageSize), not the sink's places or
+ * memory.
+ *
+ * The files are in a private directory (mode 0700, made at open and removed at close; one left by a
+ * process that was killed is removed by the next open) under the given parent, each deleted once its
+ * delivery has settled. They are not flushed to disk: the 250 still waits
+ * for the sink (or the spool) to hold the message.
+ */
+import { createWriteStream } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { StagedMessage } from "../store/staged-message.js";
+import type { MessageStore } from "../store/store.js";
+import { WholeMessage } from "../store/whole-message.js";
+import { wrapStore } from "../store/wrapped-store.js";
+import { describeError, SinkUnavailable } from "./sink-error.js";
+
+/**
+ * `store`, whose deliveries of streamed messages are staged in a new directory under `parent` first.
+ * Its close() closes `store`, then removes the directory.
+ */
+export async function stagingStore(store: MessageStore, parent: string): Promise<MessageStore> {
+  await removeOrphans(parent);
+  const directory = await mkdtemp(join(parent, `${PREFIX}${process.pid}-`));
+  let files = 0;
+  return wrapStore(
+    store,
+    async (envelope, message) => {
+      if (message instanceof WholeMessage || message instanceof StagedMessage) {
+        return store.deliver(envelope, message);
+      }
+      const path = join(directory, String(++files));
+      try {
+        return await store.deliver(envelope, await stage(message, path));
+      } finally {
+        await rm(path, { force: true });
+      }
+    },
+    async () => {
+      try {
+        await store.close?.();
+      } finally {
+        await rm(directory, { recursive: true, force: true });
+      }
+    },
+  );
+}
+
+/** A staging directory's name: this, the pid of the process that made it, "-", then mkdtemp's letters. */
+const PREFIX = "mailgate-stage-";
+
+/**
+ * Removes the staging directories under `parent` whose process is gone (killed before it could remove its
+ * own): what they hold was never acknowledged, so nothing is lost with them.
+ */
+async function removeOrphans(parent: string): Promise<void> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    const pid = Number(/^mailgate-stage-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || isRunning(pid)) continue;
+    await rm(join(parent, name), { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"; // alive, another user's
+  }
+}
+
+/**
+ * Writes `message` to a new file at `path`. Rejects with the message's own error if it fails (the session
+ * aborted it), or with SinkUnavailable (451 4.3.0, and a spool behind would not do better) if the file
+ * cannot be written: a full disk, a directory removed.
+ */
+async function stage(message: AsyncIterable<Buffer>, path: string): Promise<StagedMessage> {
+  const file = createWriteStream(path, { flags: "wx", mode: 0o600 });
+  let sourceError: { error: unknown } | undefined;
+  async function* source() {
+    try {
+      yield* message;
+    } catch (error) {
+      sourceError = { error };
+      throw error;
+    }
+  }
+  try {
+    await pipeline(source(), file);
+  } catch (error) {
+    if (sourceError) throw sourceError.error;
+    throw new SinkUnavailable("Staging", `cannot write ${path}: ${describeError(error)}`);
+  }
+  return new StagedMessage(path, file.bytesWritten);
+}
