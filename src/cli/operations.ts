@@ -15,7 +15,7 @@ import { workersEndpointHandlers } from "../ops/workers-operations.js";
 import type { SessionContext } from "../protocol/context.js";
 import type { Severity } from "../protocol/hooks.js";
 import { batchedStdout } from "../server/batched-output.js";
-import { lineLogger, severityEnabled } from "../server/logger.js";
+import { lineLogger, loggerAbove, severityEnabled } from "../server/logger.js";
 import type { Logger } from "../server/options.js";
 import type { SmtpServer, SmtpServerOptions } from "../server/server.js";
 import type { MessageStore } from "../store/store.js";
@@ -33,15 +33,20 @@ export class ServeOperations {
   private endpoint: OperationsEndpoint | undefined;
   #store: MessageStore | undefined;
 
-  constructor(private readonly flags: OperationsFlags) {
+  /** `severity`: --logger-severity, which the sink's and Redis's lines follow as the server's own do. */
+  constructor(
+    private readonly flags: OperationsFlags,
+    severity: Severity,
+  ) {
     this.metrics = flags.metricsListen ? new ServeMetrics() : undefined;
     const metrics = this.metrics;
     const options: Pick<SmtpServerOptions, "observer" | "onLogging"> = {};
     if (metrics) options.observer = metrics;
-    this.logger = lineLogger(batchedStdout()); // a server program's log is its output, written once per turn
+    // A server program's log is its output, written once per turn.
+    let logger = lineLogger(batchedStdout());
     if (flags.logFormat === "json") {
       const events = jsonLogEvents();
-      this.logger = {
+      logger = {
         debug: (message) => events(null, "debug", message),
         info: (message) => events(null, "info", message),
         warn: (message) => events(null, "warn", message),
@@ -57,6 +62,7 @@ export class ServeOperations {
         if (severityEnabled(severity, this.settings.loggerSeverity)) events(ctx, severity, message, error);
       };
     }
+    this.logger = loggerAbove(logger, severity);
     this.serverOptions = options;
   }
 

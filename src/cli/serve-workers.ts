@@ -6,6 +6,7 @@
  * endpoint for all of them.
  */
 import { runWorkers } from "../cluster/run-workers.js";
+import { resolveSettings } from "../server/options.js";
 import type { ServeFlags } from "./flags.js";
 import { ServeOperations } from "./operations.js";
 import { openStoringServer, type StoringServer } from "./serve.js";
@@ -13,7 +14,7 @@ import { openStoringServer, type StoringServer } from "./serve.js";
 export async function serveWithWorkers(flags: Omit<ServeFlags, "help">): Promise<void> {
   // Each worker logs on its own (text or JSON lines). With --metrics-listen, the observer in the options
   // counts the primary's refusals at accept; each worker's server gets an observer of its own.
-  const operations = new ServeOperations(flags.operations);
+  const operations = new ServeOperations(flags.operations, resolveSettings(flags.settings).loggerSeverity);
   const logger = operations.logger;
   let opened: StoringServer | undefined;
   const handle = await runWorkers({

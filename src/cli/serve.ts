@@ -221,7 +221,7 @@ export async function openStoringServer(
 
 /** `mailgate serve` in one process (--workers 1, the default). */
 export async function serve(flags: Omit<ServeFlags, "help" | "workers">): Promise<void> {
-  const operations = new ServeOperations(flags.operations);
+  const operations = new ServeOperations(flags.operations, resolveSettings(flags.settings).loggerSeverity);
   const opened = await openStoringServer(flags, operations);
   const { server, description } = opened;
   // Signal handlers go in before anything is printed: a supervisor that reads "serving" and at once

@@ -12,6 +12,17 @@ export function severityEnabled(severity: Severity, threshold: Severity): boolea
   return RANK[severity] >= RANK[threshold];
 }
 
+/** `logger` without the levels below `threshold` (they do nothing). */
+export function loggerAbove(logger: Logger, threshold: Severity): Logger {
+  const ignore = () => {};
+  return {
+    debug: severityEnabled("debug", threshold) ? (message) => logger.debug(message) : ignore,
+    info: severityEnabled("info", threshold) ? (message) => logger.info(message) : ignore,
+    warn: severityEnabled("warn", threshold) ? (message) => logger.warn(message) : ignore,
+    error: severityEnabled("error", threshold) ? (message) => logger.error(message) : ignore,
+  };
+}
+
 /** Where lines go: a stream (process.stderr), or a BatchedOutput (src/server/batched-output.ts). */
 export interface LineSink {
   write(text: string): unknown;

@@ -41,10 +41,10 @@ test("/readyz follows the AmqpSink's connection: 503 while cut off, 200 once rec
   });
   if (!proxied) return;
   const { sink, proxy } = proxied;
-  const operations = new ServeOperations({
-    metricsListen: { host: "127.0.0.1", port: 0 },
-    logFormat: "text",
-  });
+  const operations = new ServeOperations(
+    { metricsListen: { host: "127.0.0.1", port: 0 }, logFormat: "text" },
+    "info",
+  );
   const server = createStoringServer(
     { hosts: "127.0.0.1", ports: "0", loggerSeverity: "fatal", ...operations.serverOptions },
     operations.watch(sink),
