@@ -55,8 +55,16 @@ export function createStoringServer(
     id: messageIds.get(ctx),
     session: sessionFacts(ctx),
   });
+  // A store's temporary failure (a sink that cannot take the message, or refused it: a wrong secret, an
+  // unroutable key) is the operator's to see at the default level, bounded as floods of refusals are.
+  const storeFailures = new RefusalWarnings((text) => server.onLogging(null, "warn", text));
   const deliver = async (ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> => {
-    const receipt = await store.deliver(envelopeOf(ctx), message);
+    const receipt = await store.deliver(envelopeOf(ctx), message).catch((error: unknown) => {
+      if (error instanceof SmtpError && error.code === 451) {
+        storeFailures.refused(ctx.server.remoteIp, `its message got ${error.message}`);
+      }
+      throw error;
+    });
     server.onLogging(
       ctx,
       "info",
