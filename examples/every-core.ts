@@ -3,7 +3,7 @@
  * 127.0.0.1:2525 (PORT), keeps maxConnections and maxConnectionsPerIp over all workers, and starts one
  * worker per core (WORKERS) that runs this same file and serves with the class below, storing into the
  * Maildir ./mail (MAILDIR). `kill -USR2 <primary>` restarts the workers one by one from the code on
- * disk without refusing anyone; SIGTERM or Ctrl-C stops them all gracefully. See README, "Workers".
+ * disk without refusing anyone; SIGTERM or Ctrl-C stops them all gracefully. See docs/workers.md.
  * (In your project, import from "mailgate" instead of "../src/index.js".)
  */
 import type { Readable } from "node:stream";

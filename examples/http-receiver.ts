@@ -1,5 +1,5 @@
 /**
- * An endpoint for HttpSink (README, "Sinks: HTTP webhook"): a small node:http server that checks each
+ * An endpoint for HttpSink (docs/sinks-http.md): a small node:http server that checks each
  * request's signature, decodes its envelope and writes the message to a Maildir, answering 200 only once
  * the Maildir store has it durably. The body is streamed into the store and the signature checked at its
  * end (it may come in a trailer): a message whose signature fails throws inside the store's stream, which

@@ -75,7 +75,8 @@ function accepts(spec: OptionSpec): string {
     case "hosts":
       return 'a string such as `"127.0.0.1, ::1"` or `"*"` (or an array)';
     case "path":
-      return "file path";
+      // The kind is any string without NUL, empty for "not set": a file path only where the name says so.
+      return spec.name.endsWith("Path") ? "file path" : 'string (`""`: not set)';
     case "string":
       return "non-empty string";
   }

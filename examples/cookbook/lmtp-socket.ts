@@ -47,5 +47,9 @@ export class MailboxLmtpd extends SmtpServer {
 }
 
 // Run directly (node example.js), it serves until Ctrl-C; imported, it only defines the server.
-if (process.argv[1] === import.meta.filename)
-  await new MailboxLmtpd({ socketPath: "/tmp/mailgate-lmtp.sock" }).start();
+if (process.argv[1] === import.meta.filename) {
+  const server = new MailboxLmtpd({ socketPath: "/tmp/mailgate-lmtp.sock" });
+  await server.start();
+  // stop() removes the socket file, which the next start would otherwise find in its way.
+  process.once("SIGINT", () => void server.stop());
+}
