@@ -73,15 +73,23 @@ export interface MessageHead {
 }
 
 /**
+ * readUpTo's answer at once, without a turn of the event loop, for a WholeMessage within `bound`;
+ * undefined for anything else.
+ */
+export function wholeHead(message: AsyncIterable<Buffer>, bound: number): MessageHead | undefined {
+  if (!(message instanceof WholeMessage) || message.data.length > bound) return undefined;
+  const { data } = message;
+  return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };
+}
+
+/**
  * Reads `message` until it ends or passes `bound` bytes, whichever comes first: a sink that publishes
  * small messages whole and streams large ones elsewhere (the NATS sink's claim check) learns which it
  * has while holding at most `bound` bytes and one chunk.
  */
 export async function readUpTo(message: AsyncIterable<Buffer>, bound: number): Promise<MessageHead> {
-  if (message instanceof WholeMessage && message.data.length <= bound) {
-    const { data } = message;
-    return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };
-  }
+  const whole = wholeHead(message, bound);
+  if (whole) return whole;
   if (message instanceof StagedMessage && message.size <= bound) {
     const data = await message.read();
     return { chunks: data.length > 0 ? [data] : [], size: data.length, rest: null };

@@ -28,7 +28,7 @@ import { Agent as HttpsAgent } from "node:https";
 import type { ConnectionOptions } from "node:tls";
 import { SmtpError } from "../protocol/errors.js";
 import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
-import { readUpTo } from "./collect.js";
+import { readUpTo, wholeHead } from "./collect.js";
 import { isHeaderSafeId } from "./header-safe-id.js";
 import { httpSinkSignature } from "./http-signature.js";
 import { encodeMailgateEnvelope } from "./mailgate-envelope.js";
@@ -174,7 +174,8 @@ export class HttpSink implements MessageStore {
   async #deliver(id: string, envelope: string, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
     // Read up to bufferMessagesUpTo first: a small message then costs the endpoint one quick request,
     // and a slow SMTP client cannot hold a place in the window while it sends.
-    const head = await readUpTo(message, this.bufferMessagesUpTo);
+    const head =
+      wholeHead(message, this.bufferMessagesUpTo) ?? (await readUpTo(message, this.bufferMessagesUpTo));
     const rest = head.rest ?? undefined;
     let done = false;
     try {
@@ -243,7 +244,7 @@ export class HttpSink implements MessageStore {
       let bodySent = false;
       if (!rest) {
         phase = "sending the message";
-        req.end(Buffer.concat(head, size));
+        req.end(head.length === 1 ? head[0] : Buffer.concat(head, size));
         bodySent = true;
       } else {
         phase = "sending the message";
