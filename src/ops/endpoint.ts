@@ -6,9 +6,11 @@
  * Whoever reaches it may still not make it work for them: requests that come while a render (or a
  * readiness check) runs share it, so that pipelined or concurrent requests cost one render at a time (a
  * render with --workers asks every worker over IPC, in the process that also accepts the SMTP
- * connections), and a connection carries MAX_REQUESTS_PER_CONNECTION requests at most.
+ * connections), a connection carries MAX_REQUESTS_PER_CONNECTION requests at most, and idle connections
+ * make room for new ones.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { explainListenError } from "../server/listeners.js";
 
 export interface EndpointHandlers {
@@ -18,7 +20,11 @@ export interface EndpointHandlers {
   readiness(): Promise<string | null>;
 }
 
-/** Scrapers and probes need few connections; more are refused by the kernel's backlog, not queued here. */
+/**
+ * Scrapers and probes need few connections. Beyond this many, a new one takes the place of the one idle
+ * longest (connected or answered, and silent since), so that idle connections cannot keep a probe out;
+ * when none is idle (every one waits for its answer), the new one is closed.
+ */
 const MAX_CONNECTIONS = 64;
 /**
  * Requests on one keep-alive connection; the last is answered with Connection: close and pipelined ones
@@ -51,7 +57,7 @@ export class OperationsEndpoint {
         send(response, 500, `error: ${error instanceof Error ? error.message : String(error)}\n`);
       });
     });
-    server.maxConnections = MAX_CONNECTIONS;
+    makeRoomForNewConnections(server);
     server.maxRequestsPerSocket = MAX_REQUESTS_PER_CONNECTION;
     server.headersTimeout = REQUEST_TIMEOUT_MS;
     server.requestTimeout = REQUEST_TIMEOUT_MS;
@@ -74,6 +80,45 @@ export class OperationsEndpoint {
       this.server.closeAllConnections();
     });
   }
+}
+
+/**
+ * At most MAX_CONNECTIONS connections: a new one beyond closes the connection idle longest, or itself when
+ * none is idle. (server.maxConnections would close the new one: 64 connections that send nothing, or one
+ * request every few seconds each, kept every probe out for as long as they liked.)
+ */
+function makeRoomForNewConnections(server: Server): void {
+  /** Each open connection: its requests not yet answered, and since when it has had none. */
+  const open = new Map<Socket, { pending: number; idleSince: number }>();
+  server.on("connection", (socket: Socket) => {
+    if (open.size >= MAX_CONNECTIONS) {
+      let oldest: Socket | undefined;
+      let since = Number.POSITIVE_INFINITY;
+      for (const [other, state] of open) {
+        if (state.pending === 0 && state.idleSince < since) {
+          oldest = other;
+          since = state.idleSince;
+        }
+      }
+      if (!oldest) {
+        socket.destroy();
+        return;
+      }
+      open.delete(oldest);
+      oldest.destroy();
+    }
+    open.set(socket, { pending: 0, idleSince: performance.now() });
+    socket.once("close", () => open.delete(socket));
+  });
+  server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+    const state = open.get(request.socket);
+    if (!state) return;
+    state.pending++;
+    response.once("close", () => {
+      state.pending--;
+      state.idleSince = performance.now();
+    });
+  });
 }
 
 /** The call under way, shared by whoever asks while it runs; a call after it has settled starts anew. */

@@ -4,7 +4,7 @@
  * IPC requests to every worker, stalling the process that also accepts the SMTP connections).
  */
 import assert from "node:assert/strict";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { OperationsEndpoint } from "../../src/ops/endpoint.js";
@@ -99,7 +99,7 @@ test("concurrent scrapes on separate connections run one render at a time", asyn
   }
 });
 
-test("64 connections that send nothing are closed after the request timeout (10 s, checked each second), not 30 s; then probes get in", async () => {
+test("64 connections that send nothing do not keep a probe out (the one idle longest makes room), and are closed after the request timeout (10 s, checked each second), not 30 s", async () => {
   const { handlers } = countingHandlers(0);
   const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
   const port = Number(new URL(endpoint.url).port);
@@ -114,14 +114,14 @@ test("64 connections that send nothing are closed after the request timeout (10 
       }),
   );
   try {
-    // While they hold every slot, a probe gets no answer (the server drops the 65th connection; an
-    // unbounded fetch was seen never to settle, so the probe is bounded).
+    // While they hold every slot, a probe gets in: the connection silent longest is closed for it (it used
+    // to be kept out until the silent ones timed out; the probe is bounded, as such a fetch never settled).
     await delay(1000);
     const meanwhile = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
       (response) => response.status,
       () => 0,
     );
-    assert.equal(meanwhile, 0, "a probe got in while 64 silent connections held every slot");
+    assert.equal(meanwhile, 200, "a probe was kept out by 64 silent connections");
     // The server closes them; the bound tells 10 s checked each second from Node's default 30 s check, with
     // room for a loaded machine (a fixed 40 s cap keeps the test from hanging if they are never closed).
     const cap = delay(40_000, undefined, { ref: false }).then(() => Number.POSITIVE_INFINITY);
@@ -138,6 +138,36 @@ test("64 connections that send nothing are closed after the request timeout (10 
     assert.equal(after.status, 200);
   } finally {
     for (const socket of idle) socket.destroy();
+    await endpoint.close();
+  }
+});
+
+test("64 keep-alive connections, each answered once and idle since, do not keep a probe out", async () => {
+  const { handlers } = countingHandlers(0);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  const port = Number(new URL(endpoint.url).port);
+  const held = await Promise.all(
+    Array.from(
+      { length: 64 },
+      () =>
+        new Promise<Socket>((resolve, reject) => {
+          const socket = connect(port, "127.0.0.1");
+          socket.on("error", reject);
+          socket.once("data", () => resolve(socket)); // its answer: the connection stays open, idle
+          socket.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        }),
+    ),
+  );
+  try {
+    const probe = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
+      (response) => response.status,
+      () => 0,
+    );
+    assert.equal(probe, 200);
+    await delay(100);
+    assert.equal(held.filter((socket) => socket.destroyed || socket.readableEnded).length >= 1, true);
+  } finally {
+    for (const socket of held) socket.destroy();
     await endpoint.close();
   }
 });
