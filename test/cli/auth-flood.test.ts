@@ -132,3 +132,66 @@ test("an AUTH flood: at most a few password checks at once, a bounded queue, 454
   assert.match(await alice.command(`AUTH PLAIN ${plain("alice", "right")}`), /^235 /);
   alice.close();
 });
+
+test("through an AUTH flood that fills the queue, a user who logged in recently gets in at once; a wrong password still waits", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "mailgate-auth-flood-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, "users"), `alice:${await hashPassword("right")}\n`);
+  const store = await MaildirStore.open(join(dir, "mail"));
+  t.after(() => store.close());
+  const accounts = await Accounts.load(join(dir, "users"));
+  const server = createStoringServer(
+    {
+      hosts: "127.0.0.1",
+      ports: "0",
+      hostname: "mx.test",
+      authMode: "optional",
+      authOverPlaintext: true,
+      maxAuthFailuresPerIp: 0, // the flood stands for many addresses
+      logger: silentLogger,
+      loggerSeverity: "fatal",
+    } as Parameters<typeof createStoringServer>[0],
+    store,
+    { accounts },
+  );
+  await server.start();
+  t.after(() => server.stop({ gracefully: false }));
+  const port = server.ports[0] as number;
+  const login = async (password: string, from: string) => {
+    const client = await RawClient.greeted(port, "127.0.0.1", from);
+    await client.command("EHLO alice.test");
+    const reply = await client.command(`AUTH PLAIN ${plain("alice", password)}`);
+    client.close();
+    return reply;
+  };
+  assert.match(await login("right", "127.0.0.3"), /^235 /);
+
+  const flood = await Promise.all(
+    Array.from({ length: FLOOD }, async () => {
+      const client = await RawClient.greeted(port);
+      await client.command("EHLO flood.test");
+      return client;
+    }),
+  );
+  holding = true;
+  let answered = 0;
+  const answers = flood.map((client) => {
+    client.write(`AUTH PLAIN ${plain("alice", "wrong")}\r\n`);
+    return client.reply(60_000).finally(() => answered++);
+  });
+  try {
+    await waitFor(
+      () => answered >= FLOOD - PASSWORD_CHECKS_AT_ONCE - PASSWORD_CHECKS_WAITING,
+      "the queue to fill",
+      10_000,
+    );
+    // Before: 454 4.7.0, as for everyone while the queue is full.
+    assert.match(await login("right", "127.0.0.4"), /^235 /);
+    assert.match(await login("not-right", "127.0.0.5"), /^454 4\.7\.0 /);
+  } finally {
+    holding = false;
+    for (const compute of held.splice(0)) compute();
+  }
+  await Promise.all(answers);
+  for (const client of flood) client.close();
+});
