@@ -9,7 +9,7 @@ import { runWorkers } from "../cluster/run-workers.js";
 import { resolveSettings } from "../server/options.js";
 import type { ServeFlags } from "./flags.js";
 import { ServeOperations } from "./operations.js";
-import { openStoringServer, type StoringServer } from "./serve.js";
+import { openStoringServer, perClientLimitWarning, type StoringServer } from "./serve.js";
 
 export async function serveWithWorkers(flags: Omit<ServeFlags, "help">): Promise<void> {
   // Each worker logs on its own (text or JSON lines). With --metrics-listen, the observer in the options
@@ -43,6 +43,8 @@ export async function serveWithWorkers(flags: Omit<ServeFlags, "help">): Promise
   logger.info(
     `mailgate is serving ${protocol} on ${handle.addresses.join(", ")} with ${handle.workerPids.length} workers (${handle.workerPids.join(", ")}); SIGUSR2 restarts them one by one`,
   );
+  const unlimited = perClientLimitWarning(handle.addresses, resolveSettings(flags.settings));
+  if (unlimited) logger.warn(unlimited);
   await handle.stopped;
   await operations.close();
   logger.info("mailgate stopped");

@@ -227,6 +227,24 @@ export async function openStoringServer(
   };
 }
 
+/**
+ * The warning for a server reachable from other machines while one client may hold every processing slot
+ * (maxConnectionsPerIp 0, the default), or undefined. Listeners on loopback or a UNIX socket need none.
+ */
+export function perClientLimitWarning(
+  addresses: readonly string[],
+  settings: { maxConnectionsPerIp: number; maxProcessings: number },
+): string | undefined {
+  if (settings.maxConnectionsPerIp !== 0) return undefined;
+  // server.addresses: "ip:port", "[ipv6]:port", "unix:path".
+  const reachable = addresses.filter((address) => {
+    const host = address.startsWith("[") ? address.slice(1, address.indexOf("]")) : address.split(":")[0];
+    return !/^(127\.|::1$|::ffff:127\.|unix$)/.test(host ?? "");
+  });
+  if (reachable.length === 0) return undefined;
+  return `Listening on ${reachable.join(", ")} with --max-connections-per-ip 0: one client address may hold all ${settings.maxProcessings} processing slots; for a server others can reach, set it (for example to ${Math.max(1, Math.floor(settings.maxProcessings / 2))}, as Postfix's smtpd_client_connection_count_limit does)`;
+}
+
 /** `mailgate serve` in one process (--workers 1, the default). */
 export async function serve(flags: Omit<ServeFlags, "help" | "workers">): Promise<void> {
   const operations = new ServeOperations(flags.operations, resolveSettings(flags.settings).loggerSeverity);
@@ -263,6 +281,8 @@ export async function serve(flags: Omit<ServeFlags, "help" | "workers">): Promis
     "info",
     `mailgate is serving ${server.settings.lmtp ? "LMTP" : "SMTP"} on ${server.addresses.join(", ")} into ${description}`,
   );
+  const unlimited = perClientLimitWarning(server.addresses, server.settings);
+  if (unlimited) server.onLogging(null, "warn", unlimited);
   const signal = await stopSignal;
   server.onLogging(null, "info", `${signal} received: stopping gracefully`);
   await server.stop();
