@@ -8,6 +8,7 @@
 import type { Readable } from "node:stream";
 import {
   MaildirStore,
+  receivedHeader,
   type SessionContext,
   SmtpServer,
   type SmtpServerOptions,
@@ -20,6 +21,12 @@ export class HandOffSmtpd extends SmtpServer {
     private readonly store: MaildirStore,
   ) {
     super(options);
+  }
+
+  // The trace header RFC 5321 4.4 asks for comes first. It also keeps the client's own first lines from
+  // passing for MaildirStore's envelope lines when the file is read back (parseEnvelopeHeaders).
+  override onMessageDataStart(ctx: SessionContext): void {
+    ctx.message.write(receivedHeader(ctx, { hostname: this.settings.hostname }));
   }
 
   override async onMessageStream(ctx: SessionContext, stream: Readable): Promise<string> {
