@@ -18,8 +18,8 @@
  *
  * The bound is shared by every client, so guesses from many addresses (a few per address, under each
  * one's maxAuthFailuresPerIp) could keep the queue full and every user out with 454. A user and password
- * that passed a check in the last VERIFIED_FOR_MS are therefore recognised without one (and without
- * waiting): by an HMAC of the pair under a key drawn at start, never the password itself. A mail client
+ * that passed a check, or was recognised so, in the last VERIFIED_FOR_MS are therefore recognised without
+ * one (and without waiting): by an HMAC of the pair under a key drawn at start, never the password itself. A mail client
  * that logs in every few minutes is served through such a flood; only a first login waits for a place.
  */
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
@@ -140,17 +140,21 @@ export class Accounts {
    */
   async verify(user: string, password: string): Promise<boolean> {
     const hash = this.hashes.get(user);
+    // The user's length first: "a" + "\0b" and "a\0" + "b" are different pairs.
     const pair = createHmac("sha256", this.verifiedKey)
-      .update(user)
-      .update("\0")
+      .update(`${Buffer.byteLength(user)}:${user}`)
       .update(password)
       .digest("base64");
     const passed = this.verified.get(pair);
-    if (hash !== undefined && passed !== undefined && performance.now() - passed < VERIFIED_FOR_MS)
-      return true;
-    const matches = await this.checks.run(() => verifyHash(password, hash ?? DUMMY_HASH));
-    if (hash === undefined || !matches) return false;
-    this.verified.delete(pair); // re-inserted last: the Map's order is the order of the checks
+    const recognised =
+      hash !== undefined && passed !== undefined && performance.now() - passed < VERIFIED_FOR_MS;
+    if (!recognised) {
+      const matches = await this.checks.run(() => verifyHash(password, hash ?? DUMMY_HASH));
+      if (hash === undefined || !matches) return false;
+    }
+    // Each login keeps the pair recognised (the accounts cannot change while the server runs); re-inserted
+    // last, so that the Map's order is that of the logins and the oldest goes first.
+    this.verified.delete(pair);
     this.verified.set(pair, performance.now());
     if (this.verified.size > MAX_VERIFIED) this.verified.delete(this.verified.keys().next().value as string);
     return true;

@@ -42,7 +42,14 @@ export function createStoringServer(
     accounts,
     recipients,
     limits,
-  }: { accounts?: Accounts; recipients?: RecipientPolicy; limits?: Omit<OpenedLimits, "close"> } = {},
+    storeFailures: givenStoreFailures,
+  }: {
+    accounts?: Accounts;
+    recipients?: RecipientPolicy;
+    limits?: Omit<OpenedLimits, "close">;
+    /** Where the store's 451s are logged (WARN, bounded); the caller flushes it when it stops. */
+    storeFailures?: RefusalWarnings;
+  } = {},
 ): SmtpServer {
   let sequence = 0;
   /** The id of each session's message under way, from its Received header to the store. */
@@ -57,7 +64,8 @@ export function createStoringServer(
   });
   // A store's temporary failure (a sink that cannot take the message, or refused it: a wrong secret, an
   // unroutable key) is the operator's to see at the default level, bounded as floods of refusals are.
-  const storeFailures = new RefusalWarnings((text) => server.onLogging(null, "warn", text));
+  const storeFailures =
+    givenStoreFailures ?? new RefusalWarnings((text) => server.onLogging(null, "warn", text));
   const deliver = async (ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> => {
     const receipt = await store.deliver(envelopeOf(ctx), message).catch((error: unknown) => {
       if (error instanceof SmtpError && error.code === 451) {
@@ -186,6 +194,7 @@ export async function openStoringServer(
   let limits: OpenedLimits | undefined;
   // Bounded, as the refusals at accept: a client flooding past its limit must not write a line each time.
   const refusalWarnings = new RefusalWarnings((message) => server.onLogging(null, "info", message));
+  const storeFailures = new RefusalWarnings((message) => server.onLogging(null, "warn", message));
   try {
     const accounts = authUsers ? await Accounts.load(authUsers) : undefined;
     policy = await RecipientPolicy.open(acceptDomains, recipients);
@@ -199,6 +208,7 @@ export async function openStoringServer(
       accounts,
       recipients: policy,
       limits,
+      storeFailures,
     });
   } catch (error) {
     // A bad option or accounts file: what was opened for nothing is closed before the error is told.
@@ -221,6 +231,7 @@ export async function openStoringServer(
     },
     async close() {
       refusalWarnings.flush();
+      storeFailures.flush();
       await openedLimits.close();
       await store.close?.();
     },

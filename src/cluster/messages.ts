@@ -79,4 +79,9 @@ export type ToWorker =
    */
   | { type: "retire"; drainTimeout: number }
   /** Stop now, gracefully (SIGTERM, SIGINT). */
-  | { type: "stop" };
+  | { type: "stop" }
+  /**
+   * Answer "alive". The primary's watch listens for the worker's own heartbeat; it still asks, so that a
+   * worker of the release before (which only answered) is not taken for hung across a rolling restart.
+   */
+  | { type: "ping" };

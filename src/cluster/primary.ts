@@ -447,7 +447,10 @@ export class Primary {
     for (const worker of this.workers) {
       if (paused) worker.heardNow();
       const silence = worker.silence;
-      if (silence <= hangTimeout) continue;
+      if (silence <= hangTimeout) {
+        worker.ping();
+        continue;
+      }
       this.options.log(
         "error",
         `Worker ${worker.pid} has not answered for ${Math.round(silence)} ms, over the ${hangTimeout} ms of the worker hang timeout (its event loop is blocked: a hook that never gives it back?); killing it`,

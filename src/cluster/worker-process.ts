@@ -117,6 +117,11 @@ export class WorkerProcess {
     return performance.now() - this.heardAt;
   }
 
+  /** Asks it to answer (for a worker of the release before, which sends no heartbeat of its own). */
+  ping(): void {
+    this.send({ type: "ping" });
+  }
+
   /** The watch's clock starts again (the primary itself was paused: nobody could answer it meanwhile). */
   heardNow(): void {
     this.heardAt = performance.now();

@@ -208,6 +208,9 @@ class PrimaryLink {
       case "stop":
         void this.stop();
         break;
+      case "ping":
+        this.send({ type: "alive" });
+        break;
     }
   }
 

@@ -83,40 +83,45 @@ export class OperationsEndpoint {
 }
 
 /**
- * At most MAX_CONNECTIONS connections: a new one beyond closes the connection idle longest, or itself when
- * none is idle. (server.maxConnections would close the new one: 64 connections that send nothing, or one
- * request every few seconds each, kept every probe out for as long as they liked.)
+ * At most MAX_CONNECTIONS connections: a new one beyond closes the connection that has made no progress
+ * for longest, or itself when every one has made some lately. A connection makes no progress while it is
+ * idle (connected or answered, and silent since), or while an answer of its has been waiting more than
+ * REQUEST_TIMEOUT_MS (an answer takes milliseconds unless its client does not read it). (server.maxConnections
+ * would close the new one: 64 connections that send nothing, or ask and never read, or ask every few
+ * seconds, kept every probe out for as long as they liked.)
  */
 function makeRoomForNewConnections(server: Server): void {
-  /** Each open connection: its requests not yet answered, and since when it has had none. */
-  const open = new Map<Socket, { pending: number; idleSince: number }>();
+  /** Each open connection: its requests not yet answered, and when it last made progress. */
+  const open = new Map<Socket, { pending: number; since: number }>();
   server.on("connection", (socket: Socket) => {
     if (open.size >= MAX_CONNECTIONS) {
-      let oldest: Socket | undefined;
+      const now = performance.now();
+      let stalest: Socket | undefined;
       let since = Number.POSITIVE_INFINITY;
       for (const [other, state] of open) {
-        if (state.pending === 0 && state.idleSince < since) {
-          oldest = other;
-          since = state.idleSince;
+        const stalled = state.pending === 0 || now - state.since > REQUEST_TIMEOUT_MS;
+        if (stalled && state.since < since) {
+          stalest = other;
+          since = state.since;
         }
       }
-      if (!oldest) {
+      if (!stalest) {
         socket.destroy();
         return;
       }
-      open.delete(oldest);
-      oldest.destroy();
+      open.delete(stalest);
+      stalest.destroy();
     }
-    open.set(socket, { pending: 0, idleSince: performance.now() });
+    open.set(socket, { pending: 0, since: performance.now() });
     socket.once("close", () => open.delete(socket));
   });
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const state = open.get(request.socket);
     if (!state) return;
-    state.pending++;
+    if (state.pending++ === 0) state.since = performance.now();
     response.once("close", () => {
       state.pending--;
-      state.idleSince = performance.now();
+      state.since = performance.now();
     });
   });
 }

@@ -260,7 +260,7 @@ export const OPTION_SPECS: readonly OptionSpec[] = [
     default: 20,
     min: 1,
     description:
-      "Recipients a session may have refused with a 5xx reply (an unknown mailbox, a policy) since it last delivered a message; the next refusal gets 421 and close, so that a client guessing addresses learns this many per connection (Postfix: smtpd_hard_error_limit).",
+      "Recipients a session may have refused with a 5xx reply (an unknown mailbox, a policy) since it last delivered a message; the next refusal gets 421 and close, so that a client guessing addresses must deliver a message (or connect again) every this many guesses (Postfix: smtpd_hard_error_limit).",
   },
   {
     name: "heloStrict",

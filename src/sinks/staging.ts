@@ -10,14 +10,15 @@
  * space (at most what the sessions under way send, each within maxMessageSize), not the sink's places or
  * memory.
  *
- * The files are in a private directory (mode 0700, made at open and removed at close; one left by a
- * process that was killed is removed by the next open) under the given parent, each deleted once its
- * delivery has settled. They are not flushed to disk: the 250 still waits
+ * The files are in a private directory (mode 0700, made at open, made again if something removed it, and
+ * removed at close; one left by a process of this host that was killed is removed by the next open)
+ * under the given parent, each deleted once its delivery has settled. They are not flushed to disk: the 250 still waits
  * for the sink (or the spool) to hold the message.
  */
 import { createWriteStream } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, mkdtemp, readdir, rm } from "node:fs/promises";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { StagedMessage } from "../store/staged-message.js";
 import type { MessageStore } from "../store/store.js";
@@ -31,15 +32,25 @@ import { describeError, SinkUnavailable } from "./sink-error.js";
  */
 export async function stagingStore(store: MessageStore, parent: string): Promise<MessageStore> {
   await removeOrphans(parent);
-  const directory = await mkdtemp(join(parent, `${PREFIX}${process.pid}-`));
+  const name = `${PREFIX}${process.pid}@${hostname()}-`;
+  let directory = await mkdtemp(join(parent, name));
   let files = 0;
+  /** The directory, made again if it went away (a cleaner of old files in /tmp, an operator). */
+  const usableDirectory = async (): Promise<string> => {
+    if (!(await isOwnDirectory(directory))) directory = await mkdtemp(join(parent, name));
+    return directory;
+  };
   return wrapStore(
     store,
     async (envelope, message) => {
       if (message instanceof WholeMessage || message instanceof StagedMessage) {
         return store.deliver(envelope, message);
       }
-      const path = join(directory, String(++files));
+      const staging = await usableDirectory().catch((error: unknown) => {
+        const why = (error as NodeJS.ErrnoException).code ?? describeError(error);
+        throw new SinkUnavailable("Staging", `cannot make a directory in ${parent}: ${why}`);
+      });
+      const path = join(staging, String(++files));
       try {
         return await store.deliver(envelope, await stage(message, path));
       } finally {
@@ -56,20 +67,36 @@ export async function stagingStore(store: MessageStore, parent: string): Promise
   );
 }
 
-/** A staging directory's name: this, the pid of the process that made it, "-", then mkdtemp's letters. */
+/**
+ * A staging directory's name: this, the pid and host name of the process that made it, "-", then
+ * mkdtemp's six characters.
+ */
 const PREFIX = "mailgate-stage-";
 
 /**
- * Removes the staging directories under `parent` whose process is gone (killed before it could remove its
- * own): what they hold was never acknowledged, so nothing is lost with them.
+ * Removes the staging directories under `parent` left by a process of this host that is gone (killed
+ * before it could remove its own): what they hold was never acknowledged, so nothing is lost with them.
+ * Only real directories of this user are touched (never a symbolic link, nor what another user made to
+ * look like one: `parent` is usually the shared /tmp).
  */
 async function removeOrphans(parent: string): Promise<void> {
+  if (typeof process.getuid !== "function") return;
   const names = await readdir(parent).catch(() => [] as string[]);
+  const host = hostname();
   for (const name of names) {
-    const pid = Number(/^mailgate-stage-(\d+)-/.exec(name)?.[1]);
-    if (!pid || pid === process.pid || isRunning(pid)) continue;
-    await rm(join(parent, name), { recursive: true, force: true }).catch(() => {});
+    const match = /^mailgate-stage-(\d+)@(.+)-[^-]{6}$/.exec(name);
+    const pid = Number(match?.[1]);
+    if (!match || match[2] !== host || pid === process.pid || isRunning(pid)) continue;
+    const path = join(parent, name);
+    if (await isOwnDirectory(path)) await rm(path, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+/** A directory (not a symbolic link to one) of this process's user, mode 0700. */
+async function isOwnDirectory(path: string): Promise<boolean> {
+  const stats = await lstat(path).catch(() => undefined);
+  if (!stats?.isDirectory()) return false;
+  return process.getuid === undefined || (stats.uid === process.getuid() && (stats.mode & 0o777) === 0o700);
 }
 
 function isRunning(pid: number): boolean {
@@ -101,7 +128,9 @@ async function stage(message: AsyncIterable<Buffer>, path: string): Promise<Stag
     await pipeline(source(), file);
   } catch (error) {
     if (sourceError) throw sourceError.error;
-    throw new SinkUnavailable("Staging", `cannot write ${path}: ${describeError(error)}`);
+    // The same words for every message (no file name): the log bounds repeated failures by their text.
+    const why = (error as NodeJS.ErrnoException).code ?? describeError(error);
+    throw new SinkUnavailable("Staging", `cannot write a file in ${dirname(path)}: ${why}`);
   }
   return new StagedMessage(path, file.bytesWritten);
 }

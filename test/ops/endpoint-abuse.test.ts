@@ -171,3 +171,39 @@ test("64 keep-alive connections, each answered once and idle since, do not keep 
     await endpoint.close();
   }
 });
+
+test("64 connections that ask and never read the answers make room for a probe once their answers have waited 10 s", async () => {
+  const big = "x".repeat(256 * 1024); // answers that fill the socket buffers at once
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, {
+    metrics: async () => ({ text: big, contentType: "text/plain" }),
+    readiness: async () => null,
+  });
+  const port = Number(new URL(endpoint.url).port);
+  const stuck = Array.from({ length: 64 }, () => {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("error", () => {});
+    socket.pause(); // never reads
+    socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20));
+    return socket;
+  });
+  const probe = () =>
+    fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(2000) }).then(
+      (response) => response.status,
+      () => 0,
+    );
+  try {
+    await delay(1000);
+    // Their answers have waited a second: they are still making progress as far as anyone can tell.
+    assert.equal(await probe(), 0);
+    // Before: kept out for good. A bounded wait (the answers' 10 s, checked on each new connection).
+    let status = 0;
+    for (let attempt = 0; status !== 200 && attempt < 15; attempt++) {
+      await delay(1000);
+      status = await probe();
+    }
+    assert.equal(status, 200);
+  } finally {
+    for (const socket of stuck) socket.destroy();
+    await endpoint.close();
+  }
+});

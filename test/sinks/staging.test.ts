@@ -5,8 +5,8 @@
  * in front of an HTTP sink whose whole window slow clients used to hold.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
@@ -54,7 +54,7 @@ test("a streamed message reaches the store only once it has ended, from a file d
   const { store, given, closed } = recordingStore();
   const staged = await stagingStore(store, parent);
   const [directory] = await readdir(parent);
-  assert.match(directory ?? "", new RegExp(`^mailgate-stage-${process.pid}-`));
+  assert.match(directory ?? "", new RegExp(`^mailgate-stage-${process.pid}@`));
 
   const stream = new PassThrough();
   const delivery = staged.deliver(ENVELOPE, stream);
@@ -84,20 +84,34 @@ test("a streamed message reaches the store only once it has ended, from a file d
   assert.deepEqual(await readdir(parent), [], "the staging directory is removed at close");
 });
 
-test("a staging directory left by a process that is gone is removed at the next open; a live one's is kept", async (t) => {
+test("a staging directory of this host left by a process that is gone is removed at the next open; nothing else is", async (t) => {
   const parent = await parentDirectory(t);
-  const gone = join(parent, "mailgate-stage-2147483646-abcdef"); // no such pid
-  const alive = join(parent, `mailgate-stage-${process.ppid}-abcdef`);
-  const other = join(parent, "something-else");
-  for (const directory of [gone, alive, other]) {
-    await mkdir(directory);
-    await writeFile(join(directory, "1"), "a part of a message");
+  const host = hostname();
+  const victim = await mkdtemp(join(tmpdir(), "mailgate-staging-victim-"));
+  t.after(() => rm(victim, { recursive: true, force: true }));
+  await writeFile(join(victim, "kept"), "not mailgate's");
+  const gone = `mailgate-stage-2147483646@${host}-abcdef`; // no such pid
+  const alive = `mailgate-stage-${process.ppid}@${host}-abcdef`;
+  const otherHost = `mailgate-stage-2147483646@not-${host}-abcdef`;
+  const notPrivate = `mailgate-stage-2147483645@${host}-abcdef`; // mode 0755: not one of ours
+  for (const [name, mode] of [
+    [gone, 0o700],
+    [alive, 0o700],
+    [otherHost, 0o700],
+    [notPrivate, 0o755],
+  ] as const) {
+    await mkdir(join(parent, name), { mode });
+    await chmod(join(parent, name), mode);
+    await writeFile(join(parent, name, "1"), "a part of a message");
   }
+  // A link named like an orphan, to a directory of someone else's: never followed, never removed.
+  const link = `mailgate-stage-2147483644@${host}-abcdef`;
+  await symlink(victim, join(parent, link));
   const staged = await stagingStore(recordingStore().store, parent);
   const names = await readdir(parent);
-  assert.ok(!names.includes("mailgate-stage-2147483646-abcdef"));
-  assert.ok(names.includes(`mailgate-stage-${process.ppid}-abcdef`));
-  assert.ok(names.includes("something-else"));
+  assert.ok(!names.includes(gone));
+  for (const kept of [alive, otherHost, notPrivate, link]) assert.ok(names.includes(kept), kept);
+  assert.deepEqual(await readdir(victim), ["kept"]);
   await staged.close?.();
 });
 
@@ -106,6 +120,7 @@ test("a message that fails while it is received never reaches the store, and lea
   const { store, given } = recordingStore();
   const staged = await stagingStore(store, parent);
   const stream = new PassThrough();
+  stream.on("error", () => {}); // as the session's message stream: the consumer learns of it when it reads
   const delivery = staged.deliver(ENVELOPE, stream);
   stream.write(Buffer.alloc(10_000, "a"));
   const aborted = new Error("the client went away");
@@ -117,17 +132,33 @@ test("a message that fails while it is received never reaches the store, and lea
   await staged.close?.();
 });
 
-test("a staging file that cannot be written is a 451 of the sink's kind, and the store is not called", async (t) => {
+test("a staging directory removed while serving is made again; one that cannot be made is a 451 of the sink's kind", async (t) => {
   const parent = await parentDirectory(t);
   const { store, given } = recordingStore();
   const staged = await stagingStore(store, parent);
+  const deliver = () => {
+    const stream = new PassThrough();
+    const delivery = staged.deliver(ENVELOPE, stream);
+    stream.end(Buffer.alloc(1000, "a"));
+    return delivery;
+  };
   const [directory] = await readdir(parent);
-  await rm(join(parent, directory as string), { recursive: true }); // as a full disk or a cleaner would
-  const stream = new PassThrough();
-  const delivery = staged.deliver(ENVELOPE, stream);
-  stream.end(Buffer.alloc(1000, "a"));
-  await assert.rejects(delivery, (error) => error instanceof SinkUnavailable && error.code === 451);
-  assert.equal(given.length, 0);
+  await rm(join(parent, directory as string), { recursive: true }); // as a cleaner of /tmp would
+  assert.equal((await deliver()).size, 1000);
+  assert.equal(given.length, 1);
+
+  // The parent itself gone and a file in its place: nothing can be staged; the store is not called.
+  await rm(parent, { recursive: true });
+  await writeFile(parent, "");
+  await assert.rejects(
+    deliver(),
+    (error) =>
+      error instanceof SinkUnavailable &&
+      error.code === 451 &&
+      error.message.includes(`cannot make a directory in ${parent}: ENOTDIR`),
+  );
+  assert.equal(given.length, 1);
+  await rm(parent);
   await staged.close?.();
 });
 
