@@ -421,12 +421,13 @@ export class Primary {
    * Every third of hangTimeout (5 s at most), each ready worker sends "alive" on its own timer, and the
    * primary looks at when it last heard from each; one silent for hangTimeout is killed, and replaced as
    * a crashed one is: a worker stuck in a loop would otherwise hold its connections forever. The worker
-   * speaks first because the primary could not ask: a message to a worker waits in the channel until the
-   * worker has taken every socket sent before it (one turn of its event loop each), so a busy worker that
-   * is handed many connections would look silent. The verdict waits for the I/O of the turn
-   * (setImmediate), so messages already received count; and a check that comes much later than it should
-   * (the primary itself was paused: SIGSTOP, a frozen container) starts every clock again instead of
-   * blaming the workers.
+   * speaks first because an answer to the primary's question would come late: a message to a worker waits
+   * in the channel until the worker has taken every socket sent before it (one turn of its event loop
+   * each), so a busy worker that is handed many connections would look silent. (The primary still asks
+   * too: a worker of the release before sends nothing unasked, and a rolling restart may meet one.) The
+   * verdict waits for the I/O of the turn (setImmediate), so messages already received count; and a check
+   * that comes much later than it should (the primary itself was paused: SIGSTOP, a frozen container)
+   * starts every clock again instead of blaming the workers.
    */
   private watchWorkers(): void {
     const { hangTimeout } = this.options;

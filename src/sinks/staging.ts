@@ -12,8 +12,8 @@
  *
  * The files are in a private directory (mode 0700, made at open, made again if something removed it, and
  * removed at close; one left by a process of this host that was killed is removed by the next open)
- * under the given parent, each deleted once its delivery has settled. They are not flushed to disk: the 250 still waits
- * for the sink (or the spool) to hold the message.
+ * under the given parent, each deleted once its delivery has settled. They are not flushed to disk: the
+ * 250 still waits for the sink (or the spool) to hold the message.
  */
 import { createWriteStream } from "node:fs";
 import { lstat, mkdtemp, readdir, rm } from "node:fs/promises";
@@ -35,10 +35,21 @@ export async function stagingStore(store: MessageStore, parent: string): Promise
   const name = `${PREFIX}${process.pid}@${hostname()}-`;
   let directory = await mkdtemp(join(parent, name));
   let files = 0;
+  /** A new directory being made (deliveries that find it gone at once share it), or undefined. */
+  let remaking: Promise<string> | undefined;
   /** The directory, made again if it went away (a cleaner of old files in /tmp, an operator). */
   const usableDirectory = async (): Promise<string> => {
-    if (!(await isOwnDirectory(directory))) directory = await mkdtemp(join(parent, name));
-    return directory;
+    if (remaking) return remaking;
+    if (await isOwnDirectory(directory)) return directory;
+    remaking ??= mkdtemp(join(parent, name))
+      .then((made) => {
+        directory = made;
+        return made;
+      })
+      .finally(() => {
+        remaking = undefined;
+      });
+    return remaking;
   };
   return wrapStore(
     store,
