@@ -119,7 +119,7 @@ export type { SinkState } from "./sinks/spool-health.js";
  * `await stagingStore(sink, directory)`: the sink gets a streamed message only once it was received whole
  * into a file under `directory` (a slow client then holds disk space, not the sink's window or memory).
  */
-export { stagingStore } from "./sinks/staging.js";
+export { type StagingOptions, stagingStore } from "./sinks/staging.js";
 export { MaildirStore, type MaildirStoreOptions, parseEnvelopeHeaders } from "./store/maildir.js";
 /**
  * `sessionFacts(ctx)`: what the session knew of the client (address, name, HELO, TLS, AUTH, SMTPUTF8,

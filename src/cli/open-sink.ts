@@ -39,7 +39,11 @@ export async function openSink(
 ): Promise<OpenedSink> {
   const opened = await openSpooledSink(flags, env, logger);
   try {
-    return { ...opened, store: await stagingStore(opened.store, flags.stageDirectory ?? tmpdir()) };
+    const staging = {
+      ...(flags.windowBytes !== undefined ? { maxBytes: flags.windowBytes } : {}),
+      ...(flags.publishTimeout !== undefined ? { waitTimeout: flags.publishTimeout } : {}),
+    };
+    return { ...opened, store: await stagingStore(opened.store, flags.stageDirectory ?? tmpdir(), staging) };
   } catch (error) {
     await opened.store.close?.();
     throw new Error(

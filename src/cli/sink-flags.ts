@@ -39,6 +39,8 @@ export interface SinkFlags {
   declareQueue: string | undefined;
   /** --sink-stage-dir: where messages past bufferMessagesUpTo are received whole before the sink's turn. */
   stageDirectory: string | undefined;
+  /** --sink-window-bytes: bytes of staged messages the sink may hold at once. */
+  windowBytes: number | undefined;
   /** --spool DIR and its bounds: outages are spooled there instead of answered 451. */
   spool: { directory: string; maxBytes: number | undefined; maxMessages: number | undefined } | undefined;
 }
@@ -116,6 +118,13 @@ export const SINK_FLAG_SPECS: readonly SinkFlagSpec[] = [
     kinds: ALL_KINDS,
     value: "DIR",
     help: "Where a message larger than --buffer-messages-up-to is received whole, in a private directory made at start and removed at exit, before the sink reads it: a slow client then holds disk space, never a place in the sink's window or the message in memory. Each file is deleted once its delivery has settled (default: the system's temporary directory, $TMPDIR or /tmp).",
+  },
+  {
+    flag: "sink-window-bytes",
+    kind: "integer",
+    kinds: ALL_KINDS,
+    value: "N",
+    help: "Bytes of messages larger than --buffer-messages-up-to the sink may hold at once (RabbitMQ and NATS read each into memory to publish it); further ones wait in their staging files, first come first served, up to --sink-publish-timeout, then 451. One larger than N goes alone (default: 134217728).",
   },
   {
     flag: "spool",
@@ -245,6 +254,7 @@ export function parseSinkFlags(
     routingKey: given("sink-routing-key"),
     declareQueue: given("sink-declare-queue"),
     stageDirectory,
+    windowBytes: optionalWholeNumber("sink-window-bytes", given("sink-window-bytes")),
     spool:
       spoolDirectory === undefined
         ? undefined

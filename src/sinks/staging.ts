@@ -8,7 +8,8 @@
  * 451), and the broker sinks, which publish a message whole, held it in memory meanwhile (40 sessions
  * sending 24 MB each without ever ending took a server to 1 GB). Staged, the client's pace costs disk
  * space (at most what the sessions under way send, each within maxMessageSize), not the sink's places or
- * memory.
+ * memory; and the complete messages handed to the sink at once are bounded in bytes (maxBytes), so that
+ * many large ones finishing together wait in their files rather than in memory.
  *
  * The files are in a private directory (mode 0700, made at open, made again if something removed it, and
  * removed at close; one left by a process of this host that was killed is removed by the next open)
@@ -25,12 +26,52 @@ import type { MessageStore } from "../store/store.js";
 import { WholeMessage } from "../store/whole-message.js";
 import { wrapStore } from "../store/wrapped-store.js";
 import { describeError, SinkUnavailable } from "./sink-error.js";
+import { InFlightWindow } from "./window.js";
+
+export interface StagingOptions {
+  /**
+   * Bytes of staged messages the store may hold at once (the broker sinks read each into memory to
+   * publish it); further ones wait in their files, first come first served. One larger than this goes
+   * alone. Default 134,217,728 (128 MiB).
+   */
+  maxBytes?: number;
+  /** Milliseconds a staged message may wait for room before it is answered 451 (default 10,000). */
+  waitTimeout?: number;
+}
 
 /**
  * `store`, whose deliveries of streamed messages are staged in a new directory under `parent` first.
  * Its close() closes `store`, then removes the directory.
  */
-export async function stagingStore(store: MessageStore, parent: string): Promise<MessageStore> {
+export async function stagingStore(
+  store: MessageStore,
+  parent: string,
+  { maxBytes = 128 * 1024 * 1024, waitTimeout = 10_000 }: StagingOptions = {},
+): Promise<MessageStore> {
+  for (const [name, value] of [
+    ["maxBytes", maxBytes],
+    ["waitTimeout", waitTimeout],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`Invalid staging ${name}: ${value}; it must be a whole number of at least 1.`);
+    }
+  }
+  const room = new InFlightWindow(maxBytes);
+  /** A place for `bytes` in the room, waited for up to waitTimeout (a timer that keeps the process up). */
+  const waitForRoom = async (bytes: number): Promise<() => void> => {
+    const gaveUp = new AbortController();
+    const timer = setTimeout(() => gaveUp.abort(), waitTimeout);
+    try {
+      return await room.enter(gaveUp.signal, bytes);
+    } catch {
+      throw new SinkUnavailable(
+        "Staging",
+        `no room for a message within ${waitTimeout} ms (${maxBytes} bytes of staged messages are with the sink)`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   await removeOrphans(parent);
   const name = `${PREFIX}${process.pid}@${hostname()}-`;
   let directory = await mkdtemp(join(parent, name));
@@ -63,7 +104,13 @@ export async function stagingStore(store: MessageStore, parent: string): Promise
       });
       const path = join(staging, String(++files));
       try {
-        return await store.deliver(envelope, await stage(message, path));
+        const staged = await stage(message, path);
+        const leave = room.tryEnter(staged.size) ?? (await waitForRoom(staged.size));
+        try {
+          return await store.deliver(envelope, staged);
+        } finally {
+          leave();
+        }
       } finally {
         await rm(path, { force: true });
       }

@@ -1,18 +1,23 @@
 /**
- * The HTTP sink's bounds on one delivery: a window of requests in flight that a delivery waits to enter
- * (first come, first served), and a deadline that aborts whatever the delivery waits for on the HTTP side.
+ * The sinks' bounds on one delivery: a window of requests (or bytes) in flight that a delivery waits to
+ * enter (first come, first served), and the HTTP sink's deadline that aborts whatever the delivery waits
+ * for on the HTTP side.
  */
 
-/** At most `size` holders at a time; the others wait in order, each until its signal aborts. */
+/**
+ * At most `size` units held at a time (one per request, or bytes), each holder taking `weight` of them
+ * (1 by default; one heavier than the whole window takes all of it). The others wait in order, first come
+ * first served (a light one never passes a heavy one waiting), each until its signal aborts.
+ */
 export class InFlightWindow {
   #free: number;
-  readonly #waiting: { enter: () => void }[] = [];
+  readonly #waiting: { weight: number; enter: () => void }[] = [];
 
   constructor(readonly size: number) {
     this.#free = size;
   }
 
-  /** Requests holding a place now. */
+  /** Units held now. */
   get inFlight(): number {
     return this.size - this.#free;
   }
@@ -22,46 +27,55 @@ export class InFlightWindow {
     return this.#waiting.length;
   }
 
-  /** The function that gives a place back, if one is free now and nobody waits; otherwise undefined. */
-  tryEnter(): (() => void) | undefined {
-    if (this.#free === 0 || this.#waiting.length > 0) return undefined;
-    this.#free -= 1;
-    return this.#leaver();
+  /** The function that gives the place back, if there is room now and nobody waits; otherwise undefined. */
+  tryEnter(weight = 1): (() => void) | undefined {
+    const units = Math.min(weight, this.size);
+    if (this.#free < units || this.#waiting.length > 0) return undefined;
+    this.#free -= units;
+    return this.#leaver(units);
   }
 
   /** Resolves with the function that gives the place back; rejects with the signal's reason if it aborts first. */
-  enter(signal: AbortSignal): Promise<() => void> {
+  enter(signal: AbortSignal, weight = 1): Promise<() => void> {
     signal.throwIfAborted();
-    const leave = this.#leaver();
-    if (this.#free > 0) {
-      this.#free -= 1;
-      return Promise.resolve(leave);
-    }
+    const leave = this.tryEnter(weight);
+    if (leave) return Promise.resolve(leave);
+    const units = Math.min(weight, this.size);
     return new Promise((resolve, reject) => {
       const waiter = {
+        weight: units,
         enter: () => {
           signal.removeEventListener("abort", onAbort);
-          resolve(leave);
+          resolve(this.#leaver(units));
         },
       };
       const onAbort = () => {
         this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
         reject(signal.reason);
+        this.#admit(); // the one behind may fit where this one did not
       };
       signal.addEventListener("abort", onAbort, { once: true });
       this.#waiting.push(waiter);
     });
   }
 
+  /** Lets in the waiters at the head of the line while they fit. */
+  #admit(): void {
+    for (let next = this.#waiting[0]; next && next.weight <= this.#free; next = this.#waiting[0]) {
+      this.#free -= next.weight;
+      this.#waiting.shift();
+      next.enter();
+    }
+  }
+
   /** A leave function that works once: a place is never given back twice. */
-  #leaver(): () => void {
+  #leaver(units: number): () => void {
     let left = false;
     return () => {
       if (left) return;
       left = true;
-      const next = this.#waiting.shift();
-      if (next) next.enter();
-      else this.#free += 1;
+      this.#free += units;
+      this.#admit();
     };
   }
 }

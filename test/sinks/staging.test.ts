@@ -162,6 +162,47 @@ test("a staging directory removed while serving is made again; one that cannot b
   await staged.close?.();
 });
 
+test("complete staged messages are handed over within maxBytes at once; the others wait in their files, then 451", async (t) => {
+  const parent = await parentDirectory(t);
+  const releases: (() => void)[] = [];
+  const started: number[] = [];
+  const holding: MessageStore = {
+    async deliver(envelope, message) {
+      const size = (message as StagedMessage).size;
+      started.push(size);
+      await new Promise<void>((resolve) => releases.push(resolve));
+      return { id: envelope.id ?? "", location: "held", size };
+    },
+  };
+  const staged = await stagingStore(holding, parent, { maxBytes: 250_000, waitTimeout: 500 });
+  const deliver = (bytes: number) => {
+    const stream = new PassThrough();
+    const delivery = staged.deliver(ENVELOPE, stream);
+    stream.end(Buffer.alloc(bytes, "a"));
+    return delivery;
+  };
+  const first = deliver(100_000);
+  const second = deliver(100_000);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const third = deliver(100_000); // 300,000 would be with the store: it waits
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.deepEqual(started, [100_000, 100_000]);
+  releases.shift()?.(); // the first is done: room for the third
+  await first;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(started.length, 3);
+  // No room within waitTimeout: 451, and its file is gone.
+  await assert.rejects(
+    deliver(100_000),
+    (error) => error instanceof SinkUnavailable && /no room/.test(error.message),
+  );
+  for (const release of releases.splice(0)) release();
+  await Promise.all([second, third]);
+  const [directory] = await readdir(parent);
+  assert.deepEqual(await readdir(join(parent, directory as string)), []);
+  await staged.close?.();
+});
+
 test("mailgate serve --sink http: clients that send large messages slowly no longer hold the sink's window", async (t) => {
   const receiver = await startReceiver(t);
   const parent = await parentDirectory(t);
