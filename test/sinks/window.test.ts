@@ -8,6 +8,14 @@ import { InFlightWindow } from "../../src/sinks/window.js";
 
 const never = new AbortController().signal;
 
+/** `entering`, noting its name in `order` when it enters. */
+function noted(order: string[], name: string, entering: Promise<() => void>): Promise<() => void> {
+  return entering.then((leave) => {
+    order.push(name);
+    return leave;
+  });
+}
+
 test("one place per holder: the others wait in order", async () => {
   const window = new InFlightWindow(2);
   const a = window.tryEnter();
@@ -15,8 +23,8 @@ test("one place per holder: the others wait in order", async () => {
   assert.ok(a && b);
   assert.equal(window.tryEnter(), undefined);
   const order: string[] = [];
-  const c = window.enter(never).then((leave) => (order.push("c"), leave));
-  const d = window.enter(never).then((leave) => (order.push("d"), leave));
+  const c = noted(order, "c", window.enter(never));
+  const d = noted(order, "d", window.enter(never));
   a();
   a(); // a place is given back once
   (await c)();
@@ -32,10 +40,10 @@ test("by weight: a light holder never passes a heavy one waiting; one heavier th
   assert.ok(first);
   assert.equal(window.inFlight, 60);
   const order: string[] = [];
-  const heavy = window.enter(never, 50).then((leave) => (order.push("heavy"), leave));
+  const heavy = noted(order, "heavy", window.enter(never, 50));
   // 30 would fit beside the 60, but the heavy one came first.
   assert.equal(window.tryEnter(30), undefined);
-  const light = window.enter(never, 30).then((leave) => (order.push("light"), leave));
+  const light = noted(order, "light", window.enter(never, 30));
   first();
   const leaveHeavy = await heavy;
   const leaveLight = await light;
