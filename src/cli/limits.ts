@@ -46,13 +46,14 @@ export async function openLimits(
     flags.redis === undefined
       ? undefined
       : await connectRedis(flags.redis, logger, { timeoutMs: flags.redisTimeout });
-  const shared = (name: string, limit: number, windowMs: number) =>
+  const shared = (name: string, limit: number, windowMs: number, failClosed = false) =>
     new RedisAddressLimiter({
       redis: redis as Redis,
       prefix: `${flags.redisPrefix}${name}:`,
       limit,
       windowMs,
       logger,
+      failClosed,
     });
   const hooks = clientRateLimits({
     connections: flags.connectionsPerMinute,
@@ -65,7 +66,9 @@ export async function openLimits(
     hooks,
     authFailureLimiter:
       redis && maxAuthFailuresPerIp > 0
-        ? shared("auth-failures", maxAuthFailuresPerIp, authFailureWindow)
+        ? // Fails closed: AUTH answers 454 while Redis cannot say whether the address is held back (an
+          // attacker able to stall Redis must not get unlimited guesses).
+          shared("auth-failures", maxAuthFailuresPerIp, authFailureWindow, true)
         : undefined,
     async close() {
       await redis?.quit().catch(() => redis.disconnect());

@@ -28,6 +28,11 @@ export interface RedisAddressLimiterOptions {
   windowMs: number;
   /** Where the fail-open warnings go. */
   logger: Logger;
+  /**
+   * Reject when Redis cannot answer, instead of failing open (nothing held back): for a limit whose
+   * caller has a safe answer to an error, as AUTH's failure limit does (454). Default false.
+   */
+  failClosed?: boolean;
 }
 
 export class RedisAddressLimiter implements AddressLimiter {
@@ -58,6 +63,7 @@ async function failOpen(options: RedisAddressLimiterOptions, run: () => Promise<
   try {
     return await run();
   } catch (error) {
+    if (options.failClosed) throw error;
     if (!warned.has(options.redis)) {
       warned.add(options.redis);
       options.logger.warn(

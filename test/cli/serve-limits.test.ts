@@ -7,10 +7,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { RawClient } from "../helpers/clients.js";
-import { REDIS_URL, redisOrSkip } from "../helpers/redis.js";
+import { openLimits } from "../../src/cli/limits.js";
+import { RawClient, silentLogger } from "../helpers/clients.js";
+import { REDIS_PORT, REDIS_URL, redisOrSkip } from "../helpers/redis.js";
 import { endpointOf, get, sample } from "../helpers/scrape.js";
 import { printed, startServe } from "../helpers/serve-process.js";
+import { TcpProxy } from "../helpers/tcp-proxy.js";
 
 test("two mailgate serve instances share a client's message quota through Redis", async (t) => {
   const admin = await redisOrSkip(t);
@@ -97,4 +99,31 @@ test("refused recipients and a rate-limited client are counted in /metrics as th
   for (const type of ["2xx", "3xx", "5xx"]) {
     assert.equal(sample(metrics, `mailgate_replies_total{class="${type}"}`), seen.replies.get(type), type);
   }
+});
+
+test("with --redis, the AUTH failure limit fails closed while Redis cannot answer (the rate limits fail open)", async (t) => {
+  const admin = await redisOrSkip(t);
+  if (!admin) return;
+  const proxy = await TcpProxy.start(REDIS_PORT);
+  t.after(() => proxy.close());
+  const limits = await openLimits(
+    {
+      connectionsPerMinute: 0,
+      messagesPerMinute: 0,
+      redis: `redis://127.0.0.1:${proxy.port}`,
+      redisPrefix: admin.prefix,
+      redisTimeout: 300,
+    },
+    { maxAuthFailuresPerIp: 3, authFailureWindow: 600_000 },
+    silentLogger,
+    () => {},
+  );
+  t.after(() => limits.close());
+  const limiter = limits.authFailureLimiter;
+  assert.ok(limiter);
+  assert.equal(await limiter.isBlocked("192.0.2.1"), false);
+  proxy.cut();
+  // Before: false (not held back), so every guess went through while Redis was away. Now the caller's
+  // error path answers AUTH 454.
+  await assert.rejects(async () => limiter.isBlocked("192.0.2.1"));
 });
