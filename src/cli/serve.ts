@@ -16,6 +16,7 @@ import type { RateLimitName } from "../server/rate-limits.js";
 import { RefusalWarnings } from "../server/refusal-warnings.js";
 import { reloadTlsCertificates } from "../server/reload-tls.js";
 import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
+import { SINK_TEMPORARY_TEXT } from "../sinks/sink-error.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
 import type { MessageStore, StoreEnvelope } from "../store/store.js";
@@ -68,7 +69,9 @@ export function createStoringServer(
     givenStoreFailures ?? new RefusalWarnings((text) => server.onLogging(null, "warn", text));
   const deliver = async (ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> => {
     const receipt = await store.deliver(envelopeOf(ctx), message).catch((error: unknown) => {
-      if (error instanceof SmtpError && error.code === 451) {
+      // Only the store's own failures (the sinks answer them with SINK_TEMPORARY_TEXT): a message the session
+      // itself aborted (RSET, the client gone) rejects with its own error, which is no news to the operator.
+      if (error instanceof SmtpError && error.replyText === SINK_TEMPORARY_TEXT) {
         storeFailures.refused(ctx.server.remoteIp, `its message got ${error.message}`);
       }
       throw error;
