@@ -25,6 +25,14 @@ export interface SpooledFile {
   size: number;
   /** Refusals in a row (since this process took the spool over). */
   refusals: number;
+  /**
+   * Times the sink could not take it (SinkUnavailable) although it answered other messages between two
+   * of them: a message it cannot take (one too slow to confirm, one its endpoint drops the connection
+   * on), not an outage. Counted as refusals are.
+   */
+  unavailable?: number;
+  /** When it last failed with SinkUnavailable (Date.now()), 0 if never. */
+  failedAt?: number;
 }
 
 export interface ForwarderSettings {
@@ -159,7 +167,24 @@ export class SpoolForwarder {
       await sink.deliver(spooled.envelope, spooled.body);
     } catch (error) {
       if (error instanceof SinkUnavailable) {
-        health.failed(error.message);
+        // The sink answered other messages since this one's last try: this message is the trouble, not
+        // the sink. Such a message must not keep the sink marked down (live mail would then all go to the
+        // spool, and fill it), nor stay in the spool for ever.
+        const answeredSince = health.lastAnswer > (file.failedAt ?? 0);
+        file.failedAt = Date.now();
+        if (!answeredSince) {
+          health.failed(error.message);
+          return "retry";
+        }
+        file.unavailable = (file.unavailable ?? 0) + 1;
+        const why = `the sink could not take message ${spooled.envelope.id} while it took others (${error.message})`;
+        if (file.unavailable >= this.#settings.maxRefusals) {
+          await this.#moveToRefused(file, `${why}, ${file.unavailable} times`);
+          return "refused";
+        }
+        logger.warn(
+          `${this.#settings.describe()}: ${why}; trying it again (${file.unavailable} of ${this.#settings.maxRefusals})`,
+        );
         return "retry";
       }
       health.answered();

@@ -17,6 +17,7 @@ export class SinkHealth {
   readonly #describe: () => string;
   #downSince: number | undefined;
   #lastFailure = 0;
+  #lastAnswer = 0;
 
   constructor(recheckAfter: number, logger: Logger, describe: () => string) {
     this.#recheckAfter = recheckAfter;
@@ -43,8 +44,14 @@ export class SinkHealth {
     );
   }
 
+  /** When the sink last answered (Date.now()), 0 if never. */
+  get lastAnswer(): number {
+    return this.#lastAnswer;
+  }
+
   /** The sink answered (took a message, or refused one). */
   answered(): void {
+    this.#lastAnswer = Date.now();
     if (this.#downSince === undefined) return;
     const seconds = ((Date.now() - this.#downSince) / 1000).toFixed(1);
     this.#downSince = undefined;

@@ -250,7 +250,9 @@ export class SinkSpool implements MessageStore {
   }
 
   async #deliver(envelope: IdentifiedEnvelope, message: AsyncIterable<Buffer>): Promise<DeliveryReceipt> {
-    if (this.#health.skipSink) return this.#spool(envelope, message);
+    // A sink found down is skipped, unless the spool is full: then the sink may still take the message
+    // (messages it cannot take could otherwise fill the spool and have every later one refused).
+    if (this.#health.skipSink && !this.#isFull()) return this.#spool(envelope, message);
     const spillPath = () => join(this.directory, "tmp", `spill.${process.pid}.${++spills}`);
     // A message whole in memory or staged in a file can be read again as it is: it needs no tee to be
     // spooled after a failure.
@@ -314,6 +316,15 @@ export class SinkSpool implements MessageStore {
   }
 
   /** The 451 of a full spool, logged once each time the spool fills up. */
+  /** No room for one more message now (or the last one found none). */
+  #isFull(): boolean {
+    return (
+      this.#full ||
+      this.#forwarder.messages + this.#writingMessages >= this.#maxMessages ||
+      this.#forwarder.bytes + this.#writingBytes >= this.#maxBytes
+    );
+  }
+
   #spoolFull(): SmtpError {
     const bounds = `maxMessages ${this.#maxMessages}, maxBytes ${this.#maxBytes}`;
     const what = `${this.#describe()}: full (${bounds}) while the sink is unavailable`;
