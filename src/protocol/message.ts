@@ -26,6 +26,10 @@ type StreamConsumer = NonNullable<MessageHooks["onMessageStream"]>;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Pieces of a kept message smaller than this are copied together into buffers of GATHER_SIZE bytes. */
+const GATHER_BELOW = 1024;
+const GATHER_SIZE = 16 * 1024;
+
 export class MessageReceiver {
   /** The first reason the message will be refused; once set, bytes are counted and dropped. */
   error: unknown = null;
@@ -34,6 +38,12 @@ export class MessageReceiver {
   private parts: Buffer[] = [];
   /** The bytes in `parts`, while they are kept (no stream). */
   private partsBytes = 0;
+  /**
+   * Where small pieces of a kept message are copied together (see keep()), and how much of it is used;
+   * its view is the last of `parts` while it is in use.
+   */
+  private gather: Buffer | null = null;
+  private gathered = 0;
   /** The stream consumer, while the message is within bufferUpTo: it is started once the message passes it. */
   private waitingConsumer: StreamConsumer | null = null;
   /** The last bytes added, not handed over yet: the next chunk may continue them (see append()). */
@@ -114,6 +124,32 @@ export class MessageReceiver {
   }
 
   /**
+   * Keeps a piece of a message not streamed (yet). The first piece is kept as it is (a message that
+   * arrived in one read stays one view of it, no copy); a later small one is copied into a shared
+   * GATHER_SIZE buffer. Each socket read is a Buffer of its own, so a client sending one byte per TCP
+   * segment made each byte cost a Buffer object and its backing store: ~360 times the message in memory.
+   */
+  private keep(bytes: Buffer): void {
+    this.partsBytes += bytes.length;
+    if (bytes.length >= GATHER_BELOW || this.parts.length === 0) {
+      this.parts.push(bytes);
+      this.gather = null;
+      return;
+    }
+    const gather = this.gather;
+    if (gather && this.gathered + bytes.length <= gather.length) {
+      bytes.copy(gather, this.gathered);
+      this.gathered += bytes.length;
+      this.parts[this.parts.length - 1] = gather.subarray(0, this.gathered);
+      return;
+    }
+    this.gather = Buffer.allocUnsafe(GATHER_SIZE);
+    bytes.copy(this.gather);
+    this.gathered = bytes.length;
+    this.parts.push(this.gather.subarray(0, this.gathered));
+  }
+
+  /**
    * Hands the bytes held back to the stream (or the buffer): the session calls it when it stops reading
    * the message for now, so that a stream consumer is never kept waiting for bytes that arrived.
    */
@@ -124,8 +160,7 @@ export class MessageReceiver {
     if (this.error) return;
     const { stream } = this;
     if (!stream) {
-      this.parts.push(held);
-      this.partsBytes += held.length;
+      this.keep(held);
       const consumer = this.waitingConsumer;
       if (consumer && this.partsBytes > this.limits.bufferUpTo) {
         // Too big to be handed over whole: from now on it is streamed, what was kept first.
@@ -150,6 +185,7 @@ export class MessageReceiver {
     this.error = error;
     this.parts = [];
     this.partsBytes = 0;
+    this.gather = null;
     this.waitingConsumer = null;
     this.held = null;
     if (this.stream && !this.stream.destroyed) {
@@ -258,6 +294,7 @@ export class MessageReceiver {
     for (const bytes of this.parts) stream.push(bytes); // what the data-start hook wrote comes first
     this.parts = [];
     this.partsBytes = 0;
+    this.gather = null;
     this.flush();
     // The consumer starts a turn later; a message abandoned meanwhile (the session closed) never starts it.
     this.streamResult = Promise.resolve()

@@ -350,6 +350,36 @@ describe("bufferUpTo: small messages are not streamed", () => {
     assert.equal(ctx.message.data.length, 0, "a streamed message is not also buffered");
   });
 
+  test("a message kept in one-byte reads is kept in a few buffers, not one per read (tiny TCP segments)", async () => {
+    const seen = { chunks: [] as string[], streams: 0 };
+    // 'data' listeners get each piece the stream was given, as it was given (for-await would join them).
+    const pieces = {
+      onMessageStream: (_ctx: unknown, stream: Readable) =>
+        new Promise<string>((resolve, reject) => {
+          seen.streams += 1;
+          stream.on("data", (chunk: Buffer) => seen.chunks.push(chunk.toString("latin1")));
+          stream.on("error", reject);
+          stream.on("end", () => resolve("streamed"));
+        }),
+    };
+    const { message } = receiver(pieces, 0, 1 << 20, 65_536);
+    await message.begin();
+    for (let i = 0; i < 20_000; i++) {
+      message.write(Buffer.from([0x61 + (i % 26)])); // each read a Buffer of its own
+      message.flush();
+    }
+    message.write(Buffer.alloc(50_000, "z")); // past the bound: streamed, what was kept first
+    message.flush();
+    assert.deepEqual(await message.finish(), { kind: "accepted", text: "streamed" });
+    const kept = seen.chunks.join("").slice(0, 20_000);
+    assert.equal(
+      kept,
+      Array.from({ length: 20_000 }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join(""),
+    );
+    // Before: 20,000 one-byte pieces (each a Buffer and its own backing store, ~360x the bytes in memory).
+    assert.ok(seen.chunks.length <= 4, `${seen.chunks.length} chunks`);
+  });
+
   test("a small message refused before its end reaches neither hook", async () => {
     const seen = { chunks: [] as string[], streams: 0 };
     let dataHook = false;
