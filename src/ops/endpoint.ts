@@ -83,37 +83,56 @@ export class OperationsEndpoint {
 }
 
 /**
- * At most MAX_CONNECTIONS connections: a new one beyond closes the connection that has made no progress
- * for longest, or itself when every one has made some lately. A connection makes no progress while it is
- * idle (connected or answered, and silent since), or while an answer of its has been waiting more than
- * REQUEST_TIMEOUT_MS (an answer takes milliseconds unless its client does not read it). (server.maxConnections
- * would close the new one: 64 connections that send nothing, or ask and never read, or ask every few
- * seconds, kept every probe out for as long as they liked.)
+ * At most MAX_CONNECTIONS connections: a new one beyond closes a connection that makes no progress, of the
+ * client address that holds the most connections (so that one client churning connections evicts its own,
+ * not a slow probe's), the one stalled longest; or itself when every connection has made progress lately.
+ * A connection makes no progress while it is idle (connected or answered, and silent since), or while an
+ * answer of its has been waiting more than REQUEST_TIMEOUT_MS (an answer takes milliseconds unless its
+ * client does not read it). (server.maxConnections would close the new one: 64 connections that send
+ * nothing, or ask and never read, or ask every few seconds, kept every probe out for as long as they liked.)
  */
 function makeRoomForNewConnections(server: Server): void {
-  /** Each open connection: its requests not yet answered, and when it last made progress. */
-  const open = new Map<Socket, { pending: number; since: number }>();
+  /** Each open connection: its client's address, its requests not yet answered, when it last made progress. */
+  const open = new Map<Socket, { address: string; pending: number; since: number }>();
+  const perAddress = new Map<string, number>();
+  const forget = (socket: Socket) => {
+    const state = open.get(socket);
+    if (!state) return;
+    open.delete(socket);
+    const left = (perAddress.get(state.address) ?? 1) - 1;
+    if (left === 0) perAddress.delete(state.address);
+    else perAddress.set(state.address, left);
+  };
   server.on("connection", (socket: Socket) => {
     if (open.size >= MAX_CONNECTIONS) {
       const now = performance.now();
       let stalest: Socket | undefined;
-      let since = Number.POSITIVE_INFINITY;
+      let mostOfOneAddress = -1;
+      let longestStalled = 0;
       for (const [other, state] of open) {
-        const stalled = state.pending === 0 || now - state.since > REQUEST_TIMEOUT_MS;
-        if (stalled && state.since < since) {
+        const stalled = now - state.since;
+        if (state.pending > 0 && stalled <= REQUEST_TIMEOUT_MS) continue; // making progress
+        const ofItsAddress = perAddress.get(state.address) ?? 0;
+        if (
+          ofItsAddress > mostOfOneAddress ||
+          (ofItsAddress === mostOfOneAddress && stalled > longestStalled)
+        ) {
           stalest = other;
-          since = state.since;
+          mostOfOneAddress = ofItsAddress;
+          longestStalled = stalled;
         }
       }
       if (!stalest) {
         socket.destroy();
         return;
       }
-      open.delete(stalest);
+      forget(stalest);
       stalest.destroy();
     }
-    open.set(socket, { pending: 0, since: performance.now() });
-    socket.once("close", () => open.delete(socket));
+    const address = socket.remoteAddress ?? "";
+    open.set(socket, { address, pending: 0, since: performance.now() });
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    socket.once("close", () => forget(socket));
   });
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const state = open.get(request.socket);

@@ -207,3 +207,39 @@ test("64 connections that ask and never read the answers make room for a probe o
     await endpoint.close();
   }
 });
+
+test("a client churning connections evicts its own, not a slow probe from another address", async () => {
+  const { handlers } = countingHandlers(0);
+  const endpoint = await OperationsEndpoint.listen("127.0.0.1", 0, handlers);
+  const port = Number(new URL(endpoint.url).port);
+  const opened: Socket[] = [];
+  const churn = async (count: number) => {
+    for (let i = 0; i < count; i++) {
+      const socket = connect({ port, host: "127.0.0.1", localAddress: "127.0.0.1" });
+      socket.on("error", () => {});
+      socket.resume();
+      opened.push(socket);
+      await new Promise((resolve) => socket.once("connect", resolve));
+    }
+  };
+  try {
+    await churn(64);
+    // A probe from another address connects, and is slow to send its request.
+    const probe = connect({ port, host: "127.0.0.1", localAddress: "127.0.0.2" });
+    let answer = "";
+    probe.on("data", (chunk: Buffer) => {
+      answer += chunk.toString("latin1");
+    });
+    const closed = new Promise((resolve) => probe.once("close", resolve));
+    probe.on("error", () => {});
+    await new Promise((resolve) => probe.once("connect", resolve));
+    await churn(150); // meanwhile the other client opens (and leaves idle) many more
+    probe.end("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    await Promise.race([closed, delay(5000)]);
+    // Before: by then the probe was the connection idle longest, and closed for one of the others.
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+  } finally {
+    for (const socket of opened) socket.destroy();
+    await endpoint.close();
+  }
+});
