@@ -28,7 +28,7 @@ const EMPTY = Buffer.alloc(0);
 
 /** Pieces of a kept message smaller than this are copied together into buffers of GATHER_SIZE bytes. */
 const GATHER_BELOW = 1024;
-const GATHER_SIZE = 16 * 1024;
+const GATHER_SIZE = 4096;
 
 export class MessageReceiver {
   /** The first reason the message will be refused; once set, bytes are counted and dropped. */
