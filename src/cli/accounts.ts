@@ -19,8 +19,9 @@
  * The bound is shared by every client, so guesses from many addresses (a few per address, under each
  * one's maxAuthFailuresPerIp) could keep the queue full and every user out with 454. A user and password
  * that passed a check, or was recognised so, in the last VERIFIED_FOR_MS are therefore recognised without
- * one (and without waiting): by an HMAC of the pair under a key drawn at start, never the password itself. A mail client
- * that logs in every few minutes is served through such a flood; only a first login waits for a place.
+ * one (and without waiting): by an HMAC of the pair under a key drawn at start, never the password
+ * itself. A mail client that logs in every few minutes is served through such a flood; only a first
+ * login waits for a place.
  */
 import { createHmac, randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";

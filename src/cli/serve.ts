@@ -19,7 +19,7 @@ import { SmtpServer, type SmtpServerOptions } from "../server/server.js";
 import { SINK_TEMPORARY_TEXT } from "../sinks/sink-error.js";
 import { MaildirStore } from "../store/maildir.js";
 import { sessionFacts } from "../store/session-facts.js";
-import type { MessageStore, StoreEnvelope } from "../store/store.js";
+import type { DeliveryReceipt, MessageStore, StoreEnvelope } from "../store/store.js";
 import { WholeMessage } from "../store/whole-message.js";
 import { Accounts, PasswordChecksBusy } from "./accounts.js";
 import { SERVE_DEFAULTS, type ServeFlags } from "./flags.js";
@@ -68,14 +68,17 @@ export function createStoringServer(
   const storeFailures =
     givenStoreFailures ?? new RefusalWarnings((text) => server.onLogging(null, "warn", text));
   const deliver = async (ctx: SessionContext, message: AsyncIterable<Buffer>): Promise<string> => {
-    const receipt = await store.deliver(envelopeOf(ctx), message).catch((error: unknown) => {
+    let receipt: DeliveryReceipt;
+    try {
+      receipt = await store.deliver(envelopeOf(ctx), message);
+    } catch (error) {
       // Only the store's own failures (the sinks answer them with SINK_TEMPORARY_TEXT): a message the session
       // itself aborted (RSET, the client gone) rejects with its own error, which is no news to the operator.
       if (error instanceof SmtpError && error.replyText === SINK_TEMPORARY_TEXT) {
         storeFailures.refused(ctx.server.remoteIp, `its message got ${error.message}`);
       }
       throw error;
-    });
+    }
     server.onLogging(
       ctx,
       "info",

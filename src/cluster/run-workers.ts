@@ -43,8 +43,8 @@ export interface RunWorkersOptions {
   drainTimeout?: number;
   /**
    * Milliseconds a worker may go without sending the primary its heartbeat (its event loop blocked: a
-   * hook stuck in a loop) before it is killed and replaced as a crashed one is; from 1000, or 0 to turn the watch off.
-   * Default 30000. A worker is watched from the time it is ready.
+   * hook stuck in a loop) before it is killed and replaced as a crashed one is; from 1000, or 0 to turn
+   * the watch off. Default 30000. A worker is watched from the time it is ready.
    */
   hangTimeout?: number;
   /**

@@ -20,11 +20,7 @@ export interface EndpointHandlers {
   readiness(): Promise<string | null>;
 }
 
-/**
- * Scrapers and probes need few connections. Beyond this many, a new one takes the place of the one idle
- * longest (connected or answered, and silent since), so that idle connections cannot keep a probe out;
- * when none is idle (every one waits for its answer), the new one is closed.
- */
+/** Scrapers and probes need few connections; beyond, a new one takes the place of a stalled one. */
 const MAX_CONNECTIONS = 64;
 /**
  * Requests on one keep-alive connection; the last is answered with Connection: close and pipelined ones
@@ -94,45 +90,41 @@ export class OperationsEndpoint {
 function makeRoomForNewConnections(server: Server): void {
   /** Each open connection: its client's address, its requests not yet answered, when it last made progress. */
   const open = new Map<Socket, { address: string; pending: number; since: number }>();
-  const perAddress = new Map<string, number>();
-  const forget = (socket: Socket) => {
-    const state = open.get(socket);
-    if (!state) return;
-    open.delete(socket);
-    const left = (perAddress.get(state.address) ?? 1) - 1;
-    if (left === 0) perAddress.delete(state.address);
-    else perAddress.set(state.address, left);
+  /** The connection to close for a new one, or undefined when every one has made progress lately. */
+  const stalest = (): Socket | undefined => {
+    const now = performance.now();
+    const perAddress = new Map<string, number>();
+    for (const { address } of open.values()) perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    let chosen: Socket | undefined;
+    let mostOfOneAddress = -1;
+    let longestStalled = 0;
+    for (const [socket, state] of open) {
+      const stalled = now - state.since;
+      if (state.pending > 0 && stalled <= REQUEST_TIMEOUT_MS) continue; // making progress
+      const ofItsAddress = perAddress.get(state.address) ?? 0;
+      if (
+        ofItsAddress > mostOfOneAddress ||
+        (ofItsAddress === mostOfOneAddress && stalled > longestStalled)
+      ) {
+        chosen = socket;
+        mostOfOneAddress = ofItsAddress;
+        longestStalled = stalled;
+      }
+    }
+    return chosen;
   };
   server.on("connection", (socket: Socket) => {
     if (open.size >= MAX_CONNECTIONS) {
-      const now = performance.now();
-      let stalest: Socket | undefined;
-      let mostOfOneAddress = -1;
-      let longestStalled = 0;
-      for (const [other, state] of open) {
-        const stalled = now - state.since;
-        if (state.pending > 0 && stalled <= REQUEST_TIMEOUT_MS) continue; // making progress
-        const ofItsAddress = perAddress.get(state.address) ?? 0;
-        if (
-          ofItsAddress > mostOfOneAddress ||
-          (ofItsAddress === mostOfOneAddress && stalled > longestStalled)
-        ) {
-          stalest = other;
-          mostOfOneAddress = ofItsAddress;
-          longestStalled = stalled;
-        }
-      }
-      if (!stalest) {
+      const evicted = stalest();
+      if (!evicted) {
         socket.destroy();
         return;
       }
-      forget(stalest);
-      stalest.destroy();
+      open.delete(evicted);
+      evicted.destroy();
     }
-    const address = socket.remoteAddress ?? "";
-    open.set(socket, { address, pending: 0, since: performance.now() });
-    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
-    socket.once("close", () => forget(socket));
+    open.set(socket, { address: socket.remoteAddress ?? "", pending: 0, since: performance.now() });
+    socket.once("close", () => open.delete(socket));
   });
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const state = open.get(request.socket);

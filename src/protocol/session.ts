@@ -420,9 +420,8 @@ export class SmtpSession {
   private dispatch(line: CommandLine, moreInput: boolean): Promise<void> | undefined {
     // A hook's own failure is transient for a command we know (451: the client retries, nothing is
     // lost); only an unknown command keeps the seed's 500.
-    const fail = (error: unknown) => {
-      if (this.output.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500, line.verb)) this.close();
-    };
+    const fail = (error: unknown) =>
+      this.answerError(error, KNOWN_VERBS.has(line.verb) ? 451 : 500, line.verb);
     try {
       // STARTTLS is the session's own: the handshake changes what it reads from.
       const next = line.verb === "STARTTLS" ? this.handleStartTls(line) : this.commands.run(line, moreInput);
@@ -475,9 +474,9 @@ export class SmtpSession {
     return COMMAND;
   }
 
-  /** Answers an error as a command's failure (counted, and closing when it says so). */
-  private answerError(error: unknown, defaultCode = 500): void {
-    if (this.output.answerError(error, defaultCode)) this.close();
+  /** Answers an error as a `verb` command's failure (counted, and closing when it says so). */
+  private answerError(error: unknown, defaultCode = 500, verb = ""): void {
+    if (this.output.answerError(error, defaultCode, verb)) this.close();
   }
 
   /**

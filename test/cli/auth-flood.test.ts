@@ -12,7 +12,7 @@ import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { syncBuiltinESMExports } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { RawClient, silentLogger, waitFor } from "../helpers/clients.js";
 
 type Callback = (error: Error | null, key: Buffer) => void;
@@ -47,7 +47,12 @@ const { PASSWORD_CHECKS_AT_ONCE, PASSWORD_CHECKS_WAITING } = accountsModule as u
 const FLOOD = 40;
 const plain = (user: string, password: string) => Buffer.from(`\0${user}\0${password}`).toString("base64");
 
-test("an AUTH flood: at most a few password checks at once, a bounded queue, 454 at once beyond it; a delivery meanwhile is stored", async (t) => {
+/**
+ * `mailgate serve`'s server with AUTH and one account, alice:right, on a fresh Maildir; stopped and
+ * removed when the test ends. The flood comes from one address: with the per-address limit its checks
+ * would run one at a time and never reach the queue, so that limit is off (the flood stands for many).
+ */
+async function startServerWithAlice(t: TestContext): Promise<{ dir: string; port: number }> {
   const dir = await mkdtemp(join(tmpdir(), "mailgate-auth-flood-"));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, "users"), `alice:${await hashPassword("right")}\n`);
@@ -61,8 +66,6 @@ test("an AUTH flood: at most a few password checks at once, a bounded queue, 454
       hostname: "mx.test",
       authMode: "optional",
       authOverPlaintext: true,
-      // The flood comes from one address: with the per-address limit, its checks would run one at a time
-      // and never reach the queue. Off here, the queue's own bound is what is tested (many addresses).
       maxAuthFailuresPerIp: 0,
       logger: silentLogger,
       loggerSeverity: "fatal",
@@ -72,15 +75,23 @@ test("an AUTH flood: at most a few password checks at once, a bounded queue, 454
   );
   await server.start();
   t.after(() => server.stop({ gracefully: false }));
-  const port = server.ports[0] as number;
+  return { dir, port: server.ports[0] as number };
+}
 
-  const flood = await Promise.all(
+/** FLOOD clients, greeted and past EHLO, ready to send AUTH at once. */
+function floodClients(port: number): Promise<RawClient[]> {
+  return Promise.all(
     Array.from({ length: FLOOD }, async () => {
       const client = await RawClient.greeted(port);
       assert.match(await client.command("EHLO flood.test"), /^250 /m);
       return client;
     }),
   );
+}
+
+test("an AUTH flood: at most a few password checks at once, a bounded queue, 454 at once beyond it; a delivery meanwhile is stored", async (t) => {
+  const { dir, port } = await startServerWithAlice(t);
+  const flood = await floodClients(port);
   holding = true;
   const answered: string[] = [];
   const answers = flood.map((client) => {
@@ -134,29 +145,7 @@ test("an AUTH flood: at most a few password checks at once, a bounded queue, 454
 });
 
 test("through an AUTH flood that fills the queue, a user who logged in recently gets in at once; a wrong password still waits", async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), "mailgate-auth-flood-"));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(join(dir, "users"), `alice:${await hashPassword("right")}\n`);
-  const store = await MaildirStore.open(join(dir, "mail"));
-  t.after(() => store.close());
-  const accounts = await Accounts.load(join(dir, "users"));
-  const server = createStoringServer(
-    {
-      hosts: "127.0.0.1",
-      ports: "0",
-      hostname: "mx.test",
-      authMode: "optional",
-      authOverPlaintext: true,
-      maxAuthFailuresPerIp: 0, // the flood stands for many addresses
-      logger: silentLogger,
-      loggerSeverity: "fatal",
-    } as Parameters<typeof createStoringServer>[0],
-    store,
-    { accounts },
-  );
-  await server.start();
-  t.after(() => server.stop({ gracefully: false }));
-  const port = server.ports[0] as number;
+  const { port } = await startServerWithAlice(t);
   const login = async (password: string, from: string) => {
     const client = await RawClient.greeted(port, "127.0.0.1", from);
     await client.command("EHLO alice.test");
@@ -166,13 +155,7 @@ test("through an AUTH flood that fills the queue, a user who logged in recently 
   };
   assert.match(await login("right", "127.0.0.3"), /^235 /);
 
-  const flood = await Promise.all(
-    Array.from({ length: FLOOD }, async () => {
-      const client = await RawClient.greeted(port);
-      await client.command("EHLO flood.test");
-      return client;
-    }),
-  );
+  const flood = await floodClients(port);
   holding = true;
   let answered = 0;
   const answers = flood.map((client) => {

@@ -5,17 +5,15 @@
  * takes its place, and the other worker serves meanwhile.
  */
 import assert from "node:assert/strict";
-import { test } from "node:test";
+import { type TestContext, test } from "node:test";
 import { RawClient, waitFor } from "../helpers/clients.js";
 import { spawnNode } from "../helpers/serve-process.js";
 
 const PROGRAM = new URL("./hanging-worker.js", import.meta.url).pathname;
 
-test("a worker stuck in a hook is killed after hangTimeout and replaced; the other serves meanwhile", async (t) => {
-  const { child, output, exited } = spawnNode([PROGRAM], {
-    env: { ...process.env, HANG_TIMEOUT: "1000" },
-    detached: true,
-  });
+/** hanging-worker.ts with `env`, in a process group of its own (killed whole when the test ends), serving. */
+async function startProgram(t: TestContext, env: Record<string, string>) {
+  const { child, output, exited } = spawnNode([PROGRAM], { env: { ...process.env, ...env }, detached: true });
   t.after(async () => {
     // The whole group: a worker stuck in its loop outlives its primary otherwise (it cannot act on the
     // primary's departure), and would spin on after a failed test.
@@ -31,7 +29,11 @@ test("a worker stuck in a hook is killed after hangTimeout and replaced; the oth
     "the start line",
     20_000,
   );
-  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]);
+  return { child, output, port: Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]) };
+}
+
+test("a worker stuck in a hook is killed after hangTimeout and replaced; the other serves meanwhile", async (t) => {
+  const { child, output, port } = await startProgram(t, { HANG_TIMEOUT: "1000" });
   const started = /with workers (\d+), (\d+)/.exec(output())?.slice(1) as string[];
 
   const send = async (client: RawClient, rcpt: string): Promise<string> => {
@@ -97,24 +99,7 @@ test("a worker that is busy but turning is not taken for hung, however many conn
   // Each connection costs its worker 200 ms of blocking work, and 24 arrive at once: a message from the
   // primary waits in the channel behind the sockets sent before it (one turn of the worker each), so a
   // ping from the primary would take ~2.4 s to arrive. The worker's own heartbeat comes between turns.
-  const { child, output, exited } = spawnNode([PROGRAM], {
-    env: { ...process.env, HANG_TIMEOUT: "1000", BUSY_CONNECT_MS: "200" },
-    detached: true,
-  });
-  t.after(async () => {
-    try {
-      process.kill(-(child.pid as number), "SIGKILL");
-    } catch {
-      // the group is gone already
-    }
-    await exited;
-  });
-  await waitFor(
-    () => /serving on 127\.0\.0\.1:\d+ with workers \d+, \d+/.test(output()),
-    "the start line",
-    20_000,
-  );
-  const port = Number(/serving on 127\.0\.0\.1:(\d+)/.exec(output())?.[1]);
+  const { output, port } = await startProgram(t, { HANG_TIMEOUT: "1000", BUSY_CONNECT_MS: "200" });
   const clients = await Promise.all(Array.from({ length: 24 }, () => RawClient.greeted(port)));
   for (const client of clients) client.close();
   // One more watch period after the last greeting: a late verdict would show now.

@@ -33,6 +33,14 @@ function countingHandlers(renderMs: number) {
   };
 }
 
+/** A /healthz probe's status, 0 when it got no answer within `ms` (a fetch kept out may never settle). */
+function probeStatus(endpoint: OperationsEndpoint, ms: number): Promise<number> {
+  return fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(ms) }).then(
+    (response) => response.status,
+    () => 0,
+  );
+}
+
 /** Writes `count` pipelined GETs of `path` at once; resolves with the status codes of the `count` responses. */
 function pipelined(port: number, path: string, count: number): Promise<number[]> {
   return new Promise((resolve, reject) => {
@@ -117,10 +125,7 @@ test("64 connections that send nothing do not keep a probe out (the one idle lon
     // While they hold every slot, a probe gets in: the connection silent longest is closed for it (it used
     // to be kept out until the silent ones timed out; the probe is bounded, as such a fetch never settled).
     await delay(1000);
-    const meanwhile = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
-      (response) => response.status,
-      () => 0,
-    );
+    const meanwhile = await probeStatus(endpoint, 3000);
     assert.equal(meanwhile, 200, "a probe was kept out by 64 silent connections");
     // The server closes them; the bound tells 10 s checked each second from Node's default 30 s check, with
     // room for a loaded machine (a fixed 40 s cap keeps the test from hanging if they are never closed).
@@ -159,10 +164,7 @@ test("64 keep-alive connections, each answered once and idle since, do not keep 
     ),
   );
   try {
-    const probe = await fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(3000) }).then(
-      (response) => response.status,
-      () => 0,
-    );
+    const probe = await probeStatus(endpoint, 3000);
     assert.equal(probe, 200);
     await delay(100);
     assert.equal(held.filter((socket) => socket.destroyed || socket.readableEnded).length >= 1, true);
@@ -186,11 +188,7 @@ test("64 connections that ask and never read the answers make room for a probe o
     socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20));
     return socket;
   });
-  const probe = () =>
-    fetch(`${endpoint.url}/healthz`, { signal: AbortSignal.timeout(2000) }).then(
-      (response) => response.status,
-      () => 0,
-    );
+  const probe = () => probeStatus(endpoint, 2000);
   try {
     await delay(1000);
     // Their answers have waited a second: they are still making progress as far as anyone can tell.
